@@ -1,0 +1,653 @@
+//! Routes: attachment to listeners (parentRefs, allowedRoutes, hostnames), backend resolution
+//! (ReferenceGrants, Services, Loom Backends, BackendTLSPolicies) and rule compilation.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue};
+
+use super::gateway::Gateways;
+use super::policy::TlsPolicies;
+use super::{World, by_age, group_or};
+use crate::filter::{self, Cors, HeaderEdits, PathModifier, Redirect, Rewrite};
+use crate::input::*;
+use crate::route::header::{HeaderMatch, QueryMatch, ValueMatch, parse_method};
+use crate::route::host::HostPattern;
+use crate::route::path::PathMatch;
+use crate::route::{GrpcMatch, HttpMatch, RouteOrder};
+use crate::snapshot::*;
+use crate::status::*;
+
+/// A compiled HTTPRoute or GRPCRoute.
+pub(crate) struct CompiledRoute {
+    pub(crate) order: RouteOrder,
+    pub(crate) http: Vec<CompiledRule<HttpMatch>>,
+    pub(crate) grpc: Vec<CompiledRule<GrpcMatch>>,
+}
+
+pub(crate) struct CompiledRule<M> {
+    pub(crate) index: usize,
+    pub(crate) matches: Vec<M>,
+    pub(crate) rule: Arc<HttpRule>,
+}
+
+pub(crate) struct HttpAttachment {
+    pub(crate) listener: usize,
+    pub(crate) hostnames: Vec<Option<HostPattern>>,
+    pub(crate) route: Arc<CompiledRoute>,
+}
+
+pub(crate) struct L4Attachment {
+    pub(crate) listener: usize,
+    pub(crate) hostnames: Vec<Option<HostPattern>>,
+    pub(crate) order: RouteOrder,
+    pub(crate) rule: Arc<L4Rule>,
+}
+
+/// Every accepted attachment.
+#[derive(Default)]
+pub(crate) struct Attached {
+    pub(crate) http: Vec<HttpAttachment>,
+    pub(crate) l4: Vec<L4Attachment>,
+    /// Services each Gateway routes to (BackendTLSPolicy ancestors).
+    pub(crate) services_by_gateway: BTreeMap<usize, BTreeSet<(String, String)>>,
+}
+
+struct RouteView<'a> {
+    key: ObjectKey,
+    meta: &'a ObjectMeta,
+    parent_refs: &'a [ParentReference],
+    hostnames: &'a [String],
+}
+
+pub(crate) fn attach_all(world: &World<'_>, gws: &mut Gateways<'_>, policies: &TlsPolicies, status: &mut Status) -> Attached {
+    let mut attached = Attached::default();
+    let input = world.input;
+    for r in by_age(&input.http_routes, |r| &r.metadata) {
+        let view = view(Kind::HttpRoute, &r.metadata, &r.spec.parent_refs, &r.spec.hostnames);
+        let (compiled, errors, services) = compile_http_route(world, policies, &view, r);
+        attach_route(world, gws, &mut attached, status, view, errors, services, Target::Http(compiled));
+    }
+    for r in by_age(&input.grpc_routes, |r| &r.metadata) {
+        let view = view(Kind::GrpcRoute, &r.metadata, &r.spec.parent_refs, &r.spec.hostnames);
+        let (compiled, errors, services) = compile_grpc_route(world, policies, &view, r);
+        attach_route(world, gws, &mut attached, status, view, errors, services, Target::Http(compiled));
+    }
+    let l4 = [
+        (Kind::TlsRoute, &input.tls_routes.iter().map(|r| (&r.metadata, &r.spec)).collect::<Vec<_>>(), AppProtocol::Tcp),
+        (Kind::TcpRoute, &input.tcp_routes.iter().map(|r| (&r.metadata, &r.spec)).collect(), AppProtocol::Tcp),
+        (Kind::UdpRoute, &input.udp_routes.iter().map(|r| (&r.metadata, &r.spec)).collect(), AppProtocol::Udp),
+    ];
+    for (kind, routes, proto) in l4 {
+        let mut routes: Vec<_> = routes.iter().filter(|(m, _)| m.deletion_timestamp.is_none()).collect();
+        routes.sort_by(|a, b| a.0.age_key().cmp(&b.0.age_key()));
+        for (meta, spec) in routes {
+            let hostnames: &[String] = if kind == Kind::TlsRoute { &spec.hostnames } else { &[] };
+            let view = view(kind, meta, &spec.parent_refs, hostnames);
+            let mut errors = vec![];
+            let mut services = BTreeSet::new();
+            let backends = spec
+                .rules
+                .iter()
+                .flat_map(|rule| &rule.backend_refs)
+                .map(|b| weighted(world, policies, &view, b, Some(proto), &mut errors, &mut services, Filters::default()))
+                .collect();
+            let rule = Arc::new(L4Rule { route: view.key.clone(), backends });
+            let order = order_of(meta);
+            attach_route(world, gws, &mut attached, status, view, errors, services, Target::L4(rule, order));
+        }
+    }
+    attached
+}
+
+enum Target {
+    Http(Arc<CompiledRoute>),
+    L4(Arc<L4Rule>, RouteOrder),
+}
+
+fn view<'a>(kind: Kind, meta: &'a ObjectMeta, parent_refs: &'a [ParentReference], hostnames: &'a [String]) -> RouteView<'a> {
+    RouteView {
+        key: ObjectKey { kind, namespace: meta.namespace_or_default().into(), name: meta.name.clone() },
+        meta,
+        parent_refs,
+        hostnames,
+    }
+}
+
+fn order_of(meta: &ObjectMeta) -> RouteOrder {
+    RouteOrder {
+        created: Timestamp::parse(meta.creation_timestamp.as_deref()),
+        namespace: meta.namespace_or_default().into(),
+        name: meta.name.clone(),
+        rule: 0,
+        match_index: 0,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attach_route(
+    world: &World<'_>,
+    gws: &mut Gateways<'_>,
+    attached: &mut Attached,
+    status: &mut Status,
+    route: RouteView<'_>,
+    errors: Vec<(Reason, String)>,
+    services: BTreeSet<(String, String)>,
+    target: Target,
+) {
+    let g = route.meta.generation();
+    let ns = route.key.namespace.as_str();
+    let mut hostnames = vec![];
+    let mut bad_hostname = None;
+    for h in route.hostnames {
+        match HostPattern::parse(h) {
+            Ok(p) => hostnames.push(p),
+            Err(e) => bad_hostname = Some(format!("hostname {h:?}: {e}")),
+        }
+    }
+    let mut parents = vec![];
+    let mut seen = BTreeSet::new();
+    for p in route.parent_refs {
+        let group = group_or(&p.group, GATEWAY_GROUP);
+        let kind = p.kind.as_deref().unwrap_or("Gateway");
+        let parent_ns = p.namespace.as_deref().unwrap_or(ns);
+        let listeners: Vec<usize> = match (group, kind) {
+            (GATEWAY_GROUP, "Gateway") => match gws.gateway_index(parent_ns, &p.name) {
+                Some(gi) => gws.gateways[gi].listeners.clone(),
+                None => continue,
+            },
+            (GATEWAY_GROUP, "ListenerSet") => match gws.listener_set_index(parent_ns, &p.name) {
+                Some(si) => gws.listener_sets[si].listeners.clone(),
+                None => continue,
+            },
+            _ => continue,
+        };
+        let parent_ref = ParentReference {
+            group: Some(group.into()),
+            kind: Some(kind.into()),
+            namespace: Some(parent_ns.into()),
+            name: p.name.clone(),
+            section_name: p.section_name.clone(),
+            port: p.port,
+        };
+        if !seen.insert(parent_ref.clone()) {
+            continue; // the same parentRef twice gets one entry
+        }
+        let result = if let Some(m) = &bad_hostname {
+            Err((Reason::UnsupportedValue, m.clone()))
+        } else {
+            select_listeners(world, gws, &route, p, &listeners, &hostnames)
+        };
+        let mut c = Conditions::default();
+        match result {
+            Ok(accepted) => {
+                c.set(Condition::new(ConditionType::Accepted, true, Reason::Accepted, "route is attached", g));
+                for (li, hosts) in accepted {
+                    gws.listeners[li].attached.insert(route.key.clone());
+                    let gateway = gws.listeners[li].gateway;
+                    attached.services_by_gateway.entry(gateway).or_default().extend(services.iter().cloned());
+                    match &target {
+                        Target::Http(r) => attached.http.push(HttpAttachment { listener: li, hostnames: hosts, route: r.clone() }),
+                        Target::L4(r, order) => attached.l4.push(L4Attachment {
+                            listener: li,
+                            hostnames: hosts,
+                            order: order.clone(),
+                            rule: r.clone(),
+                        }),
+                    }
+                }
+            }
+            Err((reason, m)) => c.set(Condition::new(ConditionType::Accepted, false, reason, m, g)),
+        }
+        c.set(match errors.first() {
+            None => Condition::new(ConditionType::ResolvedRefs, true, Reason::ResolvedRefs, "all references resolved", g),
+            Some((r, m)) => Condition::new(ConditionType::ResolvedRefs, false, *r, m.clone(), g),
+        });
+        if let Some((_, m)) = errors.iter().find(|(r, _)| *r == Reason::UnsupportedValue) {
+            c.set(Condition::new(ConditionType::PartiallyInvalid, true, Reason::UnsupportedValue, m.clone(), g));
+        }
+        parents.push(RouteParentStatus { parent_ref, controller_name: world.options.controller_name.clone(), conditions: c });
+    }
+    if !parents.is_empty() {
+        status.objects.insert(route.key.clone(), ObjectStatus::Route(RouteStatus { parents }));
+    }
+}
+
+type Selected = Vec<(usize, Vec<Option<HostPattern>>)>;
+
+/// Which listeners of a parent accept the route, with the effective hostnames on each.
+fn select_listeners(
+    world: &World<'_>,
+    gws: &Gateways<'_>,
+    route: &RouteView<'_>,
+    p: &ParentReference,
+    listeners: &[usize],
+    hostnames: &[HostPattern],
+) -> Result<Selected, (Reason, String)> {
+    let candidates: Vec<usize> = listeners
+        .iter()
+        .copied()
+        .filter(|&l| p.section_name.as_ref().is_none_or(|s| &gws.listeners[l].spec.name == s))
+        .filter(|&l| p.port.is_none_or(|port| i32::from(gws.listeners[l].port) == port))
+        .collect();
+    if candidates.is_empty() {
+        let what = match (&p.section_name, p.port) {
+            (Some(s), _) => format!("no listener named {s:?}"),
+            (None, Some(port)) => format!("no listener on port {port}"),
+            _ => "the parent has no listeners".into(),
+        };
+        return Err((Reason::NoMatchingParent, what));
+    }
+    let mut accepted = vec![];
+    let mut hostname_mismatch = false;
+    for l in candidates {
+        let ir = &gws.listeners[l];
+        if !ir.is_accepted() || !ir.kinds.contains(&route.key.kind) || !ir.allows_namespace(world, &route.key.namespace) {
+            continue;
+        }
+        let hosts: Vec<Option<HostPattern>> = if hostnames.is_empty() {
+            vec![ir.hostname.clone()]
+        } else {
+            let mut v: Vec<_> = hostnames.iter().filter_map(|h| HostPattern::intersect(ir.hostname.as_ref(), h)).map(Some).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        if hosts.is_empty() {
+            hostname_mismatch = true;
+            continue;
+        }
+        accepted.push((l, hosts));
+    }
+    if !accepted.is_empty() {
+        Ok(accepted)
+    } else if hostname_mismatch {
+        Err((Reason::NoMatchingListenerHostname, "no listener hostname intersects the route's hostnames".into()))
+    } else {
+        Err((Reason::NotAllowedByListeners, format!("no listener admits {} from namespace {}", route.key.kind, route.key.namespace)))
+    }
+}
+
+/// Resolves one backendRef; errors become status reasons and 500s for its share of traffic.
+#[allow(clippy::too_many_arguments)]
+fn weighted(
+    world: &World<'_>,
+    policies: &TlsPolicies,
+    route: &RouteView<'_>,
+    b: &BackendRef,
+    l4: Option<AppProtocol>,
+    errors: &mut Vec<(Reason, String)>,
+    services: &mut BTreeSet<(String, String)>,
+    filters: Filters,
+) -> WeightedBackend {
+    let target = resolve_backend(world, policies, route, b, l4, services).map_err(|(r, m)| {
+        errors.push((r, m.clone()));
+        m
+    });
+    WeightedBackend { weight: u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0), target, filters }
+}
+
+fn resolve_backend(
+    world: &World<'_>,
+    policies: &TlsPolicies,
+    route: &RouteView<'_>,
+    b: &BackendRef,
+    l4: Option<AppProtocol>,
+    services: &mut BTreeSet<(String, String)>,
+) -> Result<Arc<BackendTarget>, (Reason, String)> {
+    let group = group_or(&b.group, "");
+    let kind = b.kind.as_deref().unwrap_or("Service");
+    let ns = b.namespace.as_deref().unwrap_or(&route.key.namespace);
+    let is_service = group.is_empty() && kind == "Service";
+    let is_backend = group == LOOM_GROUP && kind == "Backend";
+    if !is_service && !is_backend {
+        return Err((Reason::InvalidKind, format!("backendRef kind {group}/{kind} is not supported")));
+    }
+    let from = (GATEWAY_GROUP, route.key.kind.as_str(), route.key.namespace.as_str());
+    if !world.grant_allows(from, (group, kind, ns, &b.name)) {
+        return Err((Reason::RefNotPermitted, format!("no ReferenceGrant allows {kind} {ns}/{}", b.name)));
+    }
+    if is_backend {
+        let Some(be) = world.backend(ns, &b.name) else {
+            return Err((Reason::BackendNotFound, format!("Backend {ns}/{} not found", b.name)));
+        };
+        let protocol = match (l4, be.spec.protocol.as_deref()) {
+            (Some(p), _) => p,
+            (None, Some("h2c")) => AppProtocol::H2c,
+            (None, Some("ws")) => AppProtocol::WebSocket,
+            _ => AppProtocol::Http,
+        };
+        return Ok(Arc::new(BackendTarget {
+            object: ObjectKey { kind: Kind::Backend, namespace: ns.into(), name: b.name.clone() },
+            port: None,
+            protocol,
+            endpoints: be.spec.endpoints.clone(),
+            tls: None,
+        }));
+    }
+    let Some(svc) = world.service(ns, &b.name) else {
+        return Err((Reason::BackendNotFound, format!("Service {ns}/{} not found", b.name)));
+    };
+    let Some(port) = b.port else {
+        return Err((Reason::UnsupportedValue, format!("backendRef to Service {ns}/{} needs a port", b.name)));
+    };
+    let Some(sp) = svc.spec.ports.iter().find(|p| p.port == port) else {
+        return Err((Reason::BackendNotFound, format!("Service {ns}/{} has no port {port}", b.name)));
+    };
+    services.insert((ns.into(), b.name.clone()));
+    let protocol = l4.unwrap_or(match sp.app_protocol.as_deref() {
+        Some("kubernetes.io/h2c") => AppProtocol::H2c,
+        Some("kubernetes.io/ws") => AppProtocol::WebSocket,
+        _ => AppProtocol::Http,
+    });
+    let mut endpoints = vec![];
+    for slice in world.endpoint_slices(ns, &b.name) {
+        let Some(ep_port) = slice.ports.iter().find(|p| p.name == sp.name || (slice.ports.len() == 1 && sp.name.is_none())) else {
+            continue;
+        };
+        let Some(ep_port) = ep_port.port else { continue };
+        for ep in &slice.endpoints {
+            if ep.conditions.ready == Some(false) {
+                continue;
+            }
+            for a in &ep.addresses {
+                endpoints.push(if a.contains(':') { format!("[{a}]:{ep_port}") } else { format!("{a}:{ep_port}") });
+            }
+        }
+    }
+    endpoints.sort();
+    endpoints.dedup();
+    let tls = policies.for_service(ns, &b.name, sp.name.as_deref());
+    Ok(Arc::new(BackendTarget {
+        object: ObjectKey { kind: Kind::Service, namespace: ns.into(), name: b.name.clone() },
+        port: u16::try_from(port).ok(),
+        protocol,
+        endpoints,
+        tls,
+    }))
+}
+
+type RouteOutput = (Arc<CompiledRoute>, Vec<(Reason, String)>, BTreeSet<(String, String)>);
+
+fn compile_http_route(world: &World<'_>, policies: &TlsPolicies, view: &RouteView<'_>, r: &HttpRoute) -> RouteOutput {
+    let mut errors = vec![];
+    let mut services = BTreeSet::new();
+    let default_rule = [HttpRouteRule::default()];
+    let rules: &[HttpRouteRule] = if r.spec.rules.is_empty() { &default_rule } else { &r.spec.rules };
+    let mut http = vec![];
+    for (index, rule) in rules.iter().enumerate() {
+        let matches = match compile_http_matches(&rule.matches) {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push((Reason::UnsupportedValue, format!("rule {index}: {e}; rule dropped")));
+                continue;
+            }
+        };
+        let compiled = compile_rule(world, policies, view, index, rule.name.clone(), &rule.filters, &rule.backend_refs, &mut errors, &mut services);
+        let mut compiled = compiled;
+        if let Some(t) = &rule.timeouts {
+            let ms = |s: &Option<String>| s.as_deref().and_then(filter::parse_duration_ms).filter(|&ms| ms > 0);
+            compiled.timeouts = Timeouts { request_ms: ms(&t.request), backend_request_ms: ms(&t.backend_request) };
+        }
+        if let Some(retry) = &rule.retry {
+            compiled.retry = Some(Retry {
+                codes: retry.codes.iter().filter_map(|c| u16::try_from(*c).ok()).collect(),
+                attempts: u32::try_from(retry.attempts.unwrap_or(1)).unwrap_or(0),
+                backoff_ms: retry.backoff.as_deref().and_then(filter::parse_duration_ms),
+            });
+        }
+        http.push(CompiledRule { index, matches, rule: Arc::new(compiled) });
+    }
+    (Arc::new(CompiledRoute { order: order_of(view.meta), http, grpc: vec![] }), errors, services)
+}
+
+fn compile_grpc_route(world: &World<'_>, policies: &TlsPolicies, view: &RouteView<'_>, r: &GrpcRoute) -> RouteOutput {
+    let mut errors = vec![];
+    let mut services = BTreeSet::new();
+    let default_rule = [GrpcRouteRule::default()];
+    let rules: &[GrpcRouteRule] = if r.spec.rules.is_empty() { &default_rule } else { &r.spec.rules };
+    let mut grpc = vec![];
+    for (index, rule) in rules.iter().enumerate() {
+        let matches = match compile_grpc_matches(&rule.matches) {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push((Reason::UnsupportedValue, format!("rule {index}: {e}; rule dropped")));
+                continue;
+            }
+        };
+        let compiled = compile_rule(world, policies, view, index, rule.name.clone(), &rule.filters, &rule.backend_refs, &mut errors, &mut services);
+        grpc.push(CompiledRule { index, matches, rule: Arc::new(compiled) });
+    }
+    (Arc::new(CompiledRoute { order: order_of(view.meta), http: vec![], grpc }), errors, services)
+}
+
+fn compile_http_matches(matches: &[HttpRouteMatch]) -> Result<Vec<HttpMatch>, String> {
+    if matches.is_empty() {
+        return Ok(vec![HttpMatch { path: PathMatch::Prefix("/".into()), method: None, headers: vec![], query: vec![] }]);
+    }
+    matches
+        .iter()
+        .map(|m| {
+            let path = match &m.path {
+                Some(p) => PathMatch::parse(p.type_.as_deref(), p.value.as_deref()).map_err(|e| e.to_string())?,
+                None => PathMatch::Prefix("/".into()),
+            };
+            let mut headers: Vec<HeaderMatch> = vec![];
+            for h in &m.headers {
+                let hm = HeaderMatch::parse(h.type_.as_deref(), &h.name, &h.value).map_err(|e| e.to_string())?;
+                // Spec: "only the first entry with an equivalent name MUST be considered".
+                if !headers.iter().any(|x| x.name == hm.name) {
+                    headers.push(hm);
+                }
+            }
+            let mut query: Vec<QueryMatch> = vec![];
+            for q in &m.query_params {
+                if !query.iter().any(|x| x.name == q.name) {
+                    query.push(QueryMatch { name: q.name.clone(), value: ValueMatch::parse(q.type_.as_deref(), &q.value).map_err(|e| e.to_string())? });
+                }
+            }
+            let method = m.method.as_deref().map(parse_method).transpose().map_err(|e| e.to_string())?;
+            Ok(HttpMatch { path, method, headers, query })
+        })
+        .collect()
+}
+
+fn compile_grpc_matches(matches: &[GrpcRouteMatch]) -> Result<Vec<GrpcMatch>, String> {
+    if matches.is_empty() {
+        return Ok(vec![GrpcMatch { service: None, method: None, headers: vec![] }]);
+    }
+    matches
+        .iter()
+        .map(|m| {
+            let (service, method) = match &m.method {
+                None => (None, None),
+                Some(mm) => {
+                    let t = mm.type_.as_deref();
+                    let parse = |v: &Option<String>| v.as_deref().map(|v| ValueMatch::parse(t, v)).transpose().map_err(|e| e.to_string());
+                    (parse(&mm.service)?, parse(&mm.method)?)
+                }
+            };
+            let headers = m
+                .headers
+                .iter()
+                .map(|h| HeaderMatch::parse(h.type_.as_deref(), &h.name, &h.value).map_err(|e| e.to_string()))
+                .collect::<Result<_, _>>()?;
+            Ok(GrpcMatch { service, method, headers })
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compile_rule(
+    world: &World<'_>,
+    policies: &TlsPolicies,
+    view: &RouteView<'_>,
+    index: usize,
+    name: Option<String>,
+    filters: &[HttpRouteFilter],
+    backend_refs: &[HttpBackendRef],
+    errors: &mut Vec<(Reason, String)>,
+    services: &mut BTreeSet<(String, String)>,
+) -> HttpRule {
+    let mut invalid = None;
+    let rule_filters = compile_filters(world, policies, view, filters, errors, services, &mut invalid);
+    let backends = backend_refs
+        .iter()
+        .map(|b| {
+            let mut backend_invalid = None;
+            let f = compile_filters(world, policies, view, &b.filters, errors, services, &mut backend_invalid);
+            let mut w = weighted(world, policies, view, &b.backend_ref, None, errors, services, f);
+            if let Some(why) = backend_invalid {
+                w.target = Err(why);
+            }
+            w
+        })
+        .collect();
+    HttpRule {
+        route: view.key.clone(),
+        rule_index: index,
+        rule_name: name,
+        filters: rule_filters,
+        backends,
+        invalid,
+        timeouts: Timeouts::default(),
+        retry: None,
+    }
+}
+
+fn header_edits(m: &HeaderModifier) -> Result<HeaderEdits, String> {
+    let pair = |h: &HttpHeader| -> Result<(HeaderName, HeaderValue), String> {
+        Ok((
+            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| format!("invalid header name {:?}", h.name))?,
+            HeaderValue::from_str(&h.value).map_err(|_| format!("invalid header value {:?}", h.value))?,
+        ))
+    };
+    Ok(HeaderEdits {
+        set: m.set.iter().map(pair).collect::<Result<_, _>>()?,
+        add: m.add.iter().map(pair).collect::<Result<_, _>>()?,
+        remove: m
+            .remove
+            .iter()
+            .map(|n| HeaderName::from_bytes(n.as_bytes()).map_err(|_| format!("invalid header name {n:?}")))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn path_modifier(p: &HttpPathModifier) -> Result<PathModifier, String> {
+    match p.type_.as_str() {
+        "ReplaceFullPath" => Ok(PathModifier::Full(p.replace_full_path.clone().unwrap_or_else(|| "/".into()))),
+        "ReplacePrefixMatch" => Ok(PathModifier::Prefix(p.replace_prefix_match.clone().unwrap_or_else(|| "/".into()))),
+        t => Err(format!("unsupported path modifier {t:?}")),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compile_filters(
+    world: &World<'_>,
+    policies: &TlsPolicies,
+    view: &RouteView<'_>,
+    filters: &[HttpRouteFilter],
+    errors: &mut Vec<(Reason, String)>,
+    services: &mut BTreeSet<(String, String)>,
+    invalid: &mut Option<String>,
+) -> Filters {
+    let mut out = Filters::default();
+    // An invalid filter makes its rule (or backend) answer 500.
+    let mut fail = |m: String, errors: &mut Vec<(Reason, String)>| {
+        errors.push((Reason::UnsupportedValue, m.clone()));
+        invalid.get_or_insert(m);
+    };
+    let mut extension_ref = false;
+    for f in filters {
+        match f.type_.as_str() {
+            "RequestHeaderModifier" => match f.request_header_modifier.as_ref().map(header_edits) {
+                Some(Ok(e)) => out.request_headers = Some(e),
+                Some(Err(m)) => fail(m, errors),
+                None => fail("RequestHeaderModifier without requestHeaderModifier".into(), errors),
+            },
+            "ResponseHeaderModifier" => match f.response_header_modifier.as_ref().map(header_edits) {
+                Some(Ok(e)) => out.response_headers = Some(e),
+                Some(Err(m)) => fail(m, errors),
+                None => fail("ResponseHeaderModifier without responseHeaderModifier".into(), errors),
+            },
+            "RequestRedirect" => {
+                let Some(r) = &f.request_redirect else {
+                    fail("RequestRedirect without requestRedirect".into(), errors);
+                    continue;
+                };
+                let path = match r.path.as_ref().map(path_modifier).transpose() {
+                    Ok(p) => p,
+                    Err(m) => {
+                        fail(m, errors);
+                        continue;
+                    }
+                };
+                out.redirect = Some(Redirect {
+                    scheme: r.scheme.clone(),
+                    hostname: r.hostname.clone(),
+                    path,
+                    port: r.port.and_then(|p| u16::try_from(p).ok()),
+                    status: r.status_code.and_then(|s| u16::try_from(s).ok()).unwrap_or(302),
+                });
+            }
+            "URLRewrite" => {
+                let Some(r) = &f.url_rewrite else {
+                    fail("URLRewrite without urlRewrite".into(), errors);
+                    continue;
+                };
+                let path = match r.path.as_ref().map(path_modifier).transpose() {
+                    Ok(p) => p,
+                    Err(m) => {
+                        fail(m, errors);
+                        continue;
+                    }
+                };
+                let hostname = match r.hostname.as_deref().map(HeaderValue::from_str).transpose() {
+                    Ok(h) => h,
+                    Err(_) => {
+                        fail("invalid rewrite hostname".into(), errors);
+                        continue;
+                    }
+                };
+                out.rewrite = Some(Rewrite { hostname, path });
+            }
+            "RequestMirror" => {
+                let Some(m) = &f.request_mirror else {
+                    fail("RequestMirror without requestMirror".into(), errors);
+                    continue;
+                };
+                let (numerator, denominator) = match (&m.percent, &m.fraction) {
+                    (Some(p), _) => (u32::try_from(*p).unwrap_or(0), 100),
+                    (None, Some(fr)) => (u32::try_from(fr.numerator).unwrap_or(0), u32::try_from(fr.denominator.unwrap_or(100)).unwrap_or(100)),
+                    (None, None) => (1, 1),
+                };
+                match resolve_backend(world, policies, view, &m.backend_ref, None, services) {
+                    Ok(backend) => out.mirrors.push(Mirror { backend, numerator, denominator }),
+                    Err(e) => errors.push(e),
+                }
+            }
+            "CORS" => {
+                let Some(c) = &f.cors else {
+                    fail("CORS without cors".into(), errors);
+                    continue;
+                };
+                out.cors = Some(Cors {
+                    allow_origins: c.allow_origins.clone(),
+                    allow_credentials: c.allow_credentials.unwrap_or(false),
+                    allow_methods: c.allow_methods.clone(),
+                    allow_headers: c.allow_headers.clone(),
+                    expose_headers: c.expose_headers.clone(),
+                    max_age: c.max_age.unwrap_or(5),
+                });
+            }
+            "ExtensionRef" => extension_ref = true,
+            other => fail(format!("filter type {other:?} is not supported"), errors),
+        }
+    }
+    if extension_ref {
+        let m = "ExtensionRef filters are not supported; matching requests get 500".to_owned();
+        errors.push((Reason::InvalidKind, m.clone()));
+        invalid.get_or_insert(m);
+    }
+    out
+}

@@ -1,0 +1,425 @@
+//! The input model: plain serde types for the Gateway API objects (v1.6.1, standard and
+//! experimental channel), the core Kubernetes objects the compiler needs, and Loom's own kinds.
+//!
+//! [`Input`] is the whole world, level-triggered: the Kubernetes adapter and the file loader both
+//! build one and hand it to [`compile`](crate::compile). Fields mirror the API (`camelCase`);
+//! anything the compiler does not read is ignored when deserializing.
+
+mod core;
+mod gateway;
+mod loom;
+mod meta;
+mod policy;
+mod route;
+
+pub use self::{core::*, gateway::*, loom::*, meta::*, policy::*, route::*};
+
+use std::fmt;
+
+/// The API group of the Gateway API.
+pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+/// The API group of Loom's own kinds.
+pub const LOOM_GROUP: &str = "gateway.loom.dev";
+
+/// Every object kind Loom reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[allow(missing_docs)]
+pub enum Kind {
+    GatewayClass,
+    Gateway,
+    ListenerSet,
+    HttpRoute,
+    GrpcRoute,
+    TlsRoute,
+    TcpRoute,
+    UdpRoute,
+    ReferenceGrant,
+    BackendTlsPolicy,
+    Namespace,
+    Service,
+    EndpointSlice,
+    Secret,
+    ConfigMap,
+    GatewayClassConfig,
+    RateLimitPolicy,
+    CircuitBreakerPolicy,
+    WasmPlugin,
+    Backend,
+}
+
+impl Kind {
+    /// Every kind, in the order they are listed in status output.
+    pub const ALL: [Kind; 20] = [
+        Kind::GatewayClass,
+        Kind::Gateway,
+        Kind::ListenerSet,
+        Kind::HttpRoute,
+        Kind::GrpcRoute,
+        Kind::TlsRoute,
+        Kind::TcpRoute,
+        Kind::UdpRoute,
+        Kind::ReferenceGrant,
+        Kind::BackendTlsPolicy,
+        Kind::Namespace,
+        Kind::Service,
+        Kind::EndpointSlice,
+        Kind::Secret,
+        Kind::ConfigMap,
+        Kind::GatewayClassConfig,
+        Kind::RateLimitPolicy,
+        Kind::CircuitBreakerPolicy,
+        Kind::WasmPlugin,
+        Kind::Backend,
+    ];
+
+    /// The kind's name as written in `kind:`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::GatewayClass => "GatewayClass",
+            Kind::Gateway => "Gateway",
+            Kind::ListenerSet => "ListenerSet",
+            Kind::HttpRoute => "HTTPRoute",
+            Kind::GrpcRoute => "GRPCRoute",
+            Kind::TlsRoute => "TLSRoute",
+            Kind::TcpRoute => "TCPRoute",
+            Kind::UdpRoute => "UDPRoute",
+            Kind::ReferenceGrant => "ReferenceGrant",
+            Kind::BackendTlsPolicy => "BackendTLSPolicy",
+            Kind::Namespace => "Namespace",
+            Kind::Service => "Service",
+            Kind::EndpointSlice => "EndpointSlice",
+            Kind::Secret => "Secret",
+            Kind::ConfigMap => "ConfigMap",
+            Kind::GatewayClassConfig => "GatewayClassConfig",
+            Kind::RateLimitPolicy => "RateLimitPolicy",
+            Kind::CircuitBreakerPolicy => "CircuitBreakerPolicy",
+            Kind::WasmPlugin => "WASMPlugin",
+            Kind::Backend => "Backend",
+        }
+    }
+
+    /// The API group (`""` for the core group).
+    pub fn group(self) -> &'static str {
+        match self {
+            Kind::Namespace | Kind::Service | Kind::Secret | Kind::ConfigMap => "",
+            Kind::EndpointSlice => "discovery.k8s.io",
+            Kind::GatewayClassConfig
+            | Kind::RateLimitPolicy
+            | Kind::CircuitBreakerPolicy
+            | Kind::WasmPlugin
+            | Kind::Backend => LOOM_GROUP,
+            _ => GATEWAY_GROUP,
+        }
+    }
+
+    /// Whether objects of this kind live in a namespace.
+    pub fn is_namespaced(self) -> bool {
+        !matches!(self, Kind::GatewayClass | Kind::Namespace)
+    }
+
+    /// Finds the kind for an `apiVersion` and `kind` pair. Older Gateway API versions
+    /// (`v1beta1`, `v1alpha2`, `v1alpha3`) and the experimental `XListenerSet` name are accepted.
+    pub fn from_api(api_version: &str, kind: &str) -> Option<Kind> {
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let kind = match (group, kind) {
+            ("gateway.networking.x-k8s.io", "XListenerSet") => return Some(Kind::ListenerSet),
+            (_, k) => Kind::ALL.into_iter().find(|c| c.as_str() == k)?,
+        };
+        (kind.group() == group).then_some(kind)
+    }
+}
+
+impl serde::Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One object of any kind Loom reads.
+#[derive(Clone, Debug, PartialEq)]
+#[allow(missing_docs)]
+pub enum Object {
+    GatewayClass(GatewayClass),
+    Gateway(Gateway),
+    ListenerSet(ListenerSet),
+    HttpRoute(HttpRoute),
+    GrpcRoute(GrpcRoute),
+    TlsRoute(TlsRoute),
+    TcpRoute(TcpRoute),
+    UdpRoute(UdpRoute),
+    ReferenceGrant(ReferenceGrant),
+    BackendTlsPolicy(BackendTlsPolicy),
+    Namespace(Namespace),
+    Service(Service),
+    EndpointSlice(EndpointSlice),
+    Secret(Secret),
+    ConfigMap(ConfigMap),
+    GatewayClassConfig(GatewayClassConfig),
+    RateLimitPolicy(RateLimitPolicy),
+    CircuitBreakerPolicy(CircuitBreakerPolicy),
+    WasmPlugin(WasmPlugin),
+    Backend(Backend),
+}
+
+macro_rules! each_object {
+    ($obj:expr, $o:ident => $e:expr) => {
+        match $obj {
+            Object::GatewayClass($o) => $e,
+            Object::Gateway($o) => $e,
+            Object::ListenerSet($o) => $e,
+            Object::HttpRoute($o) => $e,
+            Object::GrpcRoute($o) => $e,
+            Object::TlsRoute($o) => $e,
+            Object::TcpRoute($o) => $e,
+            Object::UdpRoute($o) => $e,
+            Object::ReferenceGrant($o) => $e,
+            Object::BackendTlsPolicy($o) => $e,
+            Object::Namespace($o) => $e,
+            Object::Service($o) => $e,
+            Object::EndpointSlice($o) => $e,
+            Object::Secret($o) => $e,
+            Object::ConfigMap($o) => $e,
+            Object::GatewayClassConfig($o) => $e,
+            Object::RateLimitPolicy($o) => $e,
+            Object::CircuitBreakerPolicy($o) => $e,
+            Object::WasmPlugin($o) => $e,
+            Object::Backend($o) => $e,
+        }
+    };
+}
+
+impl Object {
+    /// The object's metadata.
+    pub fn metadata(&self) -> &ObjectMeta {
+        each_object!(self, o => &o.metadata)
+    }
+
+    /// The object's metadata, mutably (the conformance runner stamps generations and times).
+    pub fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        each_object!(self, o => &mut o.metadata)
+    }
+
+    /// The object's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::GatewayClass(_) => Kind::GatewayClass,
+            Object::Gateway(_) => Kind::Gateway,
+            Object::ListenerSet(_) => Kind::ListenerSet,
+            Object::HttpRoute(_) => Kind::HttpRoute,
+            Object::GrpcRoute(_) => Kind::GrpcRoute,
+            Object::TlsRoute(_) => Kind::TlsRoute,
+            Object::TcpRoute(_) => Kind::TcpRoute,
+            Object::UdpRoute(_) => Kind::UdpRoute,
+            Object::ReferenceGrant(_) => Kind::ReferenceGrant,
+            Object::BackendTlsPolicy(_) => Kind::BackendTlsPolicy,
+            Object::Namespace(_) => Kind::Namespace,
+            Object::Service(_) => Kind::Service,
+            Object::EndpointSlice(_) => Kind::EndpointSlice,
+            Object::Secret(_) => Kind::Secret,
+            Object::ConfigMap(_) => Kind::ConfigMap,
+            Object::GatewayClassConfig(_) => Kind::GatewayClassConfig,
+            Object::RateLimitPolicy(_) => Kind::RateLimitPolicy,
+            Object::CircuitBreakerPolicy(_) => Kind::CircuitBreakerPolicy,
+            Object::WasmPlugin(_) => Kind::WasmPlugin,
+            Object::Backend(_) => Kind::Backend,
+        }
+    }
+
+    /// The object's identity: kind, namespace and name.
+    pub fn key(&self) -> ObjectKey {
+        let m = self.metadata();
+        ObjectKey {
+            kind: self.kind(),
+            namespace: if self.kind().is_namespaced() { m.namespace_or_default().to_owned() } else { String::new() },
+            name: m.name.clone(),
+        }
+    }
+
+    /// Whether the parts of two versions of an object that bump `metadata.generation` differ
+    /// (everything but metadata, for the kinds that have a spec).
+    pub fn spec_differs(&self, other: &Object) -> bool {
+        let strip = |o: &Object| {
+            let mut o = o.clone();
+            *o.metadata_mut() = ObjectMeta::default();
+            o
+        };
+        strip(self) != strip(other)
+    }
+}
+
+/// The identity of an object: kind, namespace (empty for cluster-scoped kinds) and name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct ObjectKey {
+    /// The kind.
+    pub kind: Kind,
+    /// The namespace, empty for cluster-scoped kinds.
+    pub namespace: String,
+    /// The name.
+    pub name: String,
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind, self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
+/// The whole world the compiler sees: every object, by kind.
+///
+/// The order of objects inside a list does not matter: the compiler sorts by
+/// (creationTimestamp, namespace, name) wherever the spec gives order a meaning.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[allow(missing_docs)]
+pub struct Input {
+    pub gateway_classes: Vec<GatewayClass>,
+    pub gateways: Vec<Gateway>,
+    pub listener_sets: Vec<ListenerSet>,
+    pub http_routes: Vec<HttpRoute>,
+    pub grpc_routes: Vec<GrpcRoute>,
+    pub tls_routes: Vec<TlsRoute>,
+    pub tcp_routes: Vec<TcpRoute>,
+    pub udp_routes: Vec<UdpRoute>,
+    pub reference_grants: Vec<ReferenceGrant>,
+    pub backend_tls_policies: Vec<BackendTlsPolicy>,
+    pub namespaces: Vec<Namespace>,
+    pub services: Vec<Service>,
+    pub endpoint_slices: Vec<EndpointSlice>,
+    pub secrets: Vec<Secret>,
+    pub config_maps: Vec<ConfigMap>,
+    pub gateway_class_configs: Vec<GatewayClassConfig>,
+    pub rate_limit_policies: Vec<RateLimitPolicy>,
+    pub circuit_breaker_policies: Vec<CircuitBreakerPolicy>,
+    pub wasm_plugins: Vec<WasmPlugin>,
+    pub backends: Vec<Backend>,
+}
+
+macro_rules! with_list {
+    ($input:expr, $kind:expr, $list:ident => $e:expr) => {
+        match $kind {
+            Kind::GatewayClass => { let $list = &mut $input.gateway_classes; $e }
+            Kind::Gateway => { let $list = &mut $input.gateways; $e }
+            Kind::ListenerSet => { let $list = &mut $input.listener_sets; $e }
+            Kind::HttpRoute => { let $list = &mut $input.http_routes; $e }
+            Kind::GrpcRoute => { let $list = &mut $input.grpc_routes; $e }
+            Kind::TlsRoute => { let $list = &mut $input.tls_routes; $e }
+            Kind::TcpRoute => { let $list = &mut $input.tcp_routes; $e }
+            Kind::UdpRoute => { let $list = &mut $input.udp_routes; $e }
+            Kind::ReferenceGrant => { let $list = &mut $input.reference_grants; $e }
+            Kind::BackendTlsPolicy => { let $list = &mut $input.backend_tls_policies; $e }
+            Kind::Namespace => { let $list = &mut $input.namespaces; $e }
+            Kind::Service => { let $list = &mut $input.services; $e }
+            Kind::EndpointSlice => { let $list = &mut $input.endpoint_slices; $e }
+            Kind::Secret => { let $list = &mut $input.secrets; $e }
+            Kind::ConfigMap => { let $list = &mut $input.config_maps; $e }
+            Kind::GatewayClassConfig => { let $list = &mut $input.gateway_class_configs; $e }
+            Kind::RateLimitPolicy => { let $list = &mut $input.rate_limit_policies; $e }
+            Kind::CircuitBreakerPolicy => { let $list = &mut $input.circuit_breaker_policies; $e }
+            Kind::WasmPlugin => { let $list = &mut $input.wasm_plugins; $e }
+            Kind::Backend => { let $list = &mut $input.backends; $e }
+        }
+    };
+}
+
+impl Input {
+    /// Adds an object, replacing any object with the same kind, namespace and name.
+    /// Returns the replaced object.
+    pub fn upsert(&mut self, object: Object) -> Option<Object> {
+        let key = object.key();
+        let old = self.remove(&key);
+        match object {
+            Object::GatewayClass(o) => self.gateway_classes.push(o),
+            Object::Gateway(o) => self.gateways.push(o),
+            Object::ListenerSet(o) => self.listener_sets.push(o),
+            Object::HttpRoute(o) => self.http_routes.push(o),
+            Object::GrpcRoute(o) => self.grpc_routes.push(o),
+            Object::TlsRoute(o) => self.tls_routes.push(o),
+            Object::TcpRoute(o) => self.tcp_routes.push(o),
+            Object::UdpRoute(o) => self.udp_routes.push(o),
+            Object::ReferenceGrant(o) => self.reference_grants.push(o),
+            Object::BackendTlsPolicy(o) => self.backend_tls_policies.push(o),
+            Object::Namespace(o) => self.namespaces.push(o),
+            Object::Service(o) => self.services.push(o),
+            Object::EndpointSlice(o) => self.endpoint_slices.push(o),
+            Object::Secret(o) => self.secrets.push(o),
+            Object::ConfigMap(o) => self.config_maps.push(o),
+            Object::GatewayClassConfig(o) => self.gateway_class_configs.push(o),
+            Object::RateLimitPolicy(o) => self.rate_limit_policies.push(o),
+            Object::CircuitBreakerPolicy(o) => self.circuit_breaker_policies.push(o),
+            Object::WasmPlugin(o) => self.wasm_plugins.push(o),
+            Object::Backend(o) => self.backends.push(o),
+        }
+        old
+    }
+
+    /// Removes the object with this key, returning it.
+    pub fn remove(&mut self, key: &ObjectKey) -> Option<Object> {
+        let found = self.get(key)?;
+        let wrap = found.clone();
+        with_list!(self, key.kind, list => {
+            list.retain(|o| !(o.metadata.name == key.name
+                && (!key.kind.is_namespaced() || o.metadata.namespace_or_default() == key.namespace)));
+        });
+        Some(wrap)
+    }
+
+    /// Finds the object with this key.
+    pub fn get(&self, key: &ObjectKey) -> Option<Object> {
+        self.objects().into_iter().find(|o| &o.key() == key)
+    }
+
+    /// Every object, cloned, kind by kind.
+    pub fn objects(&self) -> Vec<Object> {
+        let mut out = Vec::new();
+        macro_rules! push {
+            ($($field:ident => $variant:ident),*) => {
+                $(out.extend(self.$field.iter().cloned().map(Object::$variant));)*
+            };
+        }
+        push!(gateway_classes => GatewayClass, gateways => Gateway, listener_sets => ListenerSet,
+            http_routes => HttpRoute, grpc_routes => GrpcRoute, tls_routes => TlsRoute,
+            tcp_routes => TcpRoute, udp_routes => UdpRoute, reference_grants => ReferenceGrant,
+            backend_tls_policies => BackendTlsPolicy, namespaces => Namespace, services => Service,
+            endpoint_slices => EndpointSlice, secrets => Secret, config_maps => ConfigMap,
+            gateway_class_configs => GatewayClassConfig, rate_limit_policies => RateLimitPolicy,
+            circuit_breaker_policies => CircuitBreakerPolicy, wasm_plugins => WasmPlugin,
+            backends => Backend);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_resolve_from_api_version() {
+        assert_eq!(Kind::from_api("gateway.networking.k8s.io/v1", "HTTPRoute"), Some(Kind::HttpRoute));
+        assert_eq!(Kind::from_api("gateway.networking.k8s.io/v1alpha2", "TCPRoute"), Some(Kind::TcpRoute));
+        assert_eq!(Kind::from_api("v1", "Service"), Some(Kind::Service));
+        assert_eq!(Kind::from_api("apps/v1", "Service"), None);
+        assert_eq!(Kind::from_api("gateway.loom.dev/v1alpha1", "Backend"), Some(Kind::Backend));
+        assert_eq!(Kind::from_api("apps/v1", "Deployment"), None);
+    }
+
+    #[test]
+    fn upsert_replaces_by_key() {
+        let mut input = Input::default();
+        let mut ns = Namespace::default();
+        ns.metadata.name = "a".into();
+        assert!(input.upsert(Object::Namespace(ns.clone())).is_none());
+        ns.metadata.labels.insert("x".into(), "y".into());
+        assert!(input.upsert(Object::Namespace(ns)).is_some());
+        assert_eq!(input.namespaces.len(), 1);
+        assert_eq!(input.namespaces[0].metadata.labels["x"], "y");
+    }
+}

@@ -1,0 +1,278 @@
+//! Loading a multi-document YAML stream (what `kubectl apply -f` takes) into objects.
+//!
+//! Every problem names the file, the line and, for type errors, the field path. A bad document
+//! never stops the others from loading; unknown kinds are reported and skipped.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+
+use crate::input::{Kind, Object};
+
+/// Where a document or error is in its file.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Source {
+    /// The file name as given by the caller.
+    pub file: String,
+    /// 1-based line.
+    pub line: u64,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// A problem found while loading.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The document is not valid YAML.
+    #[error("{at}: invalid YAML: {message}")]
+    Syntax {
+        /// Where.
+        at: Source,
+        /// The parser's message.
+        message: String,
+    },
+    /// The document has no `apiVersion` or `kind`.
+    #[error("{at}: document has no apiVersion and kind")]
+    MissingKind {
+        /// Where.
+        at: Source,
+    },
+    /// A kind Loom does not read (skipped; not fatal).
+    #[error("{at}: {api_version} {kind} {name} is not a kind Loom reads; skipped")]
+    UnknownKind {
+        /// Where.
+        at: Source,
+        /// `apiVersion`.
+        api_version: String,
+        /// `kind`.
+        kind: String,
+        /// `metadata.name`.
+        name: String,
+    },
+    /// A field has the wrong type or a required field is missing.
+    #[error("{at}: {kind} {name}: field `{field}`: {message}")]
+    InvalidField {
+        /// Where (line and column of the offending value).
+        at: Source,
+        /// The object's kind.
+        kind: Kind,
+        /// `namespace/name` or `name`.
+        name: String,
+        /// Dotted field path (`spec.rules[0].matches[1].path.type`).
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An object without a name.
+    #[error("{at}: {kind} has no metadata.name")]
+    MissingName {
+        /// Where.
+        at: Source,
+        /// The kind.
+        kind: Kind,
+    },
+}
+
+impl LoadError {
+    /// Whether the problem only skips something Loom does not read (not a configuration error).
+    pub fn is_warning(&self) -> bool {
+        matches!(self, LoadError::UnknownKind { .. })
+    }
+}
+
+/// One YAML document of a stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Document<'a> {
+    /// Where the document's first line is.
+    pub first_line: u64,
+    /// Its text.
+    pub text: &'a str,
+}
+
+/// The objects of a stream, each with where it came from, and every problem found.
+#[derive(Clone, Debug, Default)]
+pub struct Loaded {
+    /// The objects, in file order.
+    pub objects: Vec<(Source, Object)>,
+    /// Problems, in file order.
+    pub errors: Vec<LoadError>,
+}
+
+/// Splits a YAML stream at `---` and `...` document markers.
+pub fn split_documents(text: &str) -> Vec<Document<'_>> {
+    let mut docs = Vec::new();
+    let mut start = 0usize;
+    let mut start_line = 1u64;
+    let mut offset = 0usize;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let trimmed = line.trim_end();
+        let is_marker = trimmed == "---"
+            || trimmed.starts_with("--- ")
+            || trimmed == "..."
+            || trimmed.starts_with("%");
+        if is_marker {
+            docs.push(Document { first_line: start_line, text: &text[start..offset] });
+            // `--- value` keeps the content after the marker out; Kubernetes manifests do not
+            // use it.
+            start = offset + line.len();
+            start_line = i as u64 + 2;
+        }
+        offset += line.len();
+    }
+    docs.push(Document { first_line: start_line, text: &text[start..] });
+    docs.retain(|d| d.text.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')));
+    docs
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct TypeMeta {
+    api_version: Option<String>,
+    kind: Option<String>,
+    metadata: Option<NameOnly>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct NameOnly {
+    name: Option<String>,
+    namespace: Option<String>,
+}
+
+/// Loads every document of a YAML stream.
+pub fn load_str(file: &str, text: &str) -> Loaded {
+    let mut loaded = Loaded::default();
+    for doc in split_documents(text) {
+        match load_document(file, &doc) {
+            Ok(Some(obj)) => loaded.objects.push((Source { file: file.into(), line: doc.first_line }, obj)),
+            Ok(None) => {}
+            Err(e) => loaded.errors.push(e),
+        }
+    }
+    loaded
+}
+
+/// Loads one document; `Ok(None)` for a `List` or an empty document.
+pub fn load_document(file: &str, doc: &Document<'_>) -> Result<Option<Object>, LoadError> {
+    let at = |line: u64| Source { file: file.into(), line: doc.first_line + line.saturating_sub(1) };
+    let meta: TypeMeta = serde_saphyr::from_str(doc.text).map_err(|e| LoadError::Syntax {
+        at: at(e.location().map_or(1, |l| l.line())),
+        message: first_line(&e.to_string()),
+    })?;
+    let (Some(api_version), Some(kind_name)) = (meta.api_version, meta.kind) else {
+        return Err(LoadError::MissingKind { at: at(1) });
+    };
+    let names = meta.metadata.unwrap_or_default();
+    let display_name = match (&names.namespace, &names.name) {
+        (Some(ns), Some(n)) => format!("{ns}/{n}"),
+        (None, Some(n)) => n.clone(),
+        _ => String::new(),
+    };
+    let Some(kind) = Kind::from_api(&api_version, &kind_name) else {
+        return Err(LoadError::UnknownKind {
+            at: at(1),
+            api_version,
+            kind: kind_name,
+            name: display_name,
+        });
+    };
+    if names.name.as_deref().unwrap_or("").is_empty() {
+        return Err(LoadError::MissingName { at: at(1), kind });
+    }
+    let parse = |doc: &Document<'_>| -> Result<Object, LoadError> {
+        fn typed<T: DeserializeOwned>(text: &str) -> Result<T, (String, serde_saphyr::Error)> {
+            let mut path = None;
+            serde_saphyr::with_deserializer_from_str(text, |de| {
+                serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
+                    path = Some(e.path().to_string());
+                    e.into_inner()
+                })
+            })
+            .map_err(|e| (path.unwrap_or_default(), e))
+        }
+        macro_rules! parse_as {
+            ($($k:ident),*) => {
+                match kind {
+                    $(Kind::$k => typed(doc.text).map(Object::$k),)*
+                }
+            };
+        }
+        parse_as!(GatewayClass, Gateway, ListenerSet, HttpRoute, GrpcRoute, TlsRoute, TcpRoute,
+            UdpRoute, ReferenceGrant, BackendTlsPolicy, Namespace, Service, EndpointSlice, Secret,
+            ConfigMap, GatewayClassConfig, RateLimitPolicy, CircuitBreakerPolicy, WasmPlugin,
+            Backend)
+        .map_err(|(field, e)| LoadError::InvalidField {
+            at: at(e.location().map_or(1, |l| l.line())),
+            kind,
+            name: display_name.clone(),
+            field: if field == "." { String::new() } else { field },
+            message: strip_location(&first_line(&e.to_string())),
+        })
+    };
+    parse(doc).map(Some)
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").trim().to_owned()
+}
+
+/// `error: line 6 column 13: invalid i32` → `invalid i32`.
+fn strip_location(s: &str) -> String {
+    let s = s.strip_prefix("error: ").unwrap_or(s);
+    match s.strip_prefix("line ") {
+        Some(rest) => rest.split_once(": ").map_or(s, |(_, m)| m).to_owned(),
+        None => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_documents_with_line_numbers() {
+        let docs = split_documents("a: 1\n---\n# only a comment\n---\nb: 2\nc: 3\n...\n");
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0].first_line, 1);
+        assert_eq!(docs[1].first_line, 5);
+        assert_eq!(docs[1].text, "b: 2\nc: 3\n");
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n\
+            apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: r\n  namespace: n\n\
+            spec:\n  rules:\n  - backendRefs:\n    - name: svc\n      port: eighty\n";
+        let loaded = load_str("routes.yaml", text);
+        assert_eq!(loaded.objects.len(), 1);
+        let err = loaded.errors[0].to_string();
+        assert!(err.starts_with("routes.yaml:14: HTTPRoute n/r: field `spec.rules[0].backendRefs[0].port`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_kinds_are_warnings() {
+        let loaded = load_str("f.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n");
+        assert!(loaded.objects.is_empty());
+        assert!(loaded.errors[0].is_warning());
+        assert_eq!(loaded.errors[0].to_string(), "f.yaml:1: apps/v1 Deployment d is not a kind Loom reads; skipped");
+    }
+
+    #[test]
+    fn syntax_errors_are_located() {
+        let loaded = load_str("bad.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: [\n");
+        assert!(matches!(&loaded.errors[0], LoadError::Syntax { at, .. } if at.line >= 3), "{:?}", loaded.errors);
+    }
+
+    #[test]
+    fn secrets_decode_base64_data() {
+        let loaded = load_str("s.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata:\n  a: aGk=\nstringData:\n  b: yo\n");
+        let Object::Secret(s) = &loaded.objects[0].1 else { panic!() };
+        assert_eq!(s.data["a"], b"hi");
+        assert_eq!(s.data["b"], b"yo");
+    }
+}

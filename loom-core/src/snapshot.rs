@@ -1,0 +1,654 @@
+//! The compiled, immutable routing snapshot and the decision API.
+//!
+//! ```text
+//! Snapshot ─ gateway (ns/name) ─ port ─┬─ HTTP/HTTPS listeners (most specific hostname first)
+//!                                      │     └─ virtual hosts (exact, wildcard, any)
+//!                                      │          ├─ HttpTable  (matchit index + regex list)
+//!                                      │          └─ GrpcTable
+//!                                      ├─ TLS listeners (SNI → TLSRoute backends)
+//!                                      └─ TCP / UDP listener (oldest route's backends)
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use serde::Serialize;
+
+use crate::filter::{Cors, HeaderEdits, Redirect, Rewrite};
+use crate::input::{Kind, ObjectKey};
+use crate::route::host::{HostPattern, host_without_port};
+use crate::route::path::{PathMatch, normalize};
+use crate::route::{GrpcTable, HttpMatch, HttpTable, RequestView};
+use crate::status::StatusAddress;
+
+/// A Gateway's namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct GatewayName {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl GatewayName {
+    /// A name.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        GatewayName { namespace: namespace.into(), name: name.into() }
+    }
+}
+
+/// Everything the data plane needs, for every Gateway Loom owns.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Gateways by name.
+    pub gateways: BTreeMap<GatewayName, GatewaySnapshot>,
+}
+
+/// One Gateway.
+#[derive(Clone, Debug, Default)]
+pub struct GatewaySnapshot {
+    /// Where to listen (from `spec.addresses` or the default).
+    pub addresses: Vec<StatusAddress>,
+    /// Ports.
+    pub ports: BTreeMap<u16, PortSnapshot>,
+}
+
+/// Everything on one port of one Gateway.
+#[derive(Clone, Debug, Default)]
+pub struct PortSnapshot {
+    /// The port.
+    pub port: u16,
+    /// HTTP or HTTPS listeners, most specific hostname first.
+    pub http: Vec<HttpListener>,
+    /// TLS listeners (passthrough or terminate), most specific hostname first.
+    pub tls: Vec<TlsListener>,
+    /// The TCP listener's route.
+    pub tcp: Option<L4Listener>,
+    /// The UDP listener's route.
+    pub udp: Option<L4Listener>,
+}
+
+/// TLS settings of a terminating listener.
+#[derive(Clone, Debug, Default)]
+pub struct ServerTls {
+    /// Certificate chains and keys (PEM), first match by SNI.
+    pub certificates: Vec<Arc<Certificate>>,
+    /// Client certificate validation.
+    pub client_validation: Option<ClientValidation>,
+}
+
+/// A certificate and key from a Secret.
+#[derive(Clone, Debug)]
+pub struct Certificate {
+    /// The Secret.
+    pub secret: ObjectKey,
+    /// `tls.crt` (PEM).
+    pub cert_pem: Vec<u8>,
+    /// `tls.key` (PEM).
+    pub key_pem: Vec<u8>,
+}
+
+/// Frontend client certificate validation.
+#[derive(Clone, Debug)]
+pub struct ClientValidation {
+    /// Trusted CA certificates (PEM).
+    pub ca_pem: Vec<u8>,
+    /// `AllowInsecureFallback`: ask for a certificate but accept clients without one.
+    pub allow_insecure_fallback: bool,
+}
+
+/// An HTTP or HTTPS listener.
+#[derive(Clone, Debug)]
+pub struct HttpListener {
+    /// Listener name.
+    pub name: String,
+    /// The Gateway or ListenerSet that declares it.
+    pub owner: ObjectKey,
+    /// Hostname.
+    pub hostname: Option<HostPattern>,
+    /// TLS (HTTPS).
+    pub tls: Option<ServerTls>,
+    exact: HashMap<String, usize>,
+    wildcards: Vec<usize>,
+    any: Option<usize>,
+    /// Virtual hosts.
+    pub vhosts: Vec<VirtualHost>,
+}
+
+/// The rules of one hostname (or of every hostname) on a listener.
+#[derive(Clone, Debug)]
+pub struct VirtualHost {
+    /// `None` = any host.
+    pub hostname: Option<HostPattern>,
+    /// HTTPRoute rules.
+    pub http: HttpTable<Arc<HttpRule>>,
+    /// GRPCRoute rules.
+    pub grpc: GrpcTable<Arc<HttpRule>>,
+}
+
+impl HttpListener {
+    /// A listener with its virtual hosts.
+    pub fn new(
+        name: String,
+        owner: ObjectKey,
+        hostname: Option<HostPattern>,
+        tls: Option<ServerTls>,
+        mut vhosts: Vec<VirtualHost>,
+    ) -> Self {
+        vhosts.sort_by(|a, b| {
+            let key = |v: &VirtualHost| v.hostname.as_ref().map(|h| std::cmp::Reverse(h.specificity()));
+            match (key(a), key(b)) {
+                (None, None) => std::cmp::Ordering::Equal,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (Some(x), Some(y)) => x.cmp(&y).then_with(|| a.hostname.cmp(&b.hostname)),
+            }
+        });
+        let mut exact = HashMap::new();
+        let mut wildcards = Vec::new();
+        let mut any = None;
+        for (i, v) in vhosts.iter().enumerate() {
+            match &v.hostname {
+                Some(HostPattern::Exact(h)) => {
+                    exact.insert(h.clone(), i);
+                }
+                Some(HostPattern::Wildcard(_)) => wildcards.push(i),
+                None => any = Some(i),
+            }
+        }
+        HttpListener { name, owner, hostname, tls, exact, wildcards, any, vhosts }
+    }
+
+    /// The virtual hosts a host may use, most specific first.
+    /// `host` must be lower-case.
+    pub fn vhosts_for<'s, 'h>(&'s self, host: &'h str) -> impl Iterator<Item = &'s VirtualHost> + use<'s, 'h> {
+        let exact = self.exact.get(host).copied();
+        let wild = self
+            .wildcards
+            .iter()
+            .copied()
+            .filter(move |&i| self.vhosts[i].hostname.as_ref().is_some_and(|h| h.matches(host)));
+        exact.into_iter().chain(wild).chain(self.any).map(move |i| &self.vhosts[i])
+    }
+}
+
+/// A compiled route rule: where matching traffic goes and what happens to it on the way.
+#[derive(Clone, Debug)]
+pub struct HttpRule {
+    /// The route (HTTPRoute or GRPCRoute).
+    pub route: ObjectKey,
+    /// Rule index.
+    pub rule_index: usize,
+    /// Rule name, if set.
+    pub rule_name: Option<String>,
+    /// Rule-level filters.
+    pub filters: Filters,
+    /// Weighted backends.
+    pub backends: Vec<WeightedBackend>,
+    /// Why the whole rule answers 500 (an unresolvable filter), if it does.
+    pub invalid: Option<String>,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Retry policy.
+    pub retry: Option<Retry>,
+}
+
+/// Compiled filters (rule- or backend-level).
+#[derive(Clone, Debug, Default)]
+pub struct Filters {
+    /// RequestHeaderModifier.
+    pub request_headers: Option<HeaderEdits>,
+    /// ResponseHeaderModifier.
+    pub response_headers: Option<HeaderEdits>,
+    /// RequestRedirect.
+    pub redirect: Option<Redirect>,
+    /// URLRewrite.
+    pub rewrite: Option<Rewrite>,
+    /// RequestMirror filters.
+    pub mirrors: Vec<Mirror>,
+    /// CORS.
+    pub cors: Option<Cors>,
+}
+
+/// A mirror target and how often to mirror.
+#[derive(Clone, Debug)]
+pub struct Mirror {
+    /// Where mirrored requests go (an unresolvable mirror is dropped at compile time).
+    pub backend: Arc<BackendTarget>,
+    /// Mirror `numerator` out of every `denominator` requests.
+    pub numerator: u32,
+    /// See `numerator`.
+    pub denominator: u32,
+}
+
+/// Timeouts in milliseconds; `None` = no timeout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timeouts {
+    /// Whole request.
+    pub request_ms: Option<u64>,
+    /// Each backend attempt.
+    pub backend_request_ms: Option<u64>,
+}
+
+/// Retry policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Retry {
+    /// Status codes to retry.
+    pub codes: Vec<u16>,
+    /// Maximum retries.
+    pub attempts: u32,
+    /// Backoff in milliseconds.
+    pub backoff_ms: Option<u64>,
+}
+
+/// A backendRef after resolution.
+#[derive(Clone, Debug)]
+pub struct WeightedBackend {
+    /// Relative weight.
+    pub weight: u32,
+    /// The backend, or why it cannot be used (its share of traffic gets 500).
+    pub target: Result<Arc<BackendTarget>, String>,
+    /// Backend-level filters.
+    pub filters: Filters,
+}
+
+/// A resolved backend: a Service port or a Loom `Backend`, with its endpoints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTarget {
+    /// The Service or Backend.
+    pub object: ObjectKey,
+    /// The Service port (`None` for Loom Backends).
+    pub port: Option<u16>,
+    /// Protocol towards the backend.
+    pub protocol: AppProtocol,
+    /// Ready endpoints as `address:port`.
+    pub endpoints: Vec<String>,
+    /// TLS towards the backend (BackendTLSPolicy), if any.
+    pub tls: Option<BackendTls>,
+}
+
+/// How to speak to a backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum AppProtocol {
+    /// HTTP/1.1 (and WebSocket upgrades).
+    Http,
+    /// HTTP/2 cleartext with prior knowledge (`kubernetes.io/h2c`).
+    H2c,
+    /// WebSocket (`kubernetes.io/ws`).
+    WebSocket,
+    /// Raw TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+/// BackendTLSPolicy settings for one backend.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTls {
+    /// The policy.
+    pub policy: ObjectKey,
+    /// SNI and name to verify.
+    pub hostname: String,
+    /// CA bundle (PEM); empty with `system_roots`.
+    #[serde(skip)]
+    pub ca_pem: Vec<u8>,
+    /// Trust the system roots.
+    pub system_roots: bool,
+    /// Names to verify instead of `hostname`.
+    pub subject_alt_names: Vec<String>,
+}
+
+/// A TLS listener: SNI → backends.
+#[derive(Clone, Debug)]
+pub struct TlsListener {
+    /// Listener name.
+    pub name: String,
+    /// Hostname.
+    pub hostname: Option<HostPattern>,
+    /// `Some` when Loom terminates TLS (mode Terminate).
+    pub terminate: Option<ServerTls>,
+    /// Routes by SNI, most specific hostname first, oldest route first.
+    pub routes: Vec<(Option<HostPattern>, Arc<L4Rule>)>,
+}
+
+/// A TCP or UDP listener's route.
+#[derive(Clone, Debug)]
+pub struct L4Listener {
+    /// Listener name.
+    pub name: String,
+    /// The route that gets the traffic (the oldest attached).
+    pub rule: Arc<L4Rule>,
+}
+
+/// A TLS/TCP/UDP route rule.
+#[derive(Clone, Debug)]
+pub struct L4Rule {
+    /// The route.
+    pub route: ObjectKey,
+    /// Weighted backends.
+    pub backends: Vec<WeightedBackend>,
+}
+
+/// A request as the decision sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpRequest<'a> {
+    /// `http` or `https`.
+    pub scheme: &'a str,
+    /// The TLS server name, on HTTPS.
+    pub sni: Option<&'a str>,
+    /// Method.
+    pub method: &'a Method,
+    /// Request target.
+    pub uri: &'a Uri,
+    /// Headers (including `host` for HTTP/1.1).
+    pub headers: &'a HeaderMap,
+}
+
+/// What to do with a request.
+#[derive(Debug)]
+pub enum Decision<'s> {
+    /// Send it to a backend.
+    Forward(Box<Forward<'s>>),
+    /// Answer with a redirect.
+    Redirect {
+        /// 301, 302, 303, 307 or 308.
+        status: StatusCode,
+        /// The `Location`.
+        location: String,
+        /// The rule.
+        matched: Matched<'s>,
+    },
+    /// Answer locally.
+    Respond(LocalResponse<'s>),
+}
+
+/// The listener, host and rule that won.
+#[derive(Clone, Copy, Debug)]
+pub struct Matched<'s> {
+    /// The listener.
+    pub listener: &'s HttpListener,
+    /// The virtual host.
+    pub vhost: &'s VirtualHost,
+    /// The rule.
+    pub rule: &'s HttpRule,
+    /// The winning HTTP match (`None` for gRPC rules).
+    pub http_match: Option<&'s HttpMatch>,
+}
+
+/// A local answer (404, 400, 421, 500, CORS preflight, ...).
+#[derive(Debug)]
+pub struct LocalResponse<'s> {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers to send.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Why (for logs and `loom explain`).
+    pub reason: String,
+    /// The rule, when one matched.
+    pub matched: Option<Matched<'s>>,
+}
+
+/// A forwarded request.
+#[derive(Debug)]
+pub struct Forward<'s> {
+    /// What matched.
+    pub matched: Matched<'s>,
+    /// The chosen backend.
+    pub backend: &'s BackendTarget,
+    /// The chosen backendRef's index in the rule.
+    pub backend_index: usize,
+    /// Method, path and query, authority and headers as the backend receives them.
+    pub request: http::Request<()>,
+    /// Edits to apply to the response headers, in order.
+    pub response_edits: Vec<&'s HeaderEdits>,
+    /// Headers to add to the response (CORS).
+    pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Where to send copies of the request.
+    pub mirrors: Vec<&'s BackendTarget>,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Retry policy.
+    pub retry: Option<&'s Retry>,
+}
+
+/// Splitmix64: derives independent values from one random seed.
+fn mix(seed: u64, n: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15u64.wrapping_mul(n + 1));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Chooses an index by weight with the given random value; `None` when every weight is 0.
+pub fn choose_weighted(weights: impl Iterator<Item = u32> + Clone, random: u64) -> Option<usize> {
+    let total: u64 = weights.clone().map(u64::from).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut pick = random % total;
+    for (i, w) in weights.enumerate() {
+        if pick < u64::from(w) {
+            return Some(i);
+        }
+        pick -= u64::from(w);
+    }
+    None
+}
+
+impl Snapshot {
+    /// The port of a Gateway.
+    pub fn port(&self, gateway: &GatewayName, port: u16) -> Option<&PortSnapshot> {
+        self.gateways.get(gateway)?.ports.get(&port)
+    }
+
+    /// Decides what to do with an HTTP request that arrived on a Gateway's port. `random` is the
+    /// only source of randomness (weighted backends, mirror percentages).
+    pub fn decide<'s>(&'s self, gateway: &GatewayName, port: u16, req: &HttpRequest<'_>, random: u64) -> Decision<'s> {
+        match self.port(gateway, port) {
+            Some(p) => p.decide(req, random),
+            None => local(StatusCode::NOT_FOUND, "no listener on this port", None),
+        }
+    }
+}
+
+fn local<'s>(status: StatusCode, reason: impl Into<String>, matched: Option<Matched<'s>>) -> Decision<'s> {
+    Decision::Respond(LocalResponse { status, headers: vec![], reason: reason.into(), matched })
+}
+
+impl PortSnapshot {
+    /// The listener a host belongs to (listener isolation: the most specific hostname wins).
+    pub fn listener_for(&self, host: &str) -> Option<&HttpListener> {
+        self.http.iter().find(|l| l.hostname.as_ref().is_none_or(|h| h.matches(host)))
+    }
+
+    /// The authority of a request: `:authority`/URI authority, else the `Host` header.
+    pub fn authority<'r>(req: &HttpRequest<'r>) -> Option<&'r str> {
+        req.uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()))
+    }
+
+    /// Finds the listener, virtual host and rule for a request without applying anything.
+    pub fn find<'s>(&'s self, req: &HttpRequest<'_>) -> Result<Matched<'s>, (StatusCode, String)> {
+        let authority = Self::authority(req).unwrap_or("");
+        let host = host_without_port(authority);
+        let lower;
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = host.to_ascii_lowercase();
+            lower.as_str()
+        } else {
+            host
+        };
+        let Some(listener) = self.listener_for(host) else {
+            return Err((StatusCode::NOT_FOUND, format!("no listener for host {host:?}")));
+        };
+        if let Some(sni) = req.sni {
+            // HTTPS listener isolation: the Host must belong to the listener the SNI chose.
+            let by_sni = self.listener_for(sni).map(|l| &l.name);
+            if by_sni != Some(&listener.name) {
+                return Err((StatusCode::MISDIRECTED_REQUEST, format!("host {host:?} is not served by the listener of SNI {sni:?}")));
+            }
+        }
+        let raw_path = req.uri.path();
+        let path = normalize(raw_path).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+        let is_grpc = req
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let view = RequestView { method: req.method, path: &path, query: req.uri.query(), headers: req.headers };
+        for vhost in listener.vhosts_for(host) {
+            if is_grpc && let Some(rule) = vhost.grpc.find(&path, req.headers) {
+                return Ok(Matched { listener, vhost, rule, http_match: None });
+            }
+            if let Some((m, rule)) = vhost.http.find(&view) {
+                return Ok(Matched { listener, vhost, rule, http_match: Some(m) });
+            }
+        }
+        Err((StatusCode::NOT_FOUND, "no route matched".into()))
+    }
+
+    /// Decides what to do with a request: see [`Snapshot::decide`].
+    pub fn decide<'s>(&'s self, req: &HttpRequest<'_>, random: u64) -> Decision<'s> {
+        let matched = match self.find(req) {
+            Ok(m) => m,
+            Err((status, reason)) => return local(status, reason, None),
+        };
+        let rule = matched.rule;
+        if let Some(why) = &rule.invalid {
+            return local(StatusCode::INTERNAL_SERVER_ERROR, why.clone(), Some(matched));
+        }
+        if let Some(cors) = &rule.filters.cors
+            && Cors::is_preflight(req.method, req.headers)
+        {
+            let headers = cors.preflight_headers(req.headers);
+            let reason = if headers.is_empty() { "CORS preflight from an origin not allowed" } else { "CORS preflight" };
+            return Decision::Respond(LocalResponse { status: StatusCode::OK, headers, reason: reason.into(), matched: Some(matched) });
+        }
+        let path = normalize(req.uri.path()).unwrap_or(std::borrow::Cow::Borrowed("/"));
+        let matched_prefix = match matched.http_match.map(|m| &m.path) {
+            Some(PathMatch::Prefix(p)) => Some(p.as_str()),
+            _ => None,
+        };
+        let authority = Self::authority(req).unwrap_or("");
+        if let Some(r) = &rule.filters.redirect {
+            let host = host_without_port(authority);
+            let location = r.location(req.scheme, host, self.port, &path, req.uri.query(), matched_prefix);
+            let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FOUND);
+            return Decision::Redirect { status, location, matched };
+        }
+        let Some(index) = choose_weighted(rule.backends.iter().map(|b| b.weight), mix(random, 0)) else {
+            return local(StatusCode::INTERNAL_SERVER_ERROR, "rule has no backend with weight > 0", Some(matched));
+        };
+        let chosen = &rule.backends[index];
+        let backend = match &chosen.target {
+            Ok(b) => b.as_ref(),
+            Err(why) => return local(StatusCode::INTERNAL_SERVER_ERROR, why.clone(), Some(matched)),
+        };
+        if let Some(r) = &chosen.filters.redirect {
+            let host = host_without_port(authority);
+            let location = r.location(req.scheme, host, self.port, &path, req.uri.query(), matched_prefix);
+            let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FOUND);
+            return Decision::Redirect { status, location, matched };
+        }
+        let mut headers = req.headers.clone();
+        let mut new_path = path.into_owned();
+        let mut new_authority = authority.to_owned();
+        let mut response_edits = Vec::new();
+        let mut response_headers = Vec::new();
+        let mut mirrors = Vec::new();
+        for (n, filters) in [&rule.filters, &chosen.filters].into_iter().enumerate() {
+            if let Some(e) = &filters.request_headers {
+                e.apply(&mut headers);
+            }
+            if let Some(rw) = &filters.rewrite {
+                if let Some(h) = &rw.hostname {
+                    new_authority = h.to_str().unwrap_or_default().to_owned();
+                }
+                if let Some(p) = &rw.path {
+                    new_path = p.apply(&new_path, matched_prefix);
+                }
+            }
+            if let Some(e) = &filters.response_headers {
+                response_edits.push(e);
+            }
+            if let Some(c) = &filters.cors {
+                response_headers.extend(c.response_headers(req.headers));
+            }
+            for (i, m) in filters.mirrors.iter().enumerate() {
+                let r = mix(random, 1 + (n as u64) * 1000 + i as u64) % u64::from(m.denominator.max(1));
+                if r < u64::from(m.numerator) {
+                    mirrors.push(m.backend.as_ref());
+                }
+            }
+        }
+        if let Ok(v) = HeaderValue::from_str(&new_authority) {
+            headers.insert(http::header::HOST, v);
+        }
+        let mut path_and_query = new_path;
+        if let Some(q) = req.uri.query() {
+            path_and_query.push('?');
+            path_and_query.push_str(q);
+        }
+        let mut request = http::Request::new(());
+        *request.method_mut() = req.method.clone();
+        *request.uri_mut() = path_and_query.parse().unwrap_or_else(|_| Uri::from_static("/"));
+        *request.headers_mut() = headers;
+        Decision::Forward(Box::new(Forward {
+            matched,
+            backend,
+            backend_index: index,
+            request,
+            response_edits,
+            response_headers,
+            mirrors,
+            timeouts: rule.timeouts,
+            retry: rule.retry.as_ref(),
+        }))
+    }
+
+    /// Chooses the TLS route for an SNI (passthrough and terminate listeners).
+    pub fn tls_route(&self, sni: Option<&str>) -> Option<(&TlsListener, &L4Rule)> {
+        let sni = sni.unwrap_or("");
+        let listener = self.tls.iter().find(|l| l.hostname.as_ref().is_none_or(|h| h.matches(sni)))?;
+        let rule = listener.routes.iter().find(|(h, _)| h.as_ref().is_none_or(|h| h.matches(sni)))?;
+        Some((listener, &rule.1))
+    }
+}
+
+impl L4Rule {
+    /// Chooses a backend by weight; `Err` when none can take the connection.
+    pub fn choose(&self, random: u64) -> Result<&BackendTarget, String> {
+        let i = choose_weighted(self.backends.iter().map(|b| b.weight), random)
+            .ok_or_else(|| "no backend with weight > 0".to_owned())?;
+        self.backends[i].target.as_deref().map_err(Clone::clone)
+    }
+}
+
+impl Kind {
+    /// Whether the kind is a route kind.
+    pub fn is_route(self) -> bool {
+        matches!(self, Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute | Kind::TcpRoute | Kind::UdpRoute)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weighted_choice_is_proportional_and_skips_zero() {
+        let w = [70u32, 30, 0];
+        let mut counts = [0; 3];
+        for r in 0..100u64 {
+            counts[choose_weighted(w.iter().copied(), r).unwrap()] += 1;
+        }
+        assert_eq!(counts, [70, 30, 0]);
+        assert_eq!(choose_weighted([0u32, 0].iter().copied(), 5), None);
+        assert_eq!(choose_weighted([].iter().copied(), 5), None);
+    }
+}

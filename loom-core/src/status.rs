@@ -1,0 +1,312 @@
+//! Status as the spec defines it: conditions with typed reasons, per object.
+//!
+//! No timestamps here: the caller stamps `lastTransitionTime` when it writes status.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+use crate::input::{ObjectKey, ParentReference, RouteGroupKind};
+
+/// A condition's `type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[allow(missing_docs)]
+pub enum ConditionType {
+    Accepted,
+    Programmed,
+    ResolvedRefs,
+    Conflicted,
+    PartiallyInvalid,
+    SupportedVersion,
+    InsecureFrontendValidationMode,
+}
+
+impl ConditionType {
+    /// The spec string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionType::Accepted => "Accepted",
+            ConditionType::Programmed => "Programmed",
+            ConditionType::ResolvedRefs => "ResolvedRefs",
+            ConditionType::Conflicted => "Conflicted",
+            ConditionType::PartiallyInvalid => "PartiallyInvalid",
+            ConditionType::SupportedVersion => "SupportedVersion",
+            ConditionType::InsecureFrontendValidationMode => "InsecureFrontendValidationMode",
+        }
+    }
+}
+
+/// A condition's `reason`, each one from the Gateway API spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[allow(missing_docs)]
+#[non_exhaustive]
+pub enum Reason {
+    Accepted,
+    Programmed,
+    ResolvedRefs,
+    NoConflicts,
+    SupportedVersion,
+    Invalid,
+    InvalidParameters,
+    ListenersNotValid,
+    UnsupportedAddress,
+    AddressNotUsable,
+    NotAllowedByListeners,
+    NoMatchingListenerHostname,
+    NoMatchingParent,
+    UnsupportedValue,
+    RefNotPermitted,
+    BackendNotFound,
+    InvalidKind,
+    UnsupportedProtocol,
+    InvalidRouteKinds,
+    InvalidCertificateRef,
+    InvalidCaCertificateRef,
+    InvalidCaCertificateKind,
+    InvalidClientCertificateRef,
+    NoValidCaCertificate,
+    HostnameConflict,
+    ProtocolConflict,
+    NotAllowed,
+    Conflicted,
+    ConfigurationChanged,
+    TargetNotFound,
+    Pending,
+}
+
+impl Reason {
+    /// The spec string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Accepted => "Accepted",
+            Reason::Programmed => "Programmed",
+            Reason::ResolvedRefs => "ResolvedRefs",
+            Reason::NoConflicts => "NoConflicts",
+            Reason::SupportedVersion => "SupportedVersion",
+            Reason::Invalid => "Invalid",
+            Reason::InvalidParameters => "InvalidParameters",
+            Reason::ListenersNotValid => "ListenersNotValid",
+            Reason::UnsupportedAddress => "UnsupportedAddress",
+            Reason::AddressNotUsable => "AddressNotUsable",
+            Reason::NotAllowedByListeners => "NotAllowedByListeners",
+            Reason::NoMatchingListenerHostname => "NoMatchingListenerHostname",
+            Reason::NoMatchingParent => "NoMatchingParent",
+            Reason::UnsupportedValue => "UnsupportedValue",
+            Reason::RefNotPermitted => "RefNotPermitted",
+            Reason::BackendNotFound => "BackendNotFound",
+            Reason::InvalidKind => "InvalidKind",
+            Reason::UnsupportedProtocol => "UnsupportedProtocol",
+            Reason::InvalidRouteKinds => "InvalidRouteKinds",
+            Reason::InvalidCertificateRef => "InvalidCertificateRef",
+            Reason::InvalidCaCertificateRef => "InvalidCACertificateRef",
+            Reason::InvalidCaCertificateKind => "InvalidCACertificateKind",
+            Reason::InvalidClientCertificateRef => "InvalidClientCertificateRef",
+            Reason::NoValidCaCertificate => "NoValidCACertificate",
+            Reason::HostnameConflict => "HostnameConflict",
+            Reason::ProtocolConflict => "ProtocolConflict",
+            Reason::NotAllowed => "NotAllowed",
+            Reason::Conflicted => "Conflicted",
+            Reason::ConfigurationChanged => "ConfigurationChanged",
+            Reason::TargetNotFound => "TargetNotFound",
+            Reason::Pending => "Pending",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One status condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Condition {
+    /// `type`.
+    pub type_: ConditionType,
+    /// `status`: `True` or `False`.
+    pub status: bool,
+    /// `reason`.
+    pub reason: Reason,
+    /// `message`: a sentence for humans.
+    pub message: String,
+    /// `observedGeneration`.
+    pub observed_generation: i64,
+}
+
+impl Condition {
+    /// A condition with this type, status and reason.
+    pub fn new(type_: ConditionType, status: bool, reason: Reason, message: impl Into<String>, generation: i64) -> Self {
+        Condition { type_, status, reason, message: message.into(), observed_generation: generation }
+    }
+}
+
+impl Serialize for Condition {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Condition", 5)?;
+        st.serialize_field("type", self.type_.as_str())?;
+        st.serialize_field("status", if self.status { "True" } else { "False" })?;
+        st.serialize_field("reason", self.reason.as_str())?;
+        st.serialize_field("message", &self.message)?;
+        st.serialize_field("observedGeneration", &self.observed_generation)?;
+        st.end()
+    }
+}
+
+/// A list of conditions with at most one per type.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Conditions(pub Vec<Condition>);
+
+impl Conditions {
+    /// Sets a condition, replacing one of the same type.
+    pub fn set(&mut self, c: Condition) {
+        match self.0.iter_mut().find(|x| x.type_ == c.type_) {
+            Some(x) => *x = c,
+            None => self.0.push(c),
+        }
+    }
+
+    /// The condition of this type.
+    pub fn get(&self, t: ConditionType) -> Option<&Condition> {
+        self.0.iter().find(|c| c.type_ == t)
+    }
+
+    /// Whether the condition of this type is present and True.
+    pub fn is_true(&self, t: ConditionType) -> bool {
+        self.get(t).is_some_and(|c| c.status)
+    }
+}
+
+/// `status` of a GatewayClass.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayClassStatus {
+    /// Conditions.
+    pub conditions: Conditions,
+    /// The features Loom supports (`supportedFeatures`).
+    pub supported_features: Vec<SupportedFeature>,
+}
+
+/// A `supportedFeatures` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SupportedFeature {
+    /// The feature name.
+    pub name: String,
+}
+
+/// `status` of a Gateway.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayStatus {
+    /// Addresses the Gateway is reachable at.
+    pub addresses: Vec<StatusAddress>,
+    /// Conditions.
+    pub conditions: Conditions,
+    /// One entry per spec listener.
+    pub listeners: Vec<ListenerStatus>,
+    /// Accepted ListenerSets.
+    pub attached_listener_sets: i32,
+}
+
+/// A `status.addresses` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StatusAddress {
+    /// `IPAddress`, `Hostname`, ...
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// The value.
+    pub value: String,
+}
+
+/// A listener's status.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerStatus {
+    /// The listener name.
+    pub name: String,
+    /// Kinds the listener admits.
+    pub supported_kinds: Vec<RouteGroupKind>,
+    /// Routes accepted on it.
+    pub attached_routes: i32,
+    /// Conditions.
+    pub conditions: Conditions,
+}
+
+/// `status` of a ListenerSet.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerSetStatus {
+    /// Conditions.
+    pub conditions: Conditions,
+    /// One entry per spec listener.
+    pub listeners: Vec<ListenerStatus>,
+}
+
+/// `status` of any route kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteStatus {
+    /// One entry per parentRef that names a parent of Loom's.
+    pub parents: Vec<RouteParentStatus>,
+}
+
+/// A `status.parents` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteParentStatus {
+    /// The parentRef, with group, kind and namespace written out.
+    pub parent_ref: ParentReference,
+    /// Loom's controller name.
+    pub controller_name: String,
+    /// Conditions.
+    pub conditions: Conditions,
+}
+
+/// `status` of a policy (BackendTLSPolicy, Loom's policies).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyStatus {
+    /// One entry per ancestor (Gateway) the policy affects.
+    pub ancestors: Vec<PolicyAncestorStatus>,
+}
+
+/// A `status.ancestors` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyAncestorStatus {
+    /// The ancestor.
+    pub ancestor_ref: ParentReference,
+    /// Loom's controller name.
+    pub controller_name: String,
+    /// Conditions.
+    pub conditions: Conditions,
+}
+
+/// The status of one object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+#[allow(missing_docs)]
+pub enum ObjectStatus {
+    GatewayClass(GatewayClassStatus),
+    Gateway(GatewayStatus),
+    ListenerSet(ListenerSetStatus),
+    Route(RouteStatus),
+    Policy(PolicyStatus),
+}
+
+/// The status of every object Loom owns, keyed by object.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// Status by object.
+    pub objects: BTreeMap<ObjectKey, ObjectStatus>,
+}
+
+impl Status {
+    /// The status of one object.
+    pub fn get(&self, key: &ObjectKey) -> Option<&ObjectStatus> {
+        self.objects.get(key)
+    }
+}
