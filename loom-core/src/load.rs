@@ -217,6 +217,22 @@ pub fn load_document(file: &str, doc: &Document<'_>) -> Result<Option<Object>, L
     parse(doc).map(Some)
 }
 
+/// Builds a typed object from a JSON value of a known kind (the Kubernetes adapter and the
+/// conformance runner hold objects as JSON).
+pub fn from_value(kind: Kind, value: serde_json::Value) -> Result<Object, String> {
+    macro_rules! parse_as {
+        ($($k:ident),*) => {
+            match kind {
+                $(Kind::$k => serde_path_to_error::deserialize(value).map(Object::$k),)*
+            }
+        };
+    }
+    parse_as!(GatewayClass, Gateway, ListenerSet, HttpRoute, GrpcRoute, TlsRoute, TcpRoute, UdpRoute,
+        ReferenceGrant, BackendTlsPolicy, Namespace, Service, EndpointSlice, Secret, ConfigMap,
+        GatewayClassConfig, RateLimitPolicy, CircuitBreakerPolicy, WasmPlugin, Backend)
+    .map_err(|e| format!("{kind}: field `{}`: {}", e.path(), e.inner()))
+}
+
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").trim().to_owned()
 }
