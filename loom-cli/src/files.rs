@@ -17,9 +17,13 @@ pub(crate) fn load_paths(paths: &[PathBuf]) -> Result<Loaded> {
     for p in paths {
         collect(p, &mut files)?;
     }
-    let mut loaded = Loaded { input: Input::default(), errors: vec![] };
+    let mut loaded = Loaded {
+        input: Input::default(),
+        errors: vec![],
+    };
     for f in files {
-        let text = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+        let text =
+            std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
         let l = load_str(&f.display().to_string(), &text);
         loaded.errors.extend(l.errors);
         for (_, o) in l.objects {
@@ -36,7 +40,12 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         entries.sort_by_key(|e| e.path());
         for e in entries {
             let path = e.path();
-            if path.is_dir() || matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+            if path.is_dir()
+                || matches!(
+                    path.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml")
+                )
+            {
                 collect(&path, out)?;
             }
         }

@@ -12,7 +12,11 @@ use loom_core::snapshot::{Decision, GatewayName, HttpRequest};
 use loom_core::status::{ConditionType, ObjectStatus};
 
 #[derive(Parser)]
-#[command(name = "loom", version, about = "Loom: a Kubernetes Gateway API implementation")]
+#[command(
+    name = "loom",
+    version,
+    about = "Loom: a Kubernetes Gateway API implementation"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,8 +65,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { paths } => check(&paths),
-        Command::Explain { paths, request, headers, gateway } => explain(&paths, &request, &headers, gateway.as_deref()),
-        Command::Conformance { corpus, only, verbose } => conformance::run(&corpus, only.as_deref(), verbose),
+        Command::Explain {
+            paths,
+            request,
+            headers,
+            gateway,
+        } => explain(&paths, &request, &headers, gateway.as_deref()),
+        Command::Conformance {
+            corpus,
+            only,
+            verbose,
+        } => conformance::run(&corpus, only.as_deref(), verbose),
     };
     match result {
         Ok(code) => code,
@@ -95,44 +108,70 @@ fn check(paths: &[PathBuf]) -> Result<ExitCode> {
         bad |= !healthy(status);
     }
     if compiled.status.objects.is_empty() {
-        eprintln!("warning: no object belongs to Loom (is there a GatewayClass with controllerName {}?)", loom_core::CONTROLLER_NAME);
+        eprintln!(
+            "warning: no object belongs to Loom (is there a GatewayClass with controllerName {}?)",
+            loom_core::CONTROLLER_NAME
+        );
     }
-    Ok(if bad { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if bad {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn healthy(status: &ObjectStatus) -> bool {
     let ok = |c: &loom_core::status::Conditions| {
         c.0.iter().all(|c| match c.type_ {
-            ConditionType::Accepted | ConditionType::ResolvedRefs | ConditionType::Programmed => c.status,
+            ConditionType::Accepted | ConditionType::ResolvedRefs | ConditionType::Programmed => {
+                c.status
+            }
             ConditionType::Conflicted | ConditionType::PartiallyInvalid => !c.status,
             _ => true,
         })
     };
     match status {
         ObjectStatus::GatewayClass(s) => ok(&s.conditions),
-        ObjectStatus::Gateway(s) => ok(&s.conditions) && s.listeners.iter().all(|l| ok(&l.conditions)),
-        ObjectStatus::ListenerSet(s) => ok(&s.conditions) && s.listeners.iter().all(|l| ok(&l.conditions)),
+        ObjectStatus::Gateway(s) => {
+            ok(&s.conditions) && s.listeners.iter().all(|l| ok(&l.conditions))
+        }
+        ObjectStatus::ListenerSet(s) => {
+            ok(&s.conditions) && s.listeners.iter().all(|l| ok(&l.conditions))
+        }
         ObjectStatus::Route(s) => s.parents.iter().all(|p| ok(&p.conditions)),
         ObjectStatus::Policy(s) => s.ancestors.iter().all(|a| ok(&a.conditions)),
     }
 }
 
-fn explain(paths: &[PathBuf], request: &str, headers: &[String], gateway: Option<&str>) -> Result<ExitCode> {
+fn explain(
+    paths: &[PathBuf],
+    request: &str,
+    headers: &[String],
+    gateway: Option<&str>,
+) -> Result<ExitCode> {
     let loaded = files::load_paths(paths)?;
     for e in &loaded.errors {
         eprintln!("{}: {e}", if e.is_warning() { "warning" } else { "error" });
     }
     let compiled = loom_core::compile(&loaded.input);
     let (method, url) = request.split_once(' ').unwrap_or(("GET", request));
-    let uri: http::Uri = url.parse().with_context(|| format!("invalid URL {url:?}"))?;
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("invalid URL {url:?}"))?;
     let scheme = uri.scheme_str().unwrap_or("http").to_owned();
-    let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
-    let mut req = http::Request::builder().method(method).uri(uri.path_and_query().map_or("/", |p| p.as_str()));
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(uri.path_and_query().map_or("/", |p| p.as_str()));
     if let Some(a) = uri.authority() {
         req = req.header(http::header::HOST, a.as_str());
     }
     for h in headers {
-        let (n, v) = h.split_once(':').with_context(|| format!("header {h:?} is not `name: value`"))?;
+        let (n, v) = h
+            .split_once(':')
+            .with_context(|| format!("header {h:?} is not `name: value`"))?;
         req = req.header(n.trim(), v.trim());
     }
     let req = req.body(())?;
@@ -142,44 +181,89 @@ fn explain(paths: &[PathBuf], request: &str, headers: &[String], gateway: Option
             GatewayName::new(ns, name)
         }
         None => {
-            let on_port: Vec<_> =
-                compiled.snapshot.gateways.iter().filter(|(_, g)| g.ports.contains_key(&port)).map(|(n, _)| n.clone()).collect();
+            let on_port: Vec<_> = compiled
+                .snapshot
+                .gateways
+                .iter()
+                .filter(|(_, g)| g.ports.contains_key(&port))
+                .map(|(n, _)| n.clone())
+                .collect();
             match on_port.as_slice() {
                 [one] => one.clone(),
                 [] => bail!("no Gateway serves port {port}"),
                 many => bail!(
                     "several Gateways serve port {port} ({}); pick one with --gateway",
-                    many.iter().map(|g| format!("{}/{}", g.namespace, g.name)).collect::<Vec<_>>().join(", ")
+                    many.iter()
+                        .map(|g| format!("{}/{}", g.namespace, g.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             }
         }
     };
     let sni = (scheme == "https").then(|| uri.host().unwrap_or(""));
-    let hr = HttpRequest { scheme: &scheme, sni, method: req.method(), uri: req.uri(), headers: req.headers() };
+    let hr = HttpRequest {
+        scheme: &scheme,
+        sni,
+        method: req.method(),
+        uri: req.uri(),
+        headers: req.headers(),
+    };
     println!("gateway: {}/{}  port: {port}", gw.namespace, gw.name);
     let matched = |m: &loom_core::snapshot::Matched<'_>| {
-        println!("listener: {}  (declared by {})", m.listener.name, m.listener.owner);
+        println!(
+            "listener: {}  (declared by {})",
+            m.listener.name, m.listener.owner
+        );
         println!(
             "virtual host: {}",
-            m.vhost.hostname.as_ref().map_or("* (any host)".to_owned(), |h| h.to_string())
+            m.vhost
+                .hostname
+                .as_ref()
+                .map_or("* (any host)".to_owned(), |h| h.to_string())
         );
-        println!("route: {}  rule: {}{}", m.rule.route, m.rule.rule_index, m.rule.rule_name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default());
+        println!(
+            "route: {}  rule: {}{}",
+            m.rule.route,
+            m.rule.rule_index,
+            m.rule
+                .rule_name
+                .as_ref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default()
+        );
         if let Some(hm) = m.http_match {
-            println!("matched: path {:?}, method {:?}, {} header and {} query matches", hm.path, hm.method, hm.headers.len(), hm.query.len());
+            println!(
+                "matched: path {:?}, method {:?}, {} header and {} query matches",
+                hm.path,
+                hm.method,
+                hm.headers.len(),
+                hm.query.len()
+            );
         }
         let others: Vec<_> = m
             .vhost
             .http
             .entries()
-            .filter(|(om, r)| !std::ptr::eq(r.as_ref(), m.rule) || !m.http_match.is_some_and(|hm| std::ptr::eq(hm, *om)))
+            .filter(|(om, r)| {
+                !std::ptr::eq(r.as_ref(), m.rule)
+                    || !m.http_match.is_some_and(|hm| std::ptr::eq(hm, *om))
+            })
             .filter(|(om, _)| {
                 let path = hr.uri.path();
-                om.matches(&loom_core::route::RequestView { method: hr.method, path, query: hr.uri.query(), headers: hr.headers })
+                om.matches(&loom_core::route::RequestView {
+                    method: hr.method,
+                    path,
+                    query: hr.uri.query(),
+                    headers: hr.headers,
+                })
             })
             .map(|(om, r)| format!("{} rule {} (path {:?})", r.route, r.rule_index, om.path))
             .collect();
         if !others.is_empty() {
-            println!("also matched, lower precedence (Exact > RegularExpression > longest PathPrefix > method > headers > query > oldest route > namespace/name > rule order):");
+            println!(
+                "also matched, lower precedence (Exact > RegularExpression > longest PathPrefix > method > headers > query > oldest route > namespace/name > rule order):"
+            );
             for o in others {
                 println!("  - {o}");
             }
@@ -188,7 +272,10 @@ fn explain(paths: &[PathBuf], request: &str, headers: &[String], gateway: Option
     match compiled.snapshot.decide(&gw, port, &hr, 0) {
         Decision::Forward(f) => {
             matched(&f.matched);
-            println!("decision: forward to {} port {:?} ({:?}), endpoints {:?}", f.backend.object, f.backend.port, f.backend.protocol, f.backend.endpoints);
+            println!(
+                "decision: forward to {} port {:?} ({:?}), endpoints {:?}",
+                f.backend.object, f.backend.port, f.backend.protocol, f.backend.endpoints
+            );
             println!("backend receives:");
             println!("  {} {}", f.request.method(), f.request.uri());
             for (n, v) in f.request.headers() {
@@ -198,7 +285,11 @@ fn explain(paths: &[PathBuf], request: &str, headers: &[String], gateway: Option
                 println!("mirrored to: {}", m.object);
             }
         }
-        Decision::Redirect { status, location, matched: m } => {
+        Decision::Redirect {
+            status,
+            location,
+            matched: m,
+        } => {
             matched(&m);
             println!("decision: redirect {status} Location: {location}");
         }

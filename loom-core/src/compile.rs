@@ -34,7 +34,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { controller_name: CONTROLLER_NAME.into(), default_addresses: vec![], usable_addresses: None }
+        Options {
+            controller_name: CONTROLLER_NAME.into(),
+            default_addresses: vec![],
+            usable_addresses: None,
+        }
     }
 }
 
@@ -81,12 +85,21 @@ pub(crate) struct World<'a> {
 }
 
 fn live<T>(items: &[T], meta: impl Fn(&T) -> &ObjectMeta) -> impl Iterator<Item = &T> {
-    items.iter().filter(move |o| meta(o).deletion_timestamp.is_none())
+    items
+        .iter()
+        .filter(move |o| meta(o).deletion_timestamp.is_none())
 }
 
 macro_rules! index {
     ($items:expr) => {
-        live($items, |o| &o.metadata).map(|o| ((o.metadata.namespace_or_default(), o.metadata.name.as_str()), o)).collect()
+        live($items, |o| &o.metadata)
+            .map(|o| {
+                (
+                    (o.metadata.namespace_or_default(), o.metadata.name.as_str()),
+                    o,
+                )
+            })
+            .collect()
     };
 }
 
@@ -95,7 +108,10 @@ impl<'a> World<'a> {
         let mut slices: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
         for s in live(&input.endpoint_slices, |o| &o.metadata) {
             if let Some(svc) = s.metadata.labels.get("kubernetes.io/service-name") {
-                slices.entry((s.metadata.namespace_or_default(), svc.as_str())).or_default().push(s);
+                slices
+                    .entry((s.metadata.namespace_or_default(), svc.as_str()))
+                    .or_default()
+                    .push(s);
             }
         }
         for v in slices.values_mut() {
@@ -104,7 +120,9 @@ impl<'a> World<'a> {
         World {
             input,
             options,
-            namespaces: live(&input.namespaces, |o| &o.metadata).map(|n| (n.metadata.name.as_str(), n)).collect(),
+            namespaces: live(&input.namespaces, |o| &o.metadata)
+                .map(|n| (n.metadata.name.as_str(), n))
+                .collect(),
             services: index!(&input.services),
             secrets: index!(&input.secrets),
             config_maps: index!(&input.config_maps),
@@ -116,7 +134,11 @@ impl<'a> World<'a> {
 
     /// A namespace's labels, with the `kubernetes.io/metadata.name` label Kubernetes adds.
     pub(crate) fn namespace_labels(&self, ns: &str) -> BTreeMap<String, String> {
-        let mut labels = self.namespaces.get(ns).map(|n| n.metadata.labels.clone()).unwrap_or_default();
+        let mut labels = self
+            .namespaces
+            .get(ns)
+            .map(|n| n.metadata.labels.clone())
+            .unwrap_or_default();
         labels.insert("kubernetes.io/metadata.name".into(), ns.into());
         labels
     }
@@ -141,12 +163,20 @@ impl<'a> World<'a> {
         self.class_configs.get(&(ns, name)).copied()
     }
 
-    pub(crate) fn endpoint_slices<'s>(&'s self, ns: &'s str, service: &'s str) -> &'s [&'a EndpointSlice] {
+    pub(crate) fn endpoint_slices<'s>(
+        &'s self,
+        ns: &'s str,
+        service: &'s str,
+    ) -> &'s [&'a EndpointSlice] {
         self.slices.get(&(ns, service)).map_or(&[], Vec::as_slice)
     }
 
     /// Whether a ReferenceGrant in `to_ns` lets `from` refer to the object.
-    pub(crate) fn grant_allows(&self, from: (&str, &str, &str), to: (&str, &str, &str, &str)) -> bool {
+    pub(crate) fn grant_allows(
+        &self,
+        from: (&str, &str, &str),
+        to: (&str, &str, &str, &str),
+    ) -> bool {
         let (from_group, from_kind, from_ns) = from;
         let (to_group, to_kind, to_ns, to_name) = to;
         if from_ns == to_ns {
@@ -155,16 +185,21 @@ impl<'a> World<'a> {
         live(&self.input.reference_grants, |o| &o.metadata)
             .filter(|g| g.metadata.namespace_or_default() == to_ns)
             .any(|g| {
-                g.spec.from.iter().any(|f| f.group == from_group && f.kind == from_kind && f.namespace == from_ns)
+                g.spec
+                    .from
+                    .iter()
+                    .any(|f| f.group == from_group && f.kind == from_kind && f.namespace == from_ns)
                     && g.spec.to.iter().any(|t| {
-                        t.group == to_group && t.kind == to_kind && t.name.as_deref().is_none_or(|n| n == to_name)
+                        t.group == to_group
+                            && t.kind == to_kind
+                            && t.name.as_deref().is_none_or(|n| n == to_name)
                     })
             })
     }
 }
 
 /// Sorts objects the way the spec breaks ties: oldest first, then namespace/name.
-pub(crate) fn by_age<'a, T>(items: &'a [T], meta: impl Fn(&T) -> &ObjectMeta) -> Vec<&'a T> {
+pub(crate) fn by_age<T>(items: &[T], meta: impl Fn(&T) -> &ObjectMeta) -> Vec<&T> {
     let mut v: Vec<&T> = live(items, &meta).collect();
     v.sort_by(|a, b| meta(a).age_key().cmp(&meta(b).age_key()));
     v

@@ -66,9 +66,15 @@ impl PathModifier {
         match self {
             PathModifier::Full(p) => p.clone(),
             PathModifier::Prefix(replacement) => {
-                let prefix = matched_prefix.filter(|p| prefix_matches(p, path)).unwrap_or(path);
+                let prefix = matched_prefix
+                    .filter(|p| prefix_matches(p, path))
+                    .unwrap_or(path);
                 // A `/` prefix leaves the whole path as the remainder.
-                let rest = if prefix == "/" { path } else { &path[prefix.len().min(path.len())..] };
+                let rest = if prefix == "/" {
+                    path
+                } else {
+                    &path[prefix.len().min(path.len())..]
+                };
                 let base = replacement.trim_end_matches('/');
                 let mut out = String::with_capacity(base.len() + rest.len() + 1);
                 out.push_str(base);
@@ -131,8 +137,16 @@ impl Redirect {
             Some(m) => m.apply(path, matched_prefix),
             None => path.to_owned(),
         };
-        let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() };
-        let mut loc = if default_port { format!("{scheme}://{host}{path}") } else { format!("{scheme}://{host}:{port}{path}") };
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        let mut loc = if default_port {
+            format!("{scheme}://{host}{path}")
+        } else {
+            format!("{scheme}://{host}:{port}{path}")
+        };
         if let Some(q) = query {
             loc.push('?');
             loc.push_str(q);
@@ -204,7 +218,9 @@ impl Cors {
     /// The headers of a preflight answer; empty when the origin is not allowed.
     pub fn preflight_headers(&self, headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
         use http::header::*;
-        let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else { return vec![] };
+        let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
+            return vec![];
+        };
         if !self.origin_allowed(origin) {
             return vec![];
         }
@@ -214,8 +230,13 @@ impl Cors {
                 out.push((n, v));
             }
         };
-        push(ACCESS_CONTROL_ALLOW_ORIGIN, &self.allow_origin_value(origin));
-        let requested_method = headers.get(ACCESS_CONTROL_REQUEST_METHOD).and_then(|v| v.to_str().ok());
+        push(
+            ACCESS_CONTROL_ALLOW_ORIGIN,
+            &self.allow_origin_value(origin),
+        );
+        let requested_method = headers
+            .get(ACCESS_CONTROL_REQUEST_METHOD)
+            .and_then(|v| v.to_str().ok());
         let methods = if self.allow_methods.iter().any(|m| m == "*") {
             // With credentials, `*` is literal to browsers: echo the requested method.
             requested_method.map_or_else(|| "*".to_owned(), str::to_owned)
@@ -225,7 +246,9 @@ impl Cors {
         if !methods.is_empty() {
             push(ACCESS_CONTROL_ALLOW_METHODS, &methods);
         }
-        let requested_headers = headers.get(ACCESS_CONTROL_REQUEST_HEADERS).and_then(|v| v.to_str().ok());
+        let requested_headers = headers
+            .get(ACCESS_CONTROL_REQUEST_HEADERS)
+            .and_then(|v| v.to_str().ok());
         let allow_headers = if self.allow_headers.iter().any(|h| h == "*") {
             requested_headers.map_or_else(|| "*".to_owned(), str::to_owned)
         } else {
@@ -235,7 +258,10 @@ impl Cors {
             push(ACCESS_CONTROL_ALLOW_HEADERS, &allow_headers);
         }
         if !self.expose_headers.is_empty() {
-            push(ACCESS_CONTROL_EXPOSE_HEADERS, &self.expose_headers.join(", "));
+            push(
+                ACCESS_CONTROL_EXPOSE_HEADERS,
+                &self.expose_headers.join(", "),
+            );
         }
         push(ACCESS_CONTROL_MAX_AGE, &self.max_age.to_string());
         if self.allow_credentials {
@@ -248,7 +274,9 @@ impl Cors {
     /// Origin.
     pub fn response_headers(&self, headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
         use http::header::*;
-        let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else { return vec![] };
+        let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
+            return vec![];
+        };
         if !self.origin_allowed(origin) {
             return vec![];
         }
@@ -257,7 +285,10 @@ impl Cors {
             out.push((ACCESS_CONTROL_ALLOW_ORIGIN, v));
         }
         if self.allow_credentials {
-            out.push((ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true")));
+            out.push((
+                ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            ));
         }
         if !self.expose_headers.is_empty()
             && let Ok(v) = HeaderValue::from_str(&self.expose_headers.join(", "))
@@ -305,7 +336,9 @@ mod tests {
 
     #[test]
     fn prefix_rewrites_follow_the_spec_table() {
-        let r = |prefix: &str, path: &str, repl: &str| PathModifier::Prefix(repl.into()).apply(path, Some(prefix));
+        let r = |prefix: &str, path: &str, repl: &str| {
+            PathModifier::Prefix(repl.into()).apply(path, Some(prefix))
+        };
         assert_eq!(r("/foo", "/foo/bar", "/xyz"), "/xyz/bar");
         assert_eq!(r("/foo", "/foo/bar", "/xyz/"), "/xyz/bar");
         assert_eq!(r("/foo", "/foo", "/xyz"), "/xyz");
@@ -320,13 +353,31 @@ mod tests {
 
     #[test]
     fn redirect_ports_follow_the_spec() {
-        let mut r = Redirect { scheme: Some("https".into()), hostname: None, path: None, port: None, status: 302 };
-        assert_eq!(r.location("http", "a.com", 8080, "/p", None, None), "https://a.com/p");
+        let mut r = Redirect {
+            scheme: Some("https".into()),
+            hostname: None,
+            path: None,
+            port: None,
+            status: 302,
+        };
+        assert_eq!(
+            r.location("http", "a.com", 8080, "/p", None, None),
+            "https://a.com/p"
+        );
         r.scheme = None;
-        assert_eq!(r.location("http", "a.com", 8080, "/p", Some("q=1"), None), "http://a.com:8080/p?q=1");
-        assert_eq!(r.location("http", "a.com", 80, "/p", None, None), "http://a.com/p");
+        assert_eq!(
+            r.location("http", "a.com", 8080, "/p", Some("q=1"), None),
+            "http://a.com:8080/p?q=1"
+        );
+        assert_eq!(
+            r.location("http", "a.com", 80, "/p", None, None),
+            "http://a.com/p"
+        );
         r.port = Some(443);
-        assert_eq!(r.location("http", "a.com", 80, "/p", None, None), "http://a.com:443/p");
+        assert_eq!(
+            r.location("http", "a.com", 80, "/p", None, None),
+            "http://a.com:443/p"
+        );
     }
 
     #[test]

@@ -144,6 +144,9 @@ impl fmt::Display for Kind {
 /// One object of any kind Loom reads.
 #[derive(Clone, Debug, PartialEq)]
 #[allow(missing_docs)]
+// Objects are built once per load and moved into `Input`; boxing every variant would only add
+// indirection.
+#[allow(clippy::large_enum_variant)]
 pub enum Object {
     GatewayClass(GatewayClass),
     Gateway(Gateway),
@@ -236,7 +239,11 @@ impl Object {
         let m = self.metadata();
         ObjectKey {
             kind: self.kind(),
-            namespace: if self.kind().is_namespaced() { m.namespace_or_default().to_owned() } else { String::new() },
+            namespace: if self.kind().is_namespaced() {
+                m.namespace_or_default().to_owned()
+            } else {
+                String::new()
+            },
             name: m.name.clone(),
         }
     }
@@ -306,26 +313,86 @@ pub struct Input {
 macro_rules! with_list {
     ($input:expr, $kind:expr, $list:ident => $e:expr) => {
         match $kind {
-            Kind::GatewayClass => { let $list = &mut $input.gateway_classes; $e }
-            Kind::Gateway => { let $list = &mut $input.gateways; $e }
-            Kind::ListenerSet => { let $list = &mut $input.listener_sets; $e }
-            Kind::HttpRoute => { let $list = &mut $input.http_routes; $e }
-            Kind::GrpcRoute => { let $list = &mut $input.grpc_routes; $e }
-            Kind::TlsRoute => { let $list = &mut $input.tls_routes; $e }
-            Kind::TcpRoute => { let $list = &mut $input.tcp_routes; $e }
-            Kind::UdpRoute => { let $list = &mut $input.udp_routes; $e }
-            Kind::ReferenceGrant => { let $list = &mut $input.reference_grants; $e }
-            Kind::BackendTlsPolicy => { let $list = &mut $input.backend_tls_policies; $e }
-            Kind::Namespace => { let $list = &mut $input.namespaces; $e }
-            Kind::Service => { let $list = &mut $input.services; $e }
-            Kind::EndpointSlice => { let $list = &mut $input.endpoint_slices; $e }
-            Kind::Secret => { let $list = &mut $input.secrets; $e }
-            Kind::ConfigMap => { let $list = &mut $input.config_maps; $e }
-            Kind::GatewayClassConfig => { let $list = &mut $input.gateway_class_configs; $e }
-            Kind::RateLimitPolicy => { let $list = &mut $input.rate_limit_policies; $e }
-            Kind::CircuitBreakerPolicy => { let $list = &mut $input.circuit_breaker_policies; $e }
-            Kind::WasmPlugin => { let $list = &mut $input.wasm_plugins; $e }
-            Kind::Backend => { let $list = &mut $input.backends; $e }
+            Kind::GatewayClass => {
+                let $list = &mut $input.gateway_classes;
+                $e
+            }
+            Kind::Gateway => {
+                let $list = &mut $input.gateways;
+                $e
+            }
+            Kind::ListenerSet => {
+                let $list = &mut $input.listener_sets;
+                $e
+            }
+            Kind::HttpRoute => {
+                let $list = &mut $input.http_routes;
+                $e
+            }
+            Kind::GrpcRoute => {
+                let $list = &mut $input.grpc_routes;
+                $e
+            }
+            Kind::TlsRoute => {
+                let $list = &mut $input.tls_routes;
+                $e
+            }
+            Kind::TcpRoute => {
+                let $list = &mut $input.tcp_routes;
+                $e
+            }
+            Kind::UdpRoute => {
+                let $list = &mut $input.udp_routes;
+                $e
+            }
+            Kind::ReferenceGrant => {
+                let $list = &mut $input.reference_grants;
+                $e
+            }
+            Kind::BackendTlsPolicy => {
+                let $list = &mut $input.backend_tls_policies;
+                $e
+            }
+            Kind::Namespace => {
+                let $list = &mut $input.namespaces;
+                $e
+            }
+            Kind::Service => {
+                let $list = &mut $input.services;
+                $e
+            }
+            Kind::EndpointSlice => {
+                let $list = &mut $input.endpoint_slices;
+                $e
+            }
+            Kind::Secret => {
+                let $list = &mut $input.secrets;
+                $e
+            }
+            Kind::ConfigMap => {
+                let $list = &mut $input.config_maps;
+                $e
+            }
+            Kind::GatewayClassConfig => {
+                let $list = &mut $input.gateway_class_configs;
+                $e
+            }
+            Kind::RateLimitPolicy => {
+                let $list = &mut $input.rate_limit_policies;
+                $e
+            }
+            Kind::CircuitBreakerPolicy => {
+                let $list = &mut $input.circuit_breaker_policies;
+                $e
+            }
+            Kind::WasmPlugin => {
+                let $list = &mut $input.wasm_plugins;
+                $e
+            }
+            Kind::Backend => {
+                let $list = &mut $input.backends;
+                $e
+            }
         }
     };
 }
@@ -403,11 +470,20 @@ mod tests {
 
     #[test]
     fn kinds_resolve_from_api_version() {
-        assert_eq!(Kind::from_api("gateway.networking.k8s.io/v1", "HTTPRoute"), Some(Kind::HttpRoute));
-        assert_eq!(Kind::from_api("gateway.networking.k8s.io/v1alpha2", "TCPRoute"), Some(Kind::TcpRoute));
+        assert_eq!(
+            Kind::from_api("gateway.networking.k8s.io/v1", "HTTPRoute"),
+            Some(Kind::HttpRoute)
+        );
+        assert_eq!(
+            Kind::from_api("gateway.networking.k8s.io/v1alpha2", "TCPRoute"),
+            Some(Kind::TcpRoute)
+        );
         assert_eq!(Kind::from_api("v1", "Service"), Some(Kind::Service));
         assert_eq!(Kind::from_api("apps/v1", "Service"), None);
-        assert_eq!(Kind::from_api("gateway.loom.dev/v1alpha1", "Backend"), Some(Kind::Backend));
+        assert_eq!(
+            Kind::from_api("gateway.loom.dev/v1alpha1", "Backend"),
+            Some(Kind::Backend)
+        );
         assert_eq!(Kind::from_api("apps/v1", "Deployment"), None);
     }
 

@@ -116,7 +116,10 @@ pub fn split_documents(text: &str) -> Vec<Document<'_>> {
             || trimmed == "..."
             || trimmed.starts_with("%");
         if is_marker {
-            docs.push(Document { first_line: start_line, text: &text[start..offset] });
+            docs.push(Document {
+                first_line: start_line,
+                text: &text[start..offset],
+            });
             // `--- value` keeps the content after the marker out; Kubernetes manifests do not
             // use it.
             start = offset + line.len();
@@ -124,8 +127,15 @@ pub fn split_documents(text: &str) -> Vec<Document<'_>> {
         }
         offset += line.len();
     }
-    docs.push(Document { first_line: start_line, text: &text[start..] });
-    docs.retain(|d| d.text.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')));
+    docs.push(Document {
+        first_line: start_line,
+        text: &text[start..],
+    });
+    docs.retain(|d| {
+        d.text
+            .lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+    });
     docs
 }
 
@@ -149,7 +159,13 @@ pub fn load_str(file: &str, text: &str) -> Loaded {
     let mut loaded = Loaded::default();
     for doc in split_documents(text) {
         match load_document(file, &doc) {
-            Ok(Some(obj)) => loaded.objects.push((Source { file: file.into(), line: doc.first_line }, obj)),
+            Ok(Some(obj)) => loaded.objects.push((
+                Source {
+                    file: file.into(),
+                    line: doc.first_line,
+                },
+                obj,
+            )),
             Ok(None) => {}
             Err(e) => loaded.errors.push(e),
         }
@@ -159,7 +175,10 @@ pub fn load_str(file: &str, text: &str) -> Loaded {
 
 /// Loads one document; `Ok(None)` for a `List` or an empty document.
 pub fn load_document(file: &str, doc: &Document<'_>) -> Result<Option<Object>, LoadError> {
-    let at = |line: u64| Source { file: file.into(), line: doc.first_line + line.saturating_sub(1) };
+    let at = |line: u64| Source {
+        file: file.into(),
+        line: doc.first_line + line.saturating_sub(1),
+    };
     let meta: TypeMeta = serde_saphyr::from_str(doc.text).map_err(|e| LoadError::Syntax {
         at: at(e.location().map_or(1, |l| l.line())),
         message: first_line(&e.to_string()),
@@ -185,6 +204,8 @@ pub fn load_document(file: &str, doc: &Document<'_>) -> Result<Option<Object>, L
         return Err(LoadError::MissingName { at: at(1), kind });
     }
     let parse = |doc: &Document<'_>| -> Result<Object, LoadError> {
+        // serde-saphyr's error is large; it lives only until it becomes a `LoadError`.
+        #[allow(clippy::result_large_err)]
         fn typed<T: DeserializeOwned>(text: &str) -> Result<T, (String, serde_saphyr::Error)> {
             let mut path = None;
             serde_saphyr::with_deserializer_from_str(text, |de| {
@@ -202,10 +223,28 @@ pub fn load_document(file: &str, doc: &Document<'_>) -> Result<Option<Object>, L
                 }
             };
         }
-        parse_as!(GatewayClass, Gateway, ListenerSet, HttpRoute, GrpcRoute, TlsRoute, TcpRoute,
-            UdpRoute, ReferenceGrant, BackendTlsPolicy, Namespace, Service, EndpointSlice, Secret,
-            ConfigMap, GatewayClassConfig, RateLimitPolicy, CircuitBreakerPolicy, WasmPlugin,
-            Backend)
+        parse_as!(
+            GatewayClass,
+            Gateway,
+            ListenerSet,
+            HttpRoute,
+            GrpcRoute,
+            TlsRoute,
+            TcpRoute,
+            UdpRoute,
+            ReferenceGrant,
+            BackendTlsPolicy,
+            Namespace,
+            Service,
+            EndpointSlice,
+            Secret,
+            ConfigMap,
+            GatewayClassConfig,
+            RateLimitPolicy,
+            CircuitBreakerPolicy,
+            WasmPlugin,
+            Backend
+        )
         .map_err(|(field, e)| LoadError::InvalidField {
             at: at(e.location().map_or(1, |l| l.line())),
             kind,
@@ -227,9 +266,28 @@ pub fn from_value(kind: Kind, value: serde_json::Value) -> Result<Object, String
             }
         };
     }
-    parse_as!(GatewayClass, Gateway, ListenerSet, HttpRoute, GrpcRoute, TlsRoute, TcpRoute, UdpRoute,
-        ReferenceGrant, BackendTlsPolicy, Namespace, Service, EndpointSlice, Secret, ConfigMap,
-        GatewayClassConfig, RateLimitPolicy, CircuitBreakerPolicy, WasmPlugin, Backend)
+    parse_as!(
+        GatewayClass,
+        Gateway,
+        ListenerSet,
+        HttpRoute,
+        GrpcRoute,
+        TlsRoute,
+        TcpRoute,
+        UdpRoute,
+        ReferenceGrant,
+        BackendTlsPolicy,
+        Namespace,
+        Service,
+        EndpointSlice,
+        Secret,
+        ConfigMap,
+        GatewayClassConfig,
+        RateLimitPolicy,
+        CircuitBreakerPolicy,
+        WasmPlugin,
+        Backend
+    )
     .map_err(|e| format!("{kind}: field `{}`: {}", e.path(), e.inner()))
 }
 
@@ -267,27 +325,50 @@ mod tests {
         let loaded = load_str("routes.yaml", text);
         assert_eq!(loaded.objects.len(), 1);
         let err = loaded.errors[0].to_string();
-        assert!(err.starts_with("routes.yaml:14: HTTPRoute n/r: field `spec.rules[0].backendRefs[0].port`"), "{err}");
+        assert!(
+            err.starts_with(
+                "routes.yaml:14: HTTPRoute n/r: field `spec.rules[0].backendRefs[0].port`"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_kinds_are_warnings() {
-        let loaded = load_str("f.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n");
+        let loaded = load_str(
+            "f.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n",
+        );
         assert!(loaded.objects.is_empty());
         assert!(loaded.errors[0].is_warning());
-        assert_eq!(loaded.errors[0].to_string(), "f.yaml:1: apps/v1 Deployment d is not a kind Loom reads; skipped");
+        assert_eq!(
+            loaded.errors[0].to_string(),
+            "f.yaml:1: apps/v1 Deployment d is not a kind Loom reads; skipped"
+        );
     }
 
     #[test]
     fn syntax_errors_are_located() {
-        let loaded = load_str("bad.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: [\n");
-        assert!(matches!(&loaded.errors[0], LoadError::Syntax { at, .. } if at.line >= 3), "{:?}", loaded.errors);
+        let loaded = load_str(
+            "bad.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: [\n",
+        );
+        assert!(
+            matches!(&loaded.errors[0], LoadError::Syntax { at, .. } if at.line >= 3),
+            "{:?}",
+            loaded.errors
+        );
     }
 
     #[test]
     fn secrets_decode_base64_data() {
-        let loaded = load_str("s.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata:\n  a: aGk=\nstringData:\n  b: yo\n");
-        let Object::Secret(s) = &loaded.objects[0].1 else { panic!() };
+        let loaded = load_str(
+            "s.yaml",
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata:\n  a: aGk=\nstringData:\n  b: yo\n",
+        );
+        let Object::Secret(s) = &loaded.objects[0].1 else {
+            panic!()
+        };
         assert_eq!(s.data["a"], b"hi");
         assert_eq!(s.data["b"], b"yo");
     }

@@ -136,7 +136,11 @@ impl<T> HttpTable<T> {
         let regex = (0..entries.len() as u32)
             .filter(|&i| matches!(entries[i as usize].0.path, PathMatch::Regex(_)))
             .collect();
-        HttpTable { entries, index, regex }
+        HttpTable {
+            entries,
+            index,
+            regex,
+        }
     }
 
     /// Number of matches in the table.
@@ -157,7 +161,9 @@ impl<T> HttpTable<T> {
     /// The winning entry for a request (fast path). Allocation-free unless a header is
     /// repeated or a query value is percent-encoded.
     pub fn find(&self, req: &RequestView<'_>) -> Option<(&HttpMatch, &T)> {
-        let Some(index) = &self.index else { return self.find_reference(req) };
+        let Some(index) = &self.index else {
+            return self.find_reference(req);
+        };
         let node = index.at(req.path).ok().map(|m| m.value);
         let check = |i: &u32| {
             let (m, t) = &self.entries[*i as usize];
@@ -179,7 +185,10 @@ impl<T> HttpTable<T> {
 
     /// The winning entry by a linear scan in precedence order: the spec, read literally.
     pub fn find_reference(&self, req: &RequestView<'_>) -> Option<(&HttpMatch, &T)> {
-        self.entries.iter().find(|(m, _)| m.matches(req)).map(|(m, t)| (m, t))
+        self.entries
+            .iter()
+            .find(|(m, _)| m.matches(req))
+            .map(|(m, t)| (m, t))
     }
 }
 
@@ -218,7 +227,8 @@ fn build_index<T>(entries: &[(HttpMatch, T)]) -> Option<matchit::Router<KeyCandi
     }
     let mut lists: BTreeMap<String, KeyCandidates> = BTreeMap::new();
     for key in keys {
-        let (route, sample_matches): (String, Box<dyn Fn(&PathMatch) -> bool>) = match key {
+        type Covers = Box<dyn Fn(&PathMatch) -> bool>;
+        let (route, sample_matches): (String, Covers) = match key {
             Key::Literal(p) => {
                 let route = escape(&p);
                 (route, Box::new(move |m: &PathMatch| m.matches(&p)))
@@ -226,10 +236,13 @@ fn build_index<T>(entries: &[(HttpMatch, T)]) -> Option<matchit::Router<KeyCandi
             Key::Under(p) => {
                 let route = format!("{}/{{*rest}}", escape(&p));
                 // Every path under `p/` (non-empty remainder) that no longer key covers.
-                (route, Box::new(move |m: &PathMatch| match m {
-                    PathMatch::Prefix(q) => prefix_matches(q, &format!("{p}/")),
-                    _ => false,
-                }))
+                (
+                    route,
+                    Box::new(move |m: &PathMatch| match m {
+                        PathMatch::Prefix(q) => prefix_matches(q, &format!("{p}/")),
+                        _ => false,
+                    }),
+                )
             }
         };
         let mut c = KeyCandidates::default();
@@ -269,8 +282,13 @@ impl GrpcMatch {
         let Some((service, method)) = path.strip_prefix('/').and_then(|p| p.split_once('/')) else {
             return false;
         };
-        self.service.as_ref().is_none_or(|s| s.matches(service.as_bytes()))
-            && self.method.as_ref().is_none_or(|m| m.matches(method.as_bytes()))
+        self.service
+            .as_ref()
+            .is_none_or(|s| s.matches(service.as_bytes()))
+            && self
+                .method
+                .as_ref()
+                .is_none_or(|m| m.matches(method.as_bytes()))
             && self.headers.iter().all(|h| h.matches(headers))
     }
 
@@ -315,12 +333,17 @@ impl<T> GrpcTable<T> {
     /// Builds a table.
     pub fn new(mut entries: Vec<(GrpcMatch, GrpcPrecedence, T)>) -> Self {
         entries.sort_by(|a, b| a.1.cmp(&b.1));
-        GrpcTable { entries: entries.into_iter().map(|(m, _, t)| (m, t)).collect() }
+        GrpcTable {
+            entries: entries.into_iter().map(|(m, _, t)| (m, t)).collect(),
+        }
     }
 
     /// The winning entry.
     pub fn find(&self, path: &str, headers: &HeaderMap) -> Option<&T> {
-        self.entries.iter().find(|(m, _)| m.matches(path, headers)).map(|(_, t)| t)
+        self.entries
+            .iter()
+            .find(|(m, _)| m.matches(path, headers))
+            .map(|(_, t)| t)
     }
 
     /// Whether the table is empty.

@@ -34,7 +34,10 @@ pub struct GatewayName {
 impl GatewayName {
     /// A name.
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        GatewayName { namespace: namespace.into(), name: name.into() }
+        GatewayName {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 }
 
@@ -137,7 +140,11 @@ impl HttpListener {
         mut vhosts: Vec<VirtualHost>,
     ) -> Self {
         vhosts.sort_by(|a, b| {
-            let key = |v: &VirtualHost| v.hostname.as_ref().map(|h| std::cmp::Reverse(h.specificity()));
+            let key = |v: &VirtualHost| {
+                v.hostname
+                    .as_ref()
+                    .map(|h| std::cmp::Reverse(h.specificity()))
+            };
             match (key(a), key(b)) {
                 (None, None) => std::cmp::Ordering::Equal,
                 (None, Some(_)) => std::cmp::Ordering::Greater,
@@ -157,19 +164,36 @@ impl HttpListener {
                 None => any = Some(i),
             }
         }
-        HttpListener { name, owner, hostname, tls, exact, wildcards, any, vhosts }
+        HttpListener {
+            name,
+            owner,
+            hostname,
+            tls,
+            exact,
+            wildcards,
+            any,
+            vhosts,
+        }
     }
 
     /// The virtual hosts a host may use, most specific first.
     /// `host` must be lower-case.
-    pub fn vhosts_for<'s, 'h>(&'s self, host: &'h str) -> impl Iterator<Item = &'s VirtualHost> + use<'s, 'h> {
+    pub fn vhosts_for<'s, 'h>(
+        &'s self,
+        host: &'h str,
+    ) -> impl Iterator<Item = &'s VirtualHost> + use<'s, 'h> {
         let exact = self.exact.get(host).copied();
-        let wild = self
-            .wildcards
-            .iter()
-            .copied()
-            .filter(move |&i| self.vhosts[i].hostname.as_ref().is_some_and(|h| h.matches(host)));
-        exact.into_iter().chain(wild).chain(self.any).map(move |i| &self.vhosts[i])
+        let wild = self.wildcards.iter().copied().filter(move |&i| {
+            self.vhosts[i]
+                .hostname
+                .as_ref()
+                .is_some_and(|h| h.matches(host))
+        });
+        exact
+            .into_iter()
+            .chain(wild)
+            .chain(self.any)
+            .map(move |i| &self.vhosts[i])
     }
 }
 
@@ -447,7 +471,13 @@ impl Snapshot {
 
     /// Decides what to do with an HTTP request that arrived on a Gateway's port. `random` is the
     /// only source of randomness (weighted backends, mirror percentages).
-    pub fn decide<'s>(&'s self, gateway: &GatewayName, port: u16, req: &HttpRequest<'_>, random: u64) -> Decision<'s> {
+    pub fn decide<'s>(
+        &'s self,
+        gateway: &GatewayName,
+        port: u16,
+        req: &HttpRequest<'_>,
+        random: u64,
+    ) -> Decision<'s> {
         match self.port(gateway, port) {
             Some(p) => p.decide(req, random),
             None => local(StatusCode::NOT_FOUND, "no listener on this port", None),
@@ -455,22 +485,34 @@ impl Snapshot {
     }
 }
 
-fn local<'s>(status: StatusCode, reason: impl Into<String>, matched: Option<Matched<'s>>) -> Decision<'s> {
-    Decision::Respond(LocalResponse { status, headers: vec![], reason: reason.into(), matched })
+fn local<'s>(
+    status: StatusCode,
+    reason: impl Into<String>,
+    matched: Option<Matched<'s>>,
+) -> Decision<'s> {
+    Decision::Respond(LocalResponse {
+        status,
+        headers: vec![],
+        reason: reason.into(),
+        matched,
+    })
 }
 
 impl PortSnapshot {
     /// The listener a host belongs to (listener isolation: the most specific hostname wins).
     pub fn listener_for(&self, host: &str) -> Option<&HttpListener> {
-        self.http.iter().find(|l| l.hostname.as_ref().is_none_or(|h| h.matches(host)))
+        self.http
+            .iter()
+            .find(|l| l.hostname.as_ref().is_none_or(|h| h.matches(host)))
     }
 
     /// The authority of a request: `:authority`/URI authority, else the `Host` header.
     pub fn authority<'r>(req: &HttpRequest<'r>) -> Option<&'r str> {
-        req.uri
-            .authority()
-            .map(|a| a.as_str())
-            .or_else(|| req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()))
+        req.uri.authority().map(|a| a.as_str()).or_else(|| {
+            req.headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
     }
 
     /// Finds the listener, virtual host and rule for a request without applying anything.
@@ -485,13 +527,19 @@ impl PortSnapshot {
             host
         };
         let Some(listener) = self.listener_for(host) else {
-            return Err((StatusCode::NOT_FOUND, format!("no listener for host {host:?}")));
+            return Err((
+                StatusCode::NOT_FOUND,
+                format!("no listener for host {host:?}"),
+            ));
         };
         if let Some(sni) = req.sni {
             // HTTPS listener isolation: the Host must belong to the listener the SNI chose.
             let by_sni = self.listener_for(sni).map(|l| &l.name);
             if by_sni != Some(&listener.name) {
-                return Err((StatusCode::MISDIRECTED_REQUEST, format!("host {host:?} is not served by the listener of SNI {sni:?}")));
+                return Err((
+                    StatusCode::MISDIRECTED_REQUEST,
+                    format!("host {host:?} is not served by the listener of SNI {sni:?}"),
+                ));
             }
         }
         let raw_path = req.uri.path();
@@ -500,13 +548,28 @@ impl PortSnapshot {
             .headers
             .get(http::header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        let view = RequestView { method: req.method, path: &path, query: req.uri.query(), headers: req.headers };
+        let view = RequestView {
+            method: req.method,
+            path: &path,
+            query: req.uri.query(),
+            headers: req.headers,
+        };
         for vhost in listener.vhosts_for(host) {
             if is_grpc && let Some(rule) = vhost.grpc.find(&path, req.headers) {
-                return Ok(Matched { listener, vhost, rule, http_match: None });
+                return Ok(Matched {
+                    listener,
+                    vhost,
+                    rule,
+                    http_match: None,
+                });
             }
             if let Some((m, rule)) = vhost.http.find(&view) {
-                return Ok(Matched { listener, vhost, rule, http_match: Some(m) });
+                return Ok(Matched {
+                    listener,
+                    vhost,
+                    rule,
+                    http_match: Some(m),
+                });
             }
         }
         Err((StatusCode::NOT_FOUND, "no route matched".into()))
@@ -520,14 +583,27 @@ impl PortSnapshot {
         };
         let rule = matched.rule;
         if let Some(why) = &rule.invalid {
-            return local(StatusCode::INTERNAL_SERVER_ERROR, why.clone(), Some(matched));
+            return local(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                why.clone(),
+                Some(matched),
+            );
         }
         if let Some(cors) = &rule.filters.cors
             && Cors::is_preflight(req.method, req.headers)
         {
             let headers = cors.preflight_headers(req.headers);
-            let reason = if headers.is_empty() { "CORS preflight from an origin not allowed" } else { "CORS preflight" };
-            return Decision::Respond(LocalResponse { status: StatusCode::OK, headers, reason: reason.into(), matched: Some(matched) });
+            let reason = if headers.is_empty() {
+                "CORS preflight from an origin not allowed"
+            } else {
+                "CORS preflight"
+            };
+            return Decision::Respond(LocalResponse {
+                status: StatusCode::OK,
+                headers,
+                reason: reason.into(),
+                matched: Some(matched),
+            });
         }
         let path = normalize(req.uri.path()).unwrap_or(std::borrow::Cow::Borrowed("/"));
         let matched_prefix = match matched.http_match.map(|m| &m.path) {
@@ -537,23 +613,56 @@ impl PortSnapshot {
         let authority = Self::authority(req).unwrap_or("");
         if let Some(r) = &rule.filters.redirect {
             let host = host_without_port(authority);
-            let location = r.location(req.scheme, host, self.port, &path, req.uri.query(), matched_prefix);
+            let location = r.location(
+                req.scheme,
+                host,
+                self.port,
+                &path,
+                req.uri.query(),
+                matched_prefix,
+            );
             let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FOUND);
-            return Decision::Redirect { status, location, matched };
+            return Decision::Redirect {
+                status,
+                location,
+                matched,
+            };
         }
-        let Some(index) = choose_weighted(rule.backends.iter().map(|b| b.weight), mix(random, 0)) else {
-            return local(StatusCode::INTERNAL_SERVER_ERROR, "rule has no backend with weight > 0", Some(matched));
+        let Some(index) = choose_weighted(rule.backends.iter().map(|b| b.weight), mix(random, 0))
+        else {
+            return local(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "rule has no backend with weight > 0",
+                Some(matched),
+            );
         };
         let chosen = &rule.backends[index];
         let backend = match &chosen.target {
             Ok(b) => b.as_ref(),
-            Err(why) => return local(StatusCode::INTERNAL_SERVER_ERROR, why.clone(), Some(matched)),
+            Err(why) => {
+                return local(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    why.clone(),
+                    Some(matched),
+                );
+            }
         };
         if let Some(r) = &chosen.filters.redirect {
             let host = host_without_port(authority);
-            let location = r.location(req.scheme, host, self.port, &path, req.uri.query(), matched_prefix);
+            let location = r.location(
+                req.scheme,
+                host,
+                self.port,
+                &path,
+                req.uri.query(),
+                matched_prefix,
+            );
             let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FOUND);
-            return Decision::Redirect { status, location, matched };
+            return Decision::Redirect {
+                status,
+                location,
+                matched,
+            };
         }
         let mut headers = req.headers.clone();
         let mut new_path = path.into_owned();
@@ -580,7 +689,8 @@ impl PortSnapshot {
                 response_headers.extend(c.response_headers(req.headers));
             }
             for (i, m) in filters.mirrors.iter().enumerate() {
-                let r = mix(random, 1 + (n as u64) * 1000 + i as u64) % u64::from(m.denominator.max(1));
+                let r =
+                    mix(random, 1 + (n as u64) * 1000 + i as u64) % u64::from(m.denominator.max(1));
                 if r < u64::from(m.numerator) {
                     mirrors.push(m.backend.as_ref());
                 }
@@ -596,7 +706,9 @@ impl PortSnapshot {
         }
         let mut request = http::Request::new(());
         *request.method_mut() = req.method.clone();
-        *request.uri_mut() = path_and_query.parse().unwrap_or_else(|_| Uri::from_static("/"));
+        *request.uri_mut() = path_and_query
+            .parse()
+            .unwrap_or_else(|_| Uri::from_static("/"));
         *request.headers_mut() = headers;
         Decision::Forward(Box::new(Forward {
             matched,
@@ -614,8 +726,14 @@ impl PortSnapshot {
     /// Chooses the TLS route for an SNI (passthrough and terminate listeners).
     pub fn tls_route(&self, sni: Option<&str>) -> Option<(&TlsListener, &L4Rule)> {
         let sni = sni.unwrap_or("");
-        let listener = self.tls.iter().find(|l| l.hostname.as_ref().is_none_or(|h| h.matches(sni)))?;
-        let rule = listener.routes.iter().find(|(h, _)| h.as_ref().is_none_or(|h| h.matches(sni)))?;
+        let listener = self
+            .tls
+            .iter()
+            .find(|l| l.hostname.as_ref().is_none_or(|h| h.matches(sni)))?;
+        let rule = listener
+            .routes
+            .iter()
+            .find(|(h, _)| h.as_ref().is_none_or(|h| h.matches(sni)))?;
         Some((listener, &rule.1))
     }
 }
@@ -632,7 +750,10 @@ impl L4Rule {
 impl Kind {
     /// Whether the kind is a route kind.
     pub fn is_route(self) -> bool {
-        matches!(self, Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute | Kind::TcpRoute | Kind::UdpRoute)
+        matches!(
+            self,
+            Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute | Kind::TcpRoute | Kind::UdpRoute
+        )
     }
 }
 

@@ -137,8 +137,20 @@ pub struct Condition {
 
 impl Condition {
     /// A condition with this type, status and reason.
-    pub fn new(type_: ConditionType, status: bool, reason: Reason, message: impl Into<String>, generation: i64) -> Self {
-        Condition { type_, status, reason, message: message.into(), observed_generation: generation }
+    pub fn new(
+        type_: ConditionType,
+        status: bool,
+        reason: Reason,
+        message: impl Into<String>,
+        generation: i64,
+    ) -> Self {
+        Condition {
+            type_,
+            status,
+            reason,
+            message: message.into(),
+            observed_generation: generation,
+        }
     }
 }
 

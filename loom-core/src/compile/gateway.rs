@@ -26,21 +26,55 @@ pub(crate) fn gateway_classes(world: &World<'_>, status: &mut Status) -> Classes
         let g = class.metadata.generation();
         let invalid = class.spec.parameters_ref.as_ref().and_then(|p| {
             if p.group != LOOM_GROUP || p.kind != "GatewayClassConfig" {
-                return Some(format!("parametersRef must be a {LOOM_GROUP} GatewayClassConfig, not {}/{}", p.group, p.kind));
+                return Some(format!(
+                    "parametersRef must be a {LOOM_GROUP} GatewayClassConfig, not {}/{}",
+                    p.group, p.kind
+                ));
             }
             let ns = p.namespace.as_deref().unwrap_or("default");
-            world.class_config(ns, &p.name).is_none().then(|| format!("GatewayClassConfig {ns}/{} not found", p.name))
+            world
+                .class_config(ns, &p.name)
+                .is_none()
+                .then(|| format!("GatewayClassConfig {ns}/{} not found", p.name))
         });
         let mut conditions = Conditions::default();
         conditions.set(match &invalid {
-            None => Condition::new(ConditionType::Accepted, true, Reason::Accepted, "Loom accepts this class", g),
-            Some(why) => Condition::new(ConditionType::Accepted, false, Reason::InvalidParameters, why.clone(), g),
+            None => Condition::new(
+                ConditionType::Accepted,
+                true,
+                Reason::Accepted,
+                "Loom accepts this class",
+                g,
+            ),
+            Some(why) => Condition::new(
+                ConditionType::Accepted,
+                false,
+                Reason::InvalidParameters,
+                why.clone(),
+                g,
+            ),
         });
-        conditions.set(Condition::new(ConditionType::SupportedVersion, true, Reason::SupportedVersion, "Gateway API v1.6", g));
-        let supported_features = crate::SUPPORTED_FEATURES.iter().map(|f| SupportedFeature { name: (*f).into() }).collect();
+        conditions.set(Condition::new(
+            ConditionType::SupportedVersion,
+            true,
+            Reason::SupportedVersion,
+            "Gateway API v1.6",
+            g,
+        ));
+        let supported_features = crate::SUPPORTED_FEATURES
+            .iter()
+            .map(|f| SupportedFeature { name: (*f).into() })
+            .collect();
         status.objects.insert(
-            ObjectKey { kind: Kind::GatewayClass, namespace: String::new(), name: class.metadata.name.clone() },
-            ObjectStatus::GatewayClass(GatewayClassStatus { conditions, supported_features }),
+            ObjectKey {
+                kind: Kind::GatewayClass,
+                namespace: String::new(),
+                name: class.metadata.name.clone(),
+            },
+            ObjectStatus::GatewayClass(GatewayClassStatus {
+                conditions,
+                supported_features,
+            }),
         );
         classes.insert(class.metadata.name.clone(), invalid.is_none());
     }
@@ -120,7 +154,11 @@ impl ListenerIr<'_> {
 
     /// Whether routes from this namespace may attach.
     pub(crate) fn allows_namespace(&self, world: &World<'_>, route_ns: &str) -> bool {
-        let from = self.spec.allowed_routes.as_ref().and_then(|a| a.namespaces.as_ref());
+        let from = self
+            .spec
+            .allowed_routes
+            .as_ref()
+            .and_then(|a| a.namespaces.as_ref());
         match from.and_then(|f| f.from.as_deref()).unwrap_or("Same") {
             "All" => true,
             "Same" => route_ns == self.owner.namespace,
@@ -137,29 +175,74 @@ impl ListenerIr<'_> {
         let conflict = self.conflict;
         c.set(match (&self.not_accepted, conflict) {
             (Some((r, m)), _) => Condition::new(ConditionType::Accepted, false, *r, m.clone(), g),
-            (None, Some(r)) => Condition::new(ConditionType::Accepted, false, r, "listener conflicts with an earlier one", g),
-            (None, None) => Condition::new(ConditionType::Accepted, true, Reason::Accepted, "listener is valid", g),
+            (None, Some(r)) => Condition::new(
+                ConditionType::Accepted,
+                false,
+                r,
+                "listener conflicts with an earlier one",
+                g,
+            ),
+            (None, None) => Condition::new(
+                ConditionType::Accepted,
+                true,
+                Reason::Accepted,
+                "listener is valid",
+                g,
+            ),
         });
         c.set(match &self.unresolved {
             Some((r, m)) => Condition::new(ConditionType::ResolvedRefs, false, *r, m.clone(), g),
-            None => Condition::new(ConditionType::ResolvedRefs, true, Reason::ResolvedRefs, "all references resolved", g),
+            None => Condition::new(
+                ConditionType::ResolvedRefs,
+                true,
+                Reason::ResolvedRefs,
+                "all references resolved",
+                g,
+            ),
         });
         c.set(match conflict {
-            Some(r) => Condition::new(ConditionType::Conflicted, true, r, "listener conflicts with an earlier one", g),
-            None => Condition::new(ConditionType::Conflicted, false, Reason::NoConflicts, "no conflicts", g),
+            Some(r) => Condition::new(
+                ConditionType::Conflicted,
+                true,
+                r,
+                "listener conflicts with an earlier one",
+                g,
+            ),
+            None => Condition::new(
+                ConditionType::Conflicted,
+                false,
+                Reason::NoConflicts,
+                "no conflicts",
+                g,
+            ),
         });
         c.set(if self.is_programmed() {
-            Condition::new(ConditionType::Programmed, true, Reason::Programmed, "listener is serving", g)
+            Condition::new(
+                ConditionType::Programmed,
+                true,
+                Reason::Programmed,
+                "listener is serving",
+                g,
+            )
         } else {
             let r = conflict.unwrap_or(Reason::Invalid);
-            Condition::new(ConditionType::Programmed, false, r, "listener is not serving", g)
+            Condition::new(
+                ConditionType::Programmed,
+                false,
+                r,
+                "listener is not serving",
+                g,
+            )
         });
         ListenerStatus {
             name: self.spec.name.clone(),
             supported_kinds: self
                 .kinds
                 .iter()
-                .map(|k| RouteGroupKind { group: Some(GATEWAY_GROUP.into()), kind: k.as_str().into() })
+                .map(|k| RouteGroupKind {
+                    group: Some(GATEWAY_GROUP.into()),
+                    kind: k.as_str().into(),
+                })
                 .collect(),
             attached_routes: self.attached.len() as i32,
             conditions: c,
@@ -216,10 +299,16 @@ impl<'a> Gateways<'a> {
             sets_by_name: HashMap::new(),
         };
         for gw in by_age(&world.input.gateways, |g| &g.metadata) {
-            let Some(&class_accepted) = classes.get(&gw.spec.gateway_class_name) else { continue };
+            let Some(&class_accepted) = classes.get(&gw.spec.gateway_class_name) else {
+                continue;
+            };
             let index = this.gateways.len();
             let ns = gw.metadata.namespace_or_default();
-            let owner = ObjectKey { kind: Kind::Gateway, namespace: ns.into(), name: gw.metadata.name.clone() };
+            let owner = ObjectKey {
+                kind: Kind::Gateway,
+                namespace: ns.into(),
+                name: gw.metadata.name.clone(),
+            };
             let listeners = gw
                 .spec
                 .listeners
@@ -239,7 +328,8 @@ impl<'a> Gateways<'a> {
                 addresses: vec![],
             };
             this.gateway_checks(&mut ir);
-            this.by_name.insert((ns.into(), gw.metadata.name.clone()), index);
+            this.by_name
+                .insert((ns.into(), gw.metadata.name.clone()), index);
             this.gateways.push(ir);
         }
         this.attach_listener_sets();
@@ -247,7 +337,14 @@ impl<'a> Gateways<'a> {
         this
     }
 
-    fn push_listener(&mut self, gateway: usize, owner: ObjectKey, gw: &'a Gateway, spec: &'a Listener, generation: i64) -> usize {
+    fn push_listener(
+        &mut self,
+        gateway: usize,
+        owner: ObjectKey,
+        gw: &'a Gateway,
+        spec: &'a Listener,
+        generation: i64,
+    ) -> usize {
         let ir = validate_listener(self.world, gateway, owner, gw, spec, generation);
         self.listeners.push(ir);
         self.listeners.len() - 1
@@ -260,12 +357,21 @@ impl<'a> Gateways<'a> {
         if !ir.class_accepted {
             ir.not_accepted = Some((Reason::Invalid, "the GatewayClass is not accepted".into()));
         }
-        if let Some(p) = gw.spec.infrastructure.as_ref().and_then(|i| i.parameters_ref.as_ref())
-            && (p.group != LOOM_GROUP || p.kind != "GatewayClassConfig" || self.world.class_config(ns, &p.name).is_none())
+        if let Some(p) = gw
+            .spec
+            .infrastructure
+            .as_ref()
+            .and_then(|i| i.parameters_ref.as_ref())
+            && (p.group != LOOM_GROUP
+                || p.kind != "GatewayClassConfig"
+                || self.world.class_config(ns, &p.name).is_none())
         {
             ir.not_accepted = Some((
                 Reason::InvalidParameters,
-                format!("infrastructure.parametersRef {}/{} {} does not name a GatewayClassConfig", p.group, p.kind, p.name),
+                format!(
+                    "infrastructure.parametersRef {}/{} {} does not name a GatewayClassConfig",
+                    p.group, p.kind, p.name
+                ),
             ));
         }
         // Addresses.
@@ -275,12 +381,19 @@ impl<'a> Gateways<'a> {
             match type_ {
                 "IPAddress" | "Hostname" => {}
                 other => {
-                    ir.not_accepted = Some((Reason::UnsupportedAddress, format!("address type {other:?} is not supported")));
+                    ir.not_accepted = Some((
+                        Reason::UnsupportedAddress,
+                        format!("address type {other:?} is not supported"),
+                    ));
                     continue;
                 }
             }
-            if type_ == "IPAddress" && value.is_some_and(|v| v.parse::<std::net::IpAddr>().is_err()) {
-                ir.not_accepted = Some((Reason::UnsupportedAddress, format!("{:?} is not an IP address", value.unwrap_or(""))));
+            if type_ == "IPAddress" && value.is_some_and(|v| v.parse::<std::net::IpAddr>().is_err())
+            {
+                ir.not_accepted = Some((
+                    Reason::UnsupportedAddress,
+                    format!("{:?} is not an IP address", value.unwrap_or("")),
+                ));
                 continue;
             }
             let value = match value {
@@ -288,26 +401,46 @@ impl<'a> Gateways<'a> {
                 None => match opts.default_addresses.iter().find(|d| d.type_ == type_) {
                     Some(d) => d.value.clone(),
                     None => {
-                        ir.not_programmed = Some((Reason::AddressNotUsable, format!("no {type_} address to assign")));
+                        ir.not_programmed = Some((
+                            Reason::AddressNotUsable,
+                            format!("no {type_} address to assign"),
+                        ));
                         continue;
                     }
                 },
             };
-            if opts.usable_addresses.as_ref().is_some_and(|u| !u.contains(&value)) {
-                ir.not_programmed = Some((Reason::AddressNotUsable, format!("address {value} cannot be served")));
+            if opts
+                .usable_addresses
+                .as_ref()
+                .is_some_and(|u| !u.contains(&value))
+            {
+                ir.not_programmed = Some((
+                    Reason::AddressNotUsable,
+                    format!("address {value} cannot be served"),
+                ));
             }
-            ir.addresses.push(StatusAddress { type_: type_.into(), value });
+            ir.addresses.push(StatusAddress {
+                type_: type_.into(),
+                value,
+            });
         }
         if gw.spec.addresses.is_empty() {
             ir.addresses = opts.default_addresses.clone();
         }
         // Backend client certificate.
         let tls = gw.spec.tls.as_ref();
-        if let Some(r) = tls.and_then(|t| t.backend.as_ref()).and_then(|b| b.client_certificate_ref.as_ref()) {
+        if let Some(r) = tls
+            .and_then(|t| t.backend.as_ref())
+            .and_then(|b| b.client_certificate_ref.as_ref())
+        {
             let res = resolve_secret(self.world, ("gateway.networking.k8s.io", "Gateway", ns), r)
                 .map(|_| ())
                 .map_err(|(reason, m)| {
-                    let reason = if reason == Reason::RefNotPermitted { reason } else { Reason::InvalidClientCertificateRef };
+                    let reason = if reason == Reason::RefNotPermitted {
+                        reason
+                    } else {
+                        Reason::InvalidClientCertificateRef
+                    };
                     (reason, m)
                 });
             ir.backend_client_cert = Some(res);
@@ -325,35 +458,61 @@ impl<'a> Gateways<'a> {
         for set in by_age(&world.input.listener_sets, |s| &s.metadata) {
             let ns = set.metadata.namespace_or_default();
             let p = &set.spec.parent_ref;
-            if group_or(&p.group, GATEWAY_GROUP) != GATEWAY_GROUP || p.kind.as_deref().unwrap_or("Gateway") != "Gateway" {
+            if group_or(&p.group, GATEWAY_GROUP) != GATEWAY_GROUP
+                || p.kind.as_deref().unwrap_or("Gateway") != "Gateway"
+            {
                 continue;
             }
             let gw_ns = p.namespace.as_deref().unwrap_or(ns);
-            let Some(&gateway) = self.by_name.get(&(gw_ns.to_owned(), p.name.clone())) else { continue };
+            let Some(&gateway) = self.by_name.get(&(gw_ns.to_owned(), p.name.clone())) else {
+                continue;
+            };
             let gw = self.gateways[gateway].gateway;
-            let allowed = gw.spec.allowed_listeners.as_ref().and_then(|a| a.namespaces.as_ref());
+            let allowed = gw
+                .spec
+                .allowed_listeners
+                .as_ref()
+                .and_then(|a| a.namespaces.as_ref());
             let not_allowed = match allowed.and_then(|a| a.from.as_deref()).unwrap_or("None") {
                 "All" => None,
                 "Same" if ns == gw_ns => None,
-                "Selector" if allowed
-                    .and_then(|a| a.selector.as_ref())
-                    .is_some_and(|s| s.matches(&world.namespace_labels(ns))) => None,
-                from => Some(format!("the Gateway's allowedListeners (from: {from}) does not admit this ListenerSet")),
+                "Selector"
+                    if allowed
+                        .and_then(|a| a.selector.as_ref())
+                        .is_some_and(|s| s.matches(&world.namespace_labels(ns))) =>
+                {
+                    None
+                }
+                from => Some(format!(
+                    "the Gateway's allowedListeners (from: {from}) does not admit this ListenerSet"
+                )),
             };
-            let key = ObjectKey { kind: Kind::ListenerSet, namespace: ns.into(), name: set.metadata.name.clone() };
+            let key = ObjectKey {
+                kind: Kind::ListenerSet,
+                namespace: ns.into(),
+                name: set.metadata.name.clone(),
+            };
             let listeners = if not_allowed.is_none() {
                 set.spec
                     .listeners
                     .iter()
-                    .map(|l| self.push_listener(gateway, key.clone(), gw, l, set.metadata.generation()))
+                    .map(|l| {
+                        self.push_listener(gateway, key.clone(), gw, l, set.metadata.generation())
+                    })
                     .collect()
             } else {
                 vec![]
             };
             let index = self.listener_sets.len();
-            self.sets_by_name.insert((ns.into(), set.metadata.name.clone()), index);
+            self.sets_by_name
+                .insert((ns.into(), set.metadata.name.clone()), index);
             self.gateways[gateway].listener_sets.push(index);
-            self.listener_sets.push(ListenerSetIr { set, key, not_allowed, listeners });
+            self.listener_sets.push(ListenerSetIr {
+                set,
+                key,
+                not_allowed,
+                listeners,
+            });
         }
     }
 
@@ -366,12 +525,18 @@ impl<'a> Gateways<'a> {
                 .listeners
                 .iter()
                 .copied()
-                .chain(gw.listener_sets.iter().flat_map(|&s| self.listener_sets[s].listeners.iter().copied()))
+                .chain(
+                    gw.listener_sets
+                        .iter()
+                        .flat_map(|&s| self.listener_sets[s].listeners.iter().copied()),
+                )
                 .collect();
             let mut kept: Vec<usize> = vec![];
             for i in order {
                 let l = &self.listeners[i];
-                let (Some(proto), None) = (l.protocol, &l.not_accepted) else { continue };
+                let (Some(proto), None) = (l.protocol, &l.not_accepted) else {
+                    continue;
+                };
                 let mut conflict = None;
                 for &j in &kept {
                     let k = &self.listeners[j];
@@ -405,12 +570,19 @@ impl<'a> Gateways<'a> {
     }
 
     pub(crate) fn listener_set_index(&self, ns: &str, name: &str) -> Option<usize> {
-        self.sets_by_name.get(&(ns.to_owned(), name.to_owned())).copied()
+        self.sets_by_name
+            .get(&(ns.to_owned(), name.to_owned()))
+            .copied()
     }
 
     pub(crate) fn gateway_accepted(&self, gw: usize) -> bool {
         let ir = &self.gateways[gw];
-        ir.not_accepted.is_none() && (ir.listeners.is_empty() || ir.listeners.iter().any(|&l| self.listeners[l].is_accepted()))
+        ir.not_accepted.is_none()
+            && (ir.listeners.is_empty()
+                || ir
+                    .listeners
+                    .iter()
+                    .any(|&l| self.listeners[l].is_accepted()))
     }
 
     /// Builds the snapshot from the programmed listeners and the routes attached to them.
@@ -420,29 +592,43 @@ impl<'a> Gateways<'a> {
             if !self.gateway_accepted(gi) {
                 continue;
             }
-            let mut g = GatewaySnapshot { addresses: gw.addresses.clone(), ports: BTreeMap::new() };
-            let all = gw
-                .listeners
-                .iter()
-                .copied()
-                .chain(gw.listener_sets.iter().flat_map(|&s| self.listener_sets[s].listeners.iter().copied()));
+            let mut g = GatewaySnapshot {
+                addresses: gw.addresses.clone(),
+                ports: BTreeMap::new(),
+            };
+            let all = gw.listeners.iter().copied().chain(
+                gw.listener_sets
+                    .iter()
+                    .flat_map(|&s| self.listener_sets[s].listeners.iter().copied()),
+            );
             for li in all {
                 let l = &self.listeners[li];
                 if !l.is_programmed() {
                     continue;
                 }
-                let port = g.ports.entry(l.port).or_insert_with(|| PortSnapshot { port: l.port, ..Default::default() });
+                let port = g.ports.entry(l.port).or_insert_with(|| PortSnapshot {
+                    port: l.port,
+                    ..Default::default()
+                });
                 match l.protocol {
-                    Some(Protocol::Http | Protocol::Https) => port.http.push(build_http_listener(l, li, attached)),
+                    Some(Protocol::Http | Protocol::Https) => {
+                        port.http.push(build_http_listener(l, li, attached))
+                    }
                     Some(Protocol::Tls) => {
                         let mut routes: Vec<_> = attached
                             .l4
                             .iter()
                             .filter(|a| a.listener == li)
-                            .flat_map(|a| a.hostnames.iter().map(move |h| (h.clone(), a.order.clone(), a.rule.clone())))
+                            .flat_map(|a| {
+                                a.hostnames
+                                    .iter()
+                                    .map(move |h| (h.clone(), a.order.clone(), a.rule.clone()))
+                            })
                             .collect();
                         routes.sort_by(|a, b| {
-                            let spec = |h: &Option<HostPattern>| h.as_ref().map(|h| std::cmp::Reverse(h.specificity()));
+                            let spec = |h: &Option<HostPattern>| {
+                                h.as_ref().map(|h| std::cmp::Reverse(h.specificity()))
+                            };
                             match (spec(&a.0), spec(&b.0)) {
                                 (Some(x), Some(y)) => x.cmp(&y),
                                 (Some(_), None) => std::cmp::Ordering::Less,
@@ -460,9 +646,16 @@ impl<'a> Gateways<'a> {
                     }
                     Some(p @ (Protocol::Tcp | Protocol::Udp)) => {
                         // Several routes may attach; the oldest gets the traffic.
-                        let first = attached.l4.iter().filter(|a| a.listener == li).min_by(|a, b| a.order.cmp(&b.order));
+                        let first = attached
+                            .l4
+                            .iter()
+                            .filter(|a| a.listener == li)
+                            .min_by(|a, b| a.order.cmp(&b.order));
                         if let Some(a) = first {
-                            let l4 = L4Listener { name: l.spec.name.clone(), rule: a.rule.clone() };
+                            let l4 = L4Listener {
+                                name: l.spec.name.clone(),
+                                rule: a.rule.clone(),
+                            };
                             if p == Protocol::Tcp {
                                 port.tcp = Some(l4);
                             } else {
@@ -474,19 +667,23 @@ impl<'a> Gateways<'a> {
                 }
             }
             for port in g.ports.values_mut() {
-                let key = |l: &Option<HostPattern>| l.as_ref().map(|h| std::cmp::Reverse(h.specificity()));
-                port.http.sort_by(|a, b| match (key(&a.hostname), key(&b.hostname)) {
-                    (Some(x), Some(y)) => x.cmp(&y),
-                    (Some(_), None) => std::cmp::Ordering::Less,
-                    (None, Some(_)) => std::cmp::Ordering::Greater,
-                    (None, None) => std::cmp::Ordering::Equal,
-                });
-                port.tls.sort_by(|a, b| match (key(&a.hostname), key(&b.hostname)) {
-                    (Some(x), Some(y)) => x.cmp(&y),
-                    (Some(_), None) => std::cmp::Ordering::Less,
-                    (None, Some(_)) => std::cmp::Ordering::Greater,
-                    (None, None) => std::cmp::Ordering::Equal,
-                });
+                let key = |l: &Option<HostPattern>| {
+                    l.as_ref().map(|h| std::cmp::Reverse(h.specificity()))
+                };
+                port.http
+                    .sort_by(|a, b| match (key(&a.hostname), key(&b.hostname)) {
+                        (Some(x), Some(y)) => x.cmp(&y),
+                        (Some(_), None) => std::cmp::Ordering::Less,
+                        (None, Some(_)) => std::cmp::Ordering::Greater,
+                        (None, None) => std::cmp::Ordering::Equal,
+                    });
+                port.tls
+                    .sort_by(|a, b| match (key(&a.hostname), key(&b.hostname)) {
+                        (Some(x), Some(y)) => x.cmp(&y),
+                        (Some(_), None) => std::cmp::Ordering::Less,
+                        (None, Some(_)) => std::cmp::Ordering::Greater,
+                        (None, None) => std::cmp::Ordering::Equal,
+                    });
             }
             snapshot.gateways.insert(gw.name.clone(), g);
         }
@@ -497,24 +694,67 @@ impl<'a> Gateways<'a> {
         for (gi, gw) in self.gateways.iter().enumerate() {
             let g = gw.gateway.metadata.generation();
             let mut c = Conditions::default();
-            let own: Vec<&ListenerIr<'_>> = gw.listeners.iter().map(|&l| &self.listeners[l]).collect();
+            let own: Vec<&ListenerIr<'_>> =
+                gw.listeners.iter().map(|&l| &self.listeners[l]).collect();
             let valid = own.iter().filter(|l| l.is_accepted()).count();
             let accepted = self.gateway_accepted(gi);
             c.set(match (&gw.not_accepted, valid, own.len()) {
-                (Some((r, m)), _, _) => Condition::new(ConditionType::Accepted, false, *r, m.clone(), g),
-                (None, 0, n) if n > 0 => Condition::new(ConditionType::Accepted, false, Reason::ListenersNotValid, "no listener is valid", g),
-                (None, v, n) if v < n => Condition::new(ConditionType::Accepted, true, Reason::ListenersNotValid, "some listeners are not valid", g),
-                _ => Condition::new(ConditionType::Accepted, true, Reason::Accepted, "Gateway is valid", g),
+                (Some((r, m)), _, _) => {
+                    Condition::new(ConditionType::Accepted, false, *r, m.clone(), g)
+                }
+                (None, 0, n) if n > 0 => Condition::new(
+                    ConditionType::Accepted,
+                    false,
+                    Reason::ListenersNotValid,
+                    "no listener is valid",
+                    g,
+                ),
+                (None, v, n) if v < n => Condition::new(
+                    ConditionType::Accepted,
+                    true,
+                    Reason::ListenersNotValid,
+                    "some listeners are not valid",
+                    g,
+                ),
+                _ => Condition::new(
+                    ConditionType::Accepted,
+                    true,
+                    Reason::Accepted,
+                    "Gateway is valid",
+                    g,
+                ),
             });
             c.set(match (&gw.not_programmed, accepted) {
-                (_, false) => Condition::new(ConditionType::Programmed, false, Reason::Invalid, "Gateway is not accepted", g),
-                (Some((r, m)), true) => Condition::new(ConditionType::Programmed, false, *r, m.clone(), g),
-                (None, true) => Condition::new(ConditionType::Programmed, true, Reason::Programmed, "Gateway is serving", g),
+                (_, false) => Condition::new(
+                    ConditionType::Programmed,
+                    false,
+                    Reason::Invalid,
+                    "Gateway is not accepted",
+                    g,
+                ),
+                (Some((r, m)), true) => {
+                    Condition::new(ConditionType::Programmed, false, *r, m.clone(), g)
+                }
+                (None, true) => Condition::new(
+                    ConditionType::Programmed,
+                    true,
+                    Reason::Programmed,
+                    "Gateway is serving",
+                    g,
+                ),
             });
             if let Some(res) = &gw.backend_client_cert {
                 c.set(match res {
-                    Ok(()) => Condition::new(ConditionType::ResolvedRefs, true, Reason::ResolvedRefs, "backend client certificate resolved", g),
-                    Err((r, m)) => Condition::new(ConditionType::ResolvedRefs, false, *r, m.clone(), g),
+                    Ok(()) => Condition::new(
+                        ConditionType::ResolvedRefs,
+                        true,
+                        Reason::ResolvedRefs,
+                        "backend client certificate resolved",
+                        g,
+                    ),
+                    Err((r, m)) => {
+                        Condition::new(ConditionType::ResolvedRefs, false, *r, m.clone(), g)
+                    }
                 });
             }
             if gw.insecure_fallback {
@@ -526,10 +766,17 @@ impl<'a> Gateways<'a> {
                     g,
                 ));
             }
-            let attached_listener_sets =
-                gw.listener_sets.iter().filter(|&&s| self.listener_sets[s].is_accepted(&self.listeners)).count() as i32;
+            let attached_listener_sets = gw
+                .listener_sets
+                .iter()
+                .filter(|&&s| self.listener_sets[s].is_accepted(&self.listeners))
+                .count() as i32;
             status.objects.insert(
-                ObjectKey { kind: Kind::Gateway, namespace: gw.name.namespace.clone(), name: gw.name.name.clone() },
+                ObjectKey {
+                    kind: Kind::Gateway,
+                    namespace: gw.name.namespace.clone(),
+                    name: gw.name.name.clone(),
+                },
                 ObjectStatus::Gateway(GatewayStatus {
                     addresses: gw.addresses.clone(),
                     conditions: c,
@@ -544,26 +791,67 @@ impl<'a> Gateways<'a> {
             let accepted = set.is_accepted(&self.listeners);
             match &set.not_allowed {
                 Some(m) => {
-                    c.set(Condition::new(ConditionType::Accepted, false, Reason::NotAllowed, m.clone(), g));
-                    c.set(Condition::new(ConditionType::Programmed, false, Reason::NotAllowed, m.clone(), g));
+                    c.set(Condition::new(
+                        ConditionType::Accepted,
+                        false,
+                        Reason::NotAllowed,
+                        m.clone(),
+                        g,
+                    ));
+                    c.set(Condition::new(
+                        ConditionType::Programmed,
+                        false,
+                        Reason::NotAllowed,
+                        m.clone(),
+                        g,
+                    ));
                 }
                 None if !accepted => {
                     let m = "no listener is valid";
-                    c.set(Condition::new(ConditionType::Accepted, false, Reason::ListenersNotValid, m, g));
-                    c.set(Condition::new(ConditionType::Programmed, false, Reason::ListenersNotValid, m, g));
+                    c.set(Condition::new(
+                        ConditionType::Accepted,
+                        false,
+                        Reason::ListenersNotValid,
+                        m,
+                        g,
+                    ));
+                    c.set(Condition::new(
+                        ConditionType::Programmed,
+                        false,
+                        Reason::ListenersNotValid,
+                        m,
+                        g,
+                    ));
                 }
                 None => {
-                    let all_valid = set.listeners.iter().all(|&l| self.listeners[l].is_accepted());
-                    let (r, m) = if all_valid { (Reason::Accepted, "ListenerSet is attached") } else { (Reason::ListenersNotValid, "some listeners are not valid") };
+                    let all_valid = set
+                        .listeners
+                        .iter()
+                        .all(|&l| self.listeners[l].is_accepted());
+                    let (r, m) = if all_valid {
+                        (Reason::Accepted, "ListenerSet is attached")
+                    } else {
+                        (Reason::ListenersNotValid, "some listeners are not valid")
+                    };
                     c.set(Condition::new(ConditionType::Accepted, true, r, m, g));
-                    c.set(Condition::new(ConditionType::Programmed, true, Reason::Programmed, "ListenerSet is serving", g));
+                    c.set(Condition::new(
+                        ConditionType::Programmed,
+                        true,
+                        Reason::Programmed,
+                        "ListenerSet is serving",
+                        g,
+                    ));
                 }
             }
             status.objects.insert(
                 set.key.clone(),
                 ObjectStatus::ListenerSet(ListenerSetStatus {
                     conditions: c,
-                    listeners: set.listeners.iter().map(|&l| self.listeners[l].status()).collect(),
+                    listeners: set
+                        .listeners
+                        .iter()
+                        .map(|&l| self.listeners[l].status())
+                        .collect(),
                 }),
             );
         }
@@ -571,30 +859,55 @@ impl<'a> Gateways<'a> {
 }
 
 fn build_http_listener(l: &ListenerIr<'_>, li: usize, attached: &Attached) -> HttpListener {
-    type Entries = (Vec<(crate::route::HttpMatch, HttpPrecedence, Arc<HttpRule>)>, Vec<(crate::route::GrpcMatch, GrpcPrecedence, Arc<HttpRule>)>);
+    type Entries = (
+        Vec<(crate::route::HttpMatch, HttpPrecedence, Arc<HttpRule>)>,
+        Vec<(crate::route::GrpcMatch, GrpcPrecedence, Arc<HttpRule>)>,
+    );
     let mut vhosts: BTreeMap<Option<HostPattern>, Entries> = BTreeMap::new();
     for a in attached.http.iter().filter(|a| a.listener == li) {
         for host in &a.hostnames {
             let entry = vhosts.entry(host.clone()).or_default();
             for r in &a.route.http {
                 for (mi, m) in r.matches.iter().enumerate() {
-                    let order = RouteOrder { match_index: mi, rule: r.index, ..a.route.order.clone() };
-                    entry.0.push((m.clone(), HttpPrecedence::of(m, order), r.rule.clone()));
+                    let order = RouteOrder {
+                        match_index: mi,
+                        rule: r.index,
+                        ..a.route.order.clone()
+                    };
+                    entry
+                        .0
+                        .push((m.clone(), HttpPrecedence::of(m, order), r.rule.clone()));
                 }
             }
             for r in &a.route.grpc {
                 for (mi, m) in r.matches.iter().enumerate() {
-                    let order = RouteOrder { match_index: mi, rule: r.index, ..a.route.order.clone() };
-                    entry.1.push((m.clone(), GrpcPrecedence::of(m, order), r.rule.clone()));
+                    let order = RouteOrder {
+                        match_index: mi,
+                        rule: r.index,
+                        ..a.route.order.clone()
+                    };
+                    entry
+                        .1
+                        .push((m.clone(), GrpcPrecedence::of(m, order), r.rule.clone()));
                 }
             }
         }
     }
     let vhosts = vhosts
         .into_iter()
-        .map(|(hostname, (http, grpc))| VirtualHost { hostname, http: HttpTable::new(http), grpc: GrpcTable::new(grpc) })
+        .map(|(hostname, (http, grpc))| VirtualHost {
+            hostname,
+            http: HttpTable::new(http),
+            grpc: GrpcTable::new(grpc),
+        })
         .collect();
-    HttpListener::new(l.spec.name.clone(), l.owner.clone(), l.hostname.clone(), l.tls.clone(), vhosts)
+    HttpListener::new(
+        l.spec.name.clone(),
+        l.owner.clone(),
+        l.hostname.clone(),
+        l.tls.clone(),
+        vhosts,
+    )
 }
 
 fn validate_listener<'a>(
@@ -622,11 +935,17 @@ fn validate_listener<'a>(
         generation,
     };
     let Some(protocol) = ir.protocol else {
-        ir.not_accepted = Some((Reason::UnsupportedProtocol, format!("protocol {:?} is not supported", spec.protocol)));
+        ir.not_accepted = Some((
+            Reason::UnsupportedProtocol,
+            format!("protocol {:?} is not supported", spec.protocol),
+        ));
         return ir;
     };
     if ir.port == 0 {
-        ir.not_accepted = Some((Reason::UnsupportedValue, format!("port {} is out of range", spec.port)));
+        ir.not_accepted = Some((
+            Reason::UnsupportedValue,
+            format!("port {} is out of range", spec.port),
+        ));
         return ir;
     }
     if let Some(h) = &spec.hostname {
@@ -640,31 +959,52 @@ fn validate_listener<'a>(
     }
     // Route kinds.
     let supported = protocol.kinds();
-    match spec.allowed_routes.as_ref().map(|a| &a.kinds).filter(|k| !k.is_empty()) {
+    match spec
+        .allowed_routes
+        .as_ref()
+        .map(|a| &a.kinds)
+        .filter(|k| !k.is_empty())
+    {
         None => ir.kinds = supported.to_vec(),
         Some(kinds) => {
             let mut invalid = vec![];
             for k in kinds {
-                let found = supported
-                    .iter()
-                    .find(|s| s.as_str() == k.kind && group_or(&k.group, GATEWAY_GROUP) == GATEWAY_GROUP);
+                let found = supported.iter().find(|s| {
+                    s.as_str() == k.kind && group_or(&k.group, GATEWAY_GROUP) == GATEWAY_GROUP
+                });
                 match found {
                     Some(s) if !ir.kinds.contains(s) => ir.kinds.push(*s),
                     Some(_) => {}
-                    None => invalid.push(format!("{}/{}", group_or(&k.group, GATEWAY_GROUP), k.kind)),
+                    None => {
+                        invalid.push(format!("{}/{}", group_or(&k.group, GATEWAY_GROUP), k.kind))
+                    }
                 }
             }
             if !invalid.is_empty() {
-                ir.unresolved = Some((Reason::InvalidRouteKinds, format!("route kinds {} are not supported on {:?} listeners", invalid.join(", "), spec.protocol)));
+                ir.unresolved = Some((
+                    Reason::InvalidRouteKinds,
+                    format!(
+                        "route kinds {} are not supported on {:?} listeners",
+                        invalid.join(", "),
+                        spec.protocol
+                    ),
+                ));
             }
         }
     }
     // TLS.
-    let from = (GATEWAY_GROUP, ir.owner.kind.as_str(), ir.owner.namespace.as_str());
+    let from = (
+        GATEWAY_GROUP,
+        ir.owner.kind.as_str(),
+        ir.owner.namespace.as_str(),
+    );
     match protocol {
         Protocol::Https | Protocol::Tls => {
             let Some(tls) = &spec.tls else {
-                ir.not_accepted = Some((Reason::UnsupportedValue, format!("{:?} listeners need tls", spec.protocol)));
+                ir.not_accepted = Some((
+                    Reason::UnsupportedValue,
+                    format!("{:?} listeners need tls", spec.protocol),
+                ));
                 return ir;
             };
             let mode = tls.mode.as_deref().unwrap_or("Terminate");
@@ -675,7 +1015,13 @@ fn validate_listener<'a>(
                 }
                 (_, "Terminate") => {}
                 (_, m) => {
-                    ir.not_accepted = Some((Reason::UnsupportedValue, format!("tls mode {m:?} is not supported on {:?} listeners", spec.protocol)));
+                    ir.not_accepted = Some((
+                        Reason::UnsupportedValue,
+                        format!(
+                            "tls mode {m:?} is not supported on {:?} listeners",
+                            spec.protocol
+                        ),
+                    ));
                     return ir;
                 }
             }
@@ -684,16 +1030,28 @@ fn validate_listener<'a>(
                 match resolve_secret(world, from, r) {
                     Ok(c) => certificates.push(Arc::new(c)),
                     Err((reason, m)) => {
-                        let reason = if reason == Reason::RefNotPermitted { reason } else { Reason::InvalidCertificateRef };
+                        let reason = if reason == Reason::RefNotPermitted {
+                            reason
+                        } else {
+                            Reason::InvalidCertificateRef
+                        };
                         ir.unresolved.get_or_insert((reason, m));
                     }
                 }
             }
             if tls.certificate_refs.is_empty() {
-                ir.unresolved.get_or_insert((Reason::InvalidCertificateRef, "no certificateRefs".into()));
+                ir.unresolved
+                    .get_or_insert((Reason::InvalidCertificateRef, "no certificateRefs".into()));
             }
-            let client_validation = if protocol == Protocol::Https { frontend_validation(world, gw, &mut ir) } else { None };
-            ir.tls = Some(ServerTls { certificates, client_validation });
+            let client_validation = if protocol == Protocol::Https {
+                frontend_validation(world, gw, &mut ir)
+            } else {
+                None
+            };
+            ir.tls = Some(ServerTls {
+                certificates,
+                client_validation,
+            });
         }
         _ => {}
     }
@@ -701,7 +1059,11 @@ fn validate_listener<'a>(
 }
 
 /// Applies `spec.tls.frontend` to an HTTPS listener.
-fn frontend_validation(world: &World<'_>, gw: &Gateway, ir: &mut ListenerIr<'_>) -> Option<ClientValidation> {
+fn frontend_validation(
+    world: &World<'_>,
+    gw: &Gateway,
+    ir: &mut ListenerIr<'_>,
+) -> Option<ClientValidation> {
     let frontend = gw.spec.tls.as_ref()?.frontend.as_ref()?;
     let config = frontend
         .per_port
@@ -717,19 +1079,37 @@ fn frontend_validation(world: &World<'_>, gw: &Gateway, ir: &mut ListenerIr<'_>)
         let kind = r.kind.as_deref().unwrap_or("ConfigMap");
         let group = r.group.as_deref().unwrap_or("");
         let ns = r.namespace.as_deref().unwrap_or(gw_ns);
-        let res = if group != "" || !matches!(kind, "ConfigMap" | "Secret") {
-            Err((Reason::InvalidCaCertificateKind, format!("caCertificateRef kind {group}/{kind} is not supported")))
+        let res = if !group.is_empty() || !matches!(kind, "ConfigMap" | "Secret") {
+            Err((
+                Reason::InvalidCaCertificateKind,
+                format!("caCertificateRef kind {group}/{kind} is not supported"),
+            ))
         } else if !world.grant_allows((GATEWAY_GROUP, "Gateway", gw_ns), ("", kind, ns, &r.name)) {
-            Err((Reason::RefNotPermitted, format!("no ReferenceGrant allows {kind} {ns}/{}", r.name)))
+            Err((
+                Reason::RefNotPermitted,
+                format!("no ReferenceGrant allows {kind} {ns}/{}", r.name),
+            ))
         } else {
             let data = match kind {
-                "ConfigMap" => world.config_map(ns, &r.name).and_then(|c| c.data.get("ca.crt")).map(|s| s.as_bytes().to_vec()),
-                _ => world.secret(ns, &r.name).and_then(|s| s.data.get("ca.crt")).cloned(),
+                "ConfigMap" => world
+                    .config_map(ns, &r.name)
+                    .and_then(|c| c.data.get("ca.crt"))
+                    .map(|s| s.as_bytes().to_vec()),
+                _ => world
+                    .secret(ns, &r.name)
+                    .and_then(|s| s.data.get("ca.crt"))
+                    .cloned(),
             };
             match data {
                 Some(d) if parses_certificates(&d) => Ok(d),
-                Some(_) => Err((Reason::InvalidCaCertificateRef, format!("{kind} {ns}/{} has no valid ca.crt", r.name))),
-                None => Err((Reason::InvalidCaCertificateRef, format!("{kind} {ns}/{} not found or has no ca.crt", r.name))),
+                Some(_) => Err((
+                    Reason::InvalidCaCertificateRef,
+                    format!("{kind} {ns}/{} has no valid ca.crt", r.name),
+                )),
+                None => Err((
+                    Reason::InvalidCaCertificateRef,
+                    format!("{kind} {ns}/{} not found or has no ca.crt", r.name),
+                )),
             }
         };
         match res {
@@ -741,10 +1121,16 @@ fn frontend_validation(world: &World<'_>, gw: &Gateway, ir: &mut ListenerIr<'_>)
     }
     if let Some((reason, m)) = failure {
         ir.unresolved = Some((reason, m));
-        ir.not_accepted = Some((Reason::NoValidCaCertificate, "client certificate validation has no valid CA certificate".into()));
+        ir.not_accepted = Some((
+            Reason::NoValidCaCertificate,
+            "client certificate validation has no valid CA certificate".into(),
+        ));
         return None;
     }
-    Some(ClientValidation { ca_pem, allow_insecure_fallback: v.mode.as_deref() == Some("AllowInsecureFallback") })
+    Some(ClientValidation {
+        ca_pem,
+        allow_insecure_fallback: v.mode.as_deref() == Some("AllowInsecureFallback"),
+    })
 }
 
 /// Resolves a certificate reference to a usable `kubernetes.io/tls` Secret.
@@ -755,24 +1141,46 @@ pub(crate) fn resolve_secret(
 ) -> Result<Certificate, (Reason, String)> {
     let group = r.group.as_deref().unwrap_or("");
     let kind = r.kind.as_deref().unwrap_or("Secret");
-    if group != "" || kind != "Secret" {
-        return Err((Reason::InvalidKind, format!("certificate reference {group}/{kind} is not a Secret")));
+    if !group.is_empty() || kind != "Secret" {
+        return Err((
+            Reason::InvalidKind,
+            format!("certificate reference {group}/{kind} is not a Secret"),
+        ));
     }
     let ns = r.namespace.as_deref().unwrap_or(from.2);
     if !world.grant_allows(from, ("", "Secret", ns, &r.name)) {
-        return Err((Reason::RefNotPermitted, format!("no ReferenceGrant allows Secret {ns}/{}", r.name)));
+        return Err((
+            Reason::RefNotPermitted,
+            format!("no ReferenceGrant allows Secret {ns}/{}", r.name),
+        ));
     }
     let Some(secret) = world.secret(ns, &r.name) else {
-        return Err((Reason::InvalidCertificateRef, format!("Secret {ns}/{} not found", r.name)));
+        return Err((
+            Reason::InvalidCertificateRef,
+            format!("Secret {ns}/{} not found", r.name),
+        ));
     };
     let (Some(cert), Some(key)) = (secret.data.get("tls.crt"), secret.data.get("tls.key")) else {
-        return Err((Reason::InvalidCertificateRef, format!("Secret {ns}/{} has no tls.crt and tls.key", r.name)));
+        return Err((
+            Reason::InvalidCertificateRef,
+            format!("Secret {ns}/{} has no tls.crt and tls.key", r.name),
+        ));
     };
     if !parses_certificates(cert) || PrivateKeyDer::from_pem_slice(key).is_err() {
-        return Err((Reason::InvalidCertificateRef, format!("Secret {ns}/{} does not hold a PEM certificate and key", r.name)));
+        return Err((
+            Reason::InvalidCertificateRef,
+            format!(
+                "Secret {ns}/{} does not hold a PEM certificate and key",
+                r.name
+            ),
+        ));
     }
     Ok(Certificate {
-        secret: ObjectKey { kind: Kind::Secret, namespace: ns.into(), name: r.name.clone() },
+        secret: ObjectKey {
+            kind: Kind::Secret,
+            namespace: ns.into(),
+            name: r.name.clone(),
+        },
         cert_pem: cert.clone(),
         key_pem: key.clone(),
     })

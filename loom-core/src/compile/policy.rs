@@ -26,13 +26,24 @@ pub(crate) struct TlsPolicies {
 impl TlsPolicies {
     /// The TLS settings for a Service port: a policy naming the port wins over one naming the
     /// whole Service. An invalid policy still applies (so traffic fails closed).
-    pub(crate) fn for_service(&self, ns: &str, name: &str, port_name: Option<&str>) -> Option<BackendTls> {
+    pub(crate) fn for_service(
+        &self,
+        ns: &str,
+        name: &str,
+        port_name: Option<&str>,
+    ) -> Option<BackendTls> {
         let find = |section: Option<&str>| {
             self.policies.iter().find(|p| {
-                !p.conflicted && p.key.namespace == ns && p.targets.iter().any(|(t, s)| t == name && s.as_deref() == section)
+                !p.conflicted
+                    && p.key.namespace == ns
+                    && p.targets
+                        .iter()
+                        .any(|(t, s)| t == name && s.as_deref() == section)
             })
         };
-        let p = port_name.and_then(|n| find(Some(n))).or_else(|| find(None))?;
+        let p = port_name
+            .and_then(|n| find(Some(n)))
+            .or_else(|| find(None))?;
         Some(match &p.validity {
             Ok(t) => t.clone(),
             Err(_) => BackendTls {
@@ -50,7 +61,11 @@ pub(crate) fn backend_tls_policies(world: &World<'_>) -> TlsPolicies {
     let mut policies: Vec<TlsPolicy> = vec![];
     for p in by_age(&world.input.backend_tls_policies, |p| &p.metadata) {
         let ns = p.metadata.namespace_or_default();
-        let key = ObjectKey { kind: Kind::BackendTlsPolicy, namespace: ns.into(), name: p.metadata.name.clone() };
+        let key = ObjectKey {
+            kind: Kind::BackendTlsPolicy,
+            namespace: ns.into(),
+            name: p.metadata.name.clone(),
+        };
         let targets: Vec<(String, Option<String>)> = p
             .spec
             .target_refs
@@ -63,11 +78,23 @@ pub(crate) fn backend_tls_policies(world: &World<'_>) -> TlsPolicies {
         let mut failure = None;
         for r in &v.ca_certificate_refs {
             if !r.group.is_empty() || r.kind != "ConfigMap" {
-                failure.get_or_insert((Reason::NoValidCaCertificate, Reason::InvalidKind, format!("caCertificateRef kind {}/{} is not supported", r.group, r.kind)));
+                failure.get_or_insert((
+                    Reason::NoValidCaCertificate,
+                    Reason::InvalidKind,
+                    format!(
+                        "caCertificateRef kind {}/{} is not supported",
+                        r.group, r.kind
+                    ),
+                ));
                 continue;
             }
-            match world.config_map(ns, &r.name).and_then(|c| c.data.get("ca.crt")) {
-                Some(pem) if parses_certificates(pem.as_bytes()) => ca_pem.extend_from_slice(pem.as_bytes()),
+            match world
+                .config_map(ns, &r.name)
+                .and_then(|c| c.data.get("ca.crt"))
+            {
+                Some(pem) if parses_certificates(pem.as_bytes()) => {
+                    ca_pem.extend_from_slice(pem.as_bytes())
+                }
                 _ => {
                     failure.get_or_insert((
                         Reason::NoValidCaCertificate,
@@ -79,7 +106,11 @@ pub(crate) fn backend_tls_policies(world: &World<'_>) -> TlsPolicies {
         }
         let system_roots = v.well_known_ca_certificates.as_deref() == Some("System");
         if v.ca_certificate_refs.is_empty() && !system_roots {
-            failure.get_or_insert((Reason::NoValidCaCertificate, Reason::InvalidCaCertificateRef, "no CA certificates configured".into()));
+            failure.get_or_insert((
+                Reason::NoValidCaCertificate,
+                Reason::InvalidCaCertificateRef,
+                "no CA certificates configured".into(),
+            ));
         }
         let validity = match failure {
             Some(f) => Err(f),
@@ -99,7 +130,13 @@ pub(crate) fn backend_tls_policies(world: &World<'_>) -> TlsPolicies {
         let conflicted = policies.iter().any(|older| {
             older.key.namespace == ns && older.targets.iter().any(|t| targets.contains(t))
         });
-        policies.push(TlsPolicy { key, generation: p.metadata.generation(), targets, validity, conflicted });
+        policies.push(TlsPolicy {
+            key,
+            generation: p.metadata.generation(),
+            targets,
+            validity,
+            conflicted,
+        });
     }
     TlsPolicies { policies }
 }
@@ -129,22 +166,56 @@ pub(crate) fn write_backend_tls_status(
         let gateways: BTreeSet<usize> = attached
             .services_by_gateway
             .iter()
-            .filter(|(_, svcs)| p.targets.iter().any(|(t, _)| svcs.contains(&(p.key.namespace.clone(), t.clone()))))
+            .filter(|(_, svcs)| {
+                p.targets
+                    .iter()
+                    .any(|(t, _)| svcs.contains(&(p.key.namespace.clone(), t.clone())))
+            })
             .map(|(gw, _)| *gw)
             .collect();
         for gw in gateways {
             let mut c = Conditions::default();
             match (&p.validity, p.conflicted) {
                 (_, true) => {
-                    c.set(Condition::new(ConditionType::Accepted, false, Reason::Conflicted, "an older policy targets the same Service", g));
+                    c.set(Condition::new(
+                        ConditionType::Accepted,
+                        false,
+                        Reason::Conflicted,
+                        "an older policy targets the same Service",
+                        g,
+                    ));
                 }
                 (Ok(_), false) => {
-                    c.set(Condition::new(ConditionType::Accepted, true, Reason::Accepted, "policy is applied", g));
-                    c.set(Condition::new(ConditionType::ResolvedRefs, true, Reason::ResolvedRefs, "all references resolved", g));
+                    c.set(Condition::new(
+                        ConditionType::Accepted,
+                        true,
+                        Reason::Accepted,
+                        "policy is applied",
+                        g,
+                    ));
+                    c.set(Condition::new(
+                        ConditionType::ResolvedRefs,
+                        true,
+                        Reason::ResolvedRefs,
+                        "all references resolved",
+                        g,
+                    ));
                 }
                 (Err((accepted, resolved, m)), false) => {
-                    c.set(Condition::new(ConditionType::Accepted, false, *accepted, m.clone(), g));
-                    c.set(Condition::new(ConditionType::ResolvedRefs, false, *resolved, m.clone(), g));
+                    c.set(Condition::new(
+                        ConditionType::Accepted,
+                        false,
+                        *accepted,
+                        m.clone(),
+                        g,
+                    ));
+                    c.set(Condition::new(
+                        ConditionType::ResolvedRefs,
+                        false,
+                        *resolved,
+                        m.clone(),
+                        g,
+                    ));
                 }
             }
             ancestors.push(PolicyAncestorStatus {
@@ -153,24 +224,42 @@ pub(crate) fn write_backend_tls_status(
                 conditions: c,
             });
         }
-        status.objects.insert(p.key.clone(), ObjectStatus::Policy(PolicyStatus { ancestors }));
+        status.objects.insert(
+            p.key.clone(),
+            ObjectStatus::Policy(PolicyStatus { ancestors }),
+        );
     }
 }
 
 /// Loom's policies: the target must exist; the policy's settings must be sane.
 pub(crate) fn write_loom_policy_status(world: &World<'_>, gws: &Gateways<'_>, status: &mut Status) {
     let input = world.input;
-    let mut entries: BTreeMap<ObjectKey, (i64, Vec<&PolicyTarget>, Option<String>)> = BTreeMap::new();
-    let key = |kind: Kind, m: &ObjectMeta| ObjectKey { kind, namespace: m.namespace_or_default().into(), name: m.name.clone() };
+    let mut entries: BTreeMap<ObjectKey, (i64, Vec<&PolicyTarget>, Option<String>)> =
+        BTreeMap::new();
+    let key = |kind: Kind, m: &ObjectMeta| ObjectKey {
+        kind,
+        namespace: m.namespace_or_default().into(),
+        name: m.name.clone(),
+    };
     for p in &input.rate_limit_policies {
         let invalid = if p.spec.requests <= 0 {
             Some("requests must be positive".to_owned())
         } else if !matches!(p.spec.unit.as_str(), "Second" | "Minute" | "Hour") {
-            Some(format!("unit {:?} must be Second, Minute or Hour", p.spec.unit))
+            Some(format!(
+                "unit {:?} must be Second, Minute or Hour",
+                p.spec.unit
+            ))
         } else {
             None
         };
-        entries.insert(key(Kind::RateLimitPolicy, &p.metadata), (p.metadata.generation(), p.spec.target_refs.iter().collect(), invalid));
+        entries.insert(
+            key(Kind::RateLimitPolicy, &p.metadata),
+            (
+                p.metadata.generation(),
+                p.spec.target_refs.iter().collect(),
+                invalid,
+            ),
+        );
     }
     for p in &input.circuit_breaker_policies {
         let invalid = p
@@ -179,29 +268,66 @@ pub(crate) fn write_loom_policy_status(world: &World<'_>, gws: &Gateways<'_>, st
             .as_deref()
             .filter(|t| crate::filter::parse_duration_ms(t).is_none())
             .map(|t| format!("ejectionTime {t:?} is not a duration"));
-        entries.insert(key(Kind::CircuitBreakerPolicy, &p.metadata), (p.metadata.generation(), p.spec.target_refs.iter().collect(), invalid));
+        entries.insert(
+            key(Kind::CircuitBreakerPolicy, &p.metadata),
+            (
+                p.metadata.generation(),
+                p.spec.target_refs.iter().collect(),
+                invalid,
+            ),
+        );
     }
     for p in &input.wasm_plugins {
         let invalid = p.spec.url.is_empty().then(|| "url is required".to_owned());
-        entries.insert(key(Kind::WasmPlugin, &p.metadata), (p.metadata.generation(), p.spec.target_refs.iter().collect(), invalid));
+        entries.insert(
+            key(Kind::WasmPlugin, &p.metadata),
+            (
+                p.metadata.generation(),
+                p.spec.target_refs.iter().collect(),
+                invalid,
+            ),
+        );
     }
     for (k, (g, targets, invalid)) in entries {
         let mut ancestors = vec![];
         for t in targets {
             let ns = k.namespace.as_str();
-            let exists = match (t.group.as_str(), t.kind.as_str()) {
-                (GATEWAY_GROUP, "Gateway") => gws.gateway_index(ns, &t.name).is_some(),
-                (GATEWAY_GROUP, "HTTPRoute") => input.http_routes.iter().any(|r| r.metadata.namespace_or_default() == ns && r.metadata.name == t.name),
-                (GATEWAY_GROUP, "GRPCRoute") => input.grpc_routes.iter().any(|r| r.metadata.namespace_or_default() == ns && r.metadata.name == t.name),
-                ("", "Service") => world.service(ns, &t.name).is_some(),
-                (LOOM_GROUP, "Backend") => world.backend(ns, &t.name).is_some(),
-                _ => false,
-            };
+            let exists =
+                match (t.group.as_str(), t.kind.as_str()) {
+                    (GATEWAY_GROUP, "Gateway") => gws.gateway_index(ns, &t.name).is_some(),
+                    (GATEWAY_GROUP, "HTTPRoute") => input.http_routes.iter().any(|r| {
+                        r.metadata.namespace_or_default() == ns && r.metadata.name == t.name
+                    }),
+                    (GATEWAY_GROUP, "GRPCRoute") => input.grpc_routes.iter().any(|r| {
+                        r.metadata.namespace_or_default() == ns && r.metadata.name == t.name
+                    }),
+                    ("", "Service") => world.service(ns, &t.name).is_some(),
+                    (LOOM_GROUP, "Backend") => world.backend(ns, &t.name).is_some(),
+                    _ => false,
+                };
             let mut c = Conditions::default();
             c.set(match (&invalid, exists) {
-                (Some(m), _) => Condition::new(ConditionType::Accepted, false, Reason::Invalid, m.clone(), g),
-                (None, false) => Condition::new(ConditionType::Accepted, false, Reason::TargetNotFound, format!("{} {ns}/{} not found", t.kind, t.name), g),
-                (None, true) => Condition::new(ConditionType::Accepted, true, Reason::Accepted, "policy is attached", g),
+                (Some(m), _) => Condition::new(
+                    ConditionType::Accepted,
+                    false,
+                    Reason::Invalid,
+                    m.clone(),
+                    g,
+                ),
+                (None, false) => Condition::new(
+                    ConditionType::Accepted,
+                    false,
+                    Reason::TargetNotFound,
+                    format!("{} {ns}/{} not found", t.kind, t.name),
+                    g,
+                ),
+                (None, true) => Condition::new(
+                    ConditionType::Accepted,
+                    true,
+                    Reason::Accepted,
+                    "policy is attached",
+                    g,
+                ),
             });
             ancestors.push(PolicyAncestorStatus {
                 ancestor_ref: ParentReference {
@@ -216,6 +342,8 @@ pub(crate) fn write_loom_policy_status(world: &World<'_>, gws: &Gateways<'_>, st
                 conditions: c,
             });
         }
-        status.objects.insert(k, ObjectStatus::Policy(PolicyStatus { ancestors }));
+        status
+            .objects
+            .insert(k, ObjectStatus::Policy(PolicyStatus { ancestors }));
     }
 }

@@ -60,29 +60,93 @@ struct RouteView<'a> {
     hostnames: &'a [String],
 }
 
-pub(crate) fn attach_all(world: &World<'_>, gws: &mut Gateways<'_>, policies: &TlsPolicies, status: &mut Status) -> Attached {
+pub(crate) fn attach_all(
+    world: &World<'_>,
+    gws: &mut Gateways<'_>,
+    policies: &TlsPolicies,
+    status: &mut Status,
+) -> Attached {
     let mut attached = Attached::default();
     let input = world.input;
     for r in by_age(&input.http_routes, |r| &r.metadata) {
-        let view = view(Kind::HttpRoute, &r.metadata, &r.spec.parent_refs, &r.spec.hostnames);
+        let view = view(
+            Kind::HttpRoute,
+            &r.metadata,
+            &r.spec.parent_refs,
+            &r.spec.hostnames,
+        );
         let (compiled, errors, services) = compile_http_route(world, policies, &view, r);
-        attach_route(world, gws, &mut attached, status, view, errors, services, Target::Http(compiled));
+        attach_route(
+            world,
+            gws,
+            &mut attached,
+            status,
+            view,
+            errors,
+            services,
+            Target::Http(compiled),
+        );
     }
     for r in by_age(&input.grpc_routes, |r| &r.metadata) {
-        let view = view(Kind::GrpcRoute, &r.metadata, &r.spec.parent_refs, &r.spec.hostnames);
+        let view = view(
+            Kind::GrpcRoute,
+            &r.metadata,
+            &r.spec.parent_refs,
+            &r.spec.hostnames,
+        );
         let (compiled, errors, services) = compile_grpc_route(world, policies, &view, r);
-        attach_route(world, gws, &mut attached, status, view, errors, services, Target::Http(compiled));
+        attach_route(
+            world,
+            gws,
+            &mut attached,
+            status,
+            view,
+            errors,
+            services,
+            Target::Http(compiled),
+        );
     }
     let l4 = [
-        (Kind::TlsRoute, &input.tls_routes.iter().map(|r| (&r.metadata, &r.spec)).collect::<Vec<_>>(), AppProtocol::Tcp),
-        (Kind::TcpRoute, &input.tcp_routes.iter().map(|r| (&r.metadata, &r.spec)).collect(), AppProtocol::Tcp),
-        (Kind::UdpRoute, &input.udp_routes.iter().map(|r| (&r.metadata, &r.spec)).collect(), AppProtocol::Udp),
+        (
+            Kind::TlsRoute,
+            &input
+                .tls_routes
+                .iter()
+                .map(|r| (&r.metadata, &r.spec))
+                .collect::<Vec<_>>(),
+            AppProtocol::Tcp,
+        ),
+        (
+            Kind::TcpRoute,
+            &input
+                .tcp_routes
+                .iter()
+                .map(|r| (&r.metadata, &r.spec))
+                .collect(),
+            AppProtocol::Tcp,
+        ),
+        (
+            Kind::UdpRoute,
+            &input
+                .udp_routes
+                .iter()
+                .map(|r| (&r.metadata, &r.spec))
+                .collect(),
+            AppProtocol::Udp,
+        ),
     ];
     for (kind, routes, proto) in l4 {
-        let mut routes: Vec<_> = routes.iter().filter(|(m, _)| m.deletion_timestamp.is_none()).collect();
+        let mut routes: Vec<_> = routes
+            .iter()
+            .filter(|(m, _)| m.deletion_timestamp.is_none())
+            .collect();
         routes.sort_by(|a, b| a.0.age_key().cmp(&b.0.age_key()));
         for (meta, spec) in routes {
-            let hostnames: &[String] = if kind == Kind::TlsRoute { &spec.hostnames } else { &[] };
+            let hostnames: &[String] = if kind == Kind::TlsRoute {
+                &spec.hostnames
+            } else {
+                &[]
+            };
             let view = view(kind, meta, &spec.parent_refs, hostnames);
             let mut errors = vec![];
             let mut services = BTreeSet::new();
@@ -90,11 +154,34 @@ pub(crate) fn attach_all(world: &World<'_>, gws: &mut Gateways<'_>, policies: &T
                 .rules
                 .iter()
                 .flat_map(|rule| &rule.backend_refs)
-                .map(|b| weighted(world, policies, &view, b, Some(proto), &mut errors, &mut services, Filters::default()))
+                .map(|b| {
+                    weighted(
+                        world,
+                        policies,
+                        &view,
+                        b,
+                        Some(proto),
+                        &mut errors,
+                        &mut services,
+                        Filters::default(),
+                    )
+                })
                 .collect();
-            let rule = Arc::new(L4Rule { route: view.key.clone(), backends });
+            let rule = Arc::new(L4Rule {
+                route: view.key.clone(),
+                backends,
+            });
             let order = order_of(meta);
-            attach_route(world, gws, &mut attached, status, view, errors, services, Target::L4(rule, order));
+            attach_route(
+                world,
+                gws,
+                &mut attached,
+                status,
+                view,
+                errors,
+                services,
+                Target::L4(rule, order),
+            );
         }
     }
     attached
@@ -105,9 +192,18 @@ enum Target {
     L4(Arc<L4Rule>, RouteOrder),
 }
 
-fn view<'a>(kind: Kind, meta: &'a ObjectMeta, parent_refs: &'a [ParentReference], hostnames: &'a [String]) -> RouteView<'a> {
+fn view<'a>(
+    kind: Kind,
+    meta: &'a ObjectMeta,
+    parent_refs: &'a [ParentReference],
+    hostnames: &'a [String],
+) -> RouteView<'a> {
     RouteView {
-        key: ObjectKey { kind, namespace: meta.namespace_or_default().into(), name: meta.name.clone() },
+        key: ObjectKey {
+            kind,
+            namespace: meta.namespace_or_default().into(),
+            name: meta.name.clone(),
+        },
         meta,
         parent_refs,
         hostnames,
@@ -181,13 +277,27 @@ fn attach_route(
         let mut c = Conditions::default();
         match result {
             Ok(accepted) => {
-                c.set(Condition::new(ConditionType::Accepted, true, Reason::Accepted, "route is attached", g));
+                c.set(Condition::new(
+                    ConditionType::Accepted,
+                    true,
+                    Reason::Accepted,
+                    "route is attached",
+                    g,
+                ));
                 for (li, hosts) in accepted {
                     gws.listeners[li].attached.insert(route.key.clone());
                     let gateway = gws.listeners[li].gateway;
-                    attached.services_by_gateway.entry(gateway).or_default().extend(services.iter().cloned());
+                    attached
+                        .services_by_gateway
+                        .entry(gateway)
+                        .or_default()
+                        .extend(services.iter().cloned());
                     match &target {
-                        Target::Http(r) => attached.http.push(HttpAttachment { listener: li, hostnames: hosts, route: r.clone() }),
+                        Target::Http(r) => attached.http.push(HttpAttachment {
+                            listener: li,
+                            hostnames: hosts,
+                            route: r.clone(),
+                        }),
                         Target::L4(r, order) => attached.l4.push(L4Attachment {
                             listener: li,
                             hostnames: hosts,
@@ -200,16 +310,35 @@ fn attach_route(
             Err((reason, m)) => c.set(Condition::new(ConditionType::Accepted, false, reason, m, g)),
         }
         c.set(match errors.first() {
-            None => Condition::new(ConditionType::ResolvedRefs, true, Reason::ResolvedRefs, "all references resolved", g),
+            None => Condition::new(
+                ConditionType::ResolvedRefs,
+                true,
+                Reason::ResolvedRefs,
+                "all references resolved",
+                g,
+            ),
             Some((r, m)) => Condition::new(ConditionType::ResolvedRefs, false, *r, m.clone(), g),
         });
         if let Some((_, m)) = errors.iter().find(|(r, _)| *r == Reason::UnsupportedValue) {
-            c.set(Condition::new(ConditionType::PartiallyInvalid, true, Reason::UnsupportedValue, m.clone(), g));
+            c.set(Condition::new(
+                ConditionType::PartiallyInvalid,
+                true,
+                Reason::UnsupportedValue,
+                m.clone(),
+                g,
+            ));
         }
-        parents.push(RouteParentStatus { parent_ref, controller_name: world.options.controller_name.clone(), conditions: c });
+        parents.push(RouteParentStatus {
+            parent_ref,
+            controller_name: world.options.controller_name.clone(),
+            conditions: c,
+        });
     }
     if !parents.is_empty() {
-        status.objects.insert(route.key.clone(), ObjectStatus::Route(RouteStatus { parents }));
+        status.objects.insert(
+            route.key.clone(),
+            ObjectStatus::Route(RouteStatus { parents }),
+        );
     }
 }
 
@@ -227,8 +356,15 @@ fn select_listeners(
     let candidates: Vec<usize> = listeners
         .iter()
         .copied()
-        .filter(|&l| p.section_name.as_ref().is_none_or(|s| &gws.listeners[l].spec.name == s))
-        .filter(|&l| p.port.is_none_or(|port| i32::from(gws.listeners[l].port) == port))
+        .filter(|&l| {
+            p.section_name
+                .as_ref()
+                .is_none_or(|s| &gws.listeners[l].spec.name == s)
+        })
+        .filter(|&l| {
+            p.port
+                .is_none_or(|port| i32::from(gws.listeners[l].port) == port)
+        })
         .collect();
     if candidates.is_empty() {
         let what = match (&p.section_name, p.port) {
@@ -242,13 +378,20 @@ fn select_listeners(
     let mut hostname_mismatch = false;
     for l in candidates {
         let ir = &gws.listeners[l];
-        if !ir.is_accepted() || !ir.kinds.contains(&route.key.kind) || !ir.allows_namespace(world, &route.key.namespace) {
+        if !ir.is_accepted()
+            || !ir.kinds.contains(&route.key.kind)
+            || !ir.allows_namespace(world, &route.key.namespace)
+        {
             continue;
         }
         let hosts: Vec<Option<HostPattern>> = if hostnames.is_empty() {
             vec![ir.hostname.clone()]
         } else {
-            let mut v: Vec<_> = hostnames.iter().filter_map(|h| HostPattern::intersect(ir.hostname.as_ref(), h)).map(Some).collect();
+            let mut v: Vec<_> = hostnames
+                .iter()
+                .filter_map(|h| HostPattern::intersect(ir.hostname.as_ref(), h))
+                .map(Some)
+                .collect();
             v.sort();
             v.dedup();
             v
@@ -262,9 +405,18 @@ fn select_listeners(
     if !accepted.is_empty() {
         Ok(accepted)
     } else if hostname_mismatch {
-        Err((Reason::NoMatchingListenerHostname, "no listener hostname intersects the route's hostnames".into()))
+        Err((
+            Reason::NoMatchingListenerHostname,
+            "no listener hostname intersects the route's hostnames".into(),
+        ))
     } else {
-        Err((Reason::NotAllowedByListeners, format!("no listener admits {} from namespace {}", route.key.kind, route.key.namespace)))
+        Err((
+            Reason::NotAllowedByListeners,
+            format!(
+                "no listener admits {} from namespace {}",
+                route.key.kind, route.key.namespace
+            ),
+        ))
     }
 }
 
@@ -284,7 +436,11 @@ fn weighted(
         errors.push((r, m.clone()));
         m
     });
-    WeightedBackend { weight: u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0), target, filters }
+    WeightedBackend {
+        weight: u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0),
+        target,
+        filters,
+    }
 }
 
 fn resolve_backend(
@@ -301,15 +457,28 @@ fn resolve_backend(
     let is_service = group.is_empty() && kind == "Service";
     let is_backend = group == LOOM_GROUP && kind == "Backend";
     if !is_service && !is_backend {
-        return Err((Reason::InvalidKind, format!("backendRef kind {group}/{kind} is not supported")));
+        return Err((
+            Reason::InvalidKind,
+            format!("backendRef kind {group}/{kind} is not supported"),
+        ));
     }
-    let from = (GATEWAY_GROUP, route.key.kind.as_str(), route.key.namespace.as_str());
+    let from = (
+        GATEWAY_GROUP,
+        route.key.kind.as_str(),
+        route.key.namespace.as_str(),
+    );
     if !world.grant_allows(from, (group, kind, ns, &b.name)) {
-        return Err((Reason::RefNotPermitted, format!("no ReferenceGrant allows {kind} {ns}/{}", b.name)));
+        return Err((
+            Reason::RefNotPermitted,
+            format!("no ReferenceGrant allows {kind} {ns}/{}", b.name),
+        ));
     }
     if is_backend {
         let Some(be) = world.backend(ns, &b.name) else {
-            return Err((Reason::BackendNotFound, format!("Backend {ns}/{} not found", b.name)));
+            return Err((
+                Reason::BackendNotFound,
+                format!("Backend {ns}/{} not found", b.name),
+            ));
         };
         let protocol = match (l4, be.spec.protocol.as_deref()) {
             (Some(p), _) => p,
@@ -318,7 +487,11 @@ fn resolve_backend(
             _ => AppProtocol::Http,
         };
         return Ok(Arc::new(BackendTarget {
-            object: ObjectKey { kind: Kind::Backend, namespace: ns.into(), name: b.name.clone() },
+            object: ObjectKey {
+                kind: Kind::Backend,
+                namespace: ns.into(),
+                name: b.name.clone(),
+            },
             port: None,
             protocol,
             endpoints: be.spec.endpoints.clone(),
@@ -326,13 +499,22 @@ fn resolve_backend(
         }));
     }
     let Some(svc) = world.service(ns, &b.name) else {
-        return Err((Reason::BackendNotFound, format!("Service {ns}/{} not found", b.name)));
+        return Err((
+            Reason::BackendNotFound,
+            format!("Service {ns}/{} not found", b.name),
+        ));
     };
     let Some(port) = b.port else {
-        return Err((Reason::UnsupportedValue, format!("backendRef to Service {ns}/{} needs a port", b.name)));
+        return Err((
+            Reason::UnsupportedValue,
+            format!("backendRef to Service {ns}/{} needs a port", b.name),
+        ));
     };
     let Some(sp) = svc.spec.ports.iter().find(|p| p.port == port) else {
-        return Err((Reason::BackendNotFound, format!("Service {ns}/{} has no port {port}", b.name)));
+        return Err((
+            Reason::BackendNotFound,
+            format!("Service {ns}/{} has no port {port}", b.name),
+        ));
     };
     services.insert((ns.into(), b.name.clone()));
     let protocol = l4.unwrap_or(match sp.app_protocol.as_deref() {
@@ -342,16 +524,26 @@ fn resolve_backend(
     });
     let mut endpoints = vec![];
     for slice in world.endpoint_slices(ns, &b.name) {
-        let Some(ep_port) = slice.ports.iter().find(|p| p.name == sp.name || (slice.ports.len() == 1 && sp.name.is_none())) else {
+        let Some(ep_port) = slice
+            .ports
+            .iter()
+            .find(|p| p.name == sp.name || (slice.ports.len() == 1 && sp.name.is_none()))
+        else {
             continue;
         };
-        let Some(ep_port) = ep_port.port else { continue };
+        let Some(ep_port) = ep_port.port else {
+            continue;
+        };
         for ep in &slice.endpoints {
             if ep.conditions.ready == Some(false) {
                 continue;
             }
             for a in &ep.addresses {
-                endpoints.push(if a.contains(':') { format!("[{a}]:{ep_port}") } else { format!("{a}:{ep_port}") });
+                endpoints.push(if a.contains(':') {
+                    format!("[{a}]:{ep_port}")
+                } else {
+                    format!("{a}:{ep_port}")
+                });
             }
         }
     }
@@ -359,7 +551,11 @@ fn resolve_backend(
     endpoints.dedup();
     let tls = policies.for_service(ns, &b.name, sp.name.as_deref());
     Ok(Arc::new(BackendTarget {
-        object: ObjectKey { kind: Kind::Service, namespace: ns.into(), name: b.name.clone() },
+        object: ObjectKey {
+            kind: Kind::Service,
+            namespace: ns.into(),
+            name: b.name.clone(),
+        },
         port: u16::try_from(port).ok(),
         protocol,
         endpoints,
@@ -367,74 +563,164 @@ fn resolve_backend(
     }))
 }
 
-type RouteOutput = (Arc<CompiledRoute>, Vec<(Reason, String)>, BTreeSet<(String, String)>);
+type RouteOutput = (
+    Arc<CompiledRoute>,
+    Vec<(Reason, String)>,
+    BTreeSet<(String, String)>,
+);
 
-fn compile_http_route(world: &World<'_>, policies: &TlsPolicies, view: &RouteView<'_>, r: &HttpRoute) -> RouteOutput {
+fn compile_http_route(
+    world: &World<'_>,
+    policies: &TlsPolicies,
+    view: &RouteView<'_>,
+    r: &HttpRoute,
+) -> RouteOutput {
     let mut errors = vec![];
     let mut services = BTreeSet::new();
     let default_rule = [HttpRouteRule::default()];
-    let rules: &[HttpRouteRule] = if r.spec.rules.is_empty() { &default_rule } else { &r.spec.rules };
+    let rules: &[HttpRouteRule] = if r.spec.rules.is_empty() {
+        &default_rule
+    } else {
+        &r.spec.rules
+    };
     let mut http = vec![];
     for (index, rule) in rules.iter().enumerate() {
         let matches = match compile_http_matches(&rule.matches) {
             Ok(m) => m,
             Err(e) => {
-                errors.push((Reason::UnsupportedValue, format!("rule {index}: {e}; rule dropped")));
+                errors.push((
+                    Reason::UnsupportedValue,
+                    format!("rule {index}: {e}; rule dropped"),
+                ));
                 continue;
             }
         };
-        let compiled = compile_rule(world, policies, view, index, rule.name.clone(), &rule.filters, &rule.backend_refs, &mut errors, &mut services);
+        let compiled = compile_rule(
+            world,
+            policies,
+            view,
+            index,
+            rule.name.clone(),
+            &rule.filters,
+            &rule.backend_refs,
+            &mut errors,
+            &mut services,
+        );
         let mut compiled = compiled;
         if let Some(t) = &rule.timeouts {
-            let ms = |s: &Option<String>| s.as_deref().and_then(filter::parse_duration_ms).filter(|&ms| ms > 0);
-            compiled.timeouts = Timeouts { request_ms: ms(&t.request), backend_request_ms: ms(&t.backend_request) };
+            let ms = |s: &Option<String>| {
+                s.as_deref()
+                    .and_then(filter::parse_duration_ms)
+                    .filter(|&ms| ms > 0)
+            };
+            compiled.timeouts = Timeouts {
+                request_ms: ms(&t.request),
+                backend_request_ms: ms(&t.backend_request),
+            };
         }
         if let Some(retry) = &rule.retry {
             compiled.retry = Some(Retry {
-                codes: retry.codes.iter().filter_map(|c| u16::try_from(*c).ok()).collect(),
+                codes: retry
+                    .codes
+                    .iter()
+                    .filter_map(|c| u16::try_from(*c).ok())
+                    .collect(),
                 attempts: u32::try_from(retry.attempts.unwrap_or(1)).unwrap_or(0),
                 backoff_ms: retry.backoff.as_deref().and_then(filter::parse_duration_ms),
             });
         }
-        http.push(CompiledRule { index, matches, rule: Arc::new(compiled) });
+        http.push(CompiledRule {
+            index,
+            matches,
+            rule: Arc::new(compiled),
+        });
     }
-    (Arc::new(CompiledRoute { order: order_of(view.meta), http, grpc: vec![] }), errors, services)
+    (
+        Arc::new(CompiledRoute {
+            order: order_of(view.meta),
+            http,
+            grpc: vec![],
+        }),
+        errors,
+        services,
+    )
 }
 
-fn compile_grpc_route(world: &World<'_>, policies: &TlsPolicies, view: &RouteView<'_>, r: &GrpcRoute) -> RouteOutput {
+fn compile_grpc_route(
+    world: &World<'_>,
+    policies: &TlsPolicies,
+    view: &RouteView<'_>,
+    r: &GrpcRoute,
+) -> RouteOutput {
     let mut errors = vec![];
     let mut services = BTreeSet::new();
     let default_rule = [GrpcRouteRule::default()];
-    let rules: &[GrpcRouteRule] = if r.spec.rules.is_empty() { &default_rule } else { &r.spec.rules };
+    let rules: &[GrpcRouteRule] = if r.spec.rules.is_empty() {
+        &default_rule
+    } else {
+        &r.spec.rules
+    };
     let mut grpc = vec![];
     for (index, rule) in rules.iter().enumerate() {
         let matches = match compile_grpc_matches(&rule.matches) {
             Ok(m) => m,
             Err(e) => {
-                errors.push((Reason::UnsupportedValue, format!("rule {index}: {e}; rule dropped")));
+                errors.push((
+                    Reason::UnsupportedValue,
+                    format!("rule {index}: {e}; rule dropped"),
+                ));
                 continue;
             }
         };
-        let compiled = compile_rule(world, policies, view, index, rule.name.clone(), &rule.filters, &rule.backend_refs, &mut errors, &mut services);
-        grpc.push(CompiledRule { index, matches, rule: Arc::new(compiled) });
+        let compiled = compile_rule(
+            world,
+            policies,
+            view,
+            index,
+            rule.name.clone(),
+            &rule.filters,
+            &rule.backend_refs,
+            &mut errors,
+            &mut services,
+        );
+        grpc.push(CompiledRule {
+            index,
+            matches,
+            rule: Arc::new(compiled),
+        });
     }
-    (Arc::new(CompiledRoute { order: order_of(view.meta), http: vec![], grpc }), errors, services)
+    (
+        Arc::new(CompiledRoute {
+            order: order_of(view.meta),
+            http: vec![],
+            grpc,
+        }),
+        errors,
+        services,
+    )
 }
 
 fn compile_http_matches(matches: &[HttpRouteMatch]) -> Result<Vec<HttpMatch>, String> {
     if matches.is_empty() {
-        return Ok(vec![HttpMatch { path: PathMatch::Prefix("/".into()), method: None, headers: vec![], query: vec![] }]);
+        return Ok(vec![HttpMatch {
+            path: PathMatch::Prefix("/".into()),
+            method: None,
+            headers: vec![],
+            query: vec![],
+        }]);
     }
     matches
         .iter()
         .map(|m| {
             let path = match &m.path {
-                Some(p) => PathMatch::parse(p.type_.as_deref(), p.value.as_deref()).map_err(|e| e.to_string())?,
+                Some(p) => PathMatch::parse(p.type_.as_deref(), p.value.as_deref())
+                    .map_err(|e| e.to_string())?,
                 None => PathMatch::Prefix("/".into()),
             };
             let mut headers: Vec<HeaderMatch> = vec![];
             for h in &m.headers {
-                let hm = HeaderMatch::parse(h.type_.as_deref(), &h.name, &h.value).map_err(|e| e.to_string())?;
+                let hm = HeaderMatch::parse(h.type_.as_deref(), &h.name, &h.value)
+                    .map_err(|e| e.to_string())?;
                 // Spec: "only the first entry with an equivalent name MUST be considered".
                 if !headers.iter().any(|x| x.name == hm.name) {
                     headers.push(hm);
@@ -443,18 +729,36 @@ fn compile_http_matches(matches: &[HttpRouteMatch]) -> Result<Vec<HttpMatch>, St
             let mut query: Vec<QueryMatch> = vec![];
             for q in &m.query_params {
                 if !query.iter().any(|x| x.name == q.name) {
-                    query.push(QueryMatch { name: q.name.clone(), value: ValueMatch::parse(q.type_.as_deref(), &q.value).map_err(|e| e.to_string())? });
+                    query.push(QueryMatch {
+                        name: q.name.clone(),
+                        value: ValueMatch::parse(q.type_.as_deref(), &q.value)
+                            .map_err(|e| e.to_string())?,
+                    });
                 }
             }
-            let method = m.method.as_deref().map(parse_method).transpose().map_err(|e| e.to_string())?;
-            Ok(HttpMatch { path, method, headers, query })
+            let method = m
+                .method
+                .as_deref()
+                .map(parse_method)
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            Ok(HttpMatch {
+                path,
+                method,
+                headers,
+                query,
+            })
         })
         .collect()
 }
 
 fn compile_grpc_matches(matches: &[GrpcRouteMatch]) -> Result<Vec<GrpcMatch>, String> {
     if matches.is_empty() {
-        return Ok(vec![GrpcMatch { service: None, method: None, headers: vec![] }]);
+        return Ok(vec![GrpcMatch {
+            service: None,
+            method: None,
+            headers: vec![],
+        }]);
     }
     matches
         .iter()
@@ -463,16 +767,28 @@ fn compile_grpc_matches(matches: &[GrpcRouteMatch]) -> Result<Vec<GrpcMatch>, St
                 None => (None, None),
                 Some(mm) => {
                     let t = mm.type_.as_deref();
-                    let parse = |v: &Option<String>| v.as_deref().map(|v| ValueMatch::parse(t, v)).transpose().map_err(|e| e.to_string());
+                    let parse = |v: &Option<String>| {
+                        v.as_deref()
+                            .map(|v| ValueMatch::parse(t, v))
+                            .transpose()
+                            .map_err(|e| e.to_string())
+                    };
                     (parse(&mm.service)?, parse(&mm.method)?)
                 }
             };
             let headers = m
                 .headers
                 .iter()
-                .map(|h| HeaderMatch::parse(h.type_.as_deref(), &h.name, &h.value).map_err(|e| e.to_string()))
+                .map(|h| {
+                    HeaderMatch::parse(h.type_.as_deref(), &h.name, &h.value)
+                        .map_err(|e| e.to_string())
+                })
                 .collect::<Result<_, _>>()?;
-            Ok(GrpcMatch { service, method, headers })
+            Ok(GrpcMatch {
+                service,
+                method,
+                headers,
+            })
         })
         .collect()
 }
@@ -490,13 +806,38 @@ fn compile_rule(
     services: &mut BTreeSet<(String, String)>,
 ) -> HttpRule {
     let mut invalid = None;
-    let rule_filters = compile_filters(world, policies, view, filters, errors, services, &mut invalid);
+    let rule_filters = compile_filters(
+        world,
+        policies,
+        view,
+        filters,
+        errors,
+        services,
+        &mut invalid,
+    );
     let backends = backend_refs
         .iter()
         .map(|b| {
             let mut backend_invalid = None;
-            let f = compile_filters(world, policies, view, &b.filters, errors, services, &mut backend_invalid);
-            let mut w = weighted(world, policies, view, &b.backend_ref, None, errors, services, f);
+            let f = compile_filters(
+                world,
+                policies,
+                view,
+                &b.filters,
+                errors,
+                services,
+                &mut backend_invalid,
+            );
+            let mut w = weighted(
+                world,
+                policies,
+                view,
+                &b.backend_ref,
+                None,
+                errors,
+                services,
+                f,
+            );
             if let Some(why) = backend_invalid {
                 w.target = Err(why);
             }
@@ -518,8 +859,10 @@ fn compile_rule(
 fn header_edits(m: &HeaderModifier) -> Result<HeaderEdits, String> {
     let pair = |h: &HttpHeader| -> Result<(HeaderName, HeaderValue), String> {
         Ok((
-            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| format!("invalid header name {:?}", h.name))?,
-            HeaderValue::from_str(&h.value).map_err(|_| format!("invalid header value {:?}", h.value))?,
+            HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|_| format!("invalid header name {:?}", h.name))?,
+            HeaderValue::from_str(&h.value)
+                .map_err(|_| format!("invalid header value {:?}", h.value))?,
         ))
     };
     Ok(HeaderEdits {
@@ -528,15 +871,22 @@ fn header_edits(m: &HeaderModifier) -> Result<HeaderEdits, String> {
         remove: m
             .remove
             .iter()
-            .map(|n| HeaderName::from_bytes(n.as_bytes()).map_err(|_| format!("invalid header name {n:?}")))
+            .map(|n| {
+                HeaderName::from_bytes(n.as_bytes())
+                    .map_err(|_| format!("invalid header name {n:?}"))
+            })
             .collect::<Result<_, _>>()?,
     })
 }
 
 fn path_modifier(p: &HttpPathModifier) -> Result<PathModifier, String> {
     match p.type_.as_str() {
-        "ReplaceFullPath" => Ok(PathModifier::Full(p.replace_full_path.clone().unwrap_or_else(|| "/".into()))),
-        "ReplacePrefixMatch" => Ok(PathModifier::Prefix(p.replace_prefix_match.clone().unwrap_or_else(|| "/".into()))),
+        "ReplaceFullPath" => Ok(PathModifier::Full(
+            p.replace_full_path.clone().unwrap_or_else(|| "/".into()),
+        )),
+        "ReplacePrefixMatch" => Ok(PathModifier::Prefix(
+            p.replace_prefix_match.clone().unwrap_or_else(|| "/".into()),
+        )),
         t => Err(format!("unsupported path modifier {t:?}")),
     }
 }
@@ -563,12 +913,19 @@ fn compile_filters(
             "RequestHeaderModifier" => match f.request_header_modifier.as_ref().map(header_edits) {
                 Some(Ok(e)) => out.request_headers = Some(e),
                 Some(Err(m)) => fail(m, errors),
-                None => fail("RequestHeaderModifier without requestHeaderModifier".into(), errors),
+                None => fail(
+                    "RequestHeaderModifier without requestHeaderModifier".into(),
+                    errors,
+                ),
             },
-            "ResponseHeaderModifier" => match f.response_header_modifier.as_ref().map(header_edits) {
+            "ResponseHeaderModifier" => match f.response_header_modifier.as_ref().map(header_edits)
+            {
                 Some(Ok(e)) => out.response_headers = Some(e),
                 Some(Err(m)) => fail(m, errors),
-                None => fail("ResponseHeaderModifier without responseHeaderModifier".into(), errors),
+                None => fail(
+                    "ResponseHeaderModifier without responseHeaderModifier".into(),
+                    errors,
+                ),
             },
             "RequestRedirect" => {
                 let Some(r) = &f.request_redirect else {
@@ -587,7 +944,10 @@ fn compile_filters(
                     hostname: r.hostname.clone(),
                     path,
                     port: r.port.and_then(|p| u16::try_from(p).ok()),
-                    status: r.status_code.and_then(|s| u16::try_from(s).ok()).unwrap_or(302),
+                    status: r
+                        .status_code
+                        .and_then(|s| u16::try_from(s).ok())
+                        .unwrap_or(302),
                 });
             }
             "URLRewrite" => {
@@ -618,11 +978,18 @@ fn compile_filters(
                 };
                 let (numerator, denominator) = match (&m.percent, &m.fraction) {
                     (Some(p), _) => (u32::try_from(*p).unwrap_or(0), 100),
-                    (None, Some(fr)) => (u32::try_from(fr.numerator).unwrap_or(0), u32::try_from(fr.denominator.unwrap_or(100)).unwrap_or(100)),
+                    (None, Some(fr)) => (
+                        u32::try_from(fr.numerator).unwrap_or(0),
+                        u32::try_from(fr.denominator.unwrap_or(100)).unwrap_or(100),
+                    ),
                     (None, None) => (1, 1),
                 };
                 match resolve_backend(world, policies, view, &m.backend_ref, None, services) {
-                    Ok(backend) => out.mirrors.push(Mirror { backend, numerator, denominator }),
+                    Ok(backend) => out.mirrors.push(Mirror {
+                        backend,
+                        numerator,
+                        denominator,
+                    }),
                     Err(e) => errors.push(e),
                 }
             }

@@ -148,7 +148,11 @@ impl<'de> Deserialize<'de> for Secret {
         for (k, v) in raw.string_data {
             data.insert(k, v.into_bytes());
         }
-        Ok(Secret { metadata: raw.metadata, type_: raw.type_, data })
+        Ok(Secret {
+            metadata: raw.metadata,
+            type_: raw.type_,
+            data,
+        })
     }
 }
 

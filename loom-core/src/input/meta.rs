@@ -133,7 +133,9 @@ pub struct LabelSelectorRequirement {
 impl LabelSelector {
     /// Whether the labels match. An unknown operator matches nothing.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
             && self.match_expressions.iter().all(|e| {
                 let value = labels.get(&e.key);
                 match e.operator.as_str() {
@@ -233,7 +235,10 @@ mod tests {
         let c = Timestamp::parse(Some("2026-11-27T06:10:42.5+01:00"));
         assert!(a < b);
         assert!(c > a && c < b);
-        assert_eq!(Timestamp::parse(Some("1970-01-01T00:00:00Z")).0, Some((0, 0)));
+        assert_eq!(
+            Timestamp::parse(Some("1970-01-01T00:00:00Z")).0,
+            Some((0, 0))
+        );
         assert_eq!(Timestamp::parse(Some("garbage")), Timestamp::parse(None));
         assert!(Timestamp::parse(None) < a);
     }

@@ -53,17 +53,26 @@ pub struct HeaderMatch {
 
 impl HeaderMatch {
     /// Parses a header match.
-    pub fn parse(type_: Option<&str>, name: &str, value: &str) -> Result<HeaderMatch, InvalidMatch> {
+    pub fn parse(
+        type_: Option<&str>,
+        name: &str,
+        value: &str,
+    ) -> Result<HeaderMatch, InvalidMatch> {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| InvalidMatch(format!("invalid header name {name:?}")))?;
-        Ok(HeaderMatch { name, value: ValueMatch::parse(type_, value)? })
+        Ok(HeaderMatch {
+            name,
+            value: ValueMatch::parse(type_, value)?,
+        })
     }
 
     /// Whether any value of the header matches (or, with several header lines, their
     /// comma-joined value).
     pub fn matches(&self, headers: &HeaderMap) -> bool {
         let mut values = headers.get_all(&self.name).iter();
-        let Some(first) = values.next() else { return false };
+        let Some(first) = values.next() else {
+            return false;
+        };
         if self.value.matches(first.as_bytes()) {
             return true;
         }
@@ -158,7 +167,10 @@ mod tests {
 
     #[test]
     fn query_params_use_first_value_and_decode() {
-        let m = QueryMatch { name: "animal".into(), value: ValueMatch::Exact("whale shark".into()) };
+        let m = QueryMatch {
+            name: "animal".into(),
+            value: ValueMatch::Exact("whale shark".into()),
+        };
         assert!(m.matches(Some("animal=whale%20shark")));
         assert!(m.matches(Some("x=1&animal=whale+shark&animal=dolphin")));
         assert!(!m.matches(Some("animal=dolphin&animal=whale+shark")));

@@ -47,14 +47,24 @@ impl HostPattern {
         for label in rest.split('.') {
             let ok = !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-');
             if !ok {
-                return Err(if label.contains('*') { InvalidHostname::Wildcard } else { InvalidHostname::Label(label.into()) });
+                return Err(if label.contains('*') {
+                    InvalidHostname::Wildcard
+                } else {
+                    InvalidHostname::Label(label.into())
+                });
             }
         }
-        Ok(if wild { HostPattern::Wildcard(format!(".{rest}")) } else { HostPattern::Exact(lower) })
+        Ok(if wild {
+            HostPattern::Wildcard(format!(".{rest}"))
+        } else {
+            HostPattern::Exact(lower)
+        })
     }
 
     /// Whether a request host (already without port; any case) matches.
@@ -63,7 +73,8 @@ impl HostPattern {
             HostPattern::Exact(h) => h.eq_ignore_ascii_case(host),
             HostPattern::Wildcard(suffix) => {
                 host.len() > suffix.len()
-                    && host.as_bytes()[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+                    && host.as_bytes()[host.len() - suffix.len()..]
+                        .eq_ignore_ascii_case(suffix.as_bytes())
             }
         }
     }
@@ -71,11 +82,17 @@ impl HostPattern {
     /// The intersection of a listener hostname and a route hostname, as the spec defines it:
     /// the more specific of the two when one covers the other.
     pub fn intersect(listener: Option<&HostPattern>, route: &HostPattern) -> Option<HostPattern> {
-        let Some(l) = listener else { return Some(route.clone()) };
+        let Some(l) = listener else {
+            return Some(route.clone());
+        };
         match (l, route) {
             (HostPattern::Exact(a), HostPattern::Exact(b)) => (a == b).then(|| route.clone()),
-            (HostPattern::Wildcard(_), HostPattern::Exact(b)) => l.matches(b).then(|| route.clone()),
-            (HostPattern::Exact(a), HostPattern::Wildcard(_)) => route.matches(a).then(|| l.clone()),
+            (HostPattern::Wildcard(_), HostPattern::Exact(b)) => {
+                l.matches(b).then(|| route.clone())
+            }
+            (HostPattern::Exact(a), HostPattern::Wildcard(_)) => {
+                route.matches(a).then(|| l.clone())
+            }
             (HostPattern::Wildcard(a), HostPattern::Wildcard(b)) => {
                 if b.len() >= a.len() && b.ends_with(a.as_str()) {
                     Some(route.clone())
@@ -129,10 +146,22 @@ mod tests {
 
     #[test]
     fn parses_and_rejects() {
-        assert_eq!(h("Foo.Example.com"), HostPattern::Exact("foo.example.com".into()));
-        assert_eq!(h("*.example.com"), HostPattern::Wildcard(".example.com".into()));
-        assert_eq!(HostPattern::parse("1.2.3.4"), Err(InvalidHostname::IpAddress));
-        assert_eq!(HostPattern::parse("a.*.com"), Err(InvalidHostname::Wildcard));
+        assert_eq!(
+            h("Foo.Example.com"),
+            HostPattern::Exact("foo.example.com".into())
+        );
+        assert_eq!(
+            h("*.example.com"),
+            HostPattern::Wildcard(".example.com".into())
+        );
+        assert_eq!(
+            HostPattern::parse("1.2.3.4"),
+            Err(InvalidHostname::IpAddress)
+        );
+        assert_eq!(
+            HostPattern::parse("a.*.com"),
+            Err(InvalidHostname::Wildcard)
+        );
         assert!(HostPattern::parse("-a.com").is_err());
         assert!(HostPattern::parse("").is_err());
     }
@@ -149,11 +178,24 @@ mod tests {
 
     #[test]
     fn intersection_takes_the_more_specific() {
-        let i = |l: &str, r: &str| HostPattern::intersect(Some(&h(l)), &h(r)).map(|p| p.to_string());
-        assert_eq!(i("*.example.com", "foo.example.com").as_deref(), Some("foo.example.com"));
-        assert_eq!(i("foo.example.com", "*.example.com").as_deref(), Some("foo.example.com"));
-        assert_eq!(i("*.example.com", "*.foo.example.com").as_deref(), Some("*.foo.example.com"));
-        assert_eq!(i("*.foo.example.com", "*.example.com").as_deref(), Some("*.foo.example.com"));
+        let i =
+            |l: &str, r: &str| HostPattern::intersect(Some(&h(l)), &h(r)).map(|p| p.to_string());
+        assert_eq!(
+            i("*.example.com", "foo.example.com").as_deref(),
+            Some("foo.example.com")
+        );
+        assert_eq!(
+            i("foo.example.com", "*.example.com").as_deref(),
+            Some("foo.example.com")
+        );
+        assert_eq!(
+            i("*.example.com", "*.foo.example.com").as_deref(),
+            Some("*.foo.example.com")
+        );
+        assert_eq!(
+            i("*.foo.example.com", "*.example.com").as_deref(),
+            Some("*.foo.example.com")
+        );
         assert_eq!(i("a.com", "b.com"), None);
         assert_eq!(i("*.a.com", "*.b.com"), None);
         assert_eq!(HostPattern::intersect(None, &h("x.com")), Some(h("x.com")));

@@ -42,7 +42,11 @@ impl PathMatch {
             "PathPrefix" => {
                 let v = validate(value)?;
                 let trimmed = v.trim_end_matches('/');
-                Ok(PathMatch::Prefix(if trimmed.is_empty() { "/".into() } else { trimmed.into() }))
+                Ok(PathMatch::Prefix(if trimmed.is_empty() {
+                    "/".into()
+                } else {
+                    trimmed.into()
+                }))
             }
             "RegularExpression" => Ok(PathMatch::Regex(anchored_regex(value)?)),
             other => Err(InvalidPath::Type(other.into())),
@@ -92,7 +96,11 @@ fn validate(value: &str) -> Result<&str, InvalidPath> {
         || value.ends_with("/..")
         || value.ends_with("/.")
         || value.to_ascii_lowercase().contains("%2f");
-    if bad { Err(InvalidPath::Forbidden(value.into())) } else { Ok(value) }
+    if bad {
+        Err(InvalidPath::Forbidden(value.into()))
+    } else {
+        Ok(value)
+    }
 }
 
 /// Element-wise prefix match: `/abc` matches `/abc`, `/abc/` and `/abc/def`, not `/abcd`.
@@ -145,7 +153,10 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, BadRequestPath> {
     while i < b.len() {
         if b[i] == b'%' {
             let hex = |c: u8| (c as char).to_digit(16);
-            let (Some(h), Some(l)) = (b.get(i + 1).and_then(|&c| hex(c)), b.get(i + 2).and_then(|&c| hex(c))) else {
+            let (Some(h), Some(l)) = (
+                b.get(i + 1).and_then(|&c| hex(c)),
+                b.get(i + 2).and_then(|&c| hex(c)),
+            ) else {
                 return Err(BadRequestPath::BadEscape);
             };
             let c = (h * 16 + l) as u8;
