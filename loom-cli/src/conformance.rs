@@ -146,8 +146,10 @@ impl Cluster {
         self.apply(v);
     }
 
-    fn input(&self) -> Input {
+    /// The objects as compiler input, and the objects that did not deserialize.
+    fn input(&self) -> (Input, Vec<String>) {
         let mut input = Input::default();
+        let mut errors = vec![];
         for v in self.objects.values() {
             let (Some(api), Some(kind)) = (v["apiVersion"].as_str(), v["kind"].as_str()) else {
                 continue;
@@ -155,11 +157,18 @@ impl Cluster {
             let Some(kind) = Kind::from_api(api, kind) else {
                 continue;
             };
-            if let Ok(o) = loom_core::load::from_value(kind, v.clone()) {
-                input.upsert(o);
+            match loom_core::load::from_value(kind, v.clone()) {
+                Ok(o) => {
+                    input.upsert(o);
+                }
+                Err(e) => errors.push(format!(
+                    "{}/{}: {e}",
+                    v["metadata"]["namespace"].as_str().unwrap_or(""),
+                    v["metadata"]["name"]
+                )),
             }
         }
-        input
+        (input, errors)
     }
 
     fn generation(&self, key: &Key) -> i64 {
@@ -167,6 +176,40 @@ impl Cluster {
             .get(key)
             .and_then(|v| v["metadata"]["generation"].as_i64())
             .unwrap_or(0)
+    }
+}
+
+/// Replaces the corpus' run-time placeholders in an action body: whole address entries
+/// (`'{USABLE_ADDRESS}'`) and `{copy of <Kind> <ns>/<name> data['<key>']}`.
+fn substitute(v: &mut Value, cluster: &Cluster) {
+    match v {
+        Value::String(s) if s == "{USABLE_ADDRESS}" => {
+            *v = json!({"type": "IPAddress", "value": USABLE_ADDRESS})
+        }
+        Value::String(s) if s == "{UNUSABLE_ADDRESS}" => {
+            *v = json!({"type": "IPAddress", "value": UNUSABLE_ADDRESS})
+        }
+        Value::String(s) if s.starts_with("{copy of ") => {
+            let inner = s.trim_start_matches("{copy of ").trim_end_matches('}');
+            let mut parts = inner.splitn(3, ' ');
+            let (kind, nn, field) = (
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+            );
+            let (ns, name) = nn.split_once('/').unwrap_or(("", nn));
+            let data_key = field.trim_start_matches("data['").trim_end_matches("']");
+            if let Some(obj) =
+                cluster
+                    .objects
+                    .get(&(kind.to_owned(), ns.to_owned(), name.to_owned()))
+            {
+                *v = obj["data"][data_key].clone();
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| substitute(x, cluster)),
+        Value::Object(o) => o.values_mut().for_each(|x| substitute(x, cluster)),
+        _ => {}
     }
 }
 
@@ -260,13 +303,16 @@ enum Outcome {
 
 struct Ctx<'a> {
     cluster: Cluster,
+    load_errors: Vec<String>,
     compiled: Compiled,
     options: &'a Options,
 }
 
 impl Ctx<'_> {
     fn recompile(&mut self) {
-        self.compiled = loom_core::compile_with(&self.cluster.input(), self.options);
+        let (input, errors) = self.cluster.input();
+        self.load_errors.extend(errors);
+        self.compiled = loom_core::compile_with(&input, self.options);
     }
 
     fn status(&self, kind: &str, ns: &str, name: &str) -> Value {
@@ -714,12 +760,81 @@ struct Echo {
     pod: String,
 }
 
-fn pod_prefix(ctx: &Ctx<'_>, ns: &str, service: &str) -> Option<String> {
+/// The pod IPs the runner pretends a Deployment's pods have: one IPv4 and one IPv6 address per
+/// replica, derived from the Deployment's name.
+fn pod_ips(deployment: &str, replicas: u64) -> Vec<String> {
+    let h = deployment
+        .bytes()
+        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % 250;
+    (0..replicas)
+        .flat_map(|i| {
+            [
+                format!("10.244.{h}.{}", i + 2),
+                format!("fd00:10:244:{h}::{:x}", i + 2),
+            ]
+        })
+        .collect()
+}
+
+/// Applies `populate_endpoint_slices`: one endpoint per pod IP of the slice's family.
+fn populate_endpoint_slices(cluster: &mut Cluster, act: &Value) {
+    let ns = act["source_pods"]["namespace"]
+        .as_str()
+        .unwrap_or("default")
+        .to_owned();
+    let deployment = act["source_pods"]["deployment"].as_str().unwrap_or("");
+    let replicas = cluster
+        .objects
+        .get(&("Deployment".into(), ns.clone(), deployment.into()))
+        .map_or(1, |d| d["spec"]["replicas"].as_u64().unwrap_or(1));
+    let ips = pod_ips(deployment, replicas);
+    for slice in act["endpoint_slices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        let key = ("EndpointSlice".to_owned(), ns.clone(), slice.to_owned());
+        let Some(mut v) = cluster.objects.get(&key).cloned() else {
+            continue;
+        };
+        let v6 = v["addressType"] == "IPv6";
+        let endpoints: Vec<Value> = ips
+            .iter()
+            .filter(|ip| ip.contains(':') == v6)
+            .map(|ip| json!({"addresses": [ip], "conditions": {"ready": true, "serving": true}}))
+            .collect();
+        if !endpoints.is_empty() {
+            v["endpoints"] = json!(endpoints);
+            cluster.apply(v);
+        }
+    }
+}
+
+/// The name of a pod that answers for a backend: found through the Service's selector, or,
+/// for a Service without one, through the pod IPs in its EndpointSlices.
+fn pod_prefix(ctx: &Ctx<'_>, ns: &str, service: &str, endpoints: &[String]) -> Option<String> {
     let svc = ctx
         .cluster
         .objects
         .get(&("Service".into(), ns.into(), service.into()))?;
-    let selector = svc["spec"]["selector"].as_object()?;
+    let Some(selector) = svc["spec"]["selector"].as_object() else {
+        let mut deployments = ctx
+            .cluster
+            .objects
+            .iter()
+            .filter(|(k, _)| k.0 == "Deployment" && k.1 == ns);
+        return deployments
+            .find(|(k, d)| {
+                let ips = pod_ips(&k.2, d["spec"]["replicas"].as_u64().unwrap_or(1));
+                endpoints.iter().any(|e| {
+                    let addr = e.rsplit_once(':').map_or(e.as_str(), |(a, _)| a);
+                    ips.iter().any(|ip| addr.trim_matches(['[', ']']) == ip)
+                })
+            })
+            .map(|(k, _)| format!("{}-5f7d9c8b6d-x2x9q", k.2));
+    };
     ctx.cluster
         .objects
         .iter()
@@ -834,7 +949,7 @@ fn check_request(ctx: &Ctx<'_>, rc: &Value) -> Outcome {
                     .push("mirrored requests are observed at the mirror backend by the data plane");
             }
             let (ns, name) = (&f.backend.object.namespace, &f.backend.object.name);
-            let pod = pod_prefix(ctx, ns, name).unwrap_or_default();
+            let pod = pod_prefix(ctx, ns, name, &f.backend.endpoints).unwrap_or_default();
             let fr = &f.request;
             let mut headers = HeaderMap::new();
             let fpath = fr.uri().to_string();
@@ -1230,6 +1345,7 @@ pub(crate) fn run(corpus: &Path, only: Option<&str>, verbose: bool) -> Result<Ex
         }
         let mut ctx = Ctx {
             cluster: base.clone(),
+            load_errors: vec![],
             compiled: Compiled::default(),
             options: &options,
         };
@@ -1278,17 +1394,22 @@ pub(crate) fn run(corpus: &Path, only: Option<&str>, verbose: bool) -> Result<Ex
                 }
                 match act["op"].as_str().unwrap_or("") {
                     "patch" => {
-                        if act["patch"].to_string().contains("{copy of") {
-                            undecided.push("action: patch copies run-time data".into());
-                            continue;
-                        }
-                        ctx.cluster.patch(&obj_key(&act["object"]), &act["patch"]);
+                        let mut patch = act["patch"].clone();
+                        substitute(&mut patch, &ctx.cluster);
+                        ctx.cluster.patch(&obj_key(&act["object"]), &patch);
                     }
-                    "create" => ctx.cluster.apply(act["manifest"].clone()),
+                    "create" => {
+                        let mut manifest = act["manifest"].clone();
+                        substitute(&mut manifest, &ctx.cluster);
+                        ctx.cluster.apply(manifest);
+                    }
                     "delete" => {
                         ctx.cluster.objects.remove(&obj_key(&act["object"]));
                     }
-                    other => undecided.push(format!("action {other} needs pods")),
+                    "populate_endpoint_slices" => populate_endpoint_slices(&mut ctx.cluster, act),
+                    other => {
+                        undecided.push(format!("action {other} is not implemented by this runner"))
+                    }
                 }
                 ctx.recompile();
             }
@@ -1323,6 +1444,13 @@ pub(crate) fn run(corpus: &Path, only: Option<&str>, verbose: bool) -> Result<Ex
                 }
             }
         }
+        ctx.load_errors.sort();
+        ctx.load_errors.dedup();
+        failures.extend(
+            ctx.load_errors
+                .iter()
+                .map(|e| format!("object did not load: {e}")),
+        );
         if !failures.is_empty() {
             failed += 1;
             println!(

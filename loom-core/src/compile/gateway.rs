@@ -273,8 +273,11 @@ pub(crate) struct ListenerSetIr<'a> {
 }
 
 impl ListenerSetIr<'_> {
+    /// Accepted when allowed and at least one listener is valid: accepted, not conflicted and
+    /// with every reference resolved (ListenerSetReferenceGrant expects a set whose only
+    /// listener lacks its certificate grant to be `ListenersNotValid`).
     pub(crate) fn is_accepted(&self, listeners: &[ListenerIr<'_>]) -> bool {
-        self.not_allowed.is_none() && self.listeners.iter().any(|&l| listeners[l].is_accepted())
+        self.not_allowed.is_none() && self.listeners.iter().any(|&l| listeners[l].is_programmed())
     }
 }
 
@@ -827,7 +830,7 @@ impl<'a> Gateways<'a> {
                     let all_valid = set
                         .listeners
                         .iter()
-                        .all(|&l| self.listeners[l].is_accepted());
+                        .all(|&l| self.listeners[l].is_programmed());
                     let (r, m) = if all_valid {
                         (Reason::Accepted, "ListenerSet is attached")
                     } else {
