@@ -191,9 +191,11 @@ impl Cors {
             match o.split_once('*') {
                 None => o.eq_ignore_ascii_case(origin),
                 Some((pre, post)) => {
-                    origin.len() > pre.len() + post.len()
-                        && origin[..pre.len()].eq_ignore_ascii_case(pre)
-                        && origin[origin.len() - post.len()..].eq_ignore_ascii_case(post)
+                    // Bytes, not str slices: an origin may hold non-ASCII bytes.
+                    let (o, pre, post) = (origin.as_bytes(), pre.as_bytes(), post.as_bytes());
+                    o.len() > pre.len() + post.len()
+                        && o[..pre.len()].eq_ignore_ascii_case(pre)
+                        && o[o.len() - post.len()..].eq_ignore_ascii_case(post)
                 }
             }
         })
@@ -324,7 +326,7 @@ pub fn parse_duration_ms(s: &str) -> Option<u64> {
         } else {
             return None;
         };
-        total += n * mult;
+        total = total.saturating_add(n * mult);
         rest = &rest[len..];
     }
     Some(total)
@@ -419,5 +421,8 @@ mod tests {
         assert!(c.origin_allowed("https://a.b.bar.com"));
         assert!(!c.origin_allowed("https://bar.com"));
         assert!(!c.origin_allowed("http://www.bar.com"));
+        // Multi-byte characters where a slice would split them must not panic.
+        assert!(!c.origin_allowed("httpéé://www.bar.co"));
+        assert!(!c.origin_allowed("https://www.bar.cé"));
     }
 }
