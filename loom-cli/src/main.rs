@@ -30,6 +30,10 @@ enum Command {
         /// YAML files or directories.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Also print the compiled routing snapshot (listeners, virtual hosts, rules in
+        /// precedence order, backends).
+        #[arg(long)]
+        snapshot: bool,
     },
     /// Show which listener, route and rule a request would use, and the request the backend
     /// would receive.
@@ -64,7 +68,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check { paths } => check(&paths),
+        Command::Check { paths, snapshot } => check(&paths, snapshot),
         Command::Explain {
             paths,
             request,
@@ -86,7 +90,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(paths: &[PathBuf]) -> Result<ExitCode> {
+fn check(paths: &[PathBuf], show_snapshot: bool) -> Result<ExitCode> {
     let loaded = files::load_paths(paths)?;
     let mut bad = false;
     for e in &loaded.errors {
@@ -106,6 +110,11 @@ fn check(paths: &[PathBuf]) -> Result<ExitCode> {
         let yaml = serde_saphyr::to_string(&serde_json::json!({ "status": value }))?;
         print!("{yaml}");
         bad |= !healthy(status);
+    }
+    if show_snapshot {
+        println!("---");
+        let snapshot = loom_core::snapshot::describe(&compiled.snapshot);
+        print!("{}", serde_saphyr::to_string(&serde_json::json!({ "snapshot": snapshot }))?);
     }
     if compiled.status.objects.is_empty() {
         eprintln!(
