@@ -114,7 +114,10 @@ fn check(paths: &[PathBuf], show_snapshot: bool) -> Result<ExitCode> {
     if show_snapshot {
         println!("---");
         let snapshot = loom_core::snapshot::describe(&compiled.snapshot);
-        print!("{}", serde_saphyr::to_string(&serde_json::json!({ "snapshot": snapshot }))?);
+        print!(
+            "{}",
+            serde_saphyr::to_string(&serde_json::json!({ "snapshot": snapshot }))?
+        );
     }
     if compiled.status.objects.is_empty() {
         eprintln!(

@@ -33,20 +33,36 @@ fn check_accepts_the_example() {
 
 #[test]
 fn check_names_file_line_and_field_of_a_bad_value() {
-    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/quickstart.yaml")).unwrap();
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/quickstart.yaml"
+    ))
+    .unwrap();
     let broken = example.replace("port: 8080", "port: eighty");
     let path = temp_file("broken.yaml", &broken);
     let (code, _, err) = loom(&["check", path.to_str().unwrap()]);
     assert_eq!(code, 1);
-    let line = broken.lines().position(|l| l.contains("port: eighty")).unwrap() + 1;
-    let expected = format!("broken.yaml:{line}: Gateway default/web: field `spec.listeners[0].port`");
+    let line = broken
+        .lines()
+        .position(|l| l.contains("port: eighty"))
+        .unwrap()
+        + 1;
+    let expected =
+        format!("broken.yaml:{line}: Gateway default/web: field `spec.listeners[0].port`");
     assert!(err.contains(&expected), "{err}");
 }
 
 #[test]
 fn check_fails_on_unresolved_references() {
-    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/quickstart.yaml")).unwrap();
-    let path = temp_file("missing.yaml", &example.replace("name: api-canary}", "name: nowhere}"));
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/quickstart.yaml"
+    ))
+    .unwrap();
+    let path = temp_file(
+        "missing.yaml",
+        &example.replace("name: api-canary}", "name: nowhere}"),
+    );
     let (code, out, _) = loom(&["check", path.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(out.contains("reason: BackendNotFound"), "{out}");
@@ -66,8 +82,21 @@ fn explain_shows_the_winning_rule_and_the_backend_request() {
     assert!(out.contains("rule: 0 (canary)"), "{out}");
     assert!(out.contains("HTTPRoute default/shop rule 1"), "{out}");
     assert!(out.contains("GET /api/items?x=1"), "{out}");
-    let (_, out, _) = loom(&["explain", "examples/quickstart.yaml", "--request", "GET http://shop.example.com:8080/old"]);
-    assert!(out.contains("redirect 301 Moved Permanently Location: http://shop.example.com:8080/new"), "{out}");
-    let (_, out, _) = loom(&["explain", "examples/quickstart.yaml", "--request", "GET http://elsewhere.org:8080/"]);
+    let (_, out, _) = loom(&[
+        "explain",
+        "examples/quickstart.yaml",
+        "--request",
+        "GET http://shop.example.com:8080/old",
+    ]);
+    assert!(
+        out.contains("redirect 301 Moved Permanently Location: http://shop.example.com:8080/new"),
+        "{out}"
+    );
+    let (_, out, _) = loom(&[
+        "explain",
+        "examples/quickstart.yaml",
+        "--request",
+        "GET http://elsewhere.org:8080/",
+    ]);
     assert!(out.contains("respond 404"), "{out}");
 }
