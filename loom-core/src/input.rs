@@ -112,6 +112,14 @@ impl Kind {
         }
     }
 
+    /// Whether the kind is a route kind.
+    pub fn is_route(self) -> bool {
+        matches!(
+            self,
+            Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute | Kind::TcpRoute | Kind::UdpRoute
+        )
+    }
+
     /// Whether objects of this kind live in a namespace.
     pub fn is_namespaced(self) -> bool {
         !matches!(self, Kind::GatewayClass | Kind::Namespace)

@@ -9,7 +9,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use super::routes::Attached;
 use super::{World, by_age, group_or};
 use crate::input::*;
-use crate::route::host::HostPattern;
+use crate::route::host::{HostPattern, most_specific_first};
 use crate::route::{GrpcPrecedence, GrpcTable, HttpPrecedence, HttpTable, RouteOrder};
 use crate::snapshot::*;
 use crate::status::*;
@@ -629,16 +629,8 @@ impl<'a> Gateways<'a> {
                             })
                             .collect();
                         routes.sort_by(|a, b| {
-                            let spec = |h: &Option<HostPattern>| {
-                                h.as_ref().map(|h| std::cmp::Reverse(h.specificity()))
-                            };
-                            match (spec(&a.0), spec(&b.0)) {
-                                (Some(x), Some(y)) => x.cmp(&y),
-                                (Some(_), None) => std::cmp::Ordering::Less,
-                                (None, Some(_)) => std::cmp::Ordering::Greater,
-                                (None, None) => std::cmp::Ordering::Equal,
-                            }
-                            .then_with(|| a.1.cmp(&b.1))
+                            most_specific_first(a.0.as_ref(), b.0.as_ref())
+                                .then_with(|| a.1.cmp(&b.1))
                         });
                         port.tls.push(TlsListener {
                             name: l.spec.name.clone(),
@@ -670,23 +662,10 @@ impl<'a> Gateways<'a> {
                 }
             }
             for port in g.ports.values_mut() {
-                let key = |l: &Option<HostPattern>| {
-                    l.as_ref().map(|h| std::cmp::Reverse(h.specificity()))
-                };
                 port.http
-                    .sort_by(|a, b| match (key(&a.hostname), key(&b.hostname)) {
-                        (Some(x), Some(y)) => x.cmp(&y),
-                        (Some(_), None) => std::cmp::Ordering::Less,
-                        (None, Some(_)) => std::cmp::Ordering::Greater,
-                        (None, None) => std::cmp::Ordering::Equal,
-                    });
+                    .sort_by(|a, b| most_specific_first(a.hostname.as_ref(), b.hostname.as_ref()));
                 port.tls
-                    .sort_by(|a, b| match (key(&a.hostname), key(&b.hostname)) {
-                        (Some(x), Some(y)) => x.cmp(&y),
-                        (Some(_), None) => std::cmp::Ordering::Less,
-                        (None, Some(_)) => std::cmp::Ordering::Greater,
-                        (None, None) => std::cmp::Ordering::Equal,
-                    });
+                    .sort_by(|a, b| most_specific_first(a.hostname.as_ref(), b.hostname.as_ref()));
             }
             snapshot.gateways.insert(gw.name.clone(), g);
         }

@@ -123,6 +123,21 @@ impl fmt::Display for HostPattern {
     }
 }
 
+/// Orders optional hostnames most specific first: exact before wildcard, longer before
+/// shorter, then by name; `None` (any host) last. Used for listeners, virtual hosts and SNI
+/// routes alike.
+pub fn most_specific_first(a: Option<&HostPattern>, b: Option<&HostPattern>) -> std::cmp::Ordering {
+    use std::cmp::{Ordering, Reverse};
+    match (a, b) {
+        (Some(x), Some(y)) => Reverse(x.specificity())
+            .cmp(&Reverse(y.specificity()))
+            .then_with(|| x.cmp(y)),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
 /// The host part of a `Host` header or `:authority` (port and IPv6 brackets handled), without
 /// allocating.
 pub fn host_without_port(authority: &str) -> &str {
