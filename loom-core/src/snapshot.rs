@@ -16,8 +16,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use serde::Serialize;
 
 use crate::filter::{Cors, HeaderEdits, Redirect, Rewrite};
-use crate::input::{Kind, ObjectKey};
-use crate::route::host::{HostPattern, host_without_port};
+use crate::input::ObjectKey;
+use crate::route::host::{HostPattern, host_without_port, most_specific_first};
 use crate::route::path::{PathMatch, normalize};
 use crate::route::{GrpcTable, HttpMatch, HttpTable, RequestView};
 use crate::status::StatusAddress;
@@ -139,19 +139,7 @@ impl HttpListener {
         tls: Option<ServerTls>,
         mut vhosts: Vec<VirtualHost>,
     ) -> Self {
-        vhosts.sort_by(|a, b| {
-            let key = |v: &VirtualHost| {
-                v.hostname
-                    .as_ref()
-                    .map(|h| std::cmp::Reverse(h.specificity()))
-            };
-            match (key(a), key(b)) {
-                (None, None) => std::cmp::Ordering::Equal,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (Some(x), Some(y)) => x.cmp(&y).then_with(|| a.hostname.cmp(&b.hostname)),
-            }
-        });
+        vhosts.sort_by(|a, b| most_specific_first(a.hostname.as_ref(), b.hostname.as_ref()));
         let mut exact = HashMap::new();
         let mut wildcards = Vec::new();
         let mut any = None;
@@ -534,8 +522,10 @@ impl PortSnapshot {
         };
         if let Some(sni) = req.sni {
             // HTTPS listener isolation: the Host must belong to the listener the SNI chose.
-            let by_sni = self.listener_for(sni).map(|l| &l.name);
-            if by_sni != Some(&listener.name) {
+            // Compare identities, not names: a ListenerSet's listener may share its name with
+            // a Gateway listener (or another set's) on the same port.
+            let by_sni = self.listener_for(sni);
+            if !by_sni.is_some_and(|l| std::ptr::eq(l, listener)) {
                 return Err((
                     StatusCode::MISDIRECTED_REQUEST,
                     format!("host {host:?} is not served by the listener of SNI {sni:?}"),
@@ -744,16 +734,6 @@ impl L4Rule {
         let i = choose_weighted(self.backends.iter().map(|b| b.weight), random)
             .ok_or_else(|| "no backend with weight > 0".to_owned())?;
         self.backends[i].target.as_deref().map_err(Clone::clone)
-    }
-}
-
-impl Kind {
-    /// Whether the kind is a route kind.
-    pub fn is_route(self) -> bool {
-        matches!(
-            self,
-            Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute | Kind::TcpRoute | Kind::UdpRoute
-        )
     }
 }
 
