@@ -27,7 +27,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{key}: {}", serde_json::to_string(status)?);
     }
 
-    let (ns, name) = gateway.split_once('/').ok_or("gateway must be namespace/name")?;
+    let (ns, name) = gateway
+        .split_once('/')
+        .ok_or("gateway must be namespace/name")?;
     let request = http::Request::get(url.as_str()).body(())?;
     let parts = HttpRequest {
         scheme: request.uri().scheme_str().unwrap_or("http"),
@@ -38,7 +40,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     // The only randomness (weighted backends, mirror percentages) comes in as an argument.
     let random = 0x5eed;
-    match compiled.snapshot.decide(&GatewayName::new(ns, name), port.parse()?, &parts, random) {
+    match compiled
+        .snapshot
+        .decide(&GatewayName::new(ns, name), port.parse()?, &parts, random)
+    {
         Decision::Forward(f) => println!(
             "forward to {} {:?}: {} {}",
             f.backend.object,
@@ -46,7 +51,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             f.request.method(),
             f.request.uri()
         ),
-        Decision::Redirect { status, location, .. } => println!("redirect {status} to {location}"),
+        Decision::Redirect {
+            status, location, ..
+        } => println!("redirect {status} to {location}"),
         Decision::Respond(r) => println!("respond {} ({})", r.status, r.reason),
     }
     Ok(())

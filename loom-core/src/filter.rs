@@ -16,31 +16,54 @@ pub struct HeaderEdits {
     pub remove: Vec<HeaderName>,
 }
 
+/// A header map a filter can edit: `http::HeaderMap` here, and the data plane's own header
+/// types (Pingora's request and response headers), so filters run in place on the hot path.
+pub trait HeaderStore {
+    /// The first value of a header.
+    fn get_header(&self, name: &HeaderName) -> Option<&HeaderValue>;
+    /// Replaces every value of a header.
+    fn set_header(&mut self, name: HeaderName, value: HeaderValue);
+    /// Removes a header.
+    fn remove_header(&mut self, name: &HeaderName);
+}
+
+impl HeaderStore for HeaderMap {
+    fn get_header(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        self.get(name)
+    }
+
+    fn set_header(&mut self, name: HeaderName, value: HeaderValue) {
+        self.insert(name, value);
+    }
+
+    fn remove_header(&mut self, name: &HeaderName) {
+        self.remove(name);
+    }
+}
+
 impl HeaderEdits {
     /// Applies the edits: set, then add, then remove, as the spec's examples read.
-    pub fn apply(&self, headers: &mut HeaderMap) {
+    pub fn apply<H: HeaderStore + ?Sized>(&self, headers: &mut H) {
         for (n, v) in &self.set {
-            headers.insert(n.clone(), v.clone());
+            headers.set_header(n.clone(), v.clone());
         }
         for (n, v) in &self.add {
             // Spec: "add" appends to an existing header value ("foo: bar" + "foo: baz" →
             // "foo: bar,baz"); a separate header line means the same on the wire.
-            match headers.get(n) {
-                Some(old) => {
-                    let mut joined = old.as_bytes().to_vec();
-                    joined.push(b',');
-                    joined.extend_from_slice(v.as_bytes());
-                    if let Ok(j) = HeaderValue::from_bytes(&joined) {
-                        headers.insert(n.clone(), j);
-                    }
-                }
-                None => {
-                    headers.insert(n.clone(), v.clone());
-                }
+            let joined = headers.get_header(n).map(|old| {
+                let mut joined = old.as_bytes().to_vec();
+                joined.push(b',');
+                joined.extend_from_slice(v.as_bytes());
+                HeaderValue::from_bytes(&joined)
+            });
+            match joined {
+                Some(Ok(j)) => headers.set_header(n.clone(), j),
+                Some(Err(_)) => {}
+                None => headers.set_header(n.clone(), v.clone()),
             }
         }
         for n in &self.remove {
-            headers.remove(n);
+            headers.remove_header(n);
         }
     }
 

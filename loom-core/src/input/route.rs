@@ -232,7 +232,7 @@ pub struct HttpRouteRetry {
 }
 
 /// `HTTPBackendRef` (a backendRef with filters).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct HttpBackendRef {
     /// The reference.
@@ -240,6 +240,44 @@ pub struct HttpBackendRef {
     pub backend_ref: BackendRef,
     /// Filters applied when this backend is chosen.
     pub filters: Vec<HttpRouteFilter>,
+}
+
+impl<'de> Deserialize<'de> for HttpBackendRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Not `#[serde(flatten)]`: flattening buffers the map, and errors inside it lose their
+        // field path (`backendRefs[0]` instead of `backendRefs[0].port`).
+        #[derive(Default, Deserialize)]
+        #[serde(rename_all = "camelCase", default)]
+        struct Raw {
+            group: Option<String>,
+            kind: Option<String>,
+            name: String,
+            namespace: Option<String>,
+            port: Option<i32>,
+            weight: Option<i32>,
+            filters: Vec<HttpRouteFilter>,
+        }
+        let Raw {
+            group,
+            kind,
+            name,
+            namespace,
+            port,
+            weight,
+            filters,
+        } = Raw::deserialize(d)?;
+        Ok(HttpBackendRef {
+            backend_ref: BackendRef {
+                group,
+                kind,
+                name,
+                namespace,
+                port,
+                weight,
+            },
+            filters,
+        })
+    }
 }
 
 /// `GRPCRoute`.
