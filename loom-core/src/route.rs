@@ -25,7 +25,7 @@ use std::cmp::Reverse;
 use http::{HeaderMap, Method};
 
 use self::header::{HeaderMatch, QueryMatch, ValueMatch};
-use self::path::{PathMatch, prefix_matches};
+use self::path::PathMatch;
 use crate::input::Timestamp;
 
 /// The parts of a request matching looks at. `path` must already be normalised
@@ -113,17 +113,27 @@ impl HttpPrecedence {
     }
 }
 
+/// What one matchit key leads to: the Exact entries for that literal path, and the PathPrefix
+/// groups that cover it, longest prefix first (the fallback chain when a longer prefix's
+/// method/header/query checks fail).
 #[derive(Clone, Debug, Default)]
-struct KeyCandidates {
+struct Node {
     exact: Vec<u32>,
-    prefix: Vec<u32>,
+    prefix_chain: Vec<u32>,
+}
+
+#[derive(Clone, Debug)]
+struct PathIndex {
+    router: matchit::Router<Node>,
+    /// Entries per PathPrefix value, in precedence order.
+    prefix_groups: Vec<Vec<u32>>,
 }
 
 /// The HTTP rules of one virtual host, sorted by precedence, with a fast path index.
 #[derive(Clone, Debug)]
 pub struct HttpTable<T> {
     entries: Vec<(HttpMatch, T)>,
-    index: Option<matchit::Router<KeyCandidates>>,
+    index: Option<PathIndex>,
     regex: Vec<u32>,
 }
 
@@ -160,11 +170,16 @@ impl<T> HttpTable<T> {
 
     /// The winning entry for a request (fast path). Allocation-free unless a header is
     /// repeated or a query value is percent-encoded.
+    ///
+    /// Global precedence is Exact, then RegularExpression, then PathPrefix by length: the
+    /// node's Exact list, the regex list and the node's prefix chain (longest first) are each in
+    /// precedence order, so scanning them in that order finds the same winner as
+    /// [`Self::find_reference`].
     pub fn find(&self, req: &RequestView<'_>) -> Option<(&HttpMatch, &T)> {
         let Some(index) = &self.index else {
             return self.find_reference(req);
         };
-        let node = index.at(req.path).ok().map(|m| m.value);
+        let node = index.router.at(req.path).ok().map(|m| m.value);
         let check = |i: &u32| {
             let (m, t) = &self.entries[*i as usize];
             m.matches_except_path(req).then_some((m, t))
@@ -180,7 +195,10 @@ impl<T> HttpTable<T> {
         }) {
             return Some(hit);
         }
-        node.and_then(|n| n.prefix.iter().find_map(check))
+        let n = node?;
+        n.prefix_chain
+            .iter()
+            .find_map(|g| index.prefix_groups[*g as usize].iter().find_map(check))
     }
 
     /// The winning entry by a linear scan in precedence order: the spec, read literally.
@@ -196,73 +214,74 @@ fn escape(path: &str) -> String {
     path.replace('{', "{{").replace('}', "}}")
 }
 
-fn build_index<T>(entries: &[(HttpMatch, T)]) -> Option<matchit::Router<KeyCandidates>> {
-    use std::collections::BTreeMap;
-    // Keys: every exact path, and for every prefix `/p` the keys `/p`, `/p/` and `/p/{*rest}`
-    // (a catch-all never matches an empty remainder). Each key's lists hold every candidate
-    // whose path matches the paths that reach that key, in precedence order, so that a
-    // failed method/header/query check falls back to the next candidate without re-matching.
-    #[derive(PartialEq, Eq, PartialOrd, Ord)]
-    enum Key {
-        Literal(String),
-        Under(String),
-    }
-    let mut keys = std::collections::BTreeSet::new();
-    for (m, _) in entries {
+/// The PathPrefix values (stored without a trailing `/`) that match `path`, longest first:
+/// `path` itself, every part of it that ends before a `/`, and `/`.
+fn covering_prefixes(path: &str) -> impl Iterator<Item = &str> {
+    let ends = path
+        .char_indices()
+        .filter(|&(i, c)| c == '/' && i > 0)
+        .map(|(i, _)| i);
+    std::iter::once(path.len())
+        .chain(ends.collect::<Vec<_>>().into_iter().rev())
+        .map(move |j| &path[..j])
+        .filter(|p| *p != "/")
+        .chain(std::iter::once("/"))
+}
+
+fn build_index<T>(entries: &[(HttpMatch, T)]) -> Option<PathIndex> {
+    use std::collections::{BTreeMap, BTreeSet};
+    // Keys: every Exact path, and for every PathPrefix `/p` the keys `/p`, `/p/` and
+    // `/p/{*rest}` (a catch-all never matches an empty remainder); `/` gives `/` and
+    // `/{*rest}`. Each key gets the Exact entries for its literal path and the chain of prefix
+    // groups that cover every path reaching it. Cost: O(keys × depth).
+    let mut exact: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    let mut prefix: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for (i, (m, _)) in entries.iter().enumerate() {
         match &m.path {
-            PathMatch::Exact(p) => {
-                keys.insert(Key::Literal(p.clone()));
-            }
-            PathMatch::Prefix(p) if p == "/" => {
-                keys.insert(Key::Literal("/".into()));
-                keys.insert(Key::Under(String::new()));
-            }
-            PathMatch::Prefix(p) => {
-                keys.insert(Key::Literal(p.clone()));
-                keys.insert(Key::Literal(format!("{p}/")));
-                keys.insert(Key::Under(p.clone()));
-            }
+            PathMatch::Exact(p) => exact.entry(p).or_default().push(i as u32),
+            PathMatch::Prefix(p) => prefix.entry(p).or_default().push(i as u32),
             PathMatch::Regex(_) => {}
         }
     }
-    let mut lists: BTreeMap<String, KeyCandidates> = BTreeMap::new();
-    for key in keys {
-        type Covers = Box<dyn Fn(&PathMatch) -> bool>;
-        let (route, sample_matches): (String, Covers) = match key {
-            Key::Literal(p) => {
-                let route = escape(&p);
-                (route, Box::new(move |m: &PathMatch| m.matches(&p)))
-            }
-            Key::Under(p) => {
-                let route = format!("{}/{{*rest}}", escape(&p));
-                // Every path under `p/` (non-empty remainder) that no longer key covers.
-                (
-                    route,
-                    Box::new(move |m: &PathMatch| match m {
-                        PathMatch::Prefix(q) => prefix_matches(q, &format!("{p}/")),
-                        _ => false,
-                    }),
-                )
-            }
-        };
-        let mut c = KeyCandidates::default();
-        for (i, (m, _)) in entries.iter().enumerate() {
-            if !sample_matches(&m.path) {
-                continue;
-            }
-            match m.path {
-                PathMatch::Exact(_) => c.exact.push(i as u32),
-                PathMatch::Prefix(_) => c.prefix.push(i as u32),
-                PathMatch::Regex(_) => {}
-            }
+    let group_ids: BTreeMap<&str, u32> = prefix
+        .keys()
+        .enumerate()
+        .map(|(g, p)| (*p, g as u32))
+        .collect();
+    // (matchit route, literal path or the path the catch-all stands for)
+    let mut keys: BTreeSet<(String, String)> = BTreeSet::new();
+    for p in exact.keys() {
+        keys.insert((escape(p), (*p).to_owned()));
+    }
+    for p in prefix.keys() {
+        if *p == "/" {
+            keys.insert(("/".into(), "/".into()));
+            keys.insert(("/{*rest}".into(), "/".into()));
+        } else {
+            keys.insert((escape(p), (*p).to_owned()));
+            keys.insert((format!("{}/", escape(p)), format!("{p}/")));
+            keys.insert((format!("{}/{{*rest}}", escape(p)), format!("{p}/")));
         }
-        lists.insert(route, c);
     }
     let mut router = matchit::Router::new();
-    for (route, c) in lists {
-        router.insert(route, c).ok()?;
+    for (route, path) in keys {
+        let is_catch_all = route.ends_with("{*rest}");
+        let node = Node {
+            exact: if is_catch_all {
+                vec![]
+            } else {
+                exact.get(path.as_str()).cloned().unwrap_or_default()
+            },
+            prefix_chain: covering_prefixes(&path)
+                .filter_map(|p| group_ids.get(p).copied())
+                .collect(),
+        };
+        router.insert(route, node).ok()?;
     }
-    Some(router)
+    Some(PathIndex {
+        router,
+        prefix_groups: prefix.into_values().collect(),
+    })
 }
 
 /// One compiled `GRPCRouteMatch`.

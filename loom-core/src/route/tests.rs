@@ -626,3 +626,13 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn covering_prefixes_are_longest_first_and_segment_aligned() {
+    let got: Vec<&str> = super::covering_prefixes("/a/b/c").collect();
+    assert_eq!(got, ["/a/b/c", "/a/b", "/a", "/"]);
+    let got: Vec<&str> = super::covering_prefixes("/a/").collect();
+    assert_eq!(got, ["/a/", "/a", "/"]);
+    let got: Vec<&str> = super::covering_prefixes("/").collect();
+    assert_eq!(got, ["/"]);
+}
