@@ -148,7 +148,7 @@ impl Cluster {
 
     /// The objects as compiler input, and the objects that did not deserialize.
     fn input(&self) -> (Input, Vec<String>) {
-        let mut input = Input::default();
+        let mut objects = vec![];
         let mut errors = vec![];
         for v in self.objects.values() {
             let (Some(api), Some(kind)) = (v["apiVersion"].as_str(), v["kind"].as_str()) else {
@@ -158,9 +158,7 @@ impl Cluster {
                 continue;
             };
             match loom_core::load::from_value(kind, v.clone()) {
-                Ok(o) => {
-                    input.upsert(o);
-                }
+                Ok(o) => objects.push(o),
                 Err(e) => errors.push(format!(
                     "{}/{}: {e}",
                     v["metadata"]["namespace"].as_str().unwrap_or(""),
@@ -168,7 +166,7 @@ impl Cluster {
                 )),
             }
         }
-        (input, errors)
+        (Input::from_objects(objects), errors)
     }
 
     fn generation(&self, key: &Key) -> i64 {

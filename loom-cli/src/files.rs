@@ -17,19 +17,19 @@ pub(crate) fn load_paths(paths: &[PathBuf]) -> Result<Loaded> {
     for p in paths {
         collect(p, &mut files)?;
     }
-    let mut loaded = Loaded {
-        input: Input::default(),
-        errors: vec![],
-    };
+    let mut objects = vec![];
+    let mut errors = vec![];
     for f in files {
         let text =
             std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
         let l = load_str(&f.display().to_string(), &text);
-        loaded.errors.extend(l.errors);
-        for (_, o) in l.objects {
-            loaded.input.upsert(o);
-        }
+        errors.extend(l.errors);
+        objects.extend(l.objects.into_iter().map(|(_, o)| o));
     }
+    let loaded = Loaded {
+        input: Input::from_objects(objects),
+        errors,
+    };
     Ok(loaded)
 }
 

@@ -318,99 +318,84 @@ pub struct Input {
     pub backends: Vec<Backend>,
 }
 
-macro_rules! with_list {
-    ($input:expr, $kind:expr, $list:ident => $e:expr) => {
-        match $kind {
-            Kind::GatewayClass => {
-                let $list = &mut $input.gateway_classes;
-                $e
-            }
-            Kind::Gateway => {
-                let $list = &mut $input.gateways;
-                $e
-            }
-            Kind::ListenerSet => {
-                let $list = &mut $input.listener_sets;
-                $e
-            }
-            Kind::HttpRoute => {
-                let $list = &mut $input.http_routes;
-                $e
-            }
-            Kind::GrpcRoute => {
-                let $list = &mut $input.grpc_routes;
-                $e
-            }
-            Kind::TlsRoute => {
-                let $list = &mut $input.tls_routes;
-                $e
-            }
-            Kind::TcpRoute => {
-                let $list = &mut $input.tcp_routes;
-                $e
-            }
-            Kind::UdpRoute => {
-                let $list = &mut $input.udp_routes;
-                $e
-            }
-            Kind::ReferenceGrant => {
-                let $list = &mut $input.reference_grants;
-                $e
-            }
-            Kind::BackendTlsPolicy => {
-                let $list = &mut $input.backend_tls_policies;
-                $e
-            }
-            Kind::Namespace => {
-                let $list = &mut $input.namespaces;
-                $e
-            }
-            Kind::Service => {
-                let $list = &mut $input.services;
-                $e
-            }
-            Kind::EndpointSlice => {
-                let $list = &mut $input.endpoint_slices;
-                $e
-            }
-            Kind::Secret => {
-                let $list = &mut $input.secrets;
-                $e
-            }
-            Kind::ConfigMap => {
-                let $list = &mut $input.config_maps;
-                $e
-            }
-            Kind::GatewayClassConfig => {
-                let $list = &mut $input.gateway_class_configs;
-                $e
-            }
-            Kind::RateLimitPolicy => {
-                let $list = &mut $input.rate_limit_policies;
-                $e
-            }
-            Kind::CircuitBreakerPolicy => {
-                let $list = &mut $input.circuit_breaker_policies;
-                $e
-            }
-            Kind::WasmPlugin => {
-                let $list = &mut $input.wasm_plugins;
-                $e
-            }
-            Kind::Backend => {
-                let $list = &mut $input.backends;
-                $e
-            }
-        }
-    };
-}
-
 impl Input {
     /// Adds an object, replacing any object with the same kind, namespace and name.
     /// Returns the replaced object.
     pub fn upsert(&mut self, object: Object) -> Option<Object> {
-        let key = object.key();
-        let old = self.remove(&key);
+        let old = self.remove(&object.key());
+        self.push(object);
+        old
+    }
+
+    /// Removes the object with this key, returning it.
+    pub fn remove(&mut self, key: &ObjectKey) -> Option<Object> {
+        let matches = |m: &ObjectMeta| {
+            m.name == key.name
+                && (!key.kind.is_namespaced() || m.namespace_or_default() == key.namespace)
+        };
+        macro_rules! take {
+            ($($k:ident => $field:ident),*) => {
+                match key.kind {
+                    $(Kind::$k => {
+                        let pos = self.$field.iter().position(|o| matches(&o.metadata))?;
+                        Some(Object::$k(self.$field.remove(pos)))
+                    })*
+                }
+            };
+        }
+        take!(GatewayClass => gateway_classes, Gateway => gateways, ListenerSet => listener_sets,
+            HttpRoute => http_routes, GrpcRoute => grpc_routes, TlsRoute => tls_routes,
+            TcpRoute => tcp_routes, UdpRoute => udp_routes, ReferenceGrant => reference_grants,
+            BackendTlsPolicy => backend_tls_policies, Namespace => namespaces, Service => services,
+            EndpointSlice => endpoint_slices, Secret => secrets, ConfigMap => config_maps,
+            GatewayClassConfig => gateway_class_configs, RateLimitPolicy => rate_limit_policies,
+            CircuitBreakerPolicy => circuit_breaker_policies, WasmPlugin => wasm_plugins,
+            Backend => backends)
+    }
+
+    /// Finds the object with this key (a clone of it).
+    pub fn get(&self, key: &ObjectKey) -> Option<Object> {
+        let matches = |m: &ObjectMeta| {
+            m.name == key.name
+                && (!key.kind.is_namespaced() || m.namespace_or_default() == key.namespace)
+        };
+        macro_rules! find {
+            ($($k:ident => $field:ident),*) => {
+                match key.kind {
+                    $(Kind::$k => self.$field.iter().find(|o| matches(&o.metadata)).cloned().map(Object::$k),)*
+                }
+            };
+        }
+        find!(GatewayClass => gateway_classes, Gateway => gateways, ListenerSet => listener_sets,
+            HttpRoute => http_routes, GrpcRoute => grpc_routes, TlsRoute => tls_routes,
+            TcpRoute => tcp_routes, UdpRoute => udp_routes, ReferenceGrant => reference_grants,
+            BackendTlsPolicy => backend_tls_policies, Namespace => namespaces, Service => services,
+            EndpointSlice => endpoint_slices, Secret => secrets, ConfigMap => config_maps,
+            GatewayClassConfig => gateway_class_configs, RateLimitPolicy => rate_limit_policies,
+            CircuitBreakerPolicy => circuit_breaker_policies, WasmPlugin => wasm_plugins,
+            Backend => backends)
+    }
+
+    /// Builds an input from objects in O(n); a later object replaces an earlier one with the
+    /// same kind, namespace and name (as a later document does in `kubectl apply`).
+    pub fn from_objects(objects: impl IntoIterator<Item = Object>) -> Input {
+        let mut slots: Vec<Option<Object>> = Vec::new();
+        let mut index: std::collections::HashMap<ObjectKey, usize> =
+            std::collections::HashMap::new();
+        for o in objects {
+            if let Some(old) = index.insert(o.key(), slots.len()) {
+                slots[old] = None;
+            }
+            slots.push(Some(o));
+        }
+        let mut input = Input::default();
+        for o in slots.into_iter().flatten() {
+            input.push(o);
+        }
+        input
+    }
+
+    fn push(&mut self, object: Object) {
         match object {
             Object::GatewayClass(o) => self.gateway_classes.push(o),
             Object::Gateway(o) => self.gateways.push(o),
@@ -433,23 +418,6 @@ impl Input {
             Object::WasmPlugin(o) => self.wasm_plugins.push(o),
             Object::Backend(o) => self.backends.push(o),
         }
-        old
-    }
-
-    /// Removes the object with this key, returning it.
-    pub fn remove(&mut self, key: &ObjectKey) -> Option<Object> {
-        let found = self.get(key)?;
-        let wrap = found.clone();
-        with_list!(self, key.kind, list => {
-            list.retain(|o| !(o.metadata.name == key.name
-                && (!key.kind.is_namespaced() || o.metadata.namespace_or_default() == key.namespace)));
-        });
-        Some(wrap)
-    }
-
-    /// Finds the object with this key.
-    pub fn get(&self, key: &ObjectKey) -> Option<Object> {
-        self.objects().into_iter().find(|o| &o.key() == key)
     }
 
     /// Every object, cloned, kind by kind.
@@ -493,6 +461,30 @@ mod tests {
             Some(Kind::Backend)
         );
         assert_eq!(Kind::from_api("apps/v1", "Deployment"), None);
+    }
+
+    #[test]
+    fn from_objects_keeps_the_last_of_each_key() {
+        let ns = |name: &str, label: &str| {
+            let mut n = Namespace::default();
+            n.metadata.name = name.into();
+            n.metadata.labels.insert("v".into(), label.into());
+            Object::Namespace(n)
+        };
+        let input = Input::from_objects([ns("a", "1"), ns("b", "1"), ns("a", "2")]);
+        assert_eq!(input.namespaces.len(), 2);
+        let key = ObjectKey {
+            kind: Kind::Namespace,
+            namespace: String::new(),
+            name: "a".into(),
+        };
+        let Some(Object::Namespace(a)) = input.get(&key) else {
+            panic!()
+        };
+        assert_eq!(a.metadata.labels["v"], "2");
+        let mut input = input;
+        assert!(input.remove(&key).is_some());
+        assert!(input.get(&key).is_none());
     }
 
     #[test]
