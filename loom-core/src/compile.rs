@@ -205,8 +205,9 @@ pub(crate) fn by_age<T>(items: &[T], meta: impl Fn(&T) -> &ObjectMeta) -> Vec<&T
     v
 }
 
-/// Gateway API group defaulting: `None` and `""` in a parentRef both mean the Gateway API
-/// group for parents; backend refs use the core group by default.
+/// Group defaulting: an absent group takes the field's default (the Gateway API group for
+/// parentRefs and route kinds, the core group for backendRefs). An explicit `""` is the core
+/// group, so a parentRef with `group: ""` names no Gateway.
 pub(crate) fn group_or<'s>(group: &'s Option<String>, default: &'s str) -> &'s str {
     group.as_deref().unwrap_or(default)
 }

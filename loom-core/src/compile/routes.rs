@@ -75,15 +75,21 @@ pub(crate) fn attach_all(
             &r.spec.parent_refs,
             &r.spec.hostnames,
         );
-        let (compiled, errors, services) = compile_http_route(world, policies, &view, r);
+        let mut cx = RouteCx {
+            world,
+            policies,
+            view: &view,
+            found: Findings::default(),
+        };
+        let compiled = cx.http_route(r);
+        let found = cx.found;
         attach_route(
             world,
             gws,
             &mut attached,
             status,
-            view,
-            errors,
-            services,
+            &view,
+            found,
             Target::Http(compiled),
         );
     }
@@ -94,22 +100,28 @@ pub(crate) fn attach_all(
             &r.spec.parent_refs,
             &r.spec.hostnames,
         );
-        let (compiled, errors, services) = compile_grpc_route(world, policies, &view, r);
+        let mut cx = RouteCx {
+            world,
+            policies,
+            view: &view,
+            found: Findings::default(),
+        };
+        let compiled = cx.grpc_route(r);
+        let found = cx.found;
         attach_route(
             world,
             gws,
             &mut attached,
             status,
-            view,
-            errors,
-            services,
+            &view,
+            found,
             Target::Http(compiled),
         );
     }
     let l4 = [
         (
             Kind::TlsRoute,
-            &input
+            input
                 .tls_routes
                 .iter()
                 .map(|r| (&r.metadata, &r.spec))
@@ -118,7 +130,7 @@ pub(crate) fn attach_all(
         ),
         (
             Kind::TcpRoute,
-            &input
+            input
                 .tcp_routes
                 .iter()
                 .map(|r| (&r.metadata, &r.spec))
@@ -127,7 +139,7 @@ pub(crate) fn attach_all(
         ),
         (
             Kind::UdpRoute,
-            &input
+            input
                 .udp_routes
                 .iter()
                 .map(|r| (&r.metadata, &r.spec))
@@ -135,52 +147,43 @@ pub(crate) fn attach_all(
             AppProtocol::Udp,
         ),
     ];
-    for (kind, routes, proto) in l4 {
-        let mut routes: Vec<_> = routes
-            .iter()
-            .filter(|(m, _)| m.deletion_timestamp.is_none())
-            .collect();
+    for (kind, mut routes, proto) in l4 {
+        routes.retain(|(m, _)| m.deletion_timestamp.is_none());
         routes.sort_by(|a, b| a.0.age_key().cmp(&b.0.age_key()));
         for (meta, spec) in routes {
+            // Only TLSRoute has hostnames (SNI).
             let hostnames: &[String] = if kind == Kind::TlsRoute {
                 &spec.hostnames
             } else {
                 &[]
             };
             let view = view(kind, meta, &spec.parent_refs, hostnames);
-            let mut errors = vec![];
-            let mut services = BTreeSet::new();
+            let mut cx = RouteCx {
+                world,
+                policies,
+                view: &view,
+                found: Findings::default(),
+            };
             let backends = spec
                 .rules
                 .iter()
                 .flat_map(|rule| &rule.backend_refs)
-                .map(|b| {
-                    weighted(
-                        world,
-                        policies,
-                        &view,
-                        b,
-                        Some(proto),
-                        &mut errors,
-                        &mut services,
-                        Filters::default(),
-                    )
-                })
+                .map(|b| cx.weighted(b, Some(proto), Filters::default()))
                 .collect();
+            cx.found.kept = spec.rules.len().max(1);
             let rule = Arc::new(L4Rule {
                 route: view.key.clone(),
                 backends,
             });
-            let order = order_of(meta);
+            let found = cx.found;
             attach_route(
                 world,
                 gws,
                 &mut attached,
                 status,
-                view,
-                errors,
-                services,
-                Target::L4(rule, order),
+                &view,
+                found,
+                Target::L4(rule, order_of(meta)),
             );
         }
     }
@@ -220,15 +223,13 @@ fn order_of(meta: &ObjectMeta) -> RouteOrder {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn attach_route(
     world: &World<'_>,
     gws: &mut Gateways<'_>,
     attached: &mut Attached,
     status: &mut Status,
-    route: RouteView<'_>,
-    errors: Vec<(Reason, String)>,
-    services: BTreeSet<(String, String)>,
+    route: &RouteView<'_>,
+    found: Findings,
     target: Target,
 ) {
     let g = route.meta.generation();
@@ -271,8 +272,14 @@ fn attach_route(
         }
         let result = if let Some(m) = &bad_hostname {
             Err((Reason::UnsupportedValue, m.clone()))
+        } else if found.kept == 0 && !found.dropped.is_empty() {
+            // Spec (PartiallyInvalid): with every rule dropped, the route is not accepted.
+            Err((
+                Reason::UnsupportedValue,
+                format!("{}; no valid rule is left", found.dropped.join("; ")),
+            ))
         } else {
-            select_listeners(world, gws, &route, p, &listeners, &hostnames)
+            select_listeners(world, gws, route, p, &listeners, &hostnames)
         };
         let mut c = Conditions::default();
         match result {
@@ -291,7 +298,7 @@ fn attach_route(
                         .services_by_gateway
                         .entry(gateway)
                         .or_default()
-                        .extend(services.iter().cloned());
+                        .extend(found.services.iter().cloned());
                     match &target {
                         Target::Http(r) => attached.http.push(HttpAttachment {
                             listener: li,
@@ -309,7 +316,7 @@ fn attach_route(
             }
             Err((reason, m)) => c.set(Condition::new(ConditionType::Accepted, false, reason, m, g)),
         }
-        c.set(match errors.first() {
+        c.set(match found.refs.first() {
             None => Condition::new(
                 ConditionType::ResolvedRefs,
                 true,
@@ -319,12 +326,14 @@ fn attach_route(
             ),
             Some((r, m)) => Condition::new(ConditionType::ResolvedRefs, false, *r, m.clone(), g),
         });
-        if let Some((_, m)) = errors.iter().find(|(r, _)| *r == Reason::UnsupportedValue) {
+        if found.kept > 0 && !found.dropped.is_empty() {
+            // Spec: "The message for this condition MUST start with the prefix "Dropped Rule"".
+            let m = found.dropped.join("; ");
             c.set(Condition::new(
                 ConditionType::PartiallyInvalid,
                 true,
                 Reason::UnsupportedValue,
-                m.clone(),
+                m,
                 g,
             ));
         }
@@ -420,27 +429,308 @@ fn select_listeners(
     }
 }
 
-/// Resolves one backendRef; errors become status reasons and 500s for its share of traffic.
-#[allow(clippy::too_many_arguments)]
-fn weighted(
-    world: &World<'_>,
-    policies: &TlsPolicies,
-    route: &RouteView<'_>,
-    b: &BackendRef,
-    l4: Option<AppProtocol>,
-    errors: &mut Vec<(Reason, String)>,
-    services: &mut BTreeSet<(String, String)>,
-    filters: Filters,
-) -> WeightedBackend {
-    let target = resolve_backend(world, policies, route, b, l4, services).map_err(|(r, m)| {
-        errors.push((r, m.clone()));
-        m
-    });
-    WeightedBackend {
-        weight: u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0),
-        target,
-        filters,
+/// What compiling one route found.
+#[derive(Default)]
+struct Findings {
+    /// Unresolvable references, in order: `ResolvedRefs=False` with the first reason.
+    refs: Vec<(Reason, String)>,
+    /// Rules dropped for invalid values (`Dropped Rule N: ...`).
+    dropped: Vec<String>,
+    /// Rules kept.
+    kept: usize,
+    /// Services the route refers to (BackendTLSPolicy ancestors).
+    services: BTreeSet<(String, String)>,
+}
+
+/// Compiles one route's rules and resolves its references, collecting [`Findings`].
+struct RouteCx<'c, 'w> {
+    world: &'c World<'w>,
+    policies: &'c TlsPolicies,
+    view: &'c RouteView<'c>,
+    found: Findings,
+}
+
+/// Why a rule cannot be used at all (it is dropped and reported).
+type Dropped = String;
+
+impl RouteCx<'_, '_> {
+    fn http_route(&mut self, r: &HttpRoute) -> Arc<CompiledRoute> {
+        // The API server defaults `rules` to one rule matching `PathPrefix /`.
+        let default_rule = [HttpRouteRule::default()];
+        let rules: &[HttpRouteRule] = if r.spec.rules.is_empty() {
+            &default_rule
+        } else {
+            &r.spec.rules
+        };
+        let mut http = vec![];
+        for (index, rule) in rules.iter().enumerate() {
+            let compiled = compile_http_matches(&rule.matches).and_then(|matches| {
+                let mut compiled =
+                    self.rule(index, rule.name.clone(), &rule.filters, &rule.backend_refs)?;
+                if let Some(t) = &rule.timeouts {
+                    let ms = |s: &Option<String>| {
+                        s.as_deref()
+                            .and_then(filter::parse_duration_ms)
+                            .filter(|&ms| ms > 0)
+                    };
+                    compiled.timeouts = Timeouts {
+                        request_ms: ms(&t.request),
+                        backend_request_ms: ms(&t.backend_request),
+                    };
+                }
+                if let Some(retry) = &rule.retry {
+                    compiled.retry = Some(Retry {
+                        codes: retry
+                            .codes
+                            .iter()
+                            .filter_map(|c| u16::try_from(*c).ok())
+                            .collect(),
+                        attempts: u32::try_from(retry.attempts.unwrap_or(1)).unwrap_or(0),
+                        backoff_ms: retry.backoff.as_deref().and_then(filter::parse_duration_ms),
+                    });
+                }
+                Ok(CompiledRule {
+                    index,
+                    matches,
+                    rule: Arc::new(compiled),
+                })
+            });
+            match compiled {
+                Ok(c) => http.push(c),
+                Err(why) => self
+                    .found
+                    .dropped
+                    .push(format!("Dropped Rule {index}: {why}")),
+            }
+        }
+        self.found.kept = http.len();
+        Arc::new(CompiledRoute {
+            order: order_of(self.view.meta),
+            http,
+            grpc: vec![],
+        })
     }
+
+    fn grpc_route(&mut self, r: &GrpcRoute) -> Arc<CompiledRoute> {
+        let default_rule = [GrpcRouteRule::default()];
+        let rules: &[GrpcRouteRule] = if r.spec.rules.is_empty() {
+            &default_rule
+        } else {
+            &r.spec.rules
+        };
+        let mut grpc = vec![];
+        for (index, rule) in rules.iter().enumerate() {
+            let compiled = compile_grpc_matches(&rule.matches).and_then(|matches| {
+                let compiled =
+                    self.rule(index, rule.name.clone(), &rule.filters, &rule.backend_refs)?;
+                Ok(CompiledRule {
+                    index,
+                    matches,
+                    rule: Arc::new(compiled),
+                })
+            });
+            match compiled {
+                Ok(c) => grpc.push(c),
+                Err(why) => self
+                    .found
+                    .dropped
+                    .push(format!("Dropped Rule {index}: {why}")),
+            }
+        }
+        self.found.kept = grpc.len();
+        Arc::new(CompiledRoute {
+            order: order_of(self.view.meta),
+            http: vec![],
+            grpc,
+        })
+    }
+
+    fn rule(
+        &mut self,
+        index: usize,
+        name: Option<String>,
+        filters: &[HttpRouteFilter],
+        backend_refs: &[HttpBackendRef],
+    ) -> Result<HttpRule, Dropped> {
+        let (rule_filters, invalid) = self.filters(filters)?;
+        let mut backends = vec![];
+        for b in backend_refs {
+            let (f, backend_invalid) = self.filters(&b.filters)?;
+            let mut w = self.weighted(&b.backend_ref, None, f);
+            if let Some(why) = backend_invalid {
+                w.target = Err(why);
+            }
+            backends.push(w);
+        }
+        Ok(HttpRule {
+            route: self.view.key.clone(),
+            rule_index: index,
+            rule_name: name,
+            filters: rule_filters,
+            backends,
+            invalid,
+            timeouts: Timeouts::default(),
+            retry: None,
+        })
+    }
+
+    /// Resolves one backendRef; a failure is recorded and gives 500 for its share of traffic.
+    fn weighted(
+        &mut self,
+        b: &BackendRef,
+        l4: Option<AppProtocol>,
+        filters: Filters,
+    ) -> WeightedBackend {
+        let target = self.backend(b, l4);
+        WeightedBackend {
+            weight: u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0),
+            target,
+            filters,
+        }
+    }
+
+    fn backend(
+        &mut self,
+        b: &BackendRef,
+        l4: Option<AppProtocol>,
+    ) -> Result<Arc<BackendTarget>, String> {
+        resolve_backend(
+            self.world,
+            self.policies,
+            self.view,
+            b,
+            l4,
+            &mut self.found.services,
+        )
+        .map_err(|(r, m)| {
+            self.found.refs.push((r, m.clone()));
+            m
+        })
+    }
+
+    /// Compiles filters. `Err` drops the rule (an invalid value); `Ok((_, Some(why)))` keeps the
+    /// rule but answers 500 (an ExtensionRef Loom cannot resolve: "the filter MUST NOT be
+    /// skipped").
+    fn filters(
+        &mut self,
+        filters: &[HttpRouteFilter],
+    ) -> Result<(Filters, Option<String>), Dropped> {
+        let mut out = Filters::default();
+        let mut invalid = None;
+        for f in filters {
+            let missing = || {
+                format!(
+                    "{} filter without its {} field",
+                    f.type_,
+                    lower_first(&f.type_)
+                )
+            };
+            match f.type_.as_str() {
+                "RequestHeaderModifier" => {
+                    out.request_headers = Some(header_edits(
+                        f.request_header_modifier.as_ref().ok_or_else(missing)?,
+                    )?);
+                }
+                "ResponseHeaderModifier" => {
+                    out.response_headers = Some(header_edits(
+                        f.response_header_modifier.as_ref().ok_or_else(missing)?,
+                    )?);
+                }
+                "RequestRedirect" => {
+                    let r = f.request_redirect.as_ref().ok_or_else(missing)?;
+                    let status = r.status_code.map_or(Ok(302), |s| match s {
+                        301 | 302 | 303 | 307 | 308 => Ok(s as u16),
+                        other => Err(format!("redirect status {other} is not supported")),
+                    })?;
+                    let scheme = match r.scheme.as_deref() {
+                        None | Some("http" | "https") => r.scheme.clone(),
+                        Some(other) => {
+                            return Err(format!("redirect scheme {other:?} is not supported"));
+                        }
+                    };
+                    out.redirect = Some(Redirect {
+                        scheme,
+                        hostname: r.hostname.clone(),
+                        path: r.path.as_ref().map(path_modifier).transpose()?,
+                        port: r
+                            .port
+                            .map(|p| {
+                                u16::try_from(p)
+                                    .map_err(|_| format!("redirect port {p} is out of range"))
+                            })
+                            .transpose()?,
+                        status,
+                    });
+                }
+                "URLRewrite" => {
+                    let r = f.url_rewrite.as_ref().ok_or_else(missing)?;
+                    let hostname = r
+                        .hostname
+                        .as_deref()
+                        .map(|h| {
+                            HeaderValue::from_str(h)
+                                .map_err(|_| format!("invalid rewrite hostname {h:?}"))
+                        })
+                        .transpose()?;
+                    out.rewrite = Some(Rewrite {
+                        hostname,
+                        path: r.path.as_ref().map(path_modifier).transpose()?,
+                    });
+                }
+                "RequestMirror" => {
+                    let m = f.request_mirror.as_ref().ok_or_else(missing)?;
+                    let (numerator, denominator) = match (&m.percent, &m.fraction) {
+                        (Some(p), _) => (u32::try_from(*p).unwrap_or(0), 100),
+                        (None, Some(fr)) => (
+                            u32::try_from(fr.numerator).unwrap_or(0),
+                            u32::try_from(fr.denominator.unwrap_or(100)).unwrap_or(100),
+                        ),
+                        (None, None) => (1, 1),
+                    };
+                    // An unresolvable mirror is reported (ResolvedRefs) and not mirrored to.
+                    if let Ok(backend) = self.backend(&m.backend_ref, None) {
+                        out.mirrors.push(Mirror {
+                            backend,
+                            numerator,
+                            denominator,
+                        });
+                    }
+                }
+                "CORS" => {
+                    let c = f.cors.as_ref().ok_or_else(missing)?;
+                    out.cors = Some(Cors {
+                        allow_origins: c.allow_origins.clone(),
+                        allow_credentials: c.allow_credentials.unwrap_or(false),
+                        allow_methods: c.allow_methods.clone(),
+                        allow_headers: c.allow_headers.clone(),
+                        expose_headers: c.expose_headers.clone(),
+                        max_age: c.max_age.unwrap_or(5),
+                    });
+                }
+                "ExtensionRef" => {
+                    let e = f.extension_ref.as_ref();
+                    let m = format!(
+                        "ExtensionRef {} is not supported; matching requests get 500",
+                        e.map_or_else(
+                            || "(empty)".to_owned(),
+                            |e| format!("{}/{} {}", e.group, e.kind, e.name)
+                        )
+                    );
+                    self.found.refs.push((Reason::InvalidKind, m.clone()));
+                    invalid.get_or_insert(m);
+                }
+                other => return Err(format!("filter type {other:?} is not supported")),
+            }
+        }
+        Ok((out, invalid))
+    }
+}
+
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_lowercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 fn resolve_backend(
@@ -563,143 +853,6 @@ fn resolve_backend(
     }))
 }
 
-type RouteOutput = (
-    Arc<CompiledRoute>,
-    Vec<(Reason, String)>,
-    BTreeSet<(String, String)>,
-);
-
-fn compile_http_route(
-    world: &World<'_>,
-    policies: &TlsPolicies,
-    view: &RouteView<'_>,
-    r: &HttpRoute,
-) -> RouteOutput {
-    let mut errors = vec![];
-    let mut services = BTreeSet::new();
-    let default_rule = [HttpRouteRule::default()];
-    let rules: &[HttpRouteRule] = if r.spec.rules.is_empty() {
-        &default_rule
-    } else {
-        &r.spec.rules
-    };
-    let mut http = vec![];
-    for (index, rule) in rules.iter().enumerate() {
-        let matches = match compile_http_matches(&rule.matches) {
-            Ok(m) => m,
-            Err(e) => {
-                errors.push((
-                    Reason::UnsupportedValue,
-                    format!("rule {index}: {e}; rule dropped"),
-                ));
-                continue;
-            }
-        };
-        let compiled = compile_rule(
-            world,
-            policies,
-            view,
-            index,
-            rule.name.clone(),
-            &rule.filters,
-            &rule.backend_refs,
-            &mut errors,
-            &mut services,
-        );
-        let mut compiled = compiled;
-        if let Some(t) = &rule.timeouts {
-            let ms = |s: &Option<String>| {
-                s.as_deref()
-                    .and_then(filter::parse_duration_ms)
-                    .filter(|&ms| ms > 0)
-            };
-            compiled.timeouts = Timeouts {
-                request_ms: ms(&t.request),
-                backend_request_ms: ms(&t.backend_request),
-            };
-        }
-        if let Some(retry) = &rule.retry {
-            compiled.retry = Some(Retry {
-                codes: retry
-                    .codes
-                    .iter()
-                    .filter_map(|c| u16::try_from(*c).ok())
-                    .collect(),
-                attempts: u32::try_from(retry.attempts.unwrap_or(1)).unwrap_or(0),
-                backoff_ms: retry.backoff.as_deref().and_then(filter::parse_duration_ms),
-            });
-        }
-        http.push(CompiledRule {
-            index,
-            matches,
-            rule: Arc::new(compiled),
-        });
-    }
-    (
-        Arc::new(CompiledRoute {
-            order: order_of(view.meta),
-            http,
-            grpc: vec![],
-        }),
-        errors,
-        services,
-    )
-}
-
-fn compile_grpc_route(
-    world: &World<'_>,
-    policies: &TlsPolicies,
-    view: &RouteView<'_>,
-    r: &GrpcRoute,
-) -> RouteOutput {
-    let mut errors = vec![];
-    let mut services = BTreeSet::new();
-    let default_rule = [GrpcRouteRule::default()];
-    let rules: &[GrpcRouteRule] = if r.spec.rules.is_empty() {
-        &default_rule
-    } else {
-        &r.spec.rules
-    };
-    let mut grpc = vec![];
-    for (index, rule) in rules.iter().enumerate() {
-        let matches = match compile_grpc_matches(&rule.matches) {
-            Ok(m) => m,
-            Err(e) => {
-                errors.push((
-                    Reason::UnsupportedValue,
-                    format!("rule {index}: {e}; rule dropped"),
-                ));
-                continue;
-            }
-        };
-        let compiled = compile_rule(
-            world,
-            policies,
-            view,
-            index,
-            rule.name.clone(),
-            &rule.filters,
-            &rule.backend_refs,
-            &mut errors,
-            &mut services,
-        );
-        grpc.push(CompiledRule {
-            index,
-            matches,
-            rule: Arc::new(compiled),
-        });
-    }
-    (
-        Arc::new(CompiledRoute {
-            order: order_of(view.meta),
-            http: vec![],
-            grpc,
-        }),
-        errors,
-        services,
-    )
-}
-
 fn compile_http_matches(matches: &[HttpRouteMatch]) -> Result<Vec<HttpMatch>, String> {
     if matches.is_empty() {
         return Ok(vec![HttpMatch {
@@ -793,69 +946,6 @@ fn compile_grpc_matches(matches: &[GrpcRouteMatch]) -> Result<Vec<GrpcMatch>, St
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn compile_rule(
-    world: &World<'_>,
-    policies: &TlsPolicies,
-    view: &RouteView<'_>,
-    index: usize,
-    name: Option<String>,
-    filters: &[HttpRouteFilter],
-    backend_refs: &[HttpBackendRef],
-    errors: &mut Vec<(Reason, String)>,
-    services: &mut BTreeSet<(String, String)>,
-) -> HttpRule {
-    let mut invalid = None;
-    let rule_filters = compile_filters(
-        world,
-        policies,
-        view,
-        filters,
-        errors,
-        services,
-        &mut invalid,
-    );
-    let backends = backend_refs
-        .iter()
-        .map(|b| {
-            let mut backend_invalid = None;
-            let f = compile_filters(
-                world,
-                policies,
-                view,
-                &b.filters,
-                errors,
-                services,
-                &mut backend_invalid,
-            );
-            let mut w = weighted(
-                world,
-                policies,
-                view,
-                &b.backend_ref,
-                None,
-                errors,
-                services,
-                f,
-            );
-            if let Some(why) = backend_invalid {
-                w.target = Err(why);
-            }
-            w
-        })
-        .collect();
-    HttpRule {
-        route: view.key.clone(),
-        rule_index: index,
-        rule_name: name,
-        filters: rule_filters,
-        backends,
-        invalid,
-        timeouts: Timeouts::default(),
-        retry: None,
-    }
-}
-
 fn header_edits(m: &HeaderModifier) -> Result<HeaderEdits, String> {
     let pair = |h: &HttpHeader| -> Result<(HeaderName, HeaderValue), String> {
         Ok((
@@ -889,132 +979,4 @@ fn path_modifier(p: &HttpPathModifier) -> Result<PathModifier, String> {
         )),
         t => Err(format!("unsupported path modifier {t:?}")),
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn compile_filters(
-    world: &World<'_>,
-    policies: &TlsPolicies,
-    view: &RouteView<'_>,
-    filters: &[HttpRouteFilter],
-    errors: &mut Vec<(Reason, String)>,
-    services: &mut BTreeSet<(String, String)>,
-    invalid: &mut Option<String>,
-) -> Filters {
-    let mut out = Filters::default();
-    // An invalid filter makes its rule (or backend) answer 500.
-    let mut fail = |m: String, errors: &mut Vec<(Reason, String)>| {
-        errors.push((Reason::UnsupportedValue, m.clone()));
-        invalid.get_or_insert(m);
-    };
-    let mut extension_ref = false;
-    for f in filters {
-        match f.type_.as_str() {
-            "RequestHeaderModifier" => match f.request_header_modifier.as_ref().map(header_edits) {
-                Some(Ok(e)) => out.request_headers = Some(e),
-                Some(Err(m)) => fail(m, errors),
-                None => fail(
-                    "RequestHeaderModifier without requestHeaderModifier".into(),
-                    errors,
-                ),
-            },
-            "ResponseHeaderModifier" => match f.response_header_modifier.as_ref().map(header_edits)
-            {
-                Some(Ok(e)) => out.response_headers = Some(e),
-                Some(Err(m)) => fail(m, errors),
-                None => fail(
-                    "ResponseHeaderModifier without responseHeaderModifier".into(),
-                    errors,
-                ),
-            },
-            "RequestRedirect" => {
-                let Some(r) = &f.request_redirect else {
-                    fail("RequestRedirect without requestRedirect".into(), errors);
-                    continue;
-                };
-                let path = match r.path.as_ref().map(path_modifier).transpose() {
-                    Ok(p) => p,
-                    Err(m) => {
-                        fail(m, errors);
-                        continue;
-                    }
-                };
-                out.redirect = Some(Redirect {
-                    scheme: r.scheme.clone(),
-                    hostname: r.hostname.clone(),
-                    path,
-                    port: r.port.and_then(|p| u16::try_from(p).ok()),
-                    status: r
-                        .status_code
-                        .and_then(|s| u16::try_from(s).ok())
-                        .unwrap_or(302),
-                });
-            }
-            "URLRewrite" => {
-                let Some(r) = &f.url_rewrite else {
-                    fail("URLRewrite without urlRewrite".into(), errors);
-                    continue;
-                };
-                let path = match r.path.as_ref().map(path_modifier).transpose() {
-                    Ok(p) => p,
-                    Err(m) => {
-                        fail(m, errors);
-                        continue;
-                    }
-                };
-                let hostname = match r.hostname.as_deref().map(HeaderValue::from_str).transpose() {
-                    Ok(h) => h,
-                    Err(_) => {
-                        fail("invalid rewrite hostname".into(), errors);
-                        continue;
-                    }
-                };
-                out.rewrite = Some(Rewrite { hostname, path });
-            }
-            "RequestMirror" => {
-                let Some(m) = &f.request_mirror else {
-                    fail("RequestMirror without requestMirror".into(), errors);
-                    continue;
-                };
-                let (numerator, denominator) = match (&m.percent, &m.fraction) {
-                    (Some(p), _) => (u32::try_from(*p).unwrap_or(0), 100),
-                    (None, Some(fr)) => (
-                        u32::try_from(fr.numerator).unwrap_or(0),
-                        u32::try_from(fr.denominator.unwrap_or(100)).unwrap_or(100),
-                    ),
-                    (None, None) => (1, 1),
-                };
-                match resolve_backend(world, policies, view, &m.backend_ref, None, services) {
-                    Ok(backend) => out.mirrors.push(Mirror {
-                        backend,
-                        numerator,
-                        denominator,
-                    }),
-                    Err(e) => errors.push(e),
-                }
-            }
-            "CORS" => {
-                let Some(c) = &f.cors else {
-                    fail("CORS without cors".into(), errors);
-                    continue;
-                };
-                out.cors = Some(Cors {
-                    allow_origins: c.allow_origins.clone(),
-                    allow_credentials: c.allow_credentials.unwrap_or(false),
-                    allow_methods: c.allow_methods.clone(),
-                    allow_headers: c.allow_headers.clone(),
-                    expose_headers: c.expose_headers.clone(),
-                    max_age: c.max_age.unwrap_or(5),
-                });
-            }
-            "ExtensionRef" => extension_ref = true,
-            other => fail(format!("filter type {other:?} is not supported"), errors),
-        }
-    }
-    if extension_ref {
-        let m = "ExtensionRef filters are not supported; matching requests get 500".to_owned();
-        errors.push((Reason::InvalidKind, m.clone()));
-        invalid.get_or_insert(m);
-    }
-    out
 }

@@ -782,6 +782,70 @@ fn expected_parents(input: &Input, route: &HttpRoute) -> BTreeSet<ParentReferenc
         .collect()
 }
 
+#[test]
+fn invalid_rules_are_dropped_and_reported_as_partially_invalid() {
+    let compiled = compile(&input(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: partly, namespace: app}
+spec:
+  parentRefs: [{name: gw, namespace: infra}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /ok}}]
+    backendRefs: [{name: local, port: 8080}]
+  - matches: [{path: {type: PathPrefix, value: no-slash}}]
+    backendRefs: [{name: local, port: 8080}]
+  - filters: [{type: RequestRedirect, requestRedirect: {statusCode: 418}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: broken, namespace: app}
+spec:
+  parentRefs: [{name: gw, namespace: infra}]
+  rules:
+  - matches: [{path: {type: Exact, value: /a//b}}]
+    backendRefs: [{name: local, port: 8080}]
+"#,
+    ));
+    let partly = &route_parents(&compiled.status, "app", "partly")[0];
+    assert_eq!(
+        condition(partly, ConditionType::Accepted),
+        (true, Reason::Accepted)
+    );
+    assert_eq!(
+        condition(partly, ConditionType::ResolvedRefs),
+        (true, Reason::ResolvedRefs)
+    );
+    let pi = partly
+        .conditions
+        .get(ConditionType::PartiallyInvalid)
+        .expect("PartiallyInvalid");
+    assert!(pi.status && pi.reason == Reason::UnsupportedValue);
+    assert!(pi.message.starts_with("Dropped Rule 1: "), "{}", pi.message);
+    assert!(
+        pi.message.contains("Dropped Rule 2: redirect status 418"),
+        "{}",
+        pi.message
+    );
+    assert_eq!(
+        decide_status(&compiled, "/ok"),
+        Ok("Service app/local".to_owned())
+    );
+
+    let broken = &route_parents(&compiled.status, "app", "broken")[0];
+    assert_eq!(
+        condition(broken, ConditionType::Accepted),
+        (false, Reason::UnsupportedValue)
+    );
+    assert!(
+        broken
+            .conditions
+            .get(ConditionType::PartiallyInvalid)
+            .is_none()
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 

@@ -81,7 +81,14 @@ pub fn anchored_regex(pattern: &str) -> Result<Regex, InvalidPath> {
     regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
         .size_limit(1 << 20)
         .build()
-        .map_err(|e| InvalidPath::Regex(e.to_string()))
+        .map_err(|e| InvalidPath::Regex(regex_error(&e)))
+}
+
+/// The regex crate's message without its multi-line pattern excerpt (`unclosed group`).
+fn regex_error(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let last = text.lines().last().unwrap_or_default();
+    last.strip_prefix("error: ").unwrap_or(last).to_owned()
 }
 
 fn validate(value: &str) -> Result<&str, InvalidPath> {
