@@ -301,10 +301,11 @@ fuzz_target!(|r: Request<'_>| {
     match compiled.snapshot.decide(&gw, port, &req, r.random) {
         Decision::Forward(f) => {
             // The request handed to the backend is well-formed.
+            let backend_request = f.backend_request(&req);
             assert!(
-                f.request.uri().path().starts_with('/'),
+                backend_request.uri().path().starts_with('/'),
                 "{:?}",
-                f.request.uri()
+                backend_request.uri()
             );
             assert!(!f.backend.endpoints.is_empty());
         }

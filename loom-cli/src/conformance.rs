@@ -954,7 +954,7 @@ fn check_request(ctx: &Ctx<'_>, rc: &Value) -> Outcome {
             }
             let (ns, name) = (&f.backend.object.namespace, &f.backend.object.name);
             let pod = pod_prefix(ctx, ns, name, &f.backend.endpoints).unwrap_or_default();
-            let fr = &f.request;
+            let fr = &f.backend_request(&hr);
             let mut headers = HeaderMap::new();
             let fpath = fr.uri().to_string();
             let mut status = 200;
@@ -984,12 +984,11 @@ fn check_request(ctx: &Ctx<'_>, rc: &Value) -> Outcome {
                     }
                 }
             }
-            for e in &f.response_edits {
-                e.apply(&mut headers);
-            }
-            for (n, v) in &f.response_headers {
-                headers.insert(n.clone(), v.clone());
-            }
+            f.matched.rule.apply_response_headers(
+                f.backend_index,
+                hr.headers.get(http::header::ORIGIN),
+                &mut headers,
+            );
             let mut echo_headers = fr.headers().clone();
             echo_headers.remove(http::header::HOST);
             Observed {

@@ -258,7 +258,7 @@ fn explain(
             .http
             .entries()
             .filter(|(om, r)| {
-                !std::ptr::eq(r.as_ref(), m.rule)
+                !std::sync::Arc::ptr_eq(r, m.rule)
                     || !m.http_match.is_some_and(|hm| std::ptr::eq(hm, *om))
             })
             .filter(|(om, _)| {
@@ -289,8 +289,9 @@ fn explain(
                 f.backend.object, f.backend.port, f.backend.protocol, f.backend.endpoints
             );
             println!("backend receives:");
-            println!("  {} {}", f.request.method(), f.request.uri());
-            for (n, v) in f.request.headers() {
+            let request = f.backend_request(&hr);
+            println!("  {} {}", request.method(), request.uri());
+            for (n, v) in request.headers() {
                 println!("  {n}: {}", v.to_str().unwrap_or("<binary>"));
             }
             for m in &f.mirrors {

@@ -48,8 +48,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "forward to {} {:?}: {} {}",
             f.backend.object,
             f.backend.endpoints,
-            f.request.method(),
-            f.request.uri()
+            parts.method,
+            f.path_and_query
         ),
         Decision::Redirect {
             status, location, ..

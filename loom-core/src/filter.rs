@@ -297,9 +297,9 @@ impl Cors {
 
     /// The headers added to an actual (non-preflight) response; empty without an allowed
     /// Origin.
-    pub fn response_headers(&self, headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+    pub fn response_headers(&self, origin: Option<&HeaderValue>) -> Vec<(HeaderName, HeaderValue)> {
         use http::header::*;
-        let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
+        let Some(origin) = origin.and_then(|v| v.to_str().ok()) else {
             return vec![];
         };
         if !self.origin_allowed(origin) {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use serde::Serialize;
 
-use crate::filter::{Cors, HeaderEdits, Redirect, Rewrite};
+use crate::filter::{Cors, HeaderEdits, HeaderStore, Redirect, Rewrite};
 use crate::input::ObjectKey;
 use crate::route::host::{HostPattern, host_without_port, most_specific_first};
 use crate::route::path::{PathMatch, normalize};
@@ -385,8 +385,8 @@ pub struct Matched<'s> {
     pub listener: &'s HttpListener,
     /// The virtual host.
     pub vhost: &'s VirtualHost,
-    /// The rule.
-    pub rule: &'s HttpRule,
+    /// The rule (an `Arc`, so the data plane can keep it past the decision).
+    pub rule: &'s Arc<HttpRule>,
     /// The winning HTTP match (`None` for gRPC rules).
     pub http_match: Option<&'s HttpMatch>,
 }
@@ -404,27 +404,100 @@ pub struct LocalResponse<'s> {
     pub matched: Option<Matched<'s>>,
 }
 
-/// A forwarded request.
+/// A forwarded request. The request filters are not applied yet: the data plane applies
+/// them in place ([`Forward::apply_request_headers`]) to its own header type, so nothing is
+/// copied; [`Forward::backend_request`] builds the whole request for tools and tests.
 #[derive(Debug)]
 pub struct Forward<'s> {
     /// What matched.
     pub matched: Matched<'s>,
     /// The chosen backend.
-    pub backend: &'s BackendTarget,
+    pub backend: &'s Arc<BackendTarget>,
     /// The chosen backendRef's index in the rule.
     pub backend_index: usize,
-    /// Method, path and query, authority and headers as the backend receives them.
-    pub request: http::Request<()>,
-    /// Edits to apply to the response headers, in order.
-    pub response_edits: Vec<&'s HeaderEdits>,
-    /// Headers to add to the response (CORS).
-    pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The path and query the backend receives (normalised, then rewritten).
+    pub path_and_query: String,
+    /// The `Host` the backend receives, when a URLRewrite changes it.
+    pub host: Option<&'s HeaderValue>,
     /// Where to send copies of the request.
-    pub mirrors: Vec<&'s BackendTarget>,
+    pub mirrors: Vec<&'s Arc<BackendTarget>>,
     /// Timeouts.
     pub timeouts: Timeouts,
     /// Retry policy.
     pub retry: Option<&'s Retry>,
+}
+
+impl Forward<'_> {
+    /// Applies the request header filters (rule, then backend) and the `Host` rewrite in place.
+    pub fn apply_request_headers<H: HeaderStore + ?Sized>(&self, headers: &mut H) {
+        self.matched
+            .rule
+            .apply_request_headers(self.backend_index, headers);
+        if let Some(h) = self.host {
+            headers.set_header(http::header::HOST, h.clone());
+        }
+    }
+
+    /// The request as the backend receives it.
+    pub fn backend_request(&self, req: &HttpRequest<'_>) -> http::Request<()> {
+        let mut headers = req.headers.clone();
+        if !headers.contains_key(http::header::HOST)
+            && let Some(a) = req
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            headers.insert(http::header::HOST, a);
+        }
+        self.apply_request_headers(&mut headers);
+        let mut request = http::Request::new(());
+        *request.method_mut() = req.method.clone();
+        *request.uri_mut() = self
+            .path_and_query
+            .parse()
+            .unwrap_or_else(|_| Uri::from_static("/"));
+        *request.headers_mut() = headers;
+        request
+    }
+}
+
+impl HttpRule {
+    fn filter_layers(&self, backend_index: usize) -> impl Iterator<Item = &Filters> {
+        std::iter::once(&self.filters).chain(self.backends.get(backend_index).map(|b| &b.filters))
+    }
+
+    /// Applies the request header modifiers of the rule and of the chosen backendRef, in place.
+    pub fn apply_request_headers<H: HeaderStore + ?Sized>(
+        &self,
+        backend_index: usize,
+        headers: &mut H,
+    ) {
+        for f in self.filter_layers(backend_index) {
+            if let Some(e) = &f.request_headers {
+                e.apply(headers);
+            }
+        }
+    }
+
+    /// Applies the response header modifiers and CORS headers of the rule and of the chosen
+    /// backendRef to a backend's response, in place. `origin` is the request's `Origin`.
+    pub fn apply_response_headers<H: HeaderStore + ?Sized>(
+        &self,
+        backend_index: usize,
+        origin: Option<&HeaderValue>,
+        headers: &mut H,
+    ) {
+        for f in self.filter_layers(backend_index) {
+            if let Some(e) = &f.response_headers {
+                e.apply(headers);
+            }
+            if let Some(c) = &f.cors {
+                for (n, v) in c.response_headers(origin) {
+                    headers.set_header(n, v);
+                }
+            }
+        }
+    }
 }
 
 /// Splitmix64: derives independent values from one random seed.
@@ -628,7 +701,7 @@ impl PortSnapshot {
         };
         let chosen = &rule.backends[index];
         let backend = match &chosen.target {
-            Ok(b) => b.as_ref(),
+            Ok(b) => b,
             Err(why) => {
                 return local(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -654,59 +727,34 @@ impl PortSnapshot {
                 matched,
             };
         }
-        let mut headers = req.headers.clone();
         let mut new_path = path.into_owned();
-        let mut new_authority = authority.to_owned();
-        let mut response_edits = Vec::new();
-        let mut response_headers = Vec::new();
+        let mut host = None;
         let mut mirrors = Vec::new();
         for (n, filters) in [&rule.filters, &chosen.filters].into_iter().enumerate() {
-            if let Some(e) = &filters.request_headers {
-                e.apply(&mut headers);
-            }
             if let Some(rw) = &filters.rewrite {
-                if let Some(h) = &rw.hostname {
-                    new_authority = h.to_str().unwrap_or_default().to_owned();
-                }
+                host = rw.hostname.as_ref().or(host);
                 if let Some(p) = &rw.path {
                     new_path = p.apply(&new_path, matched_prefix);
                 }
-            }
-            if let Some(e) = &filters.response_headers {
-                response_edits.push(e);
-            }
-            if let Some(c) = &filters.cors {
-                response_headers.extend(c.response_headers(req.headers));
             }
             for (i, m) in filters.mirrors.iter().enumerate() {
                 let r =
                     mix(random, 1 + (n as u64) * 1000 + i as u64) % u64::from(m.denominator.max(1));
                 if r < u64::from(m.numerator) {
-                    mirrors.push(m.backend.as_ref());
+                    mirrors.push(&m.backend);
                 }
             }
         }
-        if let Ok(v) = HeaderValue::from_str(&new_authority) {
-            headers.insert(http::header::HOST, v);
-        }
-        let mut path_and_query = new_path;
         if let Some(q) = req.uri.query() {
-            path_and_query.push('?');
-            path_and_query.push_str(q);
+            new_path.push('?');
+            new_path.push_str(q);
         }
-        let mut request = http::Request::new(());
-        *request.method_mut() = req.method.clone();
-        *request.uri_mut() = path_and_query
-            .parse()
-            .unwrap_or_else(|_| Uri::from_static("/"));
-        *request.headers_mut() = headers;
         Decision::Forward(Box::new(Forward {
             matched,
             backend,
             backend_index: index,
-            request,
-            response_edits,
-            response_headers,
+            path_and_query: new_path,
+            host,
             mirrors,
             timeouts: rule.timeouts,
             retry: rule.retry.as_ref(),
