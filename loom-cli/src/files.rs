@@ -33,7 +33,7 @@ pub(crate) fn load_paths(paths: &[PathBuf]) -> Result<Loaded> {
     Ok(loaded)
 }
 
-fn collect(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+pub(crate) fn collect(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let meta = std::fs::metadata(p).with_context(|| format!("reading {}", p.display()))?;
     if meta.is_dir() {
         let mut entries: Vec<_> = std::fs::read_dir(p)?.collect::<Result<_, _>>()?;

@@ -2,6 +2,7 @@
 
 mod conformance;
 mod files;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +52,26 @@ enum Command {
         #[arg(long)]
         gateway: Option<String>,
     },
+    /// Serve Gateway API manifests: listeners follow the Gateways, and file changes are live
+    /// within milliseconds (a broken change is reported and the last good configuration keeps
+    /// serving).
+    Serve {
+        /// YAML files or directories.
+        #[arg(short = 'f', long = "file", required = true)]
+        paths: Vec<PathBuf>,
+        /// Where Gateways without an IPAddress in spec.addresses listen.
+        #[arg(long, default_value = "0.0.0.0")]
+        bind: std::net::IpAddr,
+        /// The admin listener (/metrics, /healthz, /readyz, /config).
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: std::net::SocketAddr,
+        /// Worker threads (default: one per CPU).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// How often to look for file changes, in milliseconds.
+        #[arg(long, default_value_t = 25)]
+        poll_ms: u64,
+    },
     /// Run a conformance corpus (cases/*.yaml) against the compiler and decision API.
     Conformance {
         /// The corpus directory (with cases/, manifests/, base/).
@@ -67,6 +88,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let result = match cli.command {
         Command::Check { paths, snapshot } => check(&paths, snapshot),
         Command::Explain {
@@ -75,6 +97,13 @@ fn main() -> ExitCode {
             headers,
             gateway,
         } => explain(&paths, &request, &headers, gateway.as_deref()),
+        Command::Serve {
+            paths,
+            bind,
+            admin,
+            threads,
+            poll_ms,
+        } => serve::run(&paths, bind, admin, threads, poll_ms),
         Command::Conformance {
             corpus,
             only,
@@ -132,7 +161,7 @@ fn check(paths: &[PathBuf], show_snapshot: bool) -> Result<ExitCode> {
     })
 }
 
-fn healthy(status: &ObjectStatus) -> bool {
+pub(crate) fn healthy(status: &ObjectStatus) -> bool {
     let ok = |c: &loom_core::status::Conditions| {
         c.0.iter().all(|c| match c.type_ {
             ConditionType::Accepted | ConditionType::ResolvedRefs | ConditionType::Programmed => {

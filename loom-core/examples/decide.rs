@@ -46,10 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     {
         Decision::Forward(f) => println!(
             "forward to {} {:?}: {} {}",
-            f.backend.object,
-            f.backend.endpoints,
-            parts.method,
-            f.path_and_query
+            f.backend.object, f.backend.endpoints, parts.method, f.path_and_query
         ),
         Decision::Redirect {
             status, location, ..

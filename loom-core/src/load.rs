@@ -181,7 +181,7 @@ pub fn load_document(file: &str, doc: &Document<'_>) -> Result<Option<Object>, L
     };
     let meta: TypeMeta = serde_saphyr::from_str(doc.text).map_err(|e| LoadError::Syntax {
         at: at(e.location().map_or(1, |l| l.line())),
-        message: first_line(&e.to_string()),
+        message: strip_location(&first_line(&e.to_string())),
     })?;
     let (Some(api_version), Some(kind_name)) = (meta.api_version, meta.kind) else {
         return Err(LoadError::MissingKind { at: at(1) });

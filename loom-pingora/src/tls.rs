@@ -1,0 +1,103 @@
+//! TLS termination: one rustls configuration per HTTPS port, built from the snapshot's
+//! listeners (certificates by SNI, client certificate validation per port).
+
+use std::any::Any;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use loom_core::route::host::HostPattern;
+use loom_core::snapshot::{Certificate, PortSnapshot};
+use pingora::listeners::TlsAccept;
+use pingora::listeners::tls::TlsSettings;
+use pingora::protocols::tls::TlsRef;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+
+/// The SNI a client sent, attached to the connection after the handshake.
+#[derive(Debug)]
+pub struct ClientSni(pub Option<String>);
+
+struct CaptureSni;
+
+#[async_trait]
+impl TlsAccept for CaptureSni {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &TlsRef,
+    ) -> Option<Arc<dyn Any + Send + Sync>> {
+        Some(Arc::new(ClientSni(
+            tls.server_name().map(str::to_ascii_lowercase),
+        )))
+    }
+}
+
+/// Certificates by listener hostname, most specific first.
+#[derive(Debug)]
+struct SniResolver {
+    entries: Vec<(Option<HostPattern>, Arc<CertifiedKey>)>,
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let sni = hello.server_name().unwrap_or("");
+        self.entries
+            .iter()
+            .find(|(h, _)| h.as_ref().is_none_or(|h| h.matches(sni)))
+            .or_else(|| self.entries.iter().find(|(h, _)| h.is_none()))
+            .map(|(_, k)| k.clone())
+    }
+}
+
+fn certified_key(c: &Certificate) -> Result<Arc<CertifiedKey>, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&c.cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: tls.crt: {e}", c.secret))?;
+    let key = PrivateKeyDer::from_pem_slice(&c.key_pem)
+        .map_err(|e| format!("{}: tls.key: {e}", c.secret))?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| format!("{}: {e}", c.secret))?;
+    Ok(Arc::new(CertifiedKey::new(chain, signer)))
+}
+
+/// Builds the TLS settings of an HTTPS port. Errors name the Secret that could not be used;
+/// the compiler already validated the PEM, so they are rare (an unsupported key type).
+pub(crate) fn settings_for_port(port: &PortSnapshot) -> Result<TlsSettings, String> {
+    let mut entries = vec![];
+    let mut validation = None;
+    for l in &port.http {
+        let Some(tls) = &l.tls else { continue };
+        if let Some(c) = tls.certificates.first() {
+            entries.push((l.hostname.clone(), certified_key(c)?));
+        }
+        if validation.is_none() {
+            validation = tls.client_validation.clone();
+        }
+    }
+    if entries.is_empty() {
+        return Err(format!("port {} has no usable certificate", port.port));
+    }
+    let mut settings =
+        TlsSettings::with_callbacks(Box::new(CaptureSni)).map_err(|e| e.to_string())?;
+    settings.set_cert_resolver(Arc::new(SniResolver { entries }));
+    settings.enable_h2();
+    if let Some(v) = validation {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(&v.ca_pem) {
+            let c = c.map_err(|e| format!("client CA: {e}"))?;
+            roots.add(c).map_err(|e| format!("client CA: {e}"))?;
+        }
+        let builder = WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        );
+        let builder = if v.allow_insecure_fallback {
+            builder.allow_unauthenticated()
+        } else {
+            builder
+        };
+        settings.set_client_cert_verifier(builder.build().map_err(|e| format!("client CA: {e}"))?);
+    }
+    Ok(settings)
+}
