@@ -1,0 +1,58 @@
+# Shared shell helpers for ci/k8s/{up,down,test} (sourced).
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+
+# Cluster layout. Everything lives in 10.244.0.0/16, which is blackholed on the host:
+# pods on the bridge subnet, the node (bridge) at its first address, Services in a
+# range with no interface (a stray ClusterIP dial fails at once).
+POD_CIDR=${LOOM_POD_CIDR:-10.244.0.1/20}
+BLACKHOLE=${LOOM_BLACKHOLE:-10.244.0.0/16}
+SERVICE_CIDR=${LOOM_SERVICE_CIDR:-10.244.128.0/24}
+BRIDGE=${LOOM_BRIDGE:-loombr0}
+NODE_NAME=${LOOM_NODE_NAME:-loom-node}
+ETCD_PORT=${LOOM_ETCD_PORT:-2379}
+APISERVER_PORT=${LOOM_APISERVER_PORT:-6443}
+KCM_PORT=${LOOM_KCM_PORT:-10257}
+ETCD_DIR=/dev/shm/loom-k8s-etcd
+PKI=$LOOM_K8S_RUN/pki
+PIDS=$LOOM_K8S_RUN/pids
+LOGS=$LOOM_K8S_CACHE/logs            # kept after down, for post-mortems
+KUBECONFIG_FILE=$LOOM_K8S_RUN/admin.kubeconfig
+COMPONENTS="etcd kube-apiserver kube-controller-manager podlet"   # start order
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ensure_cmds CMD=PACKAGE ...: apt-get install whatever is missing (idempotent).
+ensure_cmds() {
+  local missing=()
+  for spec in "$@"; do
+    command -v "${spec%%=*}" >/dev/null 2>&1 || missing+=("${spec#*=}")
+  done
+  ((${#missing[@]})) || return 0
+  log "installing ${missing[*]} (apt-get)"
+  if ! { DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 ||
+         { timeout 300 apt-get update -qq >/dev/null 2>&1 &&
+           DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }; }; then
+    die "could not install ${missing[*]} with apt-get"
+  fi
+}
+
+# netns_capable: can this machine make network namespaces? Prints the error if not.
+netns_capable() {
+  local ns=loom-probe-$$ out
+  if ! out=$(ip netns add "$ns" 2>&1); then echo "ip netns add failed: $out"; return 1; fi
+  ip netns del "$ns" 2>/dev/null || true
+}
+
+# pid_alive NAME: the recorded process is running and is still ours.
+pid_alive() {
+  local f=$PIDS/$1.pid pid
+  [[ -f $f ]] || return 1
+  pid=$(cat "$f")
+  [[ -n $pid && -d /proc/$pid ]] || return 1
+  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "/$1 " || return 1
+}
+
+kubectl_bin() {
+  if [[ -n ${BIN:-} && -x $BIN/kubectl ]]; then echo "$BIN/kubectl"; else command -v kubectl; fi
+}
