@@ -10,7 +10,6 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use loom_core::snapshot::{Decision, GatewayName, HttpRequest};
-use loom_core::status::{ConditionType, ObjectStatus};
 
 #[derive(Parser)]
 #[command(
@@ -138,7 +137,7 @@ fn check(paths: &[PathBuf], show_snapshot: bool) -> Result<ExitCode> {
         let value = serde_json::to_value(status)?;
         let yaml = serde_saphyr::to_string(&serde_json::json!({ "status": value }))?;
         print!("{yaml}");
-        bad |= !healthy(status);
+        bad |= !status.is_healthy();
     }
     if show_snapshot {
         println!("---");
@@ -159,29 +158,6 @@ fn check(paths: &[PathBuf], show_snapshot: bool) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-pub(crate) fn healthy(status: &ObjectStatus) -> bool {
-    let ok = |c: &loom_core::status::Conditions| {
-        c.0.iter().all(|c| match c.type_ {
-            ConditionType::Accepted | ConditionType::ResolvedRefs | ConditionType::Programmed => {
-                c.status
-            }
-            ConditionType::Conflicted | ConditionType::PartiallyInvalid => !c.status,
-            _ => true,
-        })
-    };
-    match status {
-        ObjectStatus::GatewayClass(s) => ok(&s.conditions),
-        ObjectStatus::Gateway(s) => {
-            ok(&s.conditions) && s.listeners.iter().all(|l| ok(&l.conditions))
-        }
-        ObjectStatus::ListenerSet(s) => {
-            ok(&s.conditions) && s.listeners.iter().all(|l| ok(&l.conditions))
-        }
-        ObjectStatus::Route(s) => s.parents.iter().all(|p| ok(&p.conditions)),
-        ObjectStatus::Policy(s) => s.ancestors.iter().all(|a| ok(&a.conditions)),
-    }
 }
 
 fn explain(

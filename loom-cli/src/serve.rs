@@ -67,7 +67,7 @@ fn load(
 
 fn report(compiled: &loom_core::Compiled) {
     for (key, status) in &compiled.status.objects {
-        if !crate::healthy(status) {
+        if !status.is_healthy() {
             log::warn!(
                 "{key} is not healthy: {}",
                 serde_json::to_string(status).unwrap_or_default()

@@ -309,6 +309,37 @@ pub enum ObjectStatus {
     Policy(PolicyStatus),
 }
 
+impl Conditions {
+    /// Whether every condition is in its good state: Accepted, ResolvedRefs and Programmed
+    /// True; Conflicted and PartiallyInvalid False.
+    pub fn are_healthy(&self) -> bool {
+        self.0.iter().all(|c| match c.type_ {
+            ConditionType::Accepted | ConditionType::ResolvedRefs | ConditionType::Programmed => {
+                c.status
+            }
+            ConditionType::Conflicted | ConditionType::PartiallyInvalid => !c.status,
+            ConditionType::SupportedVersion | ConditionType::InsecureFrontendValidationMode => true,
+        })
+    }
+}
+
+impl ObjectStatus {
+    /// Whether the object and everything in it (listeners, parents, ancestors) is healthy.
+    pub fn is_healthy(&self) -> bool {
+        match self {
+            ObjectStatus::GatewayClass(s) => s.conditions.are_healthy(),
+            ObjectStatus::Gateway(s) => {
+                s.conditions.are_healthy() && s.listeners.iter().all(|l| l.conditions.are_healthy())
+            }
+            ObjectStatus::ListenerSet(s) => {
+                s.conditions.are_healthy() && s.listeners.iter().all(|l| l.conditions.are_healthy())
+            }
+            ObjectStatus::Route(s) => s.parents.iter().all(|p| p.conditions.are_healthy()),
+            ObjectStatus::Policy(s) => s.ancestors.iter().all(|a| a.conditions.are_healthy()),
+        }
+    }
+}
+
 /// The status of every object Loom owns, keyed by object.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Status {

@@ -16,10 +16,12 @@
 mod admin;
 pub mod handle;
 mod headers;
+mod l4;
 pub mod listeners;
 pub mod metrics;
 pub mod mirror;
 pub mod proxy;
+pub mod sni;
 pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};

@@ -33,7 +33,8 @@ use crate::handle::SnapshotHandle;
 use crate::metrics::Metrics;
 use crate::mirror::Mirrors;
 use crate::proxy::LoomProxy;
-use crate::tls;
+use crate::{l4, tls};
+use pingora::tls::TlsAcceptor;
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,17 +49,49 @@ pub struct ListenerManager {
     ready: Arc<AtomicBool>,
 }
 
+/// What a socket serves. A change of kind restarts the listener; a change of TLS material
+/// (the fingerprints) swaps acceptors in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PortKind {
+    Http,
+    Https(u64),
+    /// TLS listeners (SNI routing), optionally with HTTPS listeners on the same port.
+    Tls {
+        terminate: u64,
+        https: Option<u64>,
+    },
+    Tcp,
+    Udp,
+}
+
+impl PortKind {
+    fn same_listener(self, other: PortKind) -> bool {
+        use PortKind::*;
+        match (self, other) {
+            (Http, Http) | (Https(_), Https(_)) | (Tcp, Tcp) | (Udp, Udp) => true,
+            (Tls { https: a, .. }, Tls { https: b, .. }) => a.is_some() == b.is_some(),
+            _ => false,
+        }
+    }
+}
+
 #[derive(Clone, PartialEq, Eq)]
 struct Wanted {
     gateway: GatewayName,
     port: u16,
-    tls: Option<u64>,
+    kind: PortKind,
 }
+
+/// A listening socket: the address and whether it is UDP.
+type SocketKey = (SocketAddr, bool);
 
 struct Running {
     wanted: Wanted,
     stop: watch::Sender<bool>,
-    acceptor: Arc<ArcSwapOption<Acceptor>>,
+    /// HTTPS listeners' TLS (pingora acceptor).
+    https: Arc<ArcSwapOption<Acceptor>>,
+    /// Terminating TLSRoute listeners' TLS.
+    terminate: Arc<ArcSwapOption<TlsAcceptor>>,
 }
 
 impl ListenerManager {
@@ -84,7 +117,7 @@ impl ListenerManager {
     fn wanted<'p>(
         &self,
         published: &'p crate::handle::Published,
-    ) -> BTreeMap<SocketAddr, (Wanted, &'p PortSnapshot)> {
+    ) -> BTreeMap<SocketKey, (Wanted, &'p PortSnapshot)> {
         let mut out = BTreeMap::new();
         for (name, g) in &published.snapshot.gateways {
             let mut ips: Vec<IpAddr> = g
@@ -97,42 +130,101 @@ impl ListenerManager {
                 ips.push(self.default_bind);
             }
             for (port, p) in &g.ports {
-                if p.http.is_empty() {
-                    continue; // TLS passthrough, TCP and UDP listeners: not served yet
-                }
-                let tls = p
+                let https = p
                     .http
                     .iter()
                     .any(|l| l.tls.is_some())
-                    .then(|| tls_fingerprint(p));
+                    .then(|| https_fingerprint(p));
+                let mut kinds = vec![];
+                if !p.tls.is_empty() {
+                    kinds.push((
+                        false,
+                        PortKind::Tls {
+                            terminate: terminate_fingerprint(p),
+                            https,
+                        },
+                    ));
+                } else if let Some(f) = https {
+                    kinds.push((false, PortKind::Https(f)));
+                } else if !p.http.is_empty() {
+                    kinds.push((false, PortKind::Http));
+                } else if p.tcp.is_some() {
+                    kinds.push((false, PortKind::Tcp));
+                }
+                if p.udp.is_some() {
+                    kinds.push((true, PortKind::Udp));
+                }
                 for ip in &ips {
-                    let w = Wanted {
-                        gateway: name.clone(),
-                        port: *port,
-                        tls,
-                    };
-                    out.insert(SocketAddr::new(*ip, *port), (w, p));
+                    for (udp, kind) in &kinds {
+                        let w = Wanted {
+                            gateway: name.clone(),
+                            port: *port,
+                            kind: *kind,
+                        };
+                        out.insert((SocketAddr::new(*ip, *port), *udp), (w, p));
+                    }
                 }
             }
         }
         out
     }
 
-    async fn reconcile(
-        &self,
-        running: &mut HashMap<SocketAddr, Running>,
-        shutdown: &ShutdownWatch,
-    ) {
+    fn proxy(&self, w: &Wanted) -> Arc<HttpProxy<LoomProxy>> {
+        let tls = matches!(w.kind, PortKind::Https(_) | PortKind::Tls { .. });
+        let proxy = LoomProxy::new(
+            self.handle.clone(),
+            w.gateway.clone(),
+            w.port,
+            tls,
+            self.metrics.clone(),
+            self.mirrors.clone(),
+        );
+        let mut app = HttpProxy::new(proxy, self.conf.clone());
+        app.handle_init_modules();
+        Arc::new(app)
+    }
+
+    /// Loads the TLS material of a port into the running listener's slots.
+    fn load_tls(addr: SocketAddr, w: &Wanted, port: &PortSnapshot, r: &Running) -> bool {
+        let https = match w.kind {
+            PortKind::Https(_) | PortKind::Tls { https: Some(_), .. } => {
+                Some(tls::settings_for_port(port))
+            }
+            _ => None,
+        };
+        match https {
+            Some(Ok(s)) => r.https.store(Some(Arc::new(s.build()))),
+            Some(Err(e)) => {
+                log::error!("listener {addr}: {e}");
+                return false;
+            }
+            None => {}
+        }
+        if let PortKind::Tls { .. } = w.kind {
+            match tls::terminate_config(port) {
+                Ok(Some(c)) => r.terminate.store(Some(Arc::new(TlsAcceptor::from(c)))),
+                Ok(None) => {}
+                Err(e) => {
+                    log::error!("listener {addr}: {e}");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    async fn reconcile(&self, running: &mut HashMap<SocketKey, Running>, shutdown: &ShutdownWatch) {
         let published = self.handle.load();
         self.metrics.published(&published);
         let wanted = self.wanted(&published);
-        running.retain(|addr, r| {
-            let keep = wanted.get(addr).is_some_and(|(w, _)| {
-                w.gateway == r.wanted.gateway && w.tls.is_some() == r.wanted.tls.is_some()
+        running.retain(|key, r| {
+            let keep = wanted.get(key).is_some_and(|(w, _)| {
+                w.gateway == r.wanted.gateway && w.kind.same_listener(r.wanted.kind)
             });
             if !keep {
                 log::info!(
-                    "listener {addr} ({}/{}) stopped",
+                    "listener {:?} ({}/{}) stopped",
+                    key,
                     r.wanted.gateway.namespace,
                     r.wanted.gateway.name
                 );
@@ -140,72 +232,88 @@ impl ListenerManager {
             }
             keep
         });
-        for (addr, (w, port)) in wanted {
-            if let Some(r) = running.get_mut(&addr) {
-                if r.wanted.tls != w.tls {
-                    match tls::settings_for_port(port) {
-                        Ok(s) => r.acceptor.store(Some(Arc::new(s.build()))),
-                        Err(e) => {
-                            log::error!("listener {addr}: keeping the previous certificates: {e}")
-                        }
-                    }
+        for (key, (w, port)) in wanted {
+            let (addr, udp) = key;
+            if let Some(r) = running.get_mut(&key) {
+                if r.wanted.kind != w.kind && Self::load_tls(addr, &w, port, r) {
                     r.wanted = w;
                 }
                 continue;
             }
-            let acceptor = Arc::new(ArcSwapOption::empty());
-            if w.tls.is_some() {
-                match tls::settings_for_port(port) {
-                    Ok(s) => acceptor.store(Some(Arc::new(s.build()))),
-                    Err(e) => {
-                        log::error!("listener {addr}: {e}");
-                        continue;
-                    }
-                }
+            let (stop, stopped) = watch::channel(false);
+            let r = Running {
+                wanted: w.clone(),
+                stop,
+                https: Arc::default(),
+                terminate: Arc::default(),
+            };
+            if !Self::load_tls(addr, &w, port, &r) {
+                continue;
             }
-            let listener = match bind(addr) {
-                Ok(l) => l,
-                Err(e) => {
-                    log::error!(
-                        "listener {addr} ({}/{}): {e}",
+            let bound = if udp {
+                tokio::net::UdpSocket::bind(addr).await.map(|s| {
+                    tokio::spawn(l4::udp_loop(
+                        s,
+                        self.handle.clone(),
+                        w.gateway.clone(),
+                        w.port,
+                        stopped,
+                    ));
+                })
+            } else {
+                bind(addr).map(|listener| match w.kind {
+                    PortKind::Http | PortKind::Https(_) => {
+                        tokio::spawn(accept_loop(
+                            listener,
+                            self.proxy(&w),
+                            r.https.clone(),
+                            stopped,
+                            shutdown.clone(),
+                        ));
+                    }
+                    PortKind::Tls { https, .. } => {
+                        let tls_port = l4::TlsPort {
+                            terminate: r.terminate.clone(),
+                            https: https.map(|_| (self.proxy(&w), r.https.clone())),
+                        };
+                        let (h, g, p) = (self.handle.clone(), w.gateway.clone(), w.port);
+                        tokio::spawn(l4::tls_loop(
+                            listener,
+                            h,
+                            g,
+                            p,
+                            tls_port,
+                            stopped,
+                            shutdown.clone(),
+                        ));
+                    }
+                    PortKind::Tcp | PortKind::Udp => {
+                        tokio::spawn(l4::tcp_loop(
+                            listener,
+                            self.handle.clone(),
+                            w.gateway.clone(),
+                            w.port,
+                            stopped,
+                        ));
+                    }
+                })
+            };
+            match bound {
+                Ok(()) => {
+                    log::info!(
+                        "listener {addr} {:?} ({}/{}) started",
+                        w.kind,
                         w.gateway.namespace,
                         w.gateway.name
                     );
-                    continue;
+                    running.insert(key, r);
                 }
-            };
-            let proxy = LoomProxy::new(
-                self.handle.clone(),
-                w.gateway.clone(),
-                w.port,
-                w.tls.is_some(),
-                self.metrics.clone(),
-                self.mirrors.clone(),
-            );
-            let mut app = HttpProxy::new(proxy, self.conf.clone());
-            app.handle_init_modules();
-            let (stop, stopped) = watch::channel(false);
-            tokio::spawn(accept_loop(
-                listener,
-                Arc::new(app),
-                acceptor.clone(),
-                stopped,
-                shutdown.clone(),
-            ));
-            log::info!(
-                "listener {addr} ({}/{}) started{}",
-                w.gateway.namespace,
-                w.gateway.name,
-                if w.tls.is_some() { " with TLS" } else { "" }
-            );
-            running.insert(
-                addr,
-                Running {
-                    wanted: w,
-                    stop,
-                    acceptor,
-                },
-            );
+                Err(e) => log::error!(
+                    "listener {addr} ({}/{}): {e}",
+                    w.gateway.namespace,
+                    w.gateway.name
+                ),
+            }
         }
         if published.generation > 0 {
             self.ready.store(true, Ordering::Release);
@@ -242,22 +350,61 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(4096)
 }
 
-fn tls_fingerprint(port: &PortSnapshot) -> u64 {
+fn https_fingerprint(port: &PortSnapshot) -> u64 {
     let mut h = DefaultHasher::new();
     for l in &port.http {
         l.hostname.hash(&mut h);
         if let Some(t) = &l.tls {
-            for c in &t.certificates {
-                c.cert_pem.hash(&mut h);
-                c.key_pem.hash(&mut h);
-            }
-            if let Some(v) = &t.client_validation {
-                v.ca_pem.hash(&mut h);
-                v.allow_insecure_fallback.hash(&mut h);
-            }
+            hash_tls(t, &mut h);
         }
     }
     h.finish()
+}
+
+fn terminate_fingerprint(port: &PortSnapshot) -> u64 {
+    let mut h = DefaultHasher::new();
+    for l in &port.tls {
+        l.hostname.hash(&mut h);
+        if let Some(t) = &l.terminate {
+            hash_tls(t, &mut h);
+        }
+    }
+    h.finish()
+}
+
+fn hash_tls(t: &loom_core::snapshot::ServerTls, h: &mut DefaultHasher) {
+    for c in &t.certificates {
+        c.cert_pem.hash(h);
+        c.key_pem.hash(h);
+    }
+    if let Some(v) = &t.client_validation {
+        v.ca_pem.hash(h);
+        v.allow_insecure_fallback.hash(h);
+    }
+}
+
+/// Serves one HTTP connection (TLS first, when an acceptor is given) with keep-alive reuse.
+pub(crate) async fn serve_http<A: ServerApp + Send + Sync + 'static>(
+    tcp: tokio::net::TcpStream,
+    app: Arc<A>,
+    acceptor: Option<Arc<Acceptor>>,
+    shutdown: ShutdownWatch,
+) {
+    let mut l4 = L4Stream::from(tcp);
+    let digest = SocketDigest::from_raw_fd(l4.as_raw_fd());
+    l4.set_socket_digest(digest);
+    let stream: Stream = match acceptor {
+        None => Box::new(l4),
+        Some(a) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, a.tls_handshake(l4)).await {
+            Ok(Ok(s)) => Box::new(s),
+            Ok(Err(e)) => return log::debug!("TLS handshake: {e}"),
+            Err(_) => return,
+        },
+    };
+    let mut next = app.process_new(stream, &shutdown).await;
+    while let Some(s) = next {
+        next = app.process_new(s, &shutdown).await;
+    }
 }
 
 async fn accept_loop<A: ServerApp + Send + Sync + 'static>(
@@ -282,29 +429,11 @@ async fn accept_loop<A: ServerApp + Send + Sync + 'static>(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let app = app.clone();
-        let acceptor = acceptor.load_full();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let mut l4 = L4Stream::from(tcp);
-            let digest = SocketDigest::from_raw_fd(l4.as_raw_fd());
-            l4.set_socket_digest(digest);
-            let stream: Stream = match acceptor {
-                None => Box::new(l4),
-                Some(a) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, a.tls_handshake(l4)).await
-                {
-                    Ok(Ok(s)) => Box::new(s),
-                    Ok(Err(e)) => {
-                        log::debug!("TLS handshake: {e}");
-                        return;
-                    }
-                    Err(_) => return,
-                },
-            };
-            let mut next = app.process_new(stream, &shutdown).await;
-            while let Some(s) = next {
-                next = app.process_new(s, &shutdown).await;
-            }
-        });
+        tokio::spawn(serve_http(
+            tcp,
+            app.clone(),
+            acceptor.load_full(),
+            shutdown.clone(),
+        ));
     }
 }

@@ -101,3 +101,27 @@ pub(crate) fn settings_for_port(port: &PortSnapshot) -> Result<TlsSettings, Stri
     }
     Ok(settings)
 }
+
+/// The rustls configuration of a port's terminating TLSRoute listeners; `None` when every TLS
+/// listener on the port is passthrough.
+pub(crate) fn terminate_config(
+    port: &PortSnapshot,
+) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+    let mut entries = vec![];
+    for l in &port.tls {
+        if let Some(c) = l.terminate.as_ref().and_then(|t| t.certificates.first()) {
+            entries.push((l.hostname.clone(), certified_key(c)?));
+        }
+    }
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_cert_resolver(Arc::new(SniResolver { entries }));
+    Ok(Some(Arc::new(config)))
+}

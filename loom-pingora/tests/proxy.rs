@@ -288,9 +288,302 @@ fn serves_routes_filters_and_reloads_without_failures() {
         "{failures} of {sent} requests failed during 200 reloads"
     );
 
+    l4_and_tls(handle, a, b);
+
     // A publish that moves the listener: the new port answers, the old one stops accepting.
     let moved = free_port();
     publish(handle, &config(moved, a, b, ""));
     wait_for(|| get(moved, "web.example.com", "/", "").is_ok_and(|r| r.status == 200));
     wait_for(|| TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+/// A self-signed certificate for the given names: (certificate PEM, key PEM, certificate DER).
+fn certificate(names: &[&str]) -> (String, String, rustls::pki_types::CertificateDer<'static>) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    let cert = rcgen::CertificateParams::new(names)
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    (cert.pem(), key.serialize_pem(), cert.der().clone())
+}
+
+fn indent(pem: &str) -> String {
+    pem.lines().map(|l| format!("      {l}\n")).collect()
+}
+
+fn tls_client(
+    port: u16,
+    sni: &str,
+    root: &rustls::pki_types::CertificateDer<'static>,
+) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let conn = rustls::ClientConnection::new(Arc::new(config), sni.to_owned().try_into().unwrap())
+        .unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", port))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
+    Ok(rustls::StreamOwned::new(conn, tcp))
+}
+
+fn https_get(
+    port: u16,
+    sni: &str,
+    host: &str,
+    root: &rustls::pki_types::CertificateDer<'static>,
+) -> std::io::Result<(u16, String)> {
+    let mut s = tls_client(port, sni, root)?;
+    write!(
+        s,
+        "GET /tls HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((
+        status,
+        text.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default(),
+    ))
+}
+
+/// A TCP line echo backend: replies `name: <line>` to every line.
+fn tcp_echo(name: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                let mut line = String::new();
+                while std::io::BufRead::read_line(&mut reader, &mut line).is_ok_and(|n| n > 0) {
+                    let _ = write!(writer, "{name}: {line}");
+                    line.clear();
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A TLS server backend (for passthrough): answers `tls-backend` after the handshake.
+fn tls_backend(cert_pem: &str, key_pem: &str) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .map(Result::unwrap)
+        .collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut s = rustls::StreamOwned::new(conn, tcp);
+                let _ = s.write_all(b"tls-backend\n");
+                let _ = s.flush();
+                let mut sink = [0u8; 64];
+                let _ = s.read(&mut sink);
+            });
+        }
+    });
+    port
+}
+
+fn udp_echo() -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let mut reply = b"udp: ".to_vec();
+            reply.extend_from_slice(&buf[..n]);
+            let _ = socket.send_to(&reply, from);
+        }
+    });
+    port
+}
+
+fn l4_and_tls(handle: &SnapshotHandle, a: u16, b: u16) {
+    let (cert, key, der) = certificate(&[
+        "a.example.com",
+        "b.example.com",
+        "db.example.com",
+        "plain.example.com",
+    ]);
+    let (https_port, tcp_port, tls_port) = (free_port(), free_port(), free_port());
+    let udp_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (tcp_backend, passthrough_backend, udp_backend) =
+        (tcp_echo("tcp"), tls_backend(&cert, &key), udp_echo());
+    let terminate_backend = tcp_echo("terminated");
+    let yaml = format!(
+        r#"{base}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: cert, namespace: default}}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+{cert}  tls.key: |
+{key}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: edge, namespace: default}}
+spec:
+  gatewayClassName: loom
+  listeners:
+  - {{name: a, port: {https_port}, protocol: HTTPS, hostname: a.example.com, tls: {{certificateRefs: [{{name: cert}}]}}}}
+  - {{name: b, port: {https_port}, protocol: HTTPS, hostname: b.example.com, tls: {{certificateRefs: [{{name: cert}}]}}}}
+  - {{name: tcp, port: {tcp_port}, protocol: TCP}}
+  - {{name: udp, port: {udp_port}, protocol: UDP}}
+  - {{name: pass, port: {tls_port}, protocol: TLS, hostname: db.example.com, tls: {{mode: Passthrough}}}}
+  - {{name: term, port: {tls_port}, protocol: TLS, hostname: plain.example.com, tls: {{mode: Terminate, certificateRefs: [{{name: cert}}]}}}}
+---
+apiVersion: gateway.loom.dev/v1alpha1
+kind: Backend
+metadata: {{name: tcp, namespace: default}}
+spec: {{endpoints: ["127.0.0.1:{tcp_backend}"], protocol: tcp}}
+---
+apiVersion: gateway.loom.dev/v1alpha1
+kind: Backend
+metadata: {{name: passthrough, namespace: default}}
+spec: {{endpoints: ["127.0.0.1:{passthrough_backend}"], protocol: tcp}}
+---
+apiVersion: gateway.loom.dev/v1alpha1
+kind: Backend
+metadata: {{name: terminated, namespace: default}}
+spec: {{endpoints: ["127.0.0.1:{terminate_backend}"], protocol: tcp}}
+---
+apiVersion: gateway.loom.dev/v1alpha1
+kind: Backend
+metadata: {{name: udp, namespace: default}}
+spec: {{endpoints: ["127.0.0.1:{udp_backend}"], protocol: udp}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: secure, namespace: default}}
+spec:
+  parentRefs: [{{name: edge, sectionName: a}}, {{name: edge, sectionName: b}}]
+  rules: [{{backendRefs: [{{group: gateway.loom.dev, kind: Backend, name: a}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TCPRoute
+metadata: {{name: tcp, namespace: default}}
+spec:
+  parentRefs: [{{name: edge, sectionName: tcp}}]
+  rules: [{{backendRefs: [{{group: gateway.loom.dev, kind: Backend, name: tcp}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: UDPRoute
+metadata: {{name: udp, namespace: default}}
+spec:
+  parentRefs: [{{name: edge, sectionName: udp}}]
+  rules: [{{backendRefs: [{{group: gateway.loom.dev, kind: Backend, name: udp}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: pass, namespace: default}}
+spec:
+  parentRefs: [{{name: edge, sectionName: pass}}]
+  hostnames: [db.example.com]
+  rules: [{{backendRefs: [{{group: gateway.loom.dev, kind: Backend, name: passthrough}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: term, namespace: default}}
+spec:
+  parentRefs: [{{name: edge, sectionName: term}}]
+  hostnames: [plain.example.com]
+  rules: [{{backendRefs: [{{group: gateway.loom.dev, kind: Backend, name: terminated}}]}}]
+"#,
+        base = config(free_port(), a, b, ""),
+        cert = indent(&cert),
+        key = indent(&key),
+    );
+    publish(handle, &yaml);
+    let published = handle.load();
+    for (k, st) in &published.status.objects {
+        if k.name == "edge" || ["secure", "tcp", "udp", "pass", "term"].contains(&k.name.as_str()) {
+            assert!(
+                st.is_healthy(),
+                "{k}: {}",
+                serde_json::to_string(st).unwrap()
+            );
+        }
+    }
+
+    // HTTPS: the certificate is chosen by SNI; a Host outside the SNI's listener gets 421.
+    wait_for(|| {
+        https_get(https_port, "a.example.com", "a.example.com", &der).is_ok_and(|(s, _)| s == 200)
+    });
+    let (status, body) = https_get(https_port, "b.example.com", "b.example.com", &der).unwrap();
+    assert_eq!((status, body.as_str()), (200, "a /tls b.example.com "));
+    assert_eq!(
+        https_get(https_port, "a.example.com", "b.example.com", &der)
+            .unwrap()
+            .0,
+        421
+    );
+
+    // TCP: bytes go to the route's backend and back.
+    wait_for(|| TcpStream::connect(("127.0.0.1", tcp_port)).is_ok());
+    let mut tcp = TcpStream::connect(("127.0.0.1", tcp_port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    tcp.write_all(b"PING\n").unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(&tcp), &mut line).unwrap();
+    assert_eq!(line, "tcp: PING\n");
+
+    // TLS passthrough: the backend's own handshake reaches the client untouched.
+    wait_for(|| TcpStream::connect(("127.0.0.1", tls_port)).is_ok());
+    let mut s = tls_client(tls_port, "db.example.com", &der).unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(&mut s), &mut line).unwrap();
+    assert_eq!(line, "tls-backend\n");
+
+    // TLS terminate: Loom's handshake, plaintext to the backend.
+    let mut s = tls_client(tls_port, "plain.example.com", &der).unwrap();
+    s.write_all(b"HELLO\n").unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(&mut s), &mut line).unwrap();
+    assert_eq!(line, "terminated: HELLO\n");
+
+    // UDP: one datagram each way.
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    wait_for(|| {
+        client.send_to(b"hi", ("127.0.0.1", udp_port)).unwrap();
+        client.recv(&mut buf).is_ok_and(|n| &buf[..n] == b"udp: hi")
+    });
 }
