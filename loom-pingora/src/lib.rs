@@ -80,7 +80,10 @@ pub fn server(handle: SnapshotHandle, options: &ServeOptions) -> Server {
         Arc::new(mirror::Mirrors::default()),
         ready.clone(),
     );
-    server.add_service(background_service("listeners", manager));
+    // Loom's accept loops run on this service's runtime, so it gets the worker threads.
+    let mut listeners = background_service("listeners", manager);
+    listeners.threads = Some(options.threads);
+    server.add_service(listeners);
     if let Some(addr) = options.admin {
         let mut admin = Service::new(
             "admin".into(),
