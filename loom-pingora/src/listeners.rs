@@ -16,7 +16,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use loom_core::snapshot::{GatewayName, PortSnapshot};
-use pingora::apps::ServerApp;
+use pingora::apps::{HttpServerOptions, ServerApp};
 use pingora::listeners::tls::Acceptor;
 use pingora::protocols::GetSocketDigest;
 use pingora::protocols::SocketDigest;
@@ -180,6 +180,13 @@ impl ListenerManager {
             self.mirrors.clone(),
         );
         let mut app = HttpProxy::new(proxy, self.conf.clone());
+        if !tls {
+            // HTTP/2 with prior knowledge on cleartext listeners (gRPC without TLS); HTTP/1.1
+            // clients are told apart by the missing preface. Over TLS, ALPN decides.
+            let mut options = HttpServerOptions::default();
+            options.h2c = true;
+            app.server_options = Some(options);
+        }
         app.handle_init_modules();
         Arc::new(app)
     }

@@ -242,6 +242,27 @@ fn serves_routes_filters_and_reloads_without_failures() {
         400
     );
 
+    // HTTP/2 with prior knowledge (h2c) on the same cleartext port, with curl as the peer.
+    let curl = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--http2-prior-knowledge",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+        ])
+        .args([
+            "-H",
+            "Host: web.example.com",
+            &format!("http://127.0.0.1:{port}/h2c"),
+        ])
+        .output();
+    match curl {
+        Ok(out) => assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200"),
+        Err(e) => eprintln!("skipping the h2c check: curl did not run: {e}"),
+    }
+
     // Reload under load: 200 publishes while clients send requests; none may fail.
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicUsize::new(0));
