@@ -178,68 +178,45 @@ pub enum Object {
     Backend(Backend),
 }
 
-macro_rules! each_object {
-    ($obj:expr, $o:ident => $e:expr) => {
-        match $obj {
-            Object::GatewayClass($o) => $e,
-            Object::Gateway($o) => $e,
-            Object::ListenerSet($o) => $e,
-            Object::HttpRoute($o) => $e,
-            Object::GrpcRoute($o) => $e,
-            Object::TlsRoute($o) => $e,
-            Object::TcpRoute($o) => $e,
-            Object::UdpRoute($o) => $e,
-            Object::ReferenceGrant($o) => $e,
-            Object::BackendTlsPolicy($o) => $e,
-            Object::Namespace($o) => $e,
-            Object::Service($o) => $e,
-            Object::EndpointSlice($o) => $e,
-            Object::Secret($o) => $e,
-            Object::ConfigMap($o) => $e,
-            Object::GatewayClassConfig($o) => $e,
-            Object::RateLimitPolicy($o) => $e,
-            Object::CircuitBreakerPolicy($o) => $e,
-            Object::WasmPlugin($o) => $e,
-            Object::Backend($o) => $e,
-        }
+/// Invokes `$m!` with every kind Loom reads as `Variant => input_list_field` pairs, so the code
+/// that must handle every kind (here and in `load`) cannot drift from the list.
+macro_rules! with_kinds {
+    ($m:ident) => {
+        $m!(GatewayClass => gateway_classes, Gateway => gateways, ListenerSet => listener_sets,
+            HttpRoute => http_routes, GrpcRoute => grpc_routes, TlsRoute => tls_routes,
+            TcpRoute => tcp_routes, UdpRoute => udp_routes, ReferenceGrant => reference_grants,
+            BackendTlsPolicy => backend_tls_policies, Namespace => namespaces, Service => services,
+            EndpointSlice => endpoint_slices, Secret => secrets, ConfigMap => config_maps,
+            GatewayClassConfig => gateway_class_configs, RateLimitPolicy => rate_limit_policies,
+            CircuitBreakerPolicy => circuit_breaker_policies, WasmPlugin => wasm_plugins,
+            Backend => backends)
     };
 }
+pub(crate) use with_kinds;
 
 impl Object {
     /// The object's metadata.
     pub fn metadata(&self) -> &ObjectMeta {
-        each_object!(self, o => &o.metadata)
+        macro_rules! meta {
+            ($($k:ident => $f:ident),*) => { match self { $(Object::$k(o) => &o.metadata,)* } };
+        }
+        with_kinds!(meta)
     }
 
     /// The object's metadata, mutably (the conformance runner stamps generations and times).
     pub fn metadata_mut(&mut self) -> &mut ObjectMeta {
-        each_object!(self, o => &mut o.metadata)
+        macro_rules! meta {
+            ($($k:ident => $f:ident),*) => { match self { $(Object::$k(o) => &mut o.metadata,)* } };
+        }
+        with_kinds!(meta)
     }
 
     /// The object's kind.
     pub fn kind(&self) -> Kind {
-        match self {
-            Object::GatewayClass(_) => Kind::GatewayClass,
-            Object::Gateway(_) => Kind::Gateway,
-            Object::ListenerSet(_) => Kind::ListenerSet,
-            Object::HttpRoute(_) => Kind::HttpRoute,
-            Object::GrpcRoute(_) => Kind::GrpcRoute,
-            Object::TlsRoute(_) => Kind::TlsRoute,
-            Object::TcpRoute(_) => Kind::TcpRoute,
-            Object::UdpRoute(_) => Kind::UdpRoute,
-            Object::ReferenceGrant(_) => Kind::ReferenceGrant,
-            Object::BackendTlsPolicy(_) => Kind::BackendTlsPolicy,
-            Object::Namespace(_) => Kind::Namespace,
-            Object::Service(_) => Kind::Service,
-            Object::EndpointSlice(_) => Kind::EndpointSlice,
-            Object::Secret(_) => Kind::Secret,
-            Object::ConfigMap(_) => Kind::ConfigMap,
-            Object::GatewayClassConfig(_) => Kind::GatewayClassConfig,
-            Object::RateLimitPolicy(_) => Kind::RateLimitPolicy,
-            Object::CircuitBreakerPolicy(_) => Kind::CircuitBreakerPolicy,
-            Object::WasmPlugin(_) => Kind::WasmPlugin,
-            Object::Backend(_) => Kind::Backend,
+        macro_rules! kind {
+            ($($k:ident => $f:ident),*) => { match self { $(Object::$k(_) => Kind::$k,)* } };
         }
+        with_kinds!(kind)
     }
 
     /// The object's identity: kind, namespace and name.
@@ -343,14 +320,7 @@ impl Input {
                 }
             };
         }
-        take!(GatewayClass => gateway_classes, Gateway => gateways, ListenerSet => listener_sets,
-            HttpRoute => http_routes, GrpcRoute => grpc_routes, TlsRoute => tls_routes,
-            TcpRoute => tcp_routes, UdpRoute => udp_routes, ReferenceGrant => reference_grants,
-            BackendTlsPolicy => backend_tls_policies, Namespace => namespaces, Service => services,
-            EndpointSlice => endpoint_slices, Secret => secrets, ConfigMap => config_maps,
-            GatewayClassConfig => gateway_class_configs, RateLimitPolicy => rate_limit_policies,
-            CircuitBreakerPolicy => circuit_breaker_policies, WasmPlugin => wasm_plugins,
-            Backend => backends)
+        with_kinds!(take)
     }
 
     /// Finds the object with this key (a clone of it).
@@ -366,14 +336,7 @@ impl Input {
                 }
             };
         }
-        find!(GatewayClass => gateway_classes, Gateway => gateways, ListenerSet => listener_sets,
-            HttpRoute => http_routes, GrpcRoute => grpc_routes, TlsRoute => tls_routes,
-            TcpRoute => tcp_routes, UdpRoute => udp_routes, ReferenceGrant => reference_grants,
-            BackendTlsPolicy => backend_tls_policies, Namespace => namespaces, Service => services,
-            EndpointSlice => endpoint_slices, Secret => secrets, ConfigMap => config_maps,
-            GatewayClassConfig => gateway_class_configs, RateLimitPolicy => rate_limit_policies,
-            CircuitBreakerPolicy => circuit_breaker_policies, WasmPlugin => wasm_plugins,
-            Backend => backends)
+        with_kinds!(find)
     }
 
     /// Builds an input from objects in O(n); a later object replaces an earlier one with the
@@ -396,46 +359,21 @@ impl Input {
     }
 
     fn push(&mut self, object: Object) {
-        match object {
-            Object::GatewayClass(o) => self.gateway_classes.push(o),
-            Object::Gateway(o) => self.gateways.push(o),
-            Object::ListenerSet(o) => self.listener_sets.push(o),
-            Object::HttpRoute(o) => self.http_routes.push(o),
-            Object::GrpcRoute(o) => self.grpc_routes.push(o),
-            Object::TlsRoute(o) => self.tls_routes.push(o),
-            Object::TcpRoute(o) => self.tcp_routes.push(o),
-            Object::UdpRoute(o) => self.udp_routes.push(o),
-            Object::ReferenceGrant(o) => self.reference_grants.push(o),
-            Object::BackendTlsPolicy(o) => self.backend_tls_policies.push(o),
-            Object::Namespace(o) => self.namespaces.push(o),
-            Object::Service(o) => self.services.push(o),
-            Object::EndpointSlice(o) => self.endpoint_slices.push(o),
-            Object::Secret(o) => self.secrets.push(o),
-            Object::ConfigMap(o) => self.config_maps.push(o),
-            Object::GatewayClassConfig(o) => self.gateway_class_configs.push(o),
-            Object::RateLimitPolicy(o) => self.rate_limit_policies.push(o),
-            Object::CircuitBreakerPolicy(o) => self.circuit_breaker_policies.push(o),
-            Object::WasmPlugin(o) => self.wasm_plugins.push(o),
-            Object::Backend(o) => self.backends.push(o),
+        macro_rules! push {
+            ($($k:ident => $field:ident),*) => { match object { $(Object::$k(o) => self.$field.push(o),)* } };
         }
+        with_kinds!(push)
     }
 
     /// Every object, cloned, kind by kind.
     pub fn objects(&self) -> Vec<Object> {
         let mut out = Vec::new();
-        macro_rules! push {
-            ($($field:ident => $variant:ident),*) => {
-                $(out.extend(self.$field.iter().cloned().map(Object::$variant));)*
+        macro_rules! all {
+            ($($k:ident => $field:ident),*) => {
+                $(out.extend(self.$field.iter().cloned().map(Object::$k));)*
             };
         }
-        push!(gateway_classes => GatewayClass, gateways => Gateway, listener_sets => ListenerSet,
-            http_routes => HttpRoute, grpc_routes => GrpcRoute, tls_routes => TlsRoute,
-            tcp_routes => TcpRoute, udp_routes => UdpRoute, reference_grants => ReferenceGrant,
-            backend_tls_policies => BackendTlsPolicy, namespaces => Namespace, services => Service,
-            endpoint_slices => EndpointSlice, secrets => Secret, config_maps => ConfigMap,
-            gateway_class_configs => GatewayClassConfig, rate_limit_policies => RateLimitPolicy,
-            circuit_breaker_policies => CircuitBreakerPolicy, wasm_plugins => WasmPlugin,
-            backends => Backend);
+        with_kinds!(all);
         out
     }
 }

@@ -217,35 +217,13 @@ pub fn load_document(file: &str, doc: &Document<'_>) -> Result<Option<Object>, L
             .map_err(|e| (path.unwrap_or_default(), e))
         }
         macro_rules! parse_as {
-            ($($k:ident),*) => {
+            ($($k:ident => $f:ident),*) => {
                 match kind {
                     $(Kind::$k => typed(doc.text).map(Object::$k),)*
                 }
             };
         }
-        parse_as!(
-            GatewayClass,
-            Gateway,
-            ListenerSet,
-            HttpRoute,
-            GrpcRoute,
-            TlsRoute,
-            TcpRoute,
-            UdpRoute,
-            ReferenceGrant,
-            BackendTlsPolicy,
-            Namespace,
-            Service,
-            EndpointSlice,
-            Secret,
-            ConfigMap,
-            GatewayClassConfig,
-            RateLimitPolicy,
-            CircuitBreakerPolicy,
-            WasmPlugin,
-            Backend
-        )
-        .map_err(|(field, e)| LoadError::InvalidField {
+        crate::input::with_kinds!(parse_as).map_err(|(field, e)| LoadError::InvalidField {
             at: at(e.location().map_or(1, |l| l.line())),
             kind,
             name: display_name.clone(),
@@ -260,35 +238,14 @@ pub fn load_document(file: &str, doc: &Document<'_>) -> Result<Option<Object>, L
 /// conformance runner hold objects as JSON).
 pub fn from_value(kind: Kind, value: serde_json::Value) -> Result<Object, String> {
     macro_rules! parse_as {
-        ($($k:ident),*) => {
+        ($($k:ident => $f:ident),*) => {
             match kind {
                 $(Kind::$k => serde_path_to_error::deserialize(value).map(Object::$k),)*
             }
         };
     }
-    parse_as!(
-        GatewayClass,
-        Gateway,
-        ListenerSet,
-        HttpRoute,
-        GrpcRoute,
-        TlsRoute,
-        TcpRoute,
-        UdpRoute,
-        ReferenceGrant,
-        BackendTlsPolicy,
-        Namespace,
-        Service,
-        EndpointSlice,
-        Secret,
-        ConfigMap,
-        GatewayClassConfig,
-        RateLimitPolicy,
-        CircuitBreakerPolicy,
-        WasmPlugin,
-        Backend
-    )
-    .map_err(|e| format!("{kind}: field `{}`: {}", e.path(), e.inner()))
+    crate::input::with_kinds!(parse_as)
+        .map_err(|e| format!("{kind}: field `{}`: {}", e.path(), e.inner()))
 }
 
 fn first_line(s: &str) -> String {
