@@ -258,29 +258,34 @@ fn explain(
                 hm.query.len()
             );
         }
-        let others: Vec<_> = m
+        let Some(winner) = m.http_match else { return };
+        let winner_precedence = m
             .vhost
             .http
-            .entries()
-            .filter(|(om, r)| {
-                !std::sync::Arc::ptr_eq(r, m.rule)
-                    || !m.http_match.is_some_and(|hm| std::ptr::eq(hm, *om))
+            .entries_with_precedence()
+            .find(|(om, _, _)| std::ptr::eq(*om, winner))
+            .map(|(_, p, _)| p);
+        let view = loom_core::route::RequestView {
+            method: hr.method,
+            path: hr.uri.path(),
+            query: hr.uri.query(),
+            headers: hr.headers,
+        };
+        let others: Vec<String> = m
+            .vhost
+            .http
+            .entries_with_precedence()
+            .filter(|(om, _, _)| !std::ptr::eq(*om, winner) && om.matches(&view))
+            .map(|(om, p, r)| {
+                let why = winner_precedence.map_or("", |w| w.deciding_step(p));
+                format!(
+                    "{} rule {} (path {:?}) loses on: {why}",
+                    r.route, r.rule_index, om.path
+                )
             })
-            .filter(|(om, _)| {
-                let path = hr.uri.path();
-                om.matches(&loom_core::route::RequestView {
-                    method: hr.method,
-                    path,
-                    query: hr.uri.query(),
-                    headers: hr.headers,
-                })
-            })
-            .map(|(om, r)| format!("{} rule {} (path {:?})", r.route, r.rule_index, om.path))
             .collect();
         if !others.is_empty() {
-            println!(
-                "also matched, lower precedence (Exact > RegularExpression > longest PathPrefix > method > headers > query > oldest route > namespace/name > rule order):"
-            );
+            println!("also matched, lower precedence:");
             for o in others {
                 println!("  - {o}");
             }

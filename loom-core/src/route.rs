@@ -111,6 +111,30 @@ impl HttpPrecedence {
             order,
         }
     }
+
+    /// The first precedence criterion on which `self` beats `other` (for `loom explain`).
+    pub fn deciding_step(&self, other: &HttpPrecedence) -> &'static str {
+        let (a, b) = (&self.order, &other.order);
+        if self.path_class != other.path_class {
+            "path match type (Exact > RegularExpression > PathPrefix)"
+        } else if self.path_len != other.path_len {
+            "longer path value"
+        } else if self.method != other.method {
+            "method match"
+        } else if self.headers != other.headers {
+            "more header matches"
+        } else if self.query != other.query {
+            "more query parameter matches"
+        } else if a.created != b.created {
+            "older route (creationTimestamp)"
+        } else if (&a.namespace, &a.name) != (&b.namespace, &b.name) {
+            "route namespace/name, alphabetically"
+        } else if a.rule != b.rule {
+            "earlier rule in the route"
+        } else {
+            "earlier match in the rule"
+        }
+    }
 }
 
 /// What one matchit key leads to: the Exact entries for that literal path, and the PathPrefix
@@ -133,6 +157,7 @@ struct PathIndex {
 #[derive(Clone, Debug)]
 pub struct HttpTable<T> {
     entries: Vec<(HttpMatch, T)>,
+    precedence: Vec<HttpPrecedence>,
     index: Option<PathIndex>,
     regex: Vec<u32>,
 }
@@ -141,13 +166,15 @@ impl<T> HttpTable<T> {
     /// Builds a table; entries may come in any order.
     pub fn new(mut entries: Vec<(HttpMatch, HttpPrecedence, T)>) -> Self {
         entries.sort_by(|a, b| a.1.cmp(&b.1));
-        let entries: Vec<(HttpMatch, T)> = entries.into_iter().map(|(m, _, t)| (m, t)).collect();
+        let (entries, precedence): (Vec<(HttpMatch, T)>, Vec<HttpPrecedence>) =
+            entries.into_iter().map(|(m, p, t)| ((m, t), p)).unzip();
         let index = build_index(&entries);
         let regex = (0..entries.len() as u32)
             .filter(|&i| matches!(entries[i as usize].0.path, PathMatch::Regex(_)))
             .collect();
         HttpTable {
             entries,
+            precedence,
             index,
             regex,
         }
@@ -161,6 +188,16 @@ impl<T> HttpTable<T> {
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// The entries in precedence order, with their precedence summaries.
+    pub fn entries_with_precedence(
+        &self,
+    ) -> impl Iterator<Item = (&HttpMatch, &HttpPrecedence, &T)> {
+        self.entries
+            .iter()
+            .zip(&self.precedence)
+            .map(|((m, t), p)| (m, p, t))
     }
 
     /// The entries in precedence order.
