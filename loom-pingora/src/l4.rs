@@ -89,12 +89,15 @@ pub(crate) async fn tcp_loop(
     }
 }
 
+/// HTTPS listeners sharing a TLS port: their HTTP applications and TLS acceptor.
+pub(crate) type HttpsOnTlsPort<A> = (Arc<crate::listeners::Apps<A>>, Arc<ArcSwapOption<Acceptor>>);
+
 /// What a TLS port needs besides the snapshot.
 pub(crate) struct TlsPort<A> {
     /// Terminating TLSRoute listeners' TLS.
     pub(crate) terminate: Arc<ArcSwapOption<TlsAcceptor>>,
     /// HTTPS listeners on the same port: their proxy and TLS acceptor.
-    pub(crate) https: Option<(Arc<A>, Arc<ArcSwapOption<Acceptor>>)>,
+    pub(crate) https: Option<HttpsOnTlsPort<A>>,
 }
 
 async fn peek_sni(stream: &TcpStream) -> Option<Peeked> {

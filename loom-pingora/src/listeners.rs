@@ -169,7 +169,7 @@ impl ListenerManager {
         out
     }
 
-    fn proxy(&self, w: &Wanted) -> Arc<HttpProxy<LoomProxy>> {
+    fn proxy(&self, w: &Wanted, h2c: bool) -> Arc<HttpProxy<LoomProxy>> {
         let tls = matches!(w.kind, PortKind::Https(_) | PortKind::Tls { .. });
         let proxy = LoomProxy::new(
             self.handle.clone(),
@@ -180,15 +180,24 @@ impl ListenerManager {
             self.mirrors.clone(),
         );
         let mut app = HttpProxy::new(proxy, self.conf.clone());
-        if !tls {
-            // HTTP/2 with prior knowledge on cleartext listeners (gRPC without TLS); HTTP/1.1
-            // clients are told apart by the missing preface. Over TLS, ALPN decides.
+        if h2c {
+            // Only connections that already sent the HTTP/2 preface get here (see
+            // `starts_with_h2_preface`): Pingora's own check blocks on requests shorter than
+            // the preface and runs again for every request of a keep-alive connection.
             let mut options = HttpServerOptions::default();
             options.h2c = true;
             app.server_options = Some(options);
         }
         app.handle_init_modules();
         Arc::new(app)
+    }
+
+    fn apps(&self, w: &Wanted) -> Apps<HttpProxy<LoomProxy>> {
+        let cleartext = matches!(w.kind, PortKind::Http);
+        Apps {
+            http: self.proxy(w, false),
+            h2c: cleartext.then(|| self.proxy(w, true)),
+        }
     }
 
     /// Loads the TLS material of a port into the running listener's slots.
@@ -272,7 +281,7 @@ impl ListenerManager {
                     PortKind::Http | PortKind::Https(_) => {
                         tokio::spawn(accept_loop(
                             listener,
-                            self.proxy(&w),
+                            Arc::new(self.apps(&w)),
                             r.https.clone(),
                             stopped,
                             shutdown.clone(),
@@ -281,7 +290,7 @@ impl ListenerManager {
                     PortKind::Tls { https, .. } => {
                         let tls_port = l4::TlsPort {
                             terminate: r.terminate.clone(),
-                            https: https.map(|_| (self.proxy(&w), r.https.clone())),
+                            https: https.map(|_| (Arc::new(self.apps(&w)), r.https.clone())),
                         };
                         let (h, g, p) = (self.handle.clone(), w.gateway.clone(), w.port);
                         tokio::spawn(l4::tls_loop(
@@ -390,13 +399,48 @@ fn hash_tls(t: &loom_core::snapshot::ServerTls, h: &mut DefaultHasher) {
     }
 }
 
+/// The HTTP applications of a port: HTTP/1 (and HTTP/2 over TLS, by ALPN), and for cleartext
+/// ports HTTP/2 with prior knowledge.
+pub(crate) struct Apps<A> {
+    http: Arc<A>,
+    h2c: Option<Arc<A>>,
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a cleartext connection starts with the HTTP/2 preface. Peeks without consuming and
+/// stops waiting as soon as the bytes so far differ from it, so a short HTTP/1.0 request is
+/// never held up.
+async fn starts_with_h2_preface(tcp: &tokio::net::TcpStream) -> bool {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+    loop {
+        let n = match tokio::time::timeout_at(deadline, tcp.peek(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return false,
+        };
+        if buf[..n] != H2_PREFACE[..n] {
+            return false;
+        }
+        if n == H2_PREFACE.len() {
+            return true;
+        }
+        // A strict prefix of the preface so far: wait for the rest.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// Serves one HTTP connection (TLS first, when an acceptor is given) with keep-alive reuse.
 pub(crate) async fn serve_http<A: ServerApp + Send + Sync + 'static>(
     tcp: tokio::net::TcpStream,
-    app: Arc<A>,
+    apps: Arc<Apps<A>>,
     acceptor: Option<Arc<Acceptor>>,
     shutdown: ShutdownWatch,
 ) {
+    let app = match &apps.h2c {
+        Some(h2c) if acceptor.is_none() && starts_with_h2_preface(&tcp).await => h2c.clone(),
+        _ => apps.http.clone(),
+    };
     let mut l4 = L4Stream::from(tcp);
     let digest = SocketDigest::from_raw_fd(l4.as_raw_fd());
     l4.set_socket_digest(digest);
@@ -416,7 +460,7 @@ pub(crate) async fn serve_http<A: ServerApp + Send + Sync + 'static>(
 
 async fn accept_loop<A: ServerApp + Send + Sync + 'static>(
     listener: TcpListener,
-    app: Arc<A>,
+    apps: Arc<Apps<A>>,
     acceptor: Arc<ArcSwapOption<Acceptor>>,
     mut stop: watch::Receiver<bool>,
     shutdown: ShutdownWatch,
@@ -438,7 +482,7 @@ async fn accept_loop<A: ServerApp + Send + Sync + 'static>(
         let _ = tcp.set_nodelay(true);
         tokio::spawn(serve_http(
             tcp,
-            app.clone(),
+            apps.clone(),
             acceptor.load_full(),
             shutdown.clone(),
         ));

@@ -75,6 +75,46 @@ struct Routed {
     timeouts: Timeouts,
 }
 
+/// Header lines a request may carry.
+pub const MAX_HEADERS: usize = 100;
+/// Bytes of request target and headers a request may carry.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Request framing Loom refuses: any transfer coding other than a lone `chunked` (RFC 9112
+/// §6.1: a server SHOULD answer 501 to a transfer coding it does not understand; forwarding it
+/// would leave the backend to agree with Loom on framing). Pingora itself refuses conflicting
+/// Content-Lengths and a non-chunked final coding (400), and for a request with both
+/// Content-Length and Transfer-Encoding it drops the Content-Length before the request reaches
+/// Loom and closes the connection afterwards (RFC 9112 §6.3), so the backend never sees both.
+///
+/// Requests with more than [`MAX_HEADERS`] header lines or more than [`MAX_HEADER_BYTES`] of
+/// request line and headers get 431 (Pingora's own limits are far larger: about 1 MB).
+fn framing_error(req: &pingora::http::RequestHeader) -> Option<StatusCode> {
+    if req.headers.len() > MAX_HEADERS {
+        return Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+    let size: usize = req.raw_path().len()
+        + req
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    if size > MAX_HEADER_BYTES {
+        return Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+    let te = req.headers.get_all(http::header::TRANSFER_ENCODING);
+    let codings: Vec<&[u8]> = te
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .collect();
+    match codings.as_slice() {
+        [] => None,
+        [only] if only.eq_ignore_ascii_case(b"chunked") => None,
+        _ => Some(StatusCode::NOT_IMPLEMENTED),
+    }
+}
+
 async fn respond(
     session: &mut Session,
     status: StatusCode,
@@ -102,6 +142,16 @@ impl ProxyHttp for LoomProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if let Some(status) = framing_error(session.req_header()) {
+            respond(
+                session,
+                status,
+                &[(http::header::CONNECTION, HeaderValue::from_static("close"))],
+            )
+            .await?;
+            session.set_keepalive(None);
+            return Ok(true);
+        }
         let published = self.handle.load();
         let Some(port) = published.snapshot.port(&self.gateway, self.port) else {
             respond(session, StatusCode::NOT_FOUND, &[]).await?;

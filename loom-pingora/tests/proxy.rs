@@ -47,18 +47,62 @@ fn serve_echo(mut stream: TcpStream, name: &str) {
             .to_owned();
         let mut host = String::new();
         let mut test = String::new();
+        let mut content_length = None;
+        let mut chunked = false;
         for l in lines {
             if let Some((n, v)) = l.split_once(':') {
                 match n.to_ascii_lowercase().as_str() {
                     "host" => host = v.trim().to_owned(),
                     "x-test" => test = v.trim().to_owned(),
+                    "content-length" => content_length = v.trim().parse::<usize>().ok(),
+                    "transfer-encoding" => chunked = v.to_ascii_lowercase().contains("chunked"),
                     _ => {}
                 }
             }
         }
+        // Drain the body so the next request on this connection starts where it should.
+        let mut need = |n: usize, buf: &mut Vec<u8>| {
+            while buf.len() < n {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => return false,
+                    Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                }
+            }
+            true
+        };
+        if let Some(n) = content_length {
+            if !need(n, &mut buf) {
+                return;
+            }
+            buf.drain(..n);
+        } else if chunked {
+            loop {
+                let Some(eol) = (|| loop {
+                    if let Some(p) = buf.windows(2).position(|w| w == b"\r\n") {
+                        return Some(p);
+                    }
+                    if !need(buf.len() + 1, &mut buf) {
+                        return None;
+                    }
+                })() else {
+                    return;
+                };
+                let size = usize::from_str_radix(String::from_utf8_lossy(&buf[..eol]).trim(), 16)
+                    .unwrap_or(0);
+                buf.drain(..eol + 2);
+                if !need(size + 2, &mut buf) {
+                    return;
+                }
+                buf.drain(..size + 2);
+                if size == 0 {
+                    break;
+                }
+            }
+        }
+        let seen_length = content_length.map_or_else(|| "-".to_owned(), |n| n.to_string());
         let body = format!("{name} {path} {host} {test}");
         let resp = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nx-backend: {name}\r\n\r\n{body}",
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nx-backend: {name}\r\nx-seen-content-length: {seen_length}\r\n\r\n{body}",
             body.len()
         );
         if stream.write_all(resp.as_bytes()).is_err() {
@@ -108,6 +152,33 @@ fn get(port: u16, host: &str, path: &str, extra: &str) -> std::io::Result<Respon
         headers,
         body: body.to_owned(),
     })
+}
+
+/// Sends raw bytes and returns the whole response (until the server closes or 5 s pass).
+fn raw_response(port: u16, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Sends raw bytes and returns the response status (0 when the connection closed without one).
+fn raw(port: u16, request: &[u8]) -> u16 {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n") && s.read(&mut byte).is_ok_and(|n| n == 1) {
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head)
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn free_port() -> u16 {
@@ -241,6 +312,32 @@ fn serves_routes_filters_and_reloads_without_failures() {
         get(port, "web.example.com", "/%zz", "").unwrap().status,
         400
     );
+
+    // Hardening: framing that invites request smuggling, oversized headers, short requests.
+    // Both Content-Length and Transfer-Encoding: the backend sees chunked framing only.
+    let both = raw_response(port, b"POST / HTTP/1.1\r\nHost: web.example.com\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+    assert!(both.starts_with("HTTP/1.1 200"), "{both}");
+    assert!(
+        both.to_ascii_lowercase()
+            .contains("x-seen-content-length: -"),
+        "{both}"
+    );
+    assert_eq!(raw(port, b"POST /b HTTP/1.1\r\nHost: web.example.com\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"), 501);
+    assert_eq!(raw(port, b"POST /b HTTP/1.1\r\nHost: web.example.com\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcd"), 400);
+    let mut big = b"GET / HTTP/1.1\r\nHost: web.example.com\r\nX-Big: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 200_000));
+    big.extend_from_slice(b"\r\n\r\n");
+    assert_eq!(raw(port, &big), 431);
+    let mut many = b"GET / HTTP/1.1\r\nHost: web.example.com\r\n".to_vec();
+    for i in 0..150 {
+        many.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    assert_eq!(raw(port, &many), 431);
+    // Shorter than the HTTP/2 preface: answered at once, not held waiting for more bytes.
+    let started = Instant::now();
+    assert_eq!(raw(port, b"GET / HTTP/1.0\r\n\r\n"), 404);
+    assert!(started.elapsed() < Duration::from_secs(2));
 
     // HTTP/2 with prior knowledge (h2c) on the same cleartext port, with curl as the peer.
     let curl = std::process::Command::new("curl")
