@@ -9,6 +9,7 @@
 //!                                      └─ TCP / UDP listener (oldest route's backends)
 //! ```
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -578,6 +579,14 @@ impl PortSnapshot {
 
     /// Finds the listener, virtual host and rule for a request without applying anything.
     pub fn find<'s>(&'s self, req: &HttpRequest<'_>) -> Result<Matched<'s>, (StatusCode, String)> {
+        self.find_normalized(req).map(|(m, _)| m)
+    }
+
+    /// [`Self::find`], also returning the normalised path it matched on.
+    fn find_normalized<'s, 'r>(
+        &'s self,
+        req: &HttpRequest<'r>,
+    ) -> Result<(Matched<'s>, Cow<'r, str>), (StatusCode, String)> {
         let authority = Self::authority(req).unwrap_or("");
         let host = host_without_port(authority);
         let lower;
@@ -617,31 +626,37 @@ impl PortSnapshot {
             query: req.uri.query(),
             headers: req.headers,
         };
+        let mut found = None;
         for vhost in listener.vhosts_for(host) {
             if is_grpc && let Some(rule) = vhost.grpc.find(&path, req.headers) {
-                return Ok(Matched {
+                found = Some(Matched {
                     listener,
                     vhost,
                     rule,
                     http_match: None,
                 });
+                break;
             }
             if let Some((m, rule)) = vhost.http.find(&view) {
-                return Ok(Matched {
+                found = Some(Matched {
                     listener,
                     vhost,
                     rule,
                     http_match: Some(m),
                 });
+                break;
             }
+        }
+        if let Some(m) = found {
+            return Ok((m, path));
         }
         Err((StatusCode::NOT_FOUND, "no route matched".into()))
     }
 
     /// Decides what to do with a request: see [`Snapshot::decide`].
     pub fn decide<'s>(&'s self, req: &HttpRequest<'_>, random: u64) -> Decision<'s> {
-        let matched = match self.find(req) {
-            Ok(m) => m,
+        let (matched, path) = match self.find_normalized(req) {
+            Ok(found) => found,
             Err((status, reason)) => return local(status, reason, None),
         };
         let rule = matched.rule;
@@ -668,14 +683,12 @@ impl PortSnapshot {
                 matched: Some(matched),
             });
         }
-        let path = normalize(req.uri.path()).unwrap_or(std::borrow::Cow::Borrowed("/"));
         let matched_prefix = match matched.http_match.map(|m| &m.path) {
             Some(PathMatch::Prefix(p)) => Some(p.as_str()),
             _ => None,
         };
-        let authority = Self::authority(req).unwrap_or("");
-        if let Some(r) = &rule.filters.redirect {
-            let host = host_without_port(authority);
+        let redirect = |r: &Redirect| {
+            let host = host_without_port(Self::authority(req).unwrap_or(""));
             let location = r.location(
                 req.scheme,
                 host,
@@ -685,11 +698,14 @@ impl PortSnapshot {
                 matched_prefix,
             );
             let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FOUND);
-            return Decision::Redirect {
+            Decision::Redirect {
                 status,
                 location,
                 matched,
-            };
+            }
+        };
+        if let Some(r) = &rule.filters.redirect {
+            return redirect(r);
         }
         let Some(index) = choose_weighted(rule.backends.iter().map(|b| b.weight), mix(random, 0))
         else {
@@ -711,21 +727,7 @@ impl PortSnapshot {
             }
         };
         if let Some(r) = &chosen.filters.redirect {
-            let host = host_without_port(authority);
-            let location = r.location(
-                req.scheme,
-                host,
-                self.port,
-                &path,
-                req.uri.query(),
-                matched_prefix,
-            );
-            let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FOUND);
-            return Decision::Redirect {
-                status,
-                location,
-                matched,
-            };
+            return redirect(r);
         }
         let mut new_path = path.into_owned();
         let mut host = None;
