@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 mod admin;
+mod buffered;
 pub mod handle;
 mod headers;
 mod l4;

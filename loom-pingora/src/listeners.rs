@@ -29,6 +29,7 @@ use pingora::services::background::BackgroundService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::buffered::Buffered;
 use crate::handle::SnapshotHandle;
 use crate::metrics::Metrics;
 use crate::mirror::Mirrors;
@@ -444,6 +445,7 @@ pub(crate) async fn serve_http<A: ServerApp + Send + Sync + 'static>(
     let mut l4 = L4Stream::from(tcp);
     let digest = SocketDigest::from_raw_fd(l4.as_raw_fd());
     l4.set_socket_digest(digest);
+    let l4 = Buffered::new(l4);
     let stream: Stream = match acceptor {
         None => Box::new(l4),
         Some(a) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, a.tls_handshake(l4)).await {
