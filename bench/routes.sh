@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Loom with 10 and with 10,000 HTTPRoutes in one interleaved run (the request hits the last
+# route: every other route has its own hostname and path, the last one is the catch-all).
+# Uses ../shared/bench/lib.sh (pinned CPUs, bounded wrk runs). usage: bench/routes.sh
+if [ -z "${_PERF_TIMED:-}" ]; then export _PERF_TIMED=1; exec timeout -k 15 1200 "$0" "$@"; fi
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+HERE=${SHARED:-$ROOT/../shared}/bench; export HERE
+source "$HERE/lib.sh"
+cargo build --release -q -p loom-cli --manifest-path "$ROOT/Cargo.toml" || exit 1
+LOOM=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.toml" | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/loom
+mkdir -p "$RUN"; OUT=${OUT:-$PERF/results/routes-$(date +%Y%m%d-%H%M%S)}; mkdir -p "$OUT"; RES="$OUT/results.jsonl"
+trap 'stop_all' EXIT
+gen() {  # gen N PORT FILE
+  python3 - "$1" "$2" "$(port_of backend)" > "$3" <<'PY'
+import sys
+n, port, backend = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+print(f"""apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: loom}}
+spec: {{controllerName: loom.dev/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: bench, namespace: default}}
+spec:
+  gatewayClassName: loom
+  addresses: [{{type: IPAddress, value: 127.0.0.1}}]
+  listeners: [{{name: http, port: {port}, protocol: HTTP}}]
+---
+apiVersion: gateway.loom.dev/v1alpha1
+kind: Backend
+metadata: {{name: backend, namespace: default}}
+spec: {{endpoints: ["127.0.0.1:{backend}"]}}""")
+for i in range(n):
+    last = i == n - 1
+    hosts = "" if last else f"\n  hostnames: [r{i}.example.com]"
+    path = "PathPrefix, value: /" if last else f"Exact, value: /r{i}"
+    print(f"""---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r{i:05d}, namespace: default}}
+spec:
+  parentRefs: [{{name: bench}}]{hosts}
+  rules: [{{matches: [{{path: {{type: {path}}}}}], backendRefs: [{{group: gateway.loom.dev, kind: Backend, name: backend}}]}}]""")
+PY
+}
+preflight_quiet
+start_backend
+wait_http "$(port_of backend)" || exit 1
+P10=$((BASE_PORT + 10)); P10K=$((BASE_PORT + 11))
+gen 10 $P10 "$RUN/loom-10.yaml"; gen 10000 $P10K "$RUN/loom-10000.yaml"
+export RUST_LOG=warn
+start_bg loom10 "$CPU_PROXY_1W" "$LOOM" serve -f "$RUN/loom-10.yaml" --threads 1 --admin 127.0.0.1:0
+start_bg loom10k "$CPU_PROXY_1W" "$LOOM" serve -f "$RUN/loom-10000.yaml" --threads 1 --admin 127.0.0.1:0
+wait_http $P10 && wait_http $P10K || { tail "$RUN"/loom10*.err; exit 1; }
+for p in $P10 $P10K; do timeout 30 taskset -c "$CPU_LOAD" wrk -t1 -c"$WRK_CONNS" -d"${WARMUP_DURATION}s" "http://127.0.0.1:$p/" >/dev/null 2>&1; done
+for rep in $(seq 1 "$REPS"); do
+  measure "$RES" "{\"workers\":1,\"target\":\"loom-10\",\"rep\":$rep}" loom-10 "http://127.0.0.1:$P10/" loom10 "$WRK_DURATION"
+  measure "$RES" "{\"workers\":1,\"target\":\"loom-10000\",\"rep\":$rep}" loom-10000 "http://127.0.0.1:$P10K/" loom10k "$WRK_DURATION"
+done
+stop_all
+python3 "$HERE/report.py" "$RES" | tee "$OUT/summary.md"
