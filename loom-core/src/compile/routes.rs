@@ -66,57 +66,31 @@ pub(crate) fn attach_all(
     policies: &TlsPolicies,
     status: &mut Status,
 ) -> Attached {
-    let mut attached = Attached::default();
     let input = world.input;
+    let mut a = Attacher {
+        world,
+        gws,
+        policies,
+        status,
+        attached: Attached::default(),
+    };
     for r in by_age(&input.http_routes, |r| &r.metadata) {
-        let view = view(
+        let v = view(
             Kind::HttpRoute,
             &r.metadata,
             &r.spec.parent_refs,
             &r.spec.hostnames,
         );
-        let mut cx = RouteCx {
-            world,
-            policies,
-            view: &view,
-            found: Findings::default(),
-        };
-        let compiled = cx.http_route(r);
-        let found = cx.found;
-        attach_route(
-            world,
-            gws,
-            &mut attached,
-            status,
-            &view,
-            found,
-            Target::Http(compiled),
-        );
+        a.route(v, |cx| Target::Http(cx.http_route(r)));
     }
     for r in by_age(&input.grpc_routes, |r| &r.metadata) {
-        let view = view(
+        let v = view(
             Kind::GrpcRoute,
             &r.metadata,
             &r.spec.parent_refs,
             &r.spec.hostnames,
         );
-        let mut cx = RouteCx {
-            world,
-            policies,
-            view: &view,
-            found: Findings::default(),
-        };
-        let compiled = cx.grpc_route(r);
-        let found = cx.found;
-        attach_route(
-            world,
-            gws,
-            &mut attached,
-            status,
-            &view,
-            found,
-            Target::Http(compiled),
-        );
+        a.route(v, |cx| Target::Http(cx.grpc_route(r)));
     }
     let l4 = [
         (
@@ -157,37 +131,57 @@ pub(crate) fn attach_all(
             } else {
                 &[]
             };
-            let view = view(kind, meta, &spec.parent_refs, hostnames);
-            let mut cx = RouteCx {
-                world,
-                policies,
-                view: &view,
-                found: Findings::default(),
-            };
-            let backends = spec
-                .rules
-                .iter()
-                .flat_map(|rule| &rule.backend_refs)
-                .map(|b| cx.weighted(b, Some(proto), Filters::default()))
-                .collect();
-            cx.found.kept = spec.rules.len().max(1);
-            let rule = Arc::new(L4Rule {
-                route: view.key.clone(),
-                backends,
+            let v = view(kind, meta, &spec.parent_refs, hostnames);
+            a.route(v, |cx| {
+                let backends = spec
+                    .rules
+                    .iter()
+                    .flat_map(|rule| &rule.backend_refs)
+                    .map(|b| cx.weighted(b, Some(proto), Filters::default()))
+                    .collect();
+                cx.found.kept = spec.rules.len().max(1);
+                Target::L4(
+                    Arc::new(L4Rule {
+                        route: cx.view.key.clone(),
+                        backends,
+                    }),
+                    order_of(meta),
+                )
             });
-            let found = cx.found;
-            attach_route(
-                world,
-                gws,
-                &mut attached,
-                status,
-                &view,
-                found,
-                Target::L4(rule, order_of(meta)),
-            );
         }
     }
-    attached
+    a.attached
+}
+
+/// Compiles routes one at a time and attaches them, collecting the attachments.
+struct Attacher<'a, 'w, 'g> {
+    world: &'a World<'w>,
+    gws: &'a mut Gateways<'g>,
+    policies: &'a TlsPolicies,
+    status: &'a mut Status,
+    attached: Attached,
+}
+
+impl Attacher<'_, '_, '_> {
+    fn route(&mut self, view: RouteView<'_>, compile: impl FnOnce(&mut RouteCx<'_, '_>) -> Target) {
+        let mut cx = RouteCx {
+            world: self.world,
+            policies: self.policies,
+            view: &view,
+            found: Findings::default(),
+        };
+        let target = compile(&mut cx);
+        let found = cx.found;
+        attach_route(
+            self.world,
+            self.gws,
+            &mut self.attached,
+            self.status,
+            &view,
+            found,
+            target,
+        );
+    }
 }
 
 enum Target {
