@@ -268,7 +268,7 @@ pub struct WeightedBackend {
 }
 
 /// A resolved backend: a Service port or a Loom `Backend`, with its endpoints.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BackendTarget {
     /// The Service or Backend.
@@ -284,7 +284,7 @@ pub struct BackendTarget {
 }
 
 /// How to speak to a backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum AppProtocol {
     /// HTTP/1.1 (and WebSocket upgrades).
     Http,
@@ -299,7 +299,7 @@ pub enum AppProtocol {
 }
 
 /// BackendTLSPolicy settings for one backend.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BackendTls {
     /// The policy.

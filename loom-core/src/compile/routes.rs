@@ -1,7 +1,7 @@
 //! Routes: attachment to listeners (parentRefs, allowedRoutes, hostnames), backend resolution
 //! (ReferenceGrants, Services, Loom Backends, BackendTLSPolicies) and rule compilation.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
@@ -73,6 +73,7 @@ pub(crate) fn attach_all(
         policies,
         status,
         attached: Attached::default(),
+        interned: HashSet::new(),
     };
     for r in by_age(&input.http_routes, |r| &r.metadata) {
         let v = view(
@@ -160,6 +161,7 @@ struct Attacher<'a, 'w, 'g> {
     policies: &'a TlsPolicies,
     status: &'a mut Status,
     attached: Attached,
+    interned: HashSet<Arc<BackendTarget>>,
 }
 
 impl Attacher<'_, '_, '_> {
@@ -169,6 +171,7 @@ impl Attacher<'_, '_, '_> {
             policies: self.policies,
             view: &view,
             found: Findings::default(),
+            interned: &mut self.interned,
         };
         let target = compile(&mut cx);
         let found = cx.found;
@@ -442,6 +445,9 @@ struct RouteCx<'c, 'w> {
     policies: &'c TlsPolicies,
     view: &'c RouteView<'c>,
     found: Findings,
+    /// Every distinct backend resolved so far: routes that name the same Service port share
+    /// one `BackendTarget` (and one endpoint list) in the snapshot.
+    interned: &'c mut HashSet<Arc<BackendTarget>>,
 }
 
 /// Why a rule cannot be used at all (it is dropped and reported).
@@ -588,18 +594,26 @@ impl RouteCx<'_, '_> {
         b: &BackendRef,
         l4: Option<AppProtocol>,
     ) -> Result<Arc<BackendTarget>, String> {
-        resolve_backend(
+        match resolve_backend(
             self.world,
             self.policies,
             self.view,
             b,
             l4,
             &mut self.found.services,
-        )
-        .map_err(|(r, m)| {
-            self.found.refs.push((r, m.clone()));
-            m
-        })
+        ) {
+            Ok(target) => Ok(match self.interned.get(&target) {
+                Some(shared) => shared.clone(),
+                None => {
+                    self.interned.insert(target.clone());
+                    target
+                }
+            }),
+            Err((reason, m)) => {
+                self.found.refs.push((reason, m.clone()));
+                Err(m)
+            }
+        }
     }
 
     /// Compiles filters. `Err` drops the rule (an invalid value); `Ok((_, Some(why)))` keeps the
