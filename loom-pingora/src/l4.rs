@@ -112,12 +112,13 @@ async fn peek_sni(stream: &TcpStream) -> Option<Peeked> {
             return None;
         }
         match parse_client_hello(&buf[..n]) {
-            Peeked::NeedMore(want) if n < buf.len() => {
-                // Wait for more bytes to arrive before peeking again.
-                let _ = want;
-                tokio::time::sleep(Duration::from_millis(2)).await;
+            Peeked::NeedMore(want) => {
+                // Make room for the whole hello, then give its remaining bytes time to arrive.
+                buf.resize(want.clamp(buf.len(), MAX_HELLO), 0);
+                if n < want {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
             }
-            Peeked::NeedMore(want) => buf.resize(want.clamp(buf.len() + 1, MAX_HELLO), 0),
             done => return Some(done),
         }
         if Instant::now() >= deadline {
