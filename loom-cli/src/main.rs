@@ -1,6 +1,7 @@
 //! `loom`: check, explain and conformance-test Gateway API configuration.
 
 mod conformance;
+mod controller;
 mod files;
 mod serve;
 
@@ -71,6 +72,9 @@ enum Command {
         #[arg(long, default_value_t = 25)]
         poll_ms: u64,
     },
+    /// Run against Kubernetes: watch Gateway API objects, serve every Gateway of Loom's
+    /// classes from this process, and write their status (when holding the Lease).
+    Controller(controller::Args),
     /// Run a conformance corpus (cases/*.yaml) against the compiler and decision API.
     Conformance {
         /// The corpus directory (with cases/, manifests/, base/).
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
             threads,
             poll_ms,
         } => serve::run(&paths, bind, admin, threads, poll_ms),
+        Command::Controller(args) => controller::run(args),
         Command::Conformance {
             corpus,
             only,

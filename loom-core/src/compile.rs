@@ -28,6 +28,9 @@ pub struct Options {
     pub controller_name: String,
     /// Addresses reported for Gateways without `spec.addresses` (the data plane's).
     pub default_addresses: Vec<StatusAddress>,
+    /// Per-Gateway addresses, by `(namespace, name)`, that take the place of
+    /// `default_addresses` (a controller serving every Gateway on its own IP).
+    pub gateway_addresses: BTreeMap<(String, String), Vec<StatusAddress>>,
     /// Addresses Loom can actually serve; `None` = any requested address is usable.
     pub usable_addresses: Option<BTreeSet<String>>,
 }
@@ -37,6 +40,7 @@ impl Default for Options {
         Options {
             controller_name: CONTROLLER_NAME.into(),
             default_addresses: vec![],
+            gateway_addresses: BTreeMap::new(),
             usable_addresses: None,
         }
     }

@@ -378,6 +378,10 @@ impl<'a> Gateways<'a> {
             ));
         }
         // Addresses.
+        let defaults = opts
+            .gateway_addresses
+            .get(&(ns.to_owned(), gw.metadata.name.clone()))
+            .unwrap_or(&opts.default_addresses);
         for a in &gw.spec.addresses {
             let type_ = a.type_.as_deref().unwrap_or("IPAddress");
             let value = a.value.as_deref().filter(|v| !v.is_empty());
@@ -401,7 +405,7 @@ impl<'a> Gateways<'a> {
             }
             let value = match value {
                 Some(v) => v.to_owned(),
-                None => match opts.default_addresses.iter().find(|d| d.type_ == type_) {
+                None => match defaults.iter().find(|d| d.type_ == type_) {
                     Some(d) => d.value.clone(),
                     None => {
                         ir.not_programmed = Some((
@@ -428,7 +432,7 @@ impl<'a> Gateways<'a> {
             });
         }
         if gw.spec.addresses.is_empty() {
-            ir.addresses = opts.default_addresses.clone();
+            ir.addresses = defaults.clone();
         }
         // Backend client certificate.
         let tls = gw.spec.tls.as_ref();

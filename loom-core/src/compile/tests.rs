@@ -305,6 +305,31 @@ spec:
 "#;
 
 #[test]
+fn a_gateway_assigned_its_own_address_reports_and_serves_it() {
+    let ip = |v: &str| StatusAddress {
+        type_: "IPAddress".into(),
+        value: v.into(),
+    };
+    let opts = Options {
+        default_addresses: vec![ip("127.0.0.1")],
+        gateway_addresses: [(("infra".into(), "gw".into()), vec![ip("127.64.0.9")])].into(),
+        ..Options::default()
+    };
+    let compiled = compile_with(&input(""), &opts);
+    let key = ObjectKey {
+        kind: Kind::Gateway,
+        namespace: "infra".into(),
+        name: "gw".into(),
+    };
+    let Some(ObjectStatus::Gateway(s)) = compiled.status.get(&key) else {
+        panic!("no Gateway status");
+    };
+    assert_eq!(s.addresses, vec![ip("127.64.0.9")]);
+    let served = &compiled.snapshot.gateways[&GatewayName::new("infra", "gw")];
+    assert_eq!(served.addresses, vec![ip("127.64.0.9")]);
+}
+
+#[test]
 fn compiling_twice_gives_the_same_status() {
     let input = input(SEVERAL_ROUTES);
     let a = compile(&input);

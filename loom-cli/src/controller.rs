@@ -1,0 +1,127 @@
+//! `loom controller`: Gateway API objects from Kubernetes in, traffic and status out
+//! (all-in-one mode: this process serves every Gateway of Loom's classes itself).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use loom_core::status::StatusAddress;
+use loom_k8s::addresses::Ipv4Net;
+use loom_k8s::{ControllerOptions, LeaseOptions};
+use loom_pingora::{ServeOptions, SnapshotHandle};
+
+/// `loom controller`'s settings.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the in-cluster account).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Give each Gateway without spec.addresses its own IP from this IPv4 network and
+    /// listen there (e.g. 127.64.0.0/10 to serve many Gateways on one machine).
+    #[arg(long)]
+    address_pool: Option<Ipv4Net>,
+    /// Where Gateways listen when no pool is given (and the address they report).
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// The admin listener (/metrics, /healthz, /readyz, /config).
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    admin: SocketAddr,
+    /// Worker threads (default: one per CPU).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Namespace of the Lease that elects the status writer.
+    #[arg(long, default_value = "default")]
+    lease_namespace: String,
+    /// Name of that Lease.
+    #[arg(long, default_value = "loom-gateway-controller")]
+    lease_name: String,
+    /// This replica's identity in the Lease (default: hostname-pid).
+    #[arg(long)]
+    identity: Option<String>,
+    /// Lease duration in seconds (a new leader takes over within this).
+    #[arg(long, default_value_t = 15)]
+    lease_seconds: u64,
+    /// Write status without a Lease (only for a single replica).
+    #[arg(long)]
+    no_leader_election: bool,
+}
+
+async fn client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+fn identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "loom".into());
+    format!("{host}-{}", std::process::id())
+}
+
+pub(crate) fn run(args: Args) -> Result<ExitCode> {
+    let shown = if args.bind.is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        args.bind
+    };
+    let opts = ControllerOptions {
+        compile: loom_core::Options {
+            default_addresses: vec![StatusAddress {
+                type_: "IPAddress".into(),
+                value: shown.to_string(),
+            }],
+            ..Default::default()
+        },
+        address_pool: args.address_pool,
+        lease: (!args.no_leader_election).then(|| LeaseOptions {
+            namespace: args.lease_namespace.clone(),
+            name: args.lease_name.clone(),
+            identity: args.identity.clone().unwrap_or_else(identity),
+            duration_seconds: args.lease_seconds,
+        }),
+        ..Default::default()
+    };
+    let handle = SnapshotHandle::new();
+    let publisher = handle.clone();
+    let publish: loom_k8s::Publish = Arc::new(move |compiled, took| {
+        let g = publisher.publish(compiled, took);
+        log::info!("configuration {g} compiled in {took:?}");
+    });
+    let kubeconfig = args.kubeconfig.clone();
+    std::thread::Builder::new()
+        .name("loom-controller".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime");
+            let result = rt.block_on(async move {
+                let client = client(kubeconfig.as_ref()).await?;
+                loom_k8s::run(client, opts, publish).await?;
+                anyhow::Ok(())
+            });
+            if let Err(e) = result {
+                log::error!("the controller stopped: {e:#}");
+                std::process::exit(1);
+            }
+        })?;
+    let mut serve = ServeOptions {
+        default_bind: args.bind,
+        admin: Some(args.admin),
+        ..ServeOptions::default()
+    };
+    if let Some(t) = args.threads {
+        serve.threads = t;
+    }
+    log::info!("admin on http://{}", args.admin);
+    loom_pingora::server(handle, &serve).run_forever()
+}

@@ -1,0 +1,513 @@
+//! The controller loop: watches → one `Input` → debounced compile → publish → status.
+//!
+//! Every replica watches and serves; only the Lease holder writes status. Writes are
+//! server-side apply with Loom's field manager, skipped when the object already shows
+//! them.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, stream};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use loom_core::input::{Input, Kind, ObjectKey};
+use loom_core::status::StatusAddress;
+use loom_core::{Compiled, Options};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::addresses::{AddressPool, Ipv4Net};
+use crate::resources::{self, Watched};
+use crate::status::next_status;
+
+/// Where compiled snapshots go (the data plane's handle).
+pub type Publish = Arc<dyn Fn(Compiled, Duration) + Send + Sync>;
+
+/// How the controller runs.
+#[derive(Clone, Debug)]
+pub struct ControllerOptions {
+    /// Compile options (controller name, default addresses).
+    pub compile: Options,
+    /// Give every Gateway without `spec.addresses` its own IP from this pool.
+    pub address_pool: Option<Ipv4Net>,
+    /// Quiet time after the last change before compiling.
+    pub debounce: Duration,
+    /// Longest a change waits for a compile while changes keep coming.
+    pub max_delay: Duration,
+    /// Field manager for status writes.
+    pub field_manager: String,
+    /// Leader election: `None` writes status without a Lease (a single replica).
+    pub lease: Option<LeaseOptions>,
+    /// How often status is checked again without a change (repairs failed writes).
+    pub resync: Duration,
+}
+
+/// The Lease that elects the status writer.
+#[derive(Clone, Debug)]
+pub struct LeaseOptions {
+    /// Namespace of the Lease.
+    pub namespace: String,
+    /// Name of the Lease.
+    pub name: String,
+    /// This replica's identity.
+    pub identity: String,
+    /// Lease duration in seconds.
+    pub duration_seconds: u64,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        ControllerOptions {
+            compile: Options::default(),
+            address_pool: None,
+            debounce: Duration::from_millis(20),
+            max_delay: Duration::from_millis(250),
+            field_manager: loom_core::CONTROLLER_NAME.into(),
+            lease: None,
+            resync: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Errors that stop the controller.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// API discovery failed.
+    #[error("API discovery failed: {0}")]
+    Discovery(#[source] kube::Error),
+    /// The Lease manager could not start.
+    #[error("leader election could not start: {0}")]
+    Lease(String),
+    /// Every watch stream ended.
+    #[error("every watch stream ended")]
+    WatchesEnded,
+}
+
+/// One status write: server-side apply of `status` to one object.
+#[derive(Clone, Debug, PartialEq)]
+struct StatusWrite {
+    key: ObjectKey,
+    resource: ApiResource,
+    /// The resourceVersion the write was computed from.
+    base: String,
+    status: Value,
+}
+
+/// What the loop knows of an object that carries status.
+struct Current {
+    resource_version: String,
+    status: Option<Value>,
+}
+
+struct State {
+    opts: ControllerOptions,
+    input: Input,
+    resources: HashMap<Kind, ApiResource>,
+    /// Keys per kind, to replace a kind's objects after a relist.
+    keys: HashMap<Kind, HashSet<ObjectKey>>,
+    /// Relists in progress.
+    relist: HashMap<Kind, Vec<DynamicObject>>,
+    unsynced: HashSet<Kind>,
+    current: HashMap<ObjectKey, Current>,
+    pool: Option<AddressPool>,
+    last: Option<Compiled>,
+}
+
+/// Runs the controller until its watches end. `publish` receives every compiled
+/// snapshot (after all watches have listed once, then after each debounced change).
+pub async fn run(
+    client: kube::Client,
+    opts: ControllerOptions,
+    publish: Publish,
+) -> Result<(), Error> {
+    let found = resources::discover(client.clone())
+        .await
+        .map_err(Error::Discovery)?;
+    for kind in &found.missing {
+        log::info!("{kind} is not served by this cluster (CRD not installed); not watched");
+    }
+    let (leader_tx, leader) = watch::channel(opts.lease.is_none());
+    if let Some(lease) = &opts.lease {
+        start_lease(client.clone(), lease, &opts.field_manager, leader_tx).await?;
+    }
+    let (writes_tx, writes_rx) = watch::channel(Arc::new(Vec::<StatusWrite>::new()));
+    tokio::spawn(status_writer(
+        client.clone(),
+        opts.field_manager.clone(),
+        writes_rx,
+        leader.clone(),
+    ));
+
+    let mut state = State {
+        pool: opts.address_pool.map(AddressPool::new),
+        resources: found
+            .watched
+            .iter()
+            .map(|w| (w.kind, w.resource.clone()))
+            .collect(),
+        unsynced: found.watched.iter().map(|w| w.kind).collect(),
+        opts,
+        input: Input::default(),
+        keys: HashMap::new(),
+        relist: HashMap::new(),
+        current: HashMap::new(),
+        last: None,
+    };
+    let mut events = stream::select_all(found.watched.iter().map(|w| watch_kind(&client, w)));
+    let mut leader = leader;
+    let mut dirty: Option<(Instant, Instant)> = None; // (first change, last change)
+    let mut status_dirty = false;
+    let mut resync = tokio::time::interval(state.opts.resync);
+    loop {
+        let deadline = dirty
+            .map(|(first, last)| (last + state.opts.debounce).min(first + state.opts.max_delay));
+        let ready = state.unsynced.is_empty();
+        tokio::select! {
+            ev = events.next() => {
+                let Some((kind, ev)) = ev else { return Err(Error::WatchesEnded) };
+                match ev {
+                    Ok(ev) => {
+                        let (spec, status) = state.apply(kind, ev);
+                        if spec {
+                            let now = Instant::now();
+                            dirty = Some((dirty.map_or(now, |d| d.0), now));
+                        }
+                        status_dirty |= status;
+                    }
+                    Err(e) => log::warn!("watching {kind}: {e}"),
+                }
+            }
+            _ = sleep_until(deadline), if ready && deadline.is_some() => {
+                dirty = None;
+                state.compile(&publish);
+                status_dirty = true;
+            }
+            _ = resync.tick() => status_dirty = true,
+            changed = leader.changed() => {
+                if changed.is_err() {
+                    leader = watch::channel(false).1;
+                }
+                status_dirty = true;
+            }
+        }
+        if ready && state.last.is_none() {
+            // Every kind has listed once: the first snapshot, without debounce.
+            dirty = None;
+            state.compile(&publish);
+            status_dirty = true;
+        }
+        if status_dirty && dirty.is_none() && *leader.borrow() && state.last.is_some() {
+            status_dirty = false;
+            let _ = writes_tx.send(Arc::new(state.status_writes()));
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(d) = deadline {
+        tokio::time::sleep_until(d.into()).await;
+    }
+}
+
+type KindEvents =
+    futures::stream::BoxStream<'static, (Kind, watcher::Result<Event<DynamicObject>>)>;
+
+fn watch_kind(client: &kube::Client, w: &Watched) -> KindEvents {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &w.resource);
+    let mut cfg = watcher::Config::default();
+    if let Some(f) = w.field_selector {
+        cfg = cfg.fields(f);
+    }
+    let kind = w.kind;
+    watcher::watcher(api, cfg)
+        .default_backoff()
+        .map(move |e| (kind, e))
+        .boxed()
+}
+
+async fn start_lease(
+    client: kube::Client,
+    lease: &LeaseOptions,
+    field_manager: &str,
+    tx: watch::Sender<bool>,
+) -> Result<(), Error> {
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client, &lease.name)
+        .with_namespace(&lease.namespace)
+        .with_identity(&lease.identity)
+        .with_duration(lease.duration_seconds)
+        .with_grace(lease.duration_seconds.div_ceil(3).max(1))
+        .with_field_manager(format!("{field_manager}/lease"))
+        .build()
+        .await
+        .map_err(|e| Error::Lease(e.to_string()))?;
+    let (mut rx, task) = manager.watch().await;
+    let name = format!("{}/{}", lease.namespace, lease.name);
+    tokio::spawn(async move {
+        loop {
+            let leading = *rx.borrow_and_update();
+            log::info!(
+                "{} the status-writer lease {name}",
+                if leading { "holding" } else { "not holding" }
+            );
+            if tx.send(leading).is_err() || rx.changed().await.is_err() {
+                break;
+            }
+        }
+        let _ = tx.send(false);
+        if let Ok(Err(e)) = task.await {
+            log::error!("leader election stopped: {e}");
+        }
+    });
+    Ok(())
+}
+
+impl State {
+    /// Applies one watch event. Returns (the compiled input changed, a status changed).
+    fn apply(&mut self, kind: Kind, ev: Event<DynamicObject>) -> (bool, bool) {
+        match ev {
+            Event::Init => {
+                self.relist.insert(kind, vec![]);
+                (false, false)
+            }
+            Event::InitApply(o) => {
+                self.relist.entry(kind).or_default().push(o);
+                (false, false)
+            }
+            Event::InitDone => {
+                let listed = self.relist.remove(&kind).unwrap_or_default();
+                let mut seen = HashSet::new();
+                let mut changed = false;
+                let mut status = false;
+                for o in &listed {
+                    let (c, s, key) = self.upsert(kind, o);
+                    changed |= c;
+                    status |= s;
+                    seen.extend(key);
+                }
+                let gone: Vec<ObjectKey> = self
+                    .keys
+                    .get(&kind)
+                    .map(|k| k.difference(&seen).cloned().collect())
+                    .unwrap_or_default();
+                for key in gone {
+                    changed |= self.remove(&key);
+                }
+                let first = self.unsynced.remove(&kind);
+                (changed || first, status)
+            }
+            Event::Apply(o) => {
+                let (c, s, _) = self.upsert(kind, &o);
+                (c, s)
+            }
+            Event::Delete(o) => match resources::to_object(kind, &o) {
+                Ok(obj) => (self.remove(&obj.key()), false),
+                Err(_) => (false, false),
+            },
+        }
+    }
+
+    fn upsert(&mut self, kind: Kind, o: &DynamicObject) -> (bool, bool, Option<ObjectKey>) {
+        let obj = match resources::to_object(kind, o) {
+            Ok(obj) => obj,
+            Err(e) => {
+                log::warn!(
+                    "{kind} {}/{} is not understood and is ignored: {e}",
+                    o.metadata.namespace.as_deref().unwrap_or(""),
+                    o.metadata.name.as_deref().unwrap_or("")
+                );
+                return (false, false, None);
+            }
+        };
+        let key = obj.key();
+        let mut status = false;
+        if has_status(kind) {
+            let now = Current {
+                resource_version: o.metadata.resource_version.clone().unwrap_or_default(),
+                status: resources::status_of(o).cloned(),
+            };
+            status = self
+                .current
+                .get(&key)
+                .is_none_or(|b| b.status != now.status);
+            self.current.insert(key.clone(), now);
+        }
+        self.keys.entry(kind).or_default().insert(key.clone());
+        let changed = match self.input.upsert(obj.clone()) {
+            Some(old) => old != obj,
+            None => true,
+        };
+        (changed, status, Some(key))
+    }
+
+    fn remove(&mut self, key: &ObjectKey) -> bool {
+        self.current.remove(key);
+        if let Some(keys) = self.keys.get_mut(&key.kind) {
+            keys.remove(key);
+        }
+        if key.kind == Kind::Gateway
+            && let Some(pool) = &mut self.pool
+        {
+            pool.release(&key.namespace, &key.name);
+        }
+        self.input.remove(key).is_some()
+    }
+
+    fn compile(&mut self, publish: &Publish) {
+        let started = Instant::now();
+        let mut opts = self.opts.compile.clone();
+        if let Some(pool) = &mut self.pool {
+            let gateways: Vec<ObjectKey> = self
+                .keys
+                .get(&Kind::Gateway)
+                .map(|k| k.iter().cloned().collect())
+                .unwrap_or_default();
+            let mut sorted = gateways;
+            sorted.sort();
+            for key in sorted {
+                let reported = reported_ips(self.current.get(&key));
+                match pool.assign(&key.namespace, &key.name, &reported) {
+                    Some(ip) => {
+                        opts.gateway_addresses.insert(
+                            (key.namespace.clone(), key.name.clone()),
+                            vec![StatusAddress {
+                                type_: "IPAddress".into(),
+                                value: ip.to_string(),
+                            }],
+                        );
+                    }
+                    None => log::error!("no address left in the pool for {key}"),
+                }
+            }
+        }
+        let compiled = loom_core::compile_with(&self.input, &opts);
+        let took = started.elapsed();
+        log::debug!("compiled in {took:?}");
+        publish(compiled.clone(), took);
+        self.last = Some(compiled);
+    }
+
+    /// Every status write the last compile calls for.
+    fn status_writes(&self) -> Vec<StatusWrite> {
+        let Some(compiled) = &self.last else {
+            return vec![];
+        };
+        let controller = &self.opts.compile.controller_name;
+        let now = jiff::Timestamp::now()
+            .round(jiff::Unit::Second)
+            .unwrap_or_else(|_| jiff::Timestamp::now())
+            .to_string();
+        let mut out = vec![];
+        let mut keys: BTreeMap<&ObjectKey, ()> = BTreeMap::new();
+        keys.extend(compiled.status.objects.keys().map(|k| (k, ())));
+        keys.extend(self.current.keys().map(|k| (k, ())));
+        for key in keys.into_keys() {
+            let Some(current) = self.current.get(key) else {
+                continue; // not (or no longer) in the cluster
+            };
+            let Some(resource) = self.resources.get(&key.kind) else {
+                continue;
+            };
+            let desired = compiled.status.get(key);
+            if let Some(status) = next_status(desired, current.status.as_ref(), controller, &now) {
+                out.push(StatusWrite {
+                    key: key.clone(),
+                    resource: resource.clone(),
+                    base: current.resource_version.clone(),
+                    status,
+                });
+            }
+        }
+        out
+    }
+}
+
+fn has_status(kind: Kind) -> bool {
+    !matches!(
+        kind,
+        Kind::Namespace
+            | Kind::Service
+            | Kind::EndpointSlice
+            | Kind::Secret
+            | Kind::ConfigMap
+            | Kind::ReferenceGrant
+            | Kind::Backend
+    )
+}
+
+fn reported_ips(current: Option<&Current>) -> Vec<Ipv4Addr> {
+    current
+        .and_then(|c| c.status.as_ref())
+        .and_then(|s| s.get("addresses"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.get("value").and_then(Value::as_str))
+                .filter_map(|v| v.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Applies the latest batch of writes, skipping those already applied to the same
+/// resourceVersion (the watch has not caught up yet).
+async fn status_writer(
+    client: kube::Client,
+    field_manager: String,
+    mut batches: watch::Receiver<Arc<Vec<StatusWrite>>>,
+    leader: watch::Receiver<bool>,
+) {
+    let mut applied: HashMap<ObjectKey, (String, Value)> = HashMap::new();
+    let params = PatchParams::apply(&field_manager).force();
+    while batches.changed().await.is_ok() {
+        let batch = batches.borrow_and_update().clone();
+        if !*leader.borrow() {
+            continue;
+        }
+        let pending: HashSet<&ObjectKey> = batch.iter().map(|w| &w.key).collect();
+        applied.retain(|k, _| pending.contains(k));
+        let todo: Vec<StatusWrite> = batch
+            .iter()
+            .filter(|w| applied.get(&w.key) != Some(&(w.base.clone(), w.status.clone())))
+            .cloned()
+            .collect();
+        let results: Vec<_> = stream::iter(todo)
+            .map(|w| write_status(client.clone(), params.clone(), w))
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        for (w, r) in results {
+            match r {
+                Ok(_) => {
+                    log::debug!("status of {} written", w.key);
+                    applied.insert(w.key, (w.base, w.status));
+                }
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => log::warn!("writing the status of {}: {e}", w.key),
+            }
+        }
+    }
+}
+
+async fn write_status(
+    client: kube::Client,
+    params: PatchParams,
+    w: StatusWrite,
+) -> (StatusWrite, kube::Result<DynamicObject>) {
+    let api: Api<DynamicObject> = if w.key.namespace.is_empty() {
+        Api::all_with(client, &w.resource)
+    } else {
+        Api::namespaced_with(client, &w.key.namespace, &w.resource)
+    };
+    let body = json!({
+        "apiVersion": w.resource.api_version,
+        "kind": w.resource.kind,
+        "status": w.status,
+    });
+    let r = api
+        .patch_status(&w.key.name, &params, &Patch::Apply(body))
+        .await;
+    (w, r)
+}
