@@ -22,6 +22,9 @@ pub(crate) struct Args {
     /// listen there (e.g. 127.64.0.0/10 to serve many Gateways on one machine).
     #[arg(long)]
     address_pool: Option<Ipv4Net>,
+    /// Networks Gateways may ask for in spec.addresses (repeatable; default: the pool's).
+    #[arg(long = "usable-network")]
+    usable_networks: Vec<Ipv4Net>,
     /// Where Gateways listen when no pool is given (and the address they report).
     #[arg(long, default_value = "0.0.0.0")]
     bind: IpAddr,
@@ -82,6 +85,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             ..Default::default()
         },
         address_pool: args.address_pool,
+        usable_networks: args.usable_networks.clone(),
         lease: (!args.no_leader_election).then(|| LeaseOptions {
             namespace: args.lease_namespace.clone(),
             name: args.lease_name.clone(),

@@ -77,12 +77,14 @@ impl AddressPool {
     }
 
     /// The address of a Gateway, assigning one if it has none. `reported` are the
-    /// addresses the Gateway's status already shows. `None` when the pool is full.
+    /// addresses the Gateway's status already shows; `avoid` are addresses other Gateways
+    /// ask for in `spec.addresses`. `None` when the pool is full.
     pub fn assign(
         &mut self,
         namespace: &str,
         name: &str,
         reported: &[Ipv4Addr],
+        avoid: &BTreeSet<Ipv4Addr>,
     ) -> Option<Ipv4Addr> {
         let key = (namespace.to_owned(), name.to_owned());
         if let Some(ip) = self.by_gateway.get(&key) {
@@ -91,7 +93,7 @@ impl AddressPool {
         let kept = reported
             .iter()
             .copied()
-            .find(|ip| self.net.contains(*ip) && !self.taken.contains(ip));
+            .find(|ip| self.net.contains(*ip) && !self.taken.contains(ip) && !avoid.contains(ip));
         let ip = match kept {
             Some(ip) => ip,
             None => {
@@ -99,7 +101,7 @@ impl AddressPool {
                 let start = fnv1a(&format!("{namespace}/{name}")) % u64::from(hosts);
                 (0..hosts)
                     .map(|i| self.net.host(1 + ((start as u32 + i) % hosts)))
-                    .find(|ip| !self.taken.contains(ip))?
+                    .find(|ip| !self.taken.contains(ip) && !avoid.contains(ip))?
             }
         };
         self.taken.insert(ip);
@@ -129,6 +131,10 @@ fn fnv1a(s: &str) -> u64 {
 mod tests {
     use super::*;
 
+    fn none() -> BTreeSet<Ipv4Addr> {
+        BTreeSet::new()
+    }
+
     fn pool(net: &str) -> AddressPool {
         AddressPool::new(net.parse().unwrap())
     }
@@ -150,13 +156,13 @@ mod tests {
     fn assignment_is_stable_and_independent_of_order() {
         let mut a = pool("127.64.0.0/10");
         let mut b = pool("127.64.0.0/10");
-        let x = a.assign("ns", "one", &[]).unwrap();
-        let y = a.assign("ns", "two", &[]).unwrap();
+        let x = a.assign("ns", "one", &[], &none()).unwrap();
+        let y = a.assign("ns", "two", &[], &none()).unwrap();
         assert_ne!(x, y);
-        assert_eq!(b.assign("ns", "two", &[]), Some(y));
-        assert_eq!(b.assign("ns", "one", &[]), Some(x));
+        assert_eq!(b.assign("ns", "two", &[], &none()), Some(y));
+        assert_eq!(b.assign("ns", "one", &[], &none()), Some(x));
         assert_eq!(
-            a.assign("ns", "one", &[]),
+            a.assign("ns", "one", &[], &none()),
             Some(x),
             "asking again changes nothing"
         );
@@ -166,9 +172,11 @@ mod tests {
     fn a_reported_address_in_the_pool_is_kept() {
         let mut p = pool("127.64.0.0/10");
         let old = Ipv4Addr::new(127, 64, 3, 4);
-        assert_eq!(p.assign("ns", "gw", &[old]), Some(old));
+        assert_eq!(p.assign("ns", "gw", &[old], &none()), Some(old));
         // Outside the pool or already taken: a fresh one.
-        let other = p.assign("ns", "gw2", &[old, Ipv4Addr::LOCALHOST]).unwrap();
+        let other = p
+            .assign("ns", "gw2", &[old, Ipv4Addr::LOCALHOST], &none())
+            .unwrap();
         assert_ne!(other, old);
         assert!("127.64.0.0/10".parse::<Ipv4Net>().unwrap().contains(other));
     }
@@ -176,11 +184,23 @@ mod tests {
     #[test]
     fn collisions_probe_and_a_full_pool_says_so() {
         let mut p = pool("127.0.0.0/30"); // two host addresses
-        let a = p.assign("ns", "a", &[]).unwrap();
-        let b = p.assign("ns", "b", &[]).unwrap();
+        let a = p.assign("ns", "a", &[], &none()).unwrap();
+        let b = p.assign("ns", "b", &[], &none()).unwrap();
         assert_ne!(a, b);
-        assert_eq!(p.assign("ns", "c", &[]), None);
+        assert_eq!(p.assign("ns", "c", &[], &none()), None);
         p.release("ns", "a");
-        assert_eq!(p.assign("ns", "c", &[]), Some(a));
+        assert_eq!(p.assign("ns", "c", &[], &none()), Some(a));
+    }
+
+    #[test]
+    fn addresses_other_gateways_ask_for_are_not_handed_out() {
+        let mut p = pool("127.0.0.0/30");
+        let wanted = Ipv4Addr::new(127, 0, 0, 1);
+        let avoid = BTreeSet::from([wanted]);
+        assert_eq!(
+            p.assign("ns", "a", &[wanted], &avoid),
+            Some(Ipv4Addr::new(127, 0, 0, 2))
+        );
+        assert_eq!(p.assign("ns", "b", &[], &avoid), None);
     }
 }

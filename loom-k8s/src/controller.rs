@@ -4,7 +4,7 @@
 //! server-side apply with Loom's field manager, skipped when the object already shows
 //! them.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +33,9 @@ pub struct ControllerOptions {
     pub compile: Options,
     /// Give every Gateway without `spec.addresses` its own IP from this pool.
     pub address_pool: Option<Ipv4Net>,
+    /// Networks whose addresses Gateways may ask for in `spec.addresses` (others are
+    /// `AddressNotUsable`). Empty: the pool's network, or any address without a pool.
+    pub usable_networks: Vec<Ipv4Net>,
     /// Quiet time after the last change before compiling.
     pub debounce: Duration,
     /// Longest a change waits for a compile while changes keep coming.
@@ -63,6 +66,7 @@ impl Default for ControllerOptions {
         ControllerOptions {
             compile: Options::default(),
             address_pool: None,
+            usable_networks: vec![],
             debounce: Duration::from_millis(20),
             max_delay: Duration::from_millis(250),
             field_manager: loom_core::CONTROLLER_NAME.into(),
@@ -358,6 +362,20 @@ impl State {
     fn compile(&mut self, publish: &Publish) {
         let started = Instant::now();
         let mut opts = self.opts.compile.clone();
+        let requested = requested_ips(&self.input);
+        let usable: Vec<Ipv4Net> = match (&self.opts.usable_networks[..], self.opts.address_pool) {
+            ([], pool) => pool.into_iter().collect(),
+            (nets, _) => nets.to_vec(),
+        };
+        if !usable.is_empty() {
+            opts.usable_addresses = Some(
+                requested
+                    .iter()
+                    .filter(|ip| usable.iter().any(|n| n.contains(**ip)))
+                    .map(Ipv4Addr::to_string)
+                    .collect(),
+            );
+        }
         if let Some(pool) = &mut self.pool {
             let gateways: Vec<ObjectKey> = self
                 .keys
@@ -368,7 +386,7 @@ impl State {
             sorted.sort();
             for key in sorted {
                 let reported = reported_ips(self.current.get(&key));
-                match pool.assign(&key.namespace, &key.name, &reported) {
+                match pool.assign(&key.namespace, &key.name, &reported, &requested) {
                     Some(ip) => {
                         opts.gateway_addresses.insert(
                             (key.namespace.clone(), key.name.clone()),
@@ -435,6 +453,17 @@ fn has_status(kind: Kind) -> bool {
             | Kind::ReferenceGrant
             | Kind::Backend
     )
+}
+
+/// Every IPv4 address a Gateway asks for in `spec.addresses`.
+fn requested_ips(input: &Input) -> BTreeSet<Ipv4Addr> {
+    input
+        .gateways
+        .iter()
+        .flat_map(|g| &g.spec.addresses)
+        .filter(|a| a.type_.as_deref().is_none_or(|t| t == "IPAddress"))
+        .filter_map(|a| a.value.as_deref()?.parse().ok())
+        .collect()
 }
 
 fn reported_ips(current: Option<&Current>) -> Vec<Ipv4Addr> {

@@ -4,8 +4,13 @@
 //! request_filter   load the published snapshot once; decide; answer locally (404, 421,
 //!                  redirects, CORS preflight, 500 for invalid backends) or apply the request
 //!                  filters in place and remember the chosen backend
-//! upstream_peer    pick a ready endpoint of that backend; h2c for kubernetes.io/h2c
+//! upstream_peer    pick a ready endpoint of that backend; h2c for kubernetes.io/h2c; the
+//!                  attempt's timeout (backendRequest, capped by what is left of request)
+//! upstream_response_filter
+//!                  a status the rule's retry policy names, with attempts left: drop it
+//!                  and try again (after the backoff), else pass it on
 //! response_filter  response header filters and CORS headers
+//! fail_to_proxy    timeouts answer 504, other backend failures 502
 //! logging          metrics and the access log
 //! ```
 
@@ -63,6 +68,10 @@ impl LoomProxy {
 pub struct RequestCtx {
     started: Instant,
     route: Option<Routed>,
+    /// Backend attempts made so far.
+    tries: u32,
+    /// The last attempt's response was dropped to retry it.
+    retrying: bool,
     /// `namespace/name` of the route and the rule index, for metrics (`-` when none matched).
     label: Option<(String, String)>,
 }
@@ -137,6 +146,8 @@ impl ProxyHttp for LoomProxy {
         RequestCtx {
             started: Instant::now(),
             route: None,
+            tries: 0,
+            retrying: false,
             label: None,
         }
     }
@@ -191,6 +202,10 @@ impl ProxyHttp for LoomProxy {
                     req.set_uri(uri);
                 }
                 f.apply_request_headers(&mut headers::Request(req));
+                if f.retry.is_some() {
+                    // Keep the request body so a retry can send it again.
+                    session.as_mut().enable_retry_buffering();
+                }
                 ctx.route = Some(Routed {
                     rule: f.matched.rule.clone(),
                     backend_index: f.backend_index,
@@ -245,17 +260,143 @@ impl ProxyHttp for LoomProxy {
             // Prior knowledge: the backend speaks HTTP/2 in cleartext.
             peer.options.set_http_version(2, 2);
         }
-        let backend_timeout = routed
+        ctx.tries += 1;
+        ctx.retrying = false;
+        // "request": the whole request, every attempt included; "backendRequest": each
+        // attempt (GEP-1742). Pingora's timeouts are per connect/read/write, so an attempt
+        // gets the smaller of the two, measured from when it starts.
+        let left = routed
+            .timeouts
+            .request_ms
+            .map(|ms| Duration::from_millis(ms).saturating_sub(ctx.started.elapsed()));
+        if ctx.tries > 1
+            && let Some(backoff) = routed.rule.retry.as_ref().and_then(|r| r.backoff_ms)
+        {
+            let backoff = Duration::from_millis(backoff);
+            tokio::time::sleep(left.map_or(backoff, |l| l.min(backoff))).await;
+        }
+        let left = routed
+            .timeouts
+            .request_ms
+            .map(|ms| Duration::from_millis(ms).saturating_sub(ctx.started.elapsed()));
+        if left.is_some_and(|l| l.is_zero()) {
+            return Error::e_explain(HTTPStatus(504), "request timeout");
+        }
+        let attempt = routed
             .timeouts
             .backend_request_ms
-            .or(routed.timeouts.request_ms);
-        if let Some(ms) = backend_timeout {
-            let d = Duration::from_millis(ms);
+            .map(Duration::from_millis);
+        let timeout = match (attempt, left) {
+            (Some(a), Some(l)) => Some(a.min(l)),
+            (a, l) => a.or(l),
+        };
+        if let Some(d) = timeout {
             peer.options.connection_timeout = Some(d);
+            peer.options.total_connection_timeout = Some(d);
             peer.options.read_timeout = Some(d);
             peer.options.write_timeout = Some(d);
         }
         Ok(Box::new(peer))
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let code = upstream_response.status.as_u16();
+        let Some(retry) = ctx.route.as_ref().and_then(|r| r.rule.retry.as_ref()) else {
+            return Ok(());
+        };
+        // `attempts` counts retries: the first try plus at most `attempts` more.
+        if retry.codes.contains(&code) && ctx.tries <= retry.attempts {
+            ctx.retrying = true;
+            let mut e = Error::explain(
+                HTTPStatus(code),
+                "retrying: the retry policy names this status",
+            );
+            e.set_retry(true);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // A connection that could not be made is retried while the policy has attempts left.
+        if let Some(retry) = ctx.route.as_ref().and_then(|r| r.rule.retry.as_ref())
+            && ctx.tries <= retry.attempts
+        {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let truncated = session.as_ref().retry_buffer_truncated();
+        // An attempt that ran out of time counts as a 504 for the retry policy.
+        let timed_out = matches!(e.etype(), ConnectTimedout | ReadTimedout | WriteTimedout)
+            && ctx
+                .route
+                .as_ref()
+                .and_then(|r| r.rule.retry.as_ref())
+                .is_some_and(|r| r.codes.contains(&504) && ctx.tries <= r.attempts);
+        if ctx.retrying || timed_out {
+            e.set_retry(!truncated);
+        } else if !session.req_header().method.is_idempotent() || truncated {
+            e.set_retry(false);
+        } else {
+            // Pingora's default: retry only a failure on a reused (possibly stale) connection.
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut RequestCtx,
+    ) -> pingora::proxy::FailToProxy {
+        let code = match e.etype() {
+            HTTPStatus(code) => *code,
+            ConnectTimedout | ReadTimedout | WriteTimedout
+                if e.esource() == &ErrorSource::Upstream =>
+            {
+                504
+            }
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    WriteError | ReadError | ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if code > 0
+            && let Err(e) = session.respond_error(code).await
+        {
+            log::debug!("could not answer {code}: {e}");
+        }
+        pingora::proxy::FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
     }
 
     async fn response_filter(

@@ -97,7 +97,12 @@ pub(crate) fn settings_for_port(port: &PortSnapshot) -> Result<TlsSettings, Stri
         } else {
             builder
         };
-        settings.set_client_cert_verifier(builder.build().map_err(|e| format!("client CA: {e}"))?);
+        let verifier = builder.build().map_err(|e| format!("client CA: {e}"))?;
+        settings.set_client_cert_verifier(if v.allow_insecure_fallback {
+            Arc::new(InsecureFallback(verifier))
+        } else {
+            verifier
+        });
     }
     Ok(settings)
 }
@@ -124,4 +129,58 @@ pub(crate) fn terminate_config(
     .with_no_client_auth()
     .with_cert_resolver(Arc::new(SniResolver { entries }));
     Ok(Some(Arc::new(config)))
+}
+
+/// `AllowInsecureFallback`: "connections are allowed even if the client certificate is not
+/// valid or not presented" — a certificate that does not chain to the CA is let through as
+/// if none had been sent. The client must still prove it holds the key it presented.
+#[derive(Debug)]
+struct InsecureFallback(Arc<dyn rustls::server::danger::ClientCertVerifier>);
+
+impl rustls::server::danger::ClientCertVerifier for InsecureFallback {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        if let Err(e) = self.0.verify_client_cert(end_entity, intermediates, now) {
+            log::debug!("client certificate not valid ({e}); allowed by AllowInsecureFallback");
+        }
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }

@@ -408,6 +408,7 @@ fn serves_routes_filters_and_reloads_without_failures() {
     eprintln!("{sent} requests during 1,000 reloads, none failed");
 
     l4_and_tls(handle, a, b);
+    retries_and_timeouts(handle, port, a, b);
 
     // A publish that moves the listener: the new port answers, the old one stops accepting.
     let moved = free_port();
@@ -705,4 +706,131 @@ spec:
         client.send_to(b"hi", ("127.0.0.1", udp_port)).unwrap();
         client.recv(&mut buf).is_ok_and(|n| &buf[..n] == b"udp: hi")
     });
+}
+
+/// A backend that fails on purpose. Every path is `[/PREFIX]/ACTION/KEY/N`; requests are
+/// counted per KEY. `flaky`: 500 to the first N requests, then 200 `try T`; `slow`: waits N
+/// milliseconds, then 200; `count`: answers how many requests KEY has seen.
+fn scripted_backend() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let counts = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+        String,
+        u32,
+    >::new()));
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let counts = counts.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let n = stream.read(&mut buf).unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                let parts: Vec<&str> = path.rsplitn(4, '/').collect();
+                let (status, body) = match parts.as_slice() {
+                    [n, key, action, _] => {
+                        let n: u64 = n.parse().unwrap_or(0);
+                        let tries = {
+                            let mut c = counts.lock().unwrap();
+                            let t = c.entry((*key).to_owned()).or_default();
+                            if *action != "count" {
+                                *t += 1;
+                            }
+                            *t
+                        };
+                        match *action {
+                            "flaky" => (
+                                if u64::from(tries) <= n { 500 } else { 200 },
+                                format!("try {tries}"),
+                            ),
+                            "slow" => {
+                                std::thread::sleep(Duration::from_millis(n));
+                                (200, "slow".to_owned())
+                            }
+                            "count" => (200, tries.to_string()),
+                            _ => (404, String::new()),
+                        }
+                    }
+                    _ => (404, String::new()),
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    port
+}
+
+/// HTTPRoute `retry` and `timeouts` against a backend that fails and stalls on purpose.
+fn retries_and_timeouts(handle: &SnapshotHandle, port: u16, a: u16, b: u16) {
+    let s = scripted_backend();
+    let extra = format!(
+        r#"
+---
+apiVersion: gateway.loom.dev/v1alpha1
+kind: Backend
+metadata: {{name: scripted, namespace: default}}
+spec: {{endpoints: ["127.0.0.1:{s}"]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: policies, namespace: default}}
+spec:
+  parentRefs: [{{name: gw}}]
+  hostnames: [policies.example.com]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /flaky}}}}]
+    retry: {{codes: [500], attempts: 2, backoff: 10ms}}
+    backendRefs: [{{group: gateway.loom.dev, kind: Backend, name: scripted}}]
+  - matches: [{{path: {{type: PathPrefix, value: /slow}}}}]
+    timeouts: {{request: 300ms}}
+    backendRefs: [{{group: gateway.loom.dev, kind: Backend, name: scripted}}]
+  - matches: [{{path: {{type: PathPrefix, value: /attempt}}}}]
+    timeouts: {{request: 2s, backendRequest: 200ms}}
+    retry: {{codes: [504], attempts: 1}}
+    backendRefs: [{{group: gateway.loom.dev, kind: Backend, name: scripted}}]
+  - matches: [{{path: {{type: PathPrefix, value: /count}}}}]
+    backendRefs: [{{group: gateway.loom.dev, kind: Backend, name: scripted}}]
+"#
+    );
+    publish(handle, &(config(port, a, b, "") + &extra));
+    let h = "policies.example.com";
+    wait_for(|| get(port, h, "/slow/warmup/0", "").is_ok_and(|r| r.status == 200));
+    let count = |key: &str| get(port, h, &format!("/count/{key}/0"), "").unwrap().body;
+
+    // Two failures, two retries allowed: the third try answers.
+    let r = get(port, h, "/flaky/one/2", "").unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "try 3"));
+    // Three failures are one too many: the last failure is passed on as it is.
+    let r = get(port, h, "/flaky/two/3", "").unwrap();
+    assert_eq!((r.status, r.body.as_str()), (500, "try 3"));
+    assert_eq!(count("two"), "3");
+
+    // A request timeout answers 504 when it runs out, not when the backend finally answers.
+    let started = Instant::now();
+    let r = get(port, h, "/slow/s1/2000", "").unwrap();
+    let took = started.elapsed();
+    assert_eq!(r.status, 504);
+    assert!(took < Duration::from_millis(1500), "504 after {took:?}");
+    assert_eq!(
+        count("s1"),
+        "1",
+        "a timed-out request without a retry policy is not retried"
+    );
+    assert_eq!(get(port, h, "/slow/s2/10", "").unwrap().status, 200);
+
+    // backendRequest bounds each attempt, and a timed-out attempt counts as a 504 for the
+    // retry policy: two attempts of 200 ms, then 504.
+    let started = Instant::now();
+    let r = get(port, h, "/attempt/slow/s3/1000", "").unwrap();
+    let took = started.elapsed();
+    assert_eq!(r.status, 504);
+    assert_eq!(count("s3"), "2");
+    assert!(
+        took >= Duration::from_millis(390) && took < Duration::from_millis(1000),
+        "took {took:?}"
+    );
 }
