@@ -15,6 +15,9 @@ use loom_pingora::{ServeOptions, SnapshotHandle};
 /// `loom controller`'s settings.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
+    /// The controllerName of the GatewayClasses this controller serves.
+    #[arg(long, default_value = loom_core::CONTROLLER_NAME)]
+    controller_name: String,
     /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the in-cluster account).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
@@ -77,7 +80,9 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         args.bind
     };
     let opts = ControllerOptions {
+        field_manager: args.controller_name.clone(),
         compile: loom_core::Options {
+            controller_name: args.controller_name.clone(),
             default_addresses: vec![StatusAddress {
                 type_: "IPAddress".into(),
                 value: shown.to_string(),

@@ -56,6 +56,9 @@ pub struct GatewaySnapshot {
     pub addresses: Vec<StatusAddress>,
     /// Ports.
     pub ports: BTreeMap<u16, PortSnapshot>,
+    /// The client certificate presented to backends that use TLS
+    /// (`spec.tls.backend.clientCertificateRef`).
+    pub backend_client_certificate: Option<Certificate>,
 }
 
 /// Everything on one port of one Gateway.

@@ -90,20 +90,34 @@ pub enum Error {
     WatchesEnded,
 }
 
-/// One status write: server-side apply of `status` to one object.
+/// The finalizer a GatewayClass carries while Gateways use it ("The GatewayClass should
+/// have the gateway-exists-finalizer.gateway.networking.k8s.io finalizer while any Gateway
+/// references it").
+pub const GATEWAY_EXISTS_FINALIZER: &str = "gateway-exists-finalizer.gateway.networking.k8s.io";
+
+/// One write: server-side apply of `status` (or, for `Finalizers`, of
+/// `metadata.finalizers`) to one object.
 #[derive(Clone, Debug, PartialEq)]
 struct StatusWrite {
     key: ObjectKey,
     resource: ApiResource,
     /// The resourceVersion the write was computed from.
     base: String,
-    status: Value,
+    what: Write,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Write {
+    Status(Value),
+    /// Loom's finalizers (an empty list removes the ones Loom added).
+    Finalizers(Vec<&'static str>),
 }
 
 /// What the loop knows of an object that carries status.
 struct Current {
     resource_version: String,
     status: Option<Value>,
+    finalizers: Vec<String>,
 }
 
 struct State {
@@ -331,6 +345,7 @@ impl State {
             let now = Current {
                 resource_version: o.metadata.resource_version.clone().unwrap_or_default(),
                 status: resources::status_of(o).cloned(),
+                finalizers: o.metadata.finalizers.clone().unwrap_or_default(),
             };
             status = self
                 .current
@@ -434,7 +449,47 @@ impl State {
                     key: key.clone(),
                     resource: resource.clone(),
                     base: current.resource_version.clone(),
-                    status,
+                    what: Write::Status(status),
+                });
+            }
+        }
+        // GatewayClasses of Loom's: the finalizer while Gateways use them.
+        for class in self
+            .input
+            .gateway_classes
+            .iter()
+            .filter(|c| c.spec.controller_name == *controller)
+        {
+            let key = ObjectKey {
+                kind: Kind::GatewayClass,
+                namespace: String::new(),
+                name: class.metadata.name.clone(),
+            };
+            let (Some(current), Some(resource)) = (
+                self.current.get(&key),
+                self.resources.get(&Kind::GatewayClass),
+            ) else {
+                continue;
+            };
+            let used = self
+                .input
+                .gateways
+                .iter()
+                .any(|g| g.spec.gateway_class_name == class.metadata.name);
+            let has = current
+                .finalizers
+                .iter()
+                .any(|f| f == GATEWAY_EXISTS_FINALIZER);
+            if used != has {
+                out.push(StatusWrite {
+                    key,
+                    resource: resource.clone(),
+                    base: current.resource_version.clone(),
+                    what: Write::Finalizers(if used {
+                        vec![GATEWAY_EXISTS_FINALIZER]
+                    } else {
+                        vec![]
+                    }),
                 });
             }
         }
@@ -488,7 +543,7 @@ async fn status_writer(
     mut batches: watch::Receiver<Arc<Vec<StatusWrite>>>,
     leader: watch::Receiver<bool>,
 ) {
-    let mut applied: HashMap<ObjectKey, (String, Value)> = HashMap::new();
+    let mut applied: HashMap<ObjectKey, (String, Write)> = HashMap::new();
     let params = PatchParams::apply(&field_manager).force();
     while batches.changed().await.is_ok() {
         let batch = batches.borrow_and_update().clone();
@@ -499,7 +554,7 @@ async fn status_writer(
         applied.retain(|k, _| pending.contains(k));
         let todo: Vec<StatusWrite> = batch
             .iter()
-            .filter(|w| applied.get(&w.key) != Some(&(w.base.clone(), w.status.clone())))
+            .filter(|w| applied.get(&w.key) != Some(&(w.base.clone(), w.what.clone())))
             .cloned()
             .collect();
         let results: Vec<_> = stream::iter(todo)
@@ -511,7 +566,7 @@ async fn status_writer(
             match r {
                 Ok(_) => {
                     log::debug!("status of {} written", w.key);
-                    applied.insert(w.key, (w.base, w.status));
+                    applied.insert(w.key, (w.base, w.what));
                 }
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => log::warn!("writing the status of {}: {e}", w.key),
@@ -530,13 +585,30 @@ async fn write_status(
     } else {
         Api::namespaced_with(client, &w.key.namespace, &w.resource)
     };
-    let body = json!({
-        "apiVersion": w.resource.api_version,
-        "kind": w.resource.kind,
-        "status": w.status,
-    });
-    let r = api
-        .patch_status(&w.key.name, &params, &Patch::Apply(body))
-        .await;
+    let r = match &w.what {
+        Write::Status(status) => {
+            let body = json!({
+                "apiVersion": w.resource.api_version,
+                "kind": w.resource.kind,
+                "status": status,
+            });
+            api.patch_status(&w.key.name, &params, &Patch::Apply(body))
+                .await
+        }
+        Write::Finalizers(f) => {
+            // A field manager of its own: applying an empty list then removes exactly the
+            // finalizer Loom added.
+            let params = PatchParams::apply(&format!(
+                "{}/finalizer",
+                params.field_manager.as_deref().unwrap_or("loom")
+            ));
+            let body = json!({
+                "apiVersion": w.resource.api_version,
+                "kind": w.resource.kind,
+                "metadata": {"name": w.key.name, "finalizers": f},
+            });
+            api.patch(&w.key.name, &params, &Patch::Apply(body)).await
+        }
+    };
     (w, r)
 }

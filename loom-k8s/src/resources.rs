@@ -53,8 +53,22 @@ pub async fn discover(client: kube::Client) -> kube::Result<Discovered> {
 
 /// Converts an object from the API into Loom's input model.
 pub fn to_object(kind: Kind, object: &DynamicObject) -> Result<Object, String> {
-    let value = serde_json::to_value(object).map_err(|e| format!("{kind}: {e}"))?;
+    let mut value = serde_json::to_value(object).map_err(|e| format!("{kind}: {e}"))?;
+    drop_nulls(&mut value);
     loom_core::load::from_value(kind, value)
+}
+
+/// The API writes absent optional fields as `null` in places (an EndpointSlice without
+/// endpoints has `"endpoints": null`); to Loom's model, null means absent.
+fn drop_nulls(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(drop_nulls);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
 }
 
 /// The object's `status`, if any.
@@ -94,5 +108,14 @@ mod tests {
         .unwrap();
         let e = to_object(Kind::Gateway, &bad).unwrap_err();
         assert!(e.contains("spec.listeners[0].port"), "{e}");
+        // An EndpointSlice whose Service has no ready pods yet.
+        let empty: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "s", "namespace": "ns",
+                "labels": {"kubernetes.io/service-name": "svc"}},
+            "addressType": "IPv4", "endpoints": null, "ports": null
+        }))
+        .unwrap();
+        assert!(to_object(Kind::EndpointSlice, &empty).is_ok());
     }
 }

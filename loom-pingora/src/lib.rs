@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 mod admin;
+mod backend_tls;
 mod buffered;
 pub mod handle;
 mod headers;

@@ -77,6 +77,8 @@ pub struct RequestCtx {
 }
 
 struct Routed {
+    /// The Gateway's client certificate for TLS backends.
+    client_cert: Option<loom_core::snapshot::Certificate>,
     rule: Arc<HttpRule>,
     backend_index: usize,
     backend: Arc<BackendTarget>,
@@ -207,6 +209,13 @@ impl ProxyHttp for LoomProxy {
                     session.as_mut().enable_retry_buffering();
                 }
                 ctx.route = Some(Routed {
+                    client_cert: f.backend.tls.as_ref().and_then(|_| {
+                        published
+                            .snapshot
+                            .gateways
+                            .get(&self.gateway)
+                            .and_then(|g| g.backend_client_certificate.clone())
+                    }),
                     rule: f.matched.rule.clone(),
                     backend_index: f.backend_index,
                     backend: f.backend.clone(),
@@ -255,10 +264,44 @@ impl ProxyHttp for LoomProxy {
             );
         }
         let endpoint = &endpoints[fastrand::usize(..endpoints.len())];
-        let mut peer = HttpPeer::new(endpoint.as_str(), false, String::new());
+        let mut peer = match &routed.backend.tls {
+            None => HttpPeer::new(endpoint.as_str(), false, String::new()),
+            Some(tls) => {
+                if !tls.subject_alt_names.is_empty() {
+                    // Pingora verifies the certificate against the SNI only; rather than
+                    // accept a certificate the policy's subjectAltNames would refuse, fail.
+                    return Error::e_explain(
+                        HTTPStatus(502),
+                        format!(
+                            "{}: subjectAltNames validation is not supported",
+                            tls.policy
+                        ),
+                    );
+                }
+                let mut peer = HttpPeer::new(endpoint.as_str(), true, tls.hostname.clone());
+                peer.options.verify_cert = true;
+                peer.options.verify_hostname = true;
+                let trust = crate::backend_tls::trust(tls).or_else(|e| {
+                    Error::e_explain(InternalError, format!("{}: CA: {e}", tls.policy))
+                })?;
+                peer.options.ca = trust.ca;
+                peer.group_key = trust.group;
+                if let Some(c) = &routed.client_cert {
+                    peer.client_cert_key =
+                        Some(crate::backend_tls::client_cert(c).or_else(|e| {
+                            Error::e_explain(InternalError, format!("client certificate: {e}"))
+                        })?);
+                }
+                peer
+            }
+        };
         if routed.backend.protocol == AppProtocol::H2c {
-            // Prior knowledge: the backend speaks HTTP/2 in cleartext.
-            peer.options.set_http_version(2, 2);
+            if routed.backend.tls.is_some() {
+                peer.options.alpn = pingora::protocols::ALPN::H2;
+            } else {
+                // Prior knowledge: the backend speaks HTTP/2 in cleartext.
+                peer.options.set_http_version(2, 2);
+            }
         }
         ctx.tries += 1;
         ctx.retrying = false;

@@ -767,6 +767,7 @@ fn scripted_backend() -> u16 {
 /// HTTPRoute `retry` and `timeouts` against a backend that fails and stalls on purpose.
 fn retries_and_timeouts(handle: &SnapshotHandle, port: u16, a: u16, b: u16) {
     let s = scripted_backend();
+    let dead = free_port(); // nothing listens there
     let extra = format!(
         r#"
 ---
@@ -794,6 +795,14 @@ spec:
     backendRefs: [{{group: gateway.loom.dev, kind: Backend, name: scripted}}]
   - matches: [{{path: {{type: PathPrefix, value: /count}}}}]
     backendRefs: [{{group: gateway.loom.dev, kind: Backend, name: scripted}}]
+  - matches: [{{path: {{type: PathPrefix, value: /half-dead}}}}]
+    retry: {{codes: [503], attempts: 40}}
+    backendRefs: [{{group: gateway.loom.dev, kind: Backend, name: half-dead}}]
+---
+apiVersion: gateway.loom.dev/v1alpha1
+kind: Backend
+metadata: {{name: half-dead, namespace: default}}
+spec: {{endpoints: ["127.0.0.1:{dead}", "127.0.0.1:{s}"]}}
 "#
     );
     publish(handle, &(config(port, a, b, "") + &extra));
@@ -833,4 +842,11 @@ spec:
         took >= Duration::from_millis(390) && took < Duration::from_millis(1000),
         "took {took:?}"
     );
+
+    // A refused connection is retried (on a randomly chosen endpoint again): with one of two
+    // endpoints dead and 40 attempts, every request gets through.
+    for i in 0..20 {
+        let r = get(port, h, &format!("/half-dead/slow/h{i}/0"), "").unwrap();
+        assert_eq!(r.status, 200, "request {i}");
+    }
 }

@@ -56,3 +56,24 @@ pid_alive() {
 kubectl_bin() {
   if [[ -n ${BIN:-} && -x $BIN/kubectl ]]; then echo "$BIN/kubectl"; else command -v kubectl; fi
 }
+
+# install_gateway_crds MODULE_DIR: installs the experimental-channel Gateway API CRDs (the
+# standard APIs plus experimental fields such as HTTPRoute retry) of the gateway-api version
+# MODULE_DIR's go.mod requires. The bundle's safe-upgrades ValidatingAdmissionPolicy refuses
+# experimental CRDs over standard ones; as its message says, it is removed first, and it is
+# not installed again.
+install_gateway_crds() {
+  local dir i kc
+  dir=$(cd "$1" && go list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api) || return 1
+  kc=$(kubectl_bin)
+  "$kc" delete --ignore-not-found validatingadmissionpolicybinding,validatingadmissionpolicy \
+    safe-upgrades.gateway.networking.k8s.io >/dev/null || return 1
+  for i in $(seq 20); do
+    "$kc" apply --server-side --force-conflicts -o name \
+      $(ls "$dir"/config/crd/experimental/*.yaml | grep -v -e kustomization -e vap_ | sed 's/^/-f /') \
+      >/dev/null 2>"$LOGS/crd-apply.err" && return 0
+    sleep 0.5 # the policy's removal takes a moment to take effect
+  done
+  cat "$LOGS/crd-apply.err" >&2
+  return 1
+}

@@ -259,7 +259,7 @@ pub(crate) struct GatewayIr<'a> {
     class_accepted: bool,
     not_accepted: Option<(Reason, String)>,
     not_programmed: Option<(Reason, String)>,
-    backend_client_cert: Option<Result<(), (Reason, String)>>,
+    backend_client_cert: Option<Result<Certificate, (Reason, String)>>,
     insecure_fallback: bool,
     addresses: Vec<StatusAddress>,
 }
@@ -441,7 +441,6 @@ impl<'a> Gateways<'a> {
             .and_then(|b| b.client_certificate_ref.as_ref())
         {
             let res = resolve_secret(self.world, ("gateway.networking.k8s.io", "Gateway", ns), r)
-                .map(|_| ())
                 .map_err(|(reason, m)| {
                     let reason = if reason == Reason::RefNotPermitted {
                         reason
@@ -602,6 +601,11 @@ impl<'a> Gateways<'a> {
             let mut g = GatewaySnapshot {
                 addresses: gw.addresses.clone(),
                 ports: BTreeMap::new(),
+                backend_client_certificate: gw
+                    .backend_client_cert
+                    .as_ref()
+                    .and_then(|r| r.as_ref().ok())
+                    .cloned(),
             };
             let all = gw.listeners.iter().copied().chain(
                 gw.listener_sets
@@ -731,7 +735,7 @@ impl<'a> Gateways<'a> {
             });
             if let Some(res) = &gw.backend_client_cert {
                 c.set(match res {
-                    Ok(()) => Condition::new(
+                    Ok(_) => Condition::new(
                         ConditionType::ResolvedRefs,
                         true,
                         Reason::ResolvedRefs,

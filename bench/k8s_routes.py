@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""`loom controller` on the ci/k8s test cluster: time from creating an HTTPRoute to traffic,
+and the controller's memory with many HTTPRoutes.
+
+Usage: bench/k8s_routes.py LOOM_BINARY [--latency N] [--memory 1000,5000]
+
+Starts its own controller (own GatewayClass, controller name and address pool, so it can share
+the cluster), one Gateway and one echo backend in namespace loom-bench; creates routes through
+the API (the admin client certificate of ci/k8s); every step is bounded in time and count.
+Prints p50/p99 of create-to-200 over N routes created one at a time, then RSS after the
+controller has compiled each total number of routes.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import time
+
+RUN = os.environ.get("LOOM_K8S_RUN", "/run/loom-k8s")
+NS, CLASS, CTL = "loom-bench", "loom-bench", "loom.dev/bench"
+ADMIN = 9941
+
+
+def api(method, path, body=None, ok=(200, 201, 202, 404, 409)):
+    ctx = ssl.create_default_context(cafile=f"{RUN}/pki/ca.crt")
+    ctx.load_cert_chain(f"{RUN}/pki/admin.crt", f"{RUN}/pki/admin.key")
+    c = http.client.HTTPSConnection("127.0.0.1", 6443, context=ctx, timeout=30)
+    c.request(method, path, body=json.dumps(body) if body else None,
+              headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    data = r.read()
+    if r.status not in ok:
+        raise RuntimeError(f"{method} {path}: {r.status} {data[:300]!r}")
+    return r.status, json.loads(data) if data else None
+
+
+GW = "/apis/gateway.networking.k8s.io/v1"
+
+
+def route(name, path):
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"parentRefs": [{"name": "gw"}],
+                     "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": path}}],
+                                "backendRefs": [{"name": "echo", "port": 8080}]}]}}
+
+
+def get(ip, path):
+    try:
+        c = http.client.HTTPConnection(ip, 8080, timeout=2)
+        c.request("GET", path)
+        return c.getresponse().status
+    except OSError:
+        return 0
+
+
+def wait(what, fn, limit=120.0, step=0.001):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(step)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def generation():
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", ADMIN, timeout=5)
+        c.request("GET", "/config")
+        return json.loads(c.getresponse().read())["generation"]
+    except OSError:
+        return -1
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("loom")
+    p.add_argument("--latency", type=int, default=100)
+    p.add_argument("--memory", default="1000,5000")
+    a = p.parse_args()
+
+    api("POST", "/api/v1/namespaces", {"metadata": {"name": NS}})
+    api("POST", f"{GW}/gatewayclasses", {"metadata": {"name": CLASS}, "spec": {"controllerName": CTL}})
+    api("POST", f"{GW}/namespaces/{NS}/gateways", {
+        "metadata": {"name": "gw", "namespace": NS},
+        "spec": {"gatewayClassName": CLASS,
+                 "listeners": [{"name": "http", "port": 8080, "protocol": "HTTP",
+                                "allowedRoutes": {"namespaces": {"from": "Same"}}}]}})
+    api("POST", f"/api/v1/namespaces/{NS}/services", {
+        "metadata": {"name": "echo", "namespace": NS},
+        "spec": {"selector": {"app": "echo"}, "ports": [{"port": 8080, "targetPort": 3000}]}})
+    api("POST", f"/apis/apps/v1/namespaces/{NS}/deployments", {
+        "metadata": {"name": "echo", "namespace": NS},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "echo"}},
+                 "template": {"metadata": {"labels": {"app": "echo"}}, "spec": {"containers": [{
+                     "name": "echo", "image": "registry.k8s.io/gateway-api/echo-basic:v1.5.1",
+                     "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                             {"name": "NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]}]}}}})
+    log = open("/var/cache/loom/logs/bench-controller.log", "w")
+    ctl = subprocess.Popen(
+        [a.loom, "controller", "--controller-name", CTL, "--address-pool", "127.220.0.0/16",
+         "--admin", f"127.0.0.1:{ADMIN}", "--no-leader-election"],
+        stdout=log, stderr=log, env={**os.environ, "KUBECONFIG": f"{RUN}/admin.kubeconfig",
+                                     "RUST_LOG": "warn"})
+    try:
+        def address():
+            _, gw = api("GET", f"{GW}/namespaces/{NS}/gateways/gw")
+            addrs = (gw or {}).get("status", {}).get("addresses", [])
+            return addrs[0]["value"] if addrs else None
+        ip = wait("the Gateway's address", address, step=0.1)
+        api("POST", f"{GW}/namespaces/{NS}/httproutes", route("warmup", "/warmup"))
+        wait("the echo backend through Loom", lambda: get(ip, "/warmup") == 200, step=0.05)
+        print(f"controller RSS with 1 route: {rss_mib(ctl.pid):.1f} MiB")
+
+        times = []
+        for i in range(a.latency):
+            t0 = time.monotonic()
+            api("POST", f"{GW}/namespaces/{NS}/httproutes", route(f"lat-{i}", f"/lat-{i}"))
+            wait(f"route lat-{i}", lambda: get(ip, f"/lat-{i}") == 200)
+            times.append((time.monotonic() - t0) * 1000)
+        times.sort()
+        p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
+        print(f"create HTTPRoute -> 200 over {len(times)} routes: p50 {statistics.median(times):.1f} ms, "
+              f"p99 {p99:.1f} ms, max {times[-1]:.1f} ms")
+
+        made = a.latency + 1
+        for total in [int(x) for x in a.memory.split(",") if x]:
+            t0 = time.monotonic()
+            for i in range(made, total):
+                api("POST", f"{GW}/namespaces/{NS}/httproutes", route(f"mem-{i}", f"/mem-{i}"))
+            made = max(made, total)
+            last = f"/mem-{total - 1}"
+            wait(f"route {last}", lambda: get(ip, last) == 200, limit=600, step=0.05)
+            g = generation()
+            time.sleep(2)
+            wait("compiles to settle", lambda: generation() == g or None, limit=60, step=0.5)
+            print(f"{total} HTTPRoutes: live {time.monotonic() - t0:.1f} s after the first create, "
+                  f"controller RSS {rss_mib(ctl.pid):.1f} MiB, {generation()} compiles so far")
+    finally:
+        # The Gateway first, so that the controller drops the class's gateway-exists
+        # finalizer before it stops; then the rest.
+        api("DELETE", f"{GW}/namespaces/{NS}/gateways/gw")
+
+        def no_finalizer():
+            _, c = api("GET", f"{GW}/gatewayclasses/{CLASS}")
+            return not (c or {}).get("metadata", {}).get("finalizers")
+        try:
+            wait("the GatewayClass finalizer to go", no_finalizer, limit=30, step=0.2)
+        finally:
+            api("DELETE", f"{GW}/gatewayclasses/{CLASS}")
+            api("DELETE", f"/api/v1/namespaces/{NS}")
+            ctl.send_signal(signal.SIGTERM)
+            try:
+                ctl.wait(10)
+            except subprocess.TimeoutExpired:
+                ctl.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
