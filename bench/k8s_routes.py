@@ -94,17 +94,22 @@ def main():
     p.add_argument("--memory", default="1000,5000")
     a = p.parse_args()
 
-    api("POST", "/api/v1/namespaces", {"metadata": {"name": NS}})
-    api("POST", f"{GW}/gatewayclasses", {"metadata": {"name": CLASS}, "spec": {"controllerName": CTL}})
+    v1 = {"apiVersion": "gateway.networking.k8s.io/v1"}
+    api("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    api("POST", f"{GW}/gatewayclasses", {**v1, "kind": "GatewayClass", "metadata": {"name": CLASS},
+                                         "spec": {"controllerName": CTL}})
     api("POST", f"{GW}/namespaces/{NS}/gateways", {
+        **v1, "kind": "Gateway",
         "metadata": {"name": "gw", "namespace": NS},
         "spec": {"gatewayClassName": CLASS,
                  "listeners": [{"name": "http", "port": 8080, "protocol": "HTTP",
                                 "allowedRoutes": {"namespaces": {"from": "Same"}}}]}})
     api("POST", f"/api/v1/namespaces/{NS}/services", {
+        "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "echo", "namespace": NS},
         "spec": {"selector": {"app": "echo"}, "ports": [{"port": 8080, "targetPort": 3000}]}})
     api("POST", f"/apis/apps/v1/namespaces/{NS}/deployments", {
+        "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "echo", "namespace": NS},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "echo"}},
                  "template": {"metadata": {"labels": {"app": "echo"}}, "spec": {"containers": [{

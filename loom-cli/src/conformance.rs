@@ -1325,7 +1325,7 @@ pub(crate) fn run(corpus: &Path, only: Option<&str>, verbose: bool) -> Result<Ex
             .filter(|f| !loom_core::SUPPORTED_FEATURES.contains(f))
             .collect();
         if !unsupported.is_empty() {
-            println!(
+            say!(
                 "SKIP {name}: features not supported: {}",
                 unsupported.join(", ")
             );
@@ -1343,7 +1343,7 @@ pub(crate) fn run(corpus: &Path, only: Option<&str>, verbose: bool) -> Result<Ex
         if (!case["skip_if"].is_null() && supported(&case["skip_if"]))
             || (!case["run_only_if"].is_null() && !supported(&case["run_only_if"]))
         {
-            println!("PASS {name} (returns early upstream: skip_if/run_only_if)");
+            say!("PASS {name} (returns early upstream: skip_if/run_only_if)");
             passed += 1;
             continue;
         }
@@ -1454,29 +1454,29 @@ pub(crate) fn run(corpus: &Path, only: Option<&str>, verbose: bool) -> Result<Ex
         );
         if !failures.is_empty() {
             failed += 1;
-            println!(
+            say!(
                 "FAIL {name} ({} failed, {decided} passed, {} undecided)",
                 failures.len(),
                 undecided.len()
             );
             for f in &failures {
-                println!("    {f}");
+                say!("    {f}");
             }
         } else if !undecided.is_empty() {
             skipped += 1;
-            println!(
+            say!(
                 "SKIP {name}: {decided} checks passed, {} undecided",
                 undecided.len()
             );
             for u in undecided.iter().take(if verbose { usize::MAX } else { 3 }) {
-                println!("    {u}");
+                say!("    {u}");
             }
         } else {
             passed += 1;
-            println!("PASS {name} ({decided} checks)");
+            say!("PASS {name} ({decided} checks)");
         }
     }
-    println!("{passed} passed, {failed} failed, {skipped} skipped");
+    say!("{passed} passed, {failed} failed, {skipped} skipped");
     Ok(if failed > 0 {
         ExitCode::FAILURE
     } else {

@@ -1,5 +1,16 @@
 //! `loom`: check, explain and conformance-test Gateway API configuration.
 
+/// `println!` that ends the process quietly when stdout is closed (`loom explain … | head`)
+/// instead of panicking; Rust ignores SIGPIPE, and no `unsafe` here restores it.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 mod conformance;
 mod controller;
 mod files;
@@ -132,25 +143,23 @@ fn check(paths: &[PathBuf], show_snapshot: bool) -> Result<ExitCode> {
     }
     let compiled = loom_core::compile(&loaded.input);
     for (key, status) in &compiled.status.objects {
-        println!("---");
-        println!("kind: {}", key.kind);
-        println!("metadata:");
-        println!("  name: {}", key.name);
+        say!("---");
+        say!("kind: {}", key.kind);
+        say!("metadata:");
+        say!("  name: {}", key.name);
         if !key.namespace.is_empty() {
-            println!("  namespace: {}", key.namespace);
+            say!("  namespace: {}", key.namespace);
         }
         let value = serde_json::to_value(status)?;
         let yaml = serde_saphyr::to_string(&serde_json::json!({ "status": value }))?;
-        print!("{yaml}");
+        say!("{}", yaml.trim_end());
         bad |= !status.is_healthy();
     }
     if show_snapshot {
-        println!("---");
+        say!("---");
         let snapshot = loom_core::snapshot::describe(&compiled.snapshot);
-        print!(
-            "{}",
-            serde_saphyr::to_string(&serde_json::json!({ "snapshot": snapshot }))?
-        );
+        let yaml = serde_saphyr::to_string(&serde_json::json!({ "snapshot": snapshot }))?;
+        say!("{}", yaml.trim_end());
     }
     if compiled.status.objects.is_empty() {
         eprintln!(
@@ -231,20 +240,21 @@ fn explain(
         uri: req.uri(),
         headers: req.headers(),
     };
-    println!("gateway: {}/{}  port: {port}", gw.namespace, gw.name);
+    say!("gateway: {}/{}  port: {port}", gw.namespace, gw.name);
     let matched = |m: &loom_core::snapshot::Matched<'_>| {
-        println!(
+        say!(
             "listener: {}  (declared by {})",
-            m.listener.name, m.listener.owner
+            m.listener.name,
+            m.listener.owner
         );
-        println!(
+        say!(
             "virtual host: {}",
             m.vhost
                 .hostname
                 .as_ref()
                 .map_or("* (any host)".to_owned(), |h| h.to_string())
         );
-        println!(
+        say!(
             "route: {}  rule: {}{}",
             m.rule.route,
             m.rule.rule_index,
@@ -255,7 +265,7 @@ fn explain(
                 .unwrap_or_default()
         );
         if let Some(hm) = m.http_match {
-            println!(
+            say!(
                 "matched: path {:?}, method {:?}, {} header and {} query matches",
                 hm.path,
                 hm.method,
@@ -290,27 +300,30 @@ fn explain(
             })
             .collect();
         if !others.is_empty() {
-            println!("also matched, lower precedence:");
+            say!("also matched, lower precedence:");
             for o in others {
-                println!("  - {o}");
+                say!("  - {o}");
             }
         }
     };
     match compiled.snapshot.decide(&gw, port, &hr, 0) {
         Decision::Forward(f) => {
             matched(&f.matched);
-            println!(
+            say!(
                 "decision: forward to {} port {:?} ({:?}), endpoints {:?}",
-                f.backend.object, f.backend.port, f.backend.protocol, f.backend.endpoints
+                f.backend.object,
+                f.backend.port,
+                f.backend.protocol,
+                f.backend.endpoints
             );
-            println!("backend receives:");
+            say!("backend receives:");
             let request = f.backend_request(&hr);
-            println!("  {} {}", request.method(), request.uri());
+            say!("  {} {}", request.method(), request.uri());
             for (n, v) in request.headers() {
-                println!("  {n}: {}", v.to_str().unwrap_or("<binary>"));
+                say!("  {n}: {}", v.to_str().unwrap_or("<binary>"));
             }
             for m in &f.mirrors {
-                println!("mirrored to: {}", m.object);
+                say!("mirrored to: {}", m.object);
             }
         }
         Decision::Redirect {
@@ -319,15 +332,15 @@ fn explain(
             matched: m,
         } => {
             matched(&m);
-            println!("decision: redirect {status} Location: {location}");
+            say!("decision: redirect {status} Location: {location}");
         }
         Decision::Respond(r) => {
             if let Some(m) = &r.matched {
                 matched(m);
             }
-            println!("decision: respond {} ({})", r.status, r.reason);
+            say!("decision: respond {} ({})", r.status, r.reason);
             for (n, v) in &r.headers {
-                println!("  {n}: {}", v.to_str().unwrap_or("<binary>"));
+                say!("  {n}: {}", v.to_str().unwrap_or("<binary>"));
             }
         }
     }

@@ -100,3 +100,23 @@ fn explain_shows_the_winning_rule_and_the_backend_request() {
     ]);
     assert!(out.contains("respond 404"), "{out}");
 }
+
+#[test]
+fn a_closed_stdout_ends_output_quietly() {
+    // `loom check --snapshot … | head -1`: the reader goes away after the first line.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loom"))
+        .args(["check", "--snapshot"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/quickstart.yaml"
+        ))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // closed before Loom writes anything
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

@@ -131,7 +131,8 @@ struct State {
     unsynced: HashSet<Kind>,
     current: HashMap<ObjectKey, Current>,
     pool: Option<AddressPool>,
-    last: Option<Compiled>,
+    /// The status of the last compile (its snapshot went to the data plane).
+    last: Option<loom_core::status::Status>,
 }
 
 /// Runs the controller until its watches end. `publish` receives every compiled
@@ -418,13 +419,13 @@ impl State {
         let compiled = loom_core::compile_with(&self.input, &opts);
         let took = started.elapsed();
         log::debug!("compiled in {took:?}");
-        publish(compiled.clone(), took);
-        self.last = Some(compiled);
+        self.last = Some(compiled.status.clone());
+        publish(compiled, took);
     }
 
     /// Every status write the last compile calls for.
     fn status_writes(&self) -> Vec<StatusWrite> {
-        let Some(compiled) = &self.last else {
+        let Some(status) = &self.last else {
             return vec![];
         };
         let controller = &self.opts.compile.controller_name;
@@ -434,7 +435,7 @@ impl State {
             .to_string();
         let mut out = vec![];
         let mut keys: BTreeMap<&ObjectKey, ()> = BTreeMap::new();
-        keys.extend(compiled.status.objects.keys().map(|k| (k, ())));
+        keys.extend(status.objects.keys().map(|k| (k, ())));
         keys.extend(self.current.keys().map(|k| (k, ())));
         for key in keys.into_keys() {
             let Some(current) = self.current.get(key) else {
@@ -443,7 +444,7 @@ impl State {
             let Some(resource) = self.resources.get(&key.kind) else {
                 continue;
             };
-            let desired = compiled.status.get(key);
+            let desired = status.get(key);
             if let Some(status) = next_status(desired, current.status.as_ref(), controller, &now) {
                 out.push(StatusWrite {
                     key: key.clone(),

@@ -152,6 +152,10 @@ func (n *network) create(sb *sandbox) error {
 		{"link", "set", sb.veth, "master", n.bridge},
 		{"link", "set", sb.veth, "up"},
 		{"-n", sb.netns, "link", "set", peer, "name", "eth0"},
+		// A MAC derived from the IP: a pod that gets a recycled IP keeps the MAC the node's
+		// neighbour cache already holds for it (with a fresh random MAC, the stale entry
+		// made the new pod unreachable until the kernel re-probed, tens of seconds later).
+		{"-n", sb.netns, "link", "set", "eth0", "address", macFor(sb.ip)},
 		{"-n", sb.netns, "addr", "add", netip.PrefixFrom(sb.ip, n.node.Bits()).String(), "dev", "eth0"},
 		{"-n", sb.netns, "link", "set", "eth0", "up"},
 		{"-n", sb.netns, "link", "set", "lo", "up"},
@@ -184,4 +188,10 @@ func (n *network) teardown(sb *sandbox) {
 func u32(a netip.Addr) uint32 {
 	b := a.As4()
 	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+// macFor is a locally administered unicast MAC holding the IPv4 address: 02:00:a.b.c.d.
+func macFor(ip netip.Addr) string {
+	b := ip.As4()
+	return fmt.Sprintf("02:00:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3])
 }
