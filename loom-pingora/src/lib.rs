@@ -18,6 +18,7 @@ mod backend_tls;
 mod buffered;
 pub mod handle;
 mod headers;
+pub mod health;
 mod l4;
 pub mod listeners;
 pub mod metrics;

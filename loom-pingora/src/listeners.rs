@@ -47,6 +47,8 @@ pub struct ListenerManager {
     default_bind: IpAddr,
     metrics: Arc<Metrics>,
     mirrors: Arc<Mirrors>,
+    /// Passive health, shared by every HTTP listener.
+    health: Arc<crate::health::Health>,
     ready: Arc<AtomicBool>,
 }
 
@@ -111,6 +113,7 @@ impl ListenerManager {
             default_bind,
             metrics,
             mirrors,
+            health: Arc::default(),
             ready,
         }
     }
@@ -179,6 +182,7 @@ impl ListenerManager {
             tls,
             self.metrics.clone(),
             self.mirrors.clone(),
+            self.health.clone(),
         );
         let mut app = HttpProxy::new(proxy, self.conf.clone());
         if h2c {

@@ -29,6 +29,7 @@ use pingora::proxy::{ProxyHttp, Session};
 
 use crate::handle::SnapshotHandle;
 use crate::headers;
+use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::mirror::Mirrors;
 use crate::tls::ClientSni;
@@ -41,6 +42,7 @@ pub struct LoomProxy {
     tls: bool,
     metrics: Arc<Metrics>,
     mirrors: Arc<Mirrors>,
+    health: Arc<Health>,
 }
 
 impl LoomProxy {
@@ -52,6 +54,7 @@ impl LoomProxy {
         tls: bool,
         metrics: Arc<Metrics>,
         mirrors: Arc<Mirrors>,
+        health: Arc<Health>,
     ) -> Self {
         LoomProxy {
             handle,
@@ -60,6 +63,7 @@ impl LoomProxy {
             tls,
             metrics,
             mirrors,
+            health,
         }
     }
 }
@@ -70,6 +74,8 @@ pub struct RequestCtx {
     route: Option<Routed>,
     /// Backend attempts made so far.
     tries: u32,
+    /// The endpoint of the current attempt (an index into the backend's endpoints).
+    endpoint: usize,
     /// The last attempt's response was dropped to retry it.
     retrying: bool,
     /// `namespace/name` of the route and the rule index, for metrics (`-` when none matched).
@@ -93,14 +99,15 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// Request framing Loom refuses: any transfer coding other than a lone `chunked` (RFC 9112
 /// §6.1: a server SHOULD answer 501 to a transfer coding it does not understand; forwarding it
-/// would leave the backend to agree with Loom on framing). Pingora itself refuses conflicting
-/// Content-Lengths and a non-chunked final coding (400), and for a request with both
-/// Content-Length and Transfer-Encoding it drops the Content-Length before the request reaches
-/// Loom and closes the connection afterwards (RFC 9112 §6.3), so the backend never sees both.
+/// would leave the backend to agree with Loom on framing), and both Content-Length and
+/// Transfer-Encoding (400: "a server MAY reject a request that contains both … as such a
+/// message might indicate an attempt to perform request smuggling", RFC 9112 §6.1). Pingora
+/// itself refuses conflicting Content-Lengths and a non-chunked final coding (400).
 ///
 /// Requests with more than [`MAX_HEADERS`] header lines or more than [`MAX_HEADER_BYTES`] of
 /// request line and headers get 431 (Pingora's own limits are far larger: about 1 MB).
-fn framing_error(req: &pingora::http::RequestHeader) -> Option<StatusCode> {
+fn framing_error(session: &Session) -> Option<StatusCode> {
+    let req = session.req_header();
     if req.headers.len() > MAX_HEADERS {
         return Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     }
@@ -121,9 +128,28 @@ fn framing_error(req: &pingora::http::RequestHeader) -> Option<StatusCode> {
         .collect();
     match codings.as_slice() {
         [] => None,
-        [only] if only.eq_ignore_ascii_case(b"chunked") => None,
+        [only] if only.eq_ignore_ascii_case(b"chunked") => {
+            has_content_length(session).then_some(StatusCode::BAD_REQUEST)
+        }
         _ => Some(StatusCode::NOT_IMPLEMENTED),
     }
+}
+
+/// Whether the request as received carried a Content-Length. Pingora drops Content-Length
+/// from an HTTP/1 request that also has Transfer-Encoding before Loom sees the headers, so
+/// the raw header block is read instead (only for requests with Transfer-Encoding).
+fn has_content_length(session: &Session) -> bool {
+    let pingora::protocols::http::ServerSession::H1(h1) = session.as_ref() else {
+        return session
+            .req_header()
+            .headers
+            .contains_key(http::header::CONTENT_LENGTH);
+    };
+    h1.get_headers_raw_bytes()
+        .split(|b| *b == b'\n')
+        .skip(1) // the request line
+        .filter_map(|line| line.split(|b| *b == b':').next())
+        .any(|name| name.trim_ascii().eq_ignore_ascii_case(b"content-length"))
 }
 
 async fn respond(
@@ -149,13 +175,14 @@ impl ProxyHttp for LoomProxy {
             started: Instant::now(),
             route: None,
             tries: 0,
+            endpoint: 0,
             retrying: false,
             label: None,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        if let Some(status) = framing_error(session.req_header()) {
+        if let Some(status) = framing_error(session) {
             respond(
                 session,
                 status,
@@ -263,7 +290,10 @@ impl ProxyHttp for LoomProxy {
                 format!("{} has no ready endpoints", routed.backend.object),
             );
         }
-        let endpoint = &endpoints[fastrand::usize(..endpoints.len())];
+        ctx.endpoint = self
+            .health
+            .pick(endpoints, fastrand::usize(..), Instant::now());
+        let endpoint = &endpoints[ctx.endpoint];
         let mut peer = match &routed.backend.tls {
             None => HttpPeer::new(endpoint.as_str(), false, String::new()),
             Some(tls) => {
@@ -372,6 +402,17 @@ impl ProxyHttp for LoomProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        if let Some(endpoint) = ctx
+            .route
+            .as_ref()
+            .and_then(|r| r.backend.endpoints.get(ctx.endpoint))
+        {
+            log::warn!(
+                "{endpoint}: {e}; left out for {:?}",
+                crate::health::EJECT_FOR
+            );
+            self.health.eject(endpoint, Instant::now());
+        }
         // A connection that could not be made is retried while the policy has attempts left.
         if let Some(retry) = ctx.route.as_ref().and_then(|r| r.rule.retry.as_ref())
             && ctx.tries <= retry.attempts
