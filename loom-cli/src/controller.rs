@@ -31,6 +31,13 @@ pub(crate) struct Args {
     /// Where Gateways listen when no pool is given (and the address they report).
     #[arg(long, default_value = "0.0.0.0")]
     bind: IpAddr,
+    /// The address Gateways report in status when no pool is given (default: --bind, or
+    /// 127.0.0.1 when binding every interface), e.g. a load balancer's IP or hostname.
+    #[arg(long)]
+    status_address: Option<String>,
+    /// The type of --status-address: IPAddress or Hostname.
+    #[arg(long, default_value = "IPAddress", value_parser = ["IPAddress", "Hostname"])]
+    status_address_type: String,
     /// The admin listener (/metrics, /healthz, /readyz, /config).
     #[arg(long, default_value = "127.0.0.1:9901")]
     admin: SocketAddr,
@@ -83,9 +90,15 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         field_manager: args.controller_name.clone(),
         compile: loom_core::Options {
             controller_name: args.controller_name.clone(),
-            default_addresses: vec![StatusAddress {
-                type_: "IPAddress".into(),
-                value: shown.to_string(),
+            default_addresses: vec![match &args.status_address {
+                Some(value) => StatusAddress {
+                    type_: args.status_address_type.clone(),
+                    value: value.clone(),
+                },
+                None => StatusAddress {
+                    type_: "IPAddress".into(),
+                    value: shown.to_string(),
+                },
             }],
             ..Default::default()
         },

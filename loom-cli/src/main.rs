@@ -86,6 +86,8 @@ enum Command {
     /// Run against Kubernetes: watch Gateway API objects, serve every Gateway of Loom's
     /// classes from this process, and write their status (when holding the Lease).
     Controller(controller::Args),
+    /// Print the CustomResourceDefinitions of Loom's own kinds (kubectl apply -f -).
+    Crds,
     /// Run a conformance corpus (cases/*.yaml) against the compiler and decision API.
     Conformance {
         /// The corpus directory (with cases/, manifests/, base/).
@@ -119,6 +121,7 @@ fn main() -> ExitCode {
             poll_ms,
         } => serve::run(&paths, bind, admin, threads, poll_ms),
         Command::Controller(args) => controller::run(args),
+        Command::Crds => crds(),
         Command::Conformance {
             corpus,
             only,
@@ -132,6 +135,14 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn crds() -> Result<ExitCode> {
+    for crd in loom_k8s::crds::crds() {
+        say!("---");
+        say!("{}", serde_saphyr::to_string(&crd)?.trim_end());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check(paths: &[PathBuf], show_snapshot: bool) -> Result<ExitCode> {

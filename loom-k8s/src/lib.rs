@@ -12,6 +12,7 @@
 
 pub mod addresses;
 pub mod controller;
+pub mod crds;
 pub mod resources;
 pub mod status;
 

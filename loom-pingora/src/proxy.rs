@@ -338,20 +338,18 @@ impl ProxyHttp for LoomProxy {
         // "request": the whole request, every attempt included; "backendRequest": each
         // attempt (GEP-1742). Pingora's timeouts are per connect/read/write, so an attempt
         // gets the smaller of the two, measured from when it starts.
-        let left = routed
-            .timeouts
-            .request_ms
-            .map(|ms| Duration::from_millis(ms).saturating_sub(ctx.started.elapsed()));
+        let started = ctx.started;
+        let left = || {
+            let request = routed.timeouts.request_ms.map(Duration::from_millis);
+            request.map(|r| r.saturating_sub(started.elapsed()))
+        };
         if ctx.tries > 1
             && let Some(backoff) = routed.rule.retry.as_ref().and_then(|r| r.backoff_ms)
         {
             let backoff = Duration::from_millis(backoff);
-            tokio::time::sleep(left.map_or(backoff, |l| l.min(backoff))).await;
+            tokio::time::sleep(left().map_or(backoff, |l| l.min(backoff))).await;
         }
-        let left = routed
-            .timeouts
-            .request_ms
-            .map(|ms| Duration::from_millis(ms).saturating_sub(ctx.started.elapsed()));
+        let left = left();
         if left.is_some_and(|l| l.is_zero()) {
             return Error::e_explain(HTTPStatus(504), "request timeout");
         }

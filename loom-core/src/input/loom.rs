@@ -18,12 +18,14 @@ pub struct GatewayClassConfig {
 }
 
 /// `GatewayClassConfig.spec`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct GatewayClassConfigSpec {
     /// Data-plane replicas (default 1).
     pub replicas: Option<i32>,
     /// Container resources, as in a Pod spec.
+    #[cfg_attr(feature = "schema", schemars(schema_with = "any_object"))]
     pub resources: Option<serde_json::Value>,
     /// The Service type of the data plane (default `LoadBalancer`).
     pub service_type: Option<String>,
@@ -32,6 +34,7 @@ pub struct GatewayClassConfigSpec {
 }
 
 /// Which object a Loom policy applies to.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct PolicyTarget {
@@ -56,6 +59,7 @@ pub struct RateLimitPolicy {
 }
 
 /// `RateLimitPolicy.spec`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct RateLimitPolicySpec {
@@ -82,6 +86,7 @@ pub struct CircuitBreakerPolicy {
 }
 
 /// `CircuitBreakerPolicy.spec`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct CircuitBreakerPolicySpec {
@@ -108,6 +113,7 @@ pub struct WasmPlugin {
 }
 
 /// `WASMPlugin.spec`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct WasmPluginSpec {
@@ -118,6 +124,7 @@ pub struct WasmPluginSpec {
     /// Expected sha256 of the module.
     pub sha256: Option<String>,
     /// Configuration handed to the plugin.
+    #[cfg_attr(feature = "schema", schemars(schema_with = "any_object"))]
     pub config: Option<serde_json::Value>,
     /// `Request` (default) or `Response`.
     pub phase: Option<String>,
@@ -134,6 +141,7 @@ pub struct Backend {
 }
 
 /// `Backend.spec`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct BackendSpec {
@@ -141,4 +149,14 @@ pub struct BackendSpec {
     pub endpoints: Vec<String>,
     /// `http` (default), `h2c`, `https`, `ws`, `tcp`, `udp`.
     pub protocol: Option<String>,
+}
+
+/// An object whose fields the API server keeps as they are (a CRD schema has to say so).
+#[cfg(feature = "schema")]
+fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "nullable": true,
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
 }

@@ -1,0 +1,186 @@
+//! The CustomResourceDefinitions of Loom's own kinds (`gateway.loom.dev/v1alpha1`), generated
+//! from the same Rust types the compiler reads, so the API server validates what Loom
+//! understands. `loom crds` prints them.
+
+use loom_core::input::LOOM_GROUP;
+use loom_core::input::{
+    BackendSpec, CircuitBreakerPolicySpec, GatewayClassConfigSpec, RateLimitPolicySpec,
+    WasmPluginSpec,
+};
+use schemars::JsonSchema;
+use schemars::generate::SchemaSettings;
+use serde_json::{Value, json};
+
+/// The version every Loom kind is served at.
+pub const VERSION: &str = "v1alpha1";
+
+/// The schema of `T` as a Kubernetes structural schema: OpenAPI v3, everything inline.
+fn schema_of<T: JsonSchema>() -> Value {
+    let mut settings = SchemaSettings::openapi3();
+    settings.inline_subschemas = true;
+    let root = settings.into_generator().into_root_schema_for::<T>();
+    let mut v = root.to_value();
+    if let Some(m) = v.as_object_mut() {
+        for k in ["$schema", "title", "$defs", "definitions", "components"] {
+            m.remove(k);
+        }
+    }
+    drop_defaults(&mut v);
+    v
+}
+
+/// `#[serde(default)]` makes schemars write `default: null` and `default: {}`: the API server
+/// would then store those values in every object. Absent is what Loom means.
+fn drop_defaults(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.remove("default");
+            m.values_mut().for_each(drop_defaults);
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_defaults),
+        _ => {}
+    }
+}
+
+fn crd(kind: &str, plural: &str, description: &str, status: bool, spec: Value) -> Value {
+    let mut properties = json!({ "spec": spec });
+    let mut version = json!({
+        "name": VERSION,
+        "served": true,
+        "storage": true,
+    });
+    if status {
+        properties["status"] = json!({
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": true,
+        });
+        version["subresources"] = json!({ "status": {} });
+    }
+    version["schema"] = json!({
+        "openAPIV3Schema": {
+            "type": "object",
+            "description": description,
+            "required": ["spec"],
+            "properties": properties,
+        }
+    });
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": format!("{plural}.{LOOM_GROUP}"),
+            "labels": {"app.kubernetes.io/part-of": "loom"},
+        },
+        "spec": {
+            "group": LOOM_GROUP,
+            "names": {
+                "kind": kind,
+                "listKind": format!("{kind}List"),
+                "plural": plural,
+                "singular": kind.to_ascii_lowercase(),
+                "categories": ["loom"],
+            },
+            "scope": "Namespaced",
+            "versions": [version],
+        }
+    })
+}
+
+/// Every CRD of Loom's kinds.
+pub fn crds() -> Vec<Value> {
+    vec![
+        crd(
+            "GatewayClassConfig",
+            "gatewayclassconfigs",
+            "How Loom provisions data-plane pods for a GatewayClass or Gateway (parametersRef).",
+            false,
+            schema_of::<GatewayClassConfigSpec>(),
+        ),
+        crd(
+            "RateLimitPolicy",
+            "ratelimitpolicies",
+            "Local token-bucket rate limits for Gateways, routes or Services.",
+            true,
+            schema_of::<RateLimitPolicySpec>(),
+        ),
+        crd(
+            "CircuitBreakerPolicy",
+            "circuitbreakerpolicies",
+            "Connection, request and outlier limits towards backends.",
+            true,
+            schema_of::<CircuitBreakerPolicySpec>(),
+        ),
+        crd(
+            "WASMPlugin",
+            "wasmplugins",
+            "A WebAssembly filter attached to Gateways or routes.",
+            true,
+            schema_of::<WasmPluginSpec>(),
+        ),
+        crd(
+            "Backend",
+            "backends",
+            "Static endpoints a route can name instead of a Service.",
+            false,
+            schema_of::<BackendSpec>(),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn walk(v: &Value, f: &mut impl FnMut(&serde_json::Map<String, Value>)) {
+        match v {
+            Value::Object(m) => {
+                f(m);
+                m.values().for_each(|x| walk(x, f));
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, f)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn schemas_are_structural_and_follow_the_types() {
+        let crds = crds();
+        assert_eq!(crds.len(), 5);
+        for c in &crds {
+            let schema = &c["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+            // Structural: no references, no anyOf/oneOf at the top of a property, every
+            // node typed unless it keeps unknown fields.
+            walk(schema, &mut |m| {
+                assert!(
+                    !m.contains_key("$ref"),
+                    "{}: $ref in {m:?}",
+                    c["metadata"]["name"]
+                );
+                assert!(
+                    !m.contains_key("default"),
+                    "{}: default in {m:?}",
+                    c["metadata"]["name"]
+                );
+                if m.contains_key("properties") || m.contains_key("items") {
+                    assert!(
+                        m.contains_key("type"),
+                        "{}: untyped {m:?}",
+                        c["metadata"]["name"]
+                    );
+                }
+            });
+        }
+        let backend = &crds[4]["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let spec = &backend["properties"]["spec"]["properties"];
+        assert_eq!(spec["endpoints"]["type"], "array");
+        assert_eq!(spec["endpoints"]["items"]["type"], "string");
+        let rl = &crds[1]["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let target = &rl["properties"]["spec"]["properties"]["targetRefs"]["items"];
+        assert_eq!(target["properties"]["sectionName"]["type"], "string");
+        let cfg = &crds[0]["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        assert_eq!(
+            cfg["properties"]["spec"]["properties"]["resources"]["x-kubernetes-preserve-unknown-fields"],
+            true
+        );
+    }
+}
