@@ -10,6 +10,7 @@ mod gateway;
 mod loom;
 mod meta;
 mod policy;
+mod refs;
 mod route;
 
 pub use self::{core::*, gateway::*, loom::*, meta::*, policy::*, route::*};

@@ -133,6 +133,35 @@ struct State {
     pool: Option<AddressPool>,
     /// The status of the last compile (its snapshot went to the data plane).
     last: Option<loom_core::status::Status>,
+    /// Secrets and ConfigMaps: one watch per object the configuration names.
+    refs: Refs,
+}
+
+/// How long a compile waits for a newly named Secret or ConfigMap to be fetched (after
+/// that, it compiles without it: the object may not exist, or not be readable).
+const REF_WAIT: Duration = Duration::from_secs(3);
+
+/// Watches of the Secrets and ConfigMaps the configuration names. A cluster's other
+/// Secrets are never listed or cached.
+struct Refs {
+    client: kube::Client,
+    resources: HashMap<Kind, ApiResource>,
+    watches: HashMap<ObjectKey, RefWatch>,
+    tx: tokio::sync::mpsc::UnboundedSender<(ObjectKey, watcher::Result<Event<DynamicObject>>)>,
+}
+
+struct RefWatch {
+    task: tokio::task::AbortHandle,
+    started: Instant,
+    synced: bool,
+    /// The object seen in the relist in progress.
+    pending: Option<DynamicObject>,
+}
+
+impl Drop for RefWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Runs the controller until its watches end. `publish` receives every compiled
@@ -160,6 +189,8 @@ pub async fn run(
         leader.clone(),
     ));
 
+    let by_ref = |k: Kind| matches!(k, Kind::Secret | Kind::ConfigMap);
+    let (refs_tx, mut refs_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut state = State {
         pool: opts.address_pool.map(AddressPool::new),
         resources: found
@@ -167,15 +198,37 @@ pub async fn run(
             .iter()
             .map(|w| (w.kind, w.resource.clone()))
             .collect(),
-        unsynced: found.watched.iter().map(|w| w.kind).collect(),
+        unsynced: found
+            .watched
+            .iter()
+            .map(|w| w.kind)
+            .filter(|k| !by_ref(*k))
+            .collect(),
         opts,
         input: Input::default(),
         keys: HashMap::new(),
         relist: HashMap::new(),
         current: HashMap::new(),
         last: None,
+        refs: Refs {
+            client: client.clone(),
+            resources: found
+                .watched
+                .iter()
+                .filter(|w| by_ref(w.kind))
+                .map(|w| (w.kind, w.resource.clone()))
+                .collect(),
+            watches: HashMap::new(),
+            tx: refs_tx,
+        },
     };
-    let mut events = stream::select_all(found.watched.iter().map(|w| watch_kind(&client, w)));
+    let mut events = stream::select_all(
+        found
+            .watched
+            .iter()
+            .filter(|w| !by_ref(w.kind))
+            .map(|w| watch_kind(&client, w)),
+    );
     let mut leader = leader;
     let mut dirty: Option<(Instant, Instant)> = None; // (first change, last change)
     let mut status_dirty = false;
@@ -199,10 +252,25 @@ pub async fn run(
                     Err(e) => log::warn!("watching {kind}: {e}"),
                 }
             }
+            Some((key, ev)) = refs_rx.recv() => match ev {
+                Ok(ev) => {
+                    if state.apply_ref(key, ev) {
+                        let now = Instant::now();
+                        dirty = Some((dirty.map_or(now, |d| d.0), now));
+                    }
+                }
+                Err(e) => log::warn!("watching {key}: {e}"),
+            },
             _ = sleep_until(deadline), if ready && deadline.is_some() => {
-                dirty = None;
-                state.compile(&publish);
-                status_dirty = true;
+                if state.refs_ready() {
+                    dirty = None;
+                    state.compile(&publish);
+                    status_dirty = true;
+                } else {
+                    // A newly named Secret or ConfigMap is on its way; look again shortly.
+                    let now = Instant::now();
+                    dirty = Some((now, now));
+                }
             }
             _ = resync.tick() => status_dirty = true,
             changed = leader.changed() => {
@@ -211,12 +279,6 @@ pub async fn run(
                 }
                 status_dirty = true;
             }
-        }
-        if ready && state.last.is_none() {
-            // Every kind has listed once: the first snapshot, without debounce.
-            dirty = None;
-            state.compile(&publish);
-            status_dirty = true;
         }
         if status_dirty && dirty.is_none() && *leader.borrow() && state.last.is_some() {
             status_dirty = false;
@@ -236,12 +298,8 @@ type KindEvents =
 
 fn watch_kind(client: &kube::Client, w: &Watched) -> KindEvents {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &w.resource);
-    let mut cfg = watcher::Config::default();
-    if let Some(f) = w.field_selector {
-        cfg = cfg.fields(f);
-    }
     let kind = w.kind;
-    watcher::watcher(api, cfg)
+    watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .map(move |e| (kind, e))
         .boxed()
@@ -284,6 +342,65 @@ async fn start_lease(
 }
 
 impl State {
+    /// Starts watches for the Secrets and ConfigMaps the input names and stops the others;
+    /// whether every named one has been fetched (or waited for long enough).
+    fn refs_ready(&mut self) -> bool {
+        let wanted: HashSet<ObjectKey> = self
+            .input
+            .referenced_secrets_and_config_maps()
+            .into_iter()
+            .filter(|k| self.refs.resources.contains_key(&k.kind))
+            .collect();
+        let gone: Vec<ObjectKey> = self
+            .refs
+            .watches
+            .keys()
+            .filter(|k| !wanted.contains(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.refs.watches.remove(&key);
+            self.remove(&key);
+        }
+        for key in wanted {
+            if !self.refs.watches.contains_key(&key) {
+                let watch = self.refs.start(&key);
+                self.refs.watches.insert(key, watch);
+            }
+        }
+        let now = Instant::now();
+        self.refs
+            .watches
+            .values()
+            .all(|w| w.synced || now.duration_since(w.started) > REF_WAIT)
+    }
+
+    /// Applies one event of a Secret or ConfigMap watch. Returns whether the input changed.
+    fn apply_ref(&mut self, key: ObjectKey, ev: Event<DynamicObject>) -> bool {
+        let Some(w) = self.refs.watches.get_mut(&key) else {
+            return false; // no longer named (the watch was stopped)
+        };
+        match ev {
+            Event::Init => {
+                w.pending = None;
+                false
+            }
+            Event::InitApply(o) => {
+                w.pending = Some(o);
+                false
+            }
+            Event::InitDone => {
+                w.synced = true;
+                match w.pending.take() {
+                    Some(o) => self.upsert(key.kind, &o).0,
+                    None => self.remove(&key),
+                }
+            }
+            Event::Apply(o) => self.upsert(key.kind, &o).0,
+            Event::Delete(_) => self.remove(&key),
+        }
+    }
+
     /// Applies one watch event. Returns (the compiled input changed, a status changed).
     fn apply(&mut self, kind: Kind, ev: Event<DynamicObject>) -> (bool, bool) {
         match ev {
@@ -495,6 +612,31 @@ impl State {
             }
         }
         out
+    }
+}
+
+impl Refs {
+    fn start(&self, key: &ObjectKey) -> RefWatch {
+        let resource = &self.resources[&key.kind];
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &key.namespace, resource);
+        let cfg = watcher::Config::default().fields(&format!("metadata.name={}", key.name));
+        let tx = self.tx.clone();
+        let k = key.clone();
+        let task = tokio::spawn(async move {
+            let mut events = watcher::watcher(api, cfg).default_backoff().boxed();
+            while let Some(ev) = events.next().await {
+                if tx.send((k.clone(), ev)).is_err() {
+                    break;
+                }
+            }
+        });
+        RefWatch {
+            task: task.abort_handle(),
+            started: Instant::now(),
+            synced: false,
+            pending: None,
+        }
     }
 }
 

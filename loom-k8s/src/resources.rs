@@ -12,8 +12,6 @@ pub struct Watched {
     pub kind: Kind,
     /// Group, version, plural as served (the most stable version).
     pub resource: ApiResource,
-    /// A field selector narrowing the watch (Secrets: only TLS Secrets).
-    pub field_selector: Option<&'static str>,
 }
 
 /// What discovery found, and which kinds the cluster does not serve (CRDs not installed).
@@ -39,11 +37,7 @@ pub async fn discover(client: kube::Client) -> kube::Result<Discovered> {
         match found {
             Some((resource, caps)) => {
                 debug_assert_eq!(caps.scope == Scope::Namespaced, kind.is_namespaced());
-                out.watched.push(Watched {
-                    kind,
-                    resource,
-                    field_selector: (kind == Kind::Secret).then_some("type=kubernetes.io/tls"),
-                })
+                out.watched.push(Watched { kind, resource })
             }
             None => out.missing.push(kind),
         }

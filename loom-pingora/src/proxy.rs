@@ -448,6 +448,17 @@ impl ProxyHttp for LoomProxy {
         e
     }
 
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        ctx: &RequestCtx,
+        _error: &Error,
+        _context: pingora::proxy::ProxyWarnLogContext,
+    ) -> bool {
+        // A retry the route's policy asked for is the policy working, not a warning.
+        ctx.retrying
+    }
+
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
