@@ -46,6 +46,8 @@ pub struct ControllerOptions {
     pub lease: Option<LeaseOptions>,
     /// How often status is checked again without a change (repairs failed writes).
     pub resync: Duration,
+    /// How often API discovery runs again (a CRD installed later gets watched).
+    pub rediscover: Duration,
 }
 
 /// The Lease that elects the status writer.
@@ -72,22 +74,9 @@ impl Default for ControllerOptions {
             field_manager: loom_core::CONTROLLER_NAME.into(),
             lease: None,
             resync: Duration::from_secs(30),
+            rediscover: Duration::from_secs(10),
         }
     }
-}
-
-/// Errors that stop the controller.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// API discovery failed.
-    #[error("API discovery failed: {0}")]
-    Discovery(#[source] kube::Error),
-    /// The Lease manager could not start.
-    #[error("leader election could not start: {0}")]
-    Lease(String),
-    /// Every watch stream ended.
-    #[error("every watch stream ended")]
-    WatchesEnded,
 }
 
 /// The finalizer a GatewayClass carries while Gateways use it ("The GatewayClass should
@@ -164,22 +153,19 @@ impl Drop for RefWatch {
     }
 }
 
-/// Runs the controller until its watches end. `publish` receives every compiled
-/// snapshot (after all watches have listed once, then after each debounced change).
-pub async fn run(
-    client: kube::Client,
-    opts: ControllerOptions,
-    publish: Publish,
-) -> Result<(), Error> {
-    let found = resources::discover(client.clone())
-        .await
-        .map_err(Error::Discovery)?;
-    for kind in &found.missing {
-        log::info!("{kind} is not served by this cluster (CRD not installed); not watched");
-    }
+/// Runs the controller; it does not return. `publish` receives every compiled snapshot
+/// (after all watches have listed once, then after each debounced change). An API server
+/// that is not reachable yet, a Lease that cannot be taken yet, or a kind the API server
+/// starts serving later (a CRD installed after Loom) are waited for and picked up.
+pub async fn run(client: kube::Client, opts: ControllerOptions, publish: Publish) {
     let (leader_tx, leader) = watch::channel(opts.lease.is_none());
-    if let Some(lease) = &opts.lease {
-        start_lease(client.clone(), lease, &opts.field_manager, leader_tx).await?;
+    if let Some(lease) = opts.lease.clone() {
+        tokio::spawn(elect(
+            client.clone(),
+            lease,
+            opts.field_manager.clone(),
+            leader_tx,
+        ));
     }
     let (writes_tx, writes_rx) = watch::channel(Arc::new(Vec::<StatusWrite>::new()));
     tokio::spawn(status_writer(
@@ -188,7 +174,34 @@ pub async fn run(
         writes_rx,
         leader.clone(),
     ));
+    loop {
+        let found = match resources::discover(client.clone()).await {
+            Ok(found) => found,
+            Err(e) => {
+                log::warn!("API discovery failed ({e}); trying again in 2 s");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
+        for kind in &found.missing {
+            log::info!("{kind} is not served by this cluster (CRD not installed); not watched");
+        }
+        watch_and_compile(&client, &opts, &publish, found, leader.clone(), &writes_tx).await;
+        log::info!("the kinds the API server serves changed; watching them anew");
+    }
+}
 
+/// Watches the discovered kinds and compiles until discovery finds a different set of
+/// kinds (the data plane keeps serving the last snapshot meanwhile).
+async fn watch_and_compile(
+    client: &kube::Client,
+    opts: &ControllerOptions,
+    publish: &Publish,
+    found: resources::Discovered,
+    mut leader: watch::Receiver<bool>,
+    writes_tx: &watch::Sender<Arc<Vec<StatusWrite>>>,
+) {
+    let served: BTreeSet<Kind> = found.watched.iter().map(|w| w.kind).collect();
     let by_ref = |k: Kind| matches!(k, Kind::Secret | Kind::ConfigMap);
     let (refs_tx, mut refs_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut state = State {
@@ -204,7 +217,7 @@ pub async fn run(
             .map(|w| w.kind)
             .filter(|k| !by_ref(*k))
             .collect(),
-        opts,
+        opts: opts.clone(),
         input: Input::default(),
         keys: HashMap::new(),
         relist: HashMap::new(),
@@ -227,19 +240,21 @@ pub async fn run(
             .watched
             .iter()
             .filter(|w| !by_ref(w.kind))
-            .map(|w| watch_kind(&client, w)),
+            .map(|w| watch_kind(client, w)),
     );
-    let mut leader = leader;
     let mut dirty: Option<(Instant, Instant)> = None; // (first change, last change)
     let mut status_dirty = false;
     let mut resync = tokio::time::interval(state.opts.resync);
+    let mut rediscover = tokio::time::interval(state.opts.rediscover);
+    rediscover.reset();
+    let mut leader_open = true;
     loop {
         let deadline = dirty
             .map(|(first, last)| (last + state.opts.debounce).min(first + state.opts.max_delay));
         let ready = state.unsynced.is_empty();
         tokio::select! {
             ev = events.next() => {
-                let Some((kind, ev)) = ev else { return Err(Error::WatchesEnded) };
+                let Some((kind, ev)) = ev else { return };
                 match ev {
                     Ok(ev) => {
                         let (spec, status) = state.apply(kind, ev);
@@ -264,7 +279,7 @@ pub async fn run(
             _ = sleep_until(deadline), if ready && deadline.is_some() => {
                 if state.refs_ready() {
                     dirty = None;
-                    state.compile(&publish);
+                    state.compile(publish);
                     status_dirty = true;
                 } else {
                     // A newly named Secret or ConfigMap is on its way; look again shortly.
@@ -273,10 +288,17 @@ pub async fn run(
                 }
             }
             _ = resync.tick() => status_dirty = true,
-            changed = leader.changed() => {
-                if changed.is_err() {
-                    leader = watch::channel(false).1;
+            _ = rediscover.tick() => {
+                if let Ok(now) = resources::discover(client.clone()).await {
+                    let now: BTreeSet<Kind> = now.watched.iter().map(|w| w.kind).collect();
+                    if now != served {
+                        return;
+                    }
                 }
+            }
+            changed = leader.changed(), if leader_open => {
+                // Closed: leader election ended; the last value (false) stays.
+                leader_open = changed.is_ok();
                 status_dirty = true;
             }
         }
@@ -284,6 +306,42 @@ pub async fn run(
             status_dirty = false;
             let _ = writes_tx.send(Arc::new(state.status_writes()));
         }
+    }
+}
+
+/// How soon a failed watch tries again: 100 ms, doubling up to 2 s, with jitter; back to
+/// 100 ms after any event. kube's default grows to 30 s, so after an API server outage of a
+/// minute, changes made once it was back waited another minute and a half to be seen.
+#[derive(Debug)]
+struct Reconnect {
+    next: Duration,
+}
+
+impl Reconnect {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(2);
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Reconnect { next: Self::FIRST }
+    }
+}
+
+impl Iterator for Reconnect {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let d = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        // Up to a quarter more, so that many watches do not retry in step.
+        Some(d + d.mul_f64(fastrand::f64() / 4.0))
+    }
+}
+
+impl kube::runtime::utils::Backoff for Reconnect {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
     }
 }
 
@@ -300,45 +358,56 @@ fn watch_kind(client: &kube::Client, w: &Watched) -> KindEvents {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &w.resource);
     let kind = w.kind;
     watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
+        .backoff(Reconnect::default())
         .map(move |e| (kind, e))
         .boxed()
 }
 
-async fn start_lease(
+/// Leader election: keeps trying to set up the Lease manager (the API server may not be
+/// reachable yet, or RBAC not in place), then reports every change of leadership.
+async fn elect(
     client: kube::Client,
-    lease: &LeaseOptions,
-    field_manager: &str,
+    lease: LeaseOptions,
+    field_manager: String,
     tx: watch::Sender<bool>,
-) -> Result<(), Error> {
-    let manager = kube_lease_manager::LeaseManagerBuilder::new(client, &lease.name)
-        .with_namespace(&lease.namespace)
-        .with_identity(&lease.identity)
-        .with_duration(lease.duration_seconds)
-        .with_grace(lease.duration_seconds.div_ceil(3).max(1))
-        .with_field_manager(format!("{field_manager}/lease"))
-        .build()
-        .await
-        .map_err(|e| Error::Lease(e.to_string()))?;
-    let (mut rx, task) = manager.watch().await;
-    let name = format!("{}/{}", lease.namespace, lease.name);
-    tokio::spawn(async move {
-        loop {
-            let leading = *rx.borrow_and_update();
-            log::info!(
-                "{} the status-writer lease {name}",
-                if leading { "holding" } else { "not holding" }
-            );
-            if tx.send(leading).is_err() || rx.changed().await.is_err() {
-                break;
+) {
+    let manager = loop {
+        let built = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &lease.name)
+            .with_namespace(&lease.namespace)
+            .with_identity(&lease.identity)
+            .with_duration(lease.duration_seconds)
+            .with_grace(lease.duration_seconds.div_ceil(3).max(1))
+            .with_field_manager(format!("{field_manager}/lease"))
+            .build()
+            .await;
+        match built {
+            Ok(m) => break m,
+            Err(e) => {
+                log::warn!(
+                    "leader election: Lease {}/{} not usable yet ({e}); trying again in 2 s",
+                    lease.namespace,
+                    lease.name
+                );
+                tokio::time::sleep(Duration::from_secs(2)).await;
             }
         }
-        let _ = tx.send(false);
-        if let Ok(Err(e)) = task.await {
-            log::error!("leader election stopped: {e}");
+    };
+    let (mut rx, task) = manager.watch().await;
+    let name = format!("{}/{}", lease.namespace, lease.name);
+    loop {
+        let leading = *rx.borrow_and_update();
+        log::info!(
+            "{} the status-writer lease {name}",
+            if leading { "holding" } else { "not holding" }
+        );
+        if tx.send(leading).is_err() || rx.changed().await.is_err() {
+            break;
         }
-    });
-    Ok(())
+    }
+    let _ = tx.send(false);
+    if let Ok(Err(e)) = task.await {
+        log::error!("leader election stopped: {e}");
+    }
 }
 
 impl State {
@@ -624,7 +693,9 @@ impl Refs {
         let tx = self.tx.clone();
         let k = key.clone();
         let task = tokio::spawn(async move {
-            let mut events = watcher::watcher(api, cfg).default_backoff().boxed();
+            let mut events = watcher::watcher(api, cfg)
+                .backoff(Reconnect::default())
+                .boxed();
             while let Some(ev) = events.next().await {
                 if tx.send((k.clone(), ev)).is_err() {
                     break;
@@ -754,4 +825,23 @@ async fn write_status(
         }
     };
     (w, r)
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::utils::Backoff;
+
+    use super::*;
+
+    #[test]
+    fn reconnect_backoff_grows_to_two_seconds_and_resets() {
+        let mut b = Reconnect::default();
+        let first = b.next().unwrap();
+        assert!(first >= Reconnect::FIRST && first <= Reconnect::FIRST.mul_f64(1.25));
+        let later: Vec<Duration> = (0..10).map(|_| b.next().unwrap()).collect();
+        assert!(later.iter().all(|d| *d <= Reconnect::MAX.mul_f64(1.25)));
+        assert!(later.last().unwrap() >= &Reconnect::MAX);
+        b.reset();
+        assert!(b.next().unwrap() <= Reconnect::FIRST.mul_f64(1.25));
+    }
 }
