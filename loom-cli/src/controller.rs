@@ -38,6 +38,16 @@ pub(crate) struct Args {
     /// The type of --status-address: IPAddress or Hostname.
     #[arg(long, default_value = "IPAddress", value_parser = ["IPAddress", "Hostname"])]
     status_address_type: String,
+    /// Create a Service per Gateway, with the Gateway's spec.infrastructure labels and
+    /// annotations, owned by the Gateway.
+    #[arg(long)]
+    gateway_services: bool,
+    /// The type of those Services.
+    #[arg(long, default_value = "ClusterIP", value_parser = ["ClusterIP", "NodePort", "LoadBalancer"])]
+    gateway_service_type: String,
+    /// The pods those Services select, as key=value (repeatable; none: no selector).
+    #[arg(long = "gateway-service-selector", value_parser = key_value)]
+    gateway_service_selector: Vec<(String, String)>,
     /// The admin listener (/metrics, /healthz, /readyz, /config).
     #[arg(long, default_value = "127.0.0.1:9901")]
     admin: SocketAddr,
@@ -73,6 +83,12 @@ async fn client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client> {
     Ok(kube::Client::try_from(config)?)
 }
 
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s:?} is not key=value"))
+}
+
 fn identity() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
@@ -90,6 +106,11 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         field_manager: args.controller_name.clone(),
         compile: loom_core::Options {
             controller_name: args.controller_name.clone(),
+            extra_features: if args.gateway_services {
+                vec!["GatewayInfrastructurePropagation".into()]
+            } else {
+                vec![]
+            },
             default_addresses: vec![match &args.status_address {
                 Some(value) => StatusAddress {
                     type_: args.status_address_type.clone(),
@@ -102,6 +123,12 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             }],
             ..Default::default()
         },
+        provision: args
+            .gateway_services
+            .then(|| loom_k8s::provision::Provision {
+                selector: args.gateway_service_selector.iter().cloned().collect(),
+                service_type: args.gateway_service_type.clone(),
+            }),
         address_pool: args.address_pool,
         usable_networks: args.usable_networks.clone(),
         lease: (!args.no_leader_election).then(|| LeaseOptions {

@@ -33,6 +33,9 @@ pub struct Options {
     pub gateway_addresses: BTreeMap<(String, String), Vec<StatusAddress>>,
     /// Addresses Loom can actually serve; `None` = any requested address is usable.
     pub usable_addresses: Option<BTreeSet<String>>,
+    /// Features claimed on top of [`SUPPORTED_FEATURES`](crate::SUPPORTED_FEATURES), for
+    /// what the embedding adds (the Kubernetes adapter's provisioning).
+    pub extra_features: Vec<String>,
 }
 
 impl Default for Options {
@@ -42,6 +45,7 @@ impl Default for Options {
             default_addresses: vec![],
             gateway_addresses: BTreeMap::new(),
             usable_addresses: None,
+            extra_features: vec![],
         }
     }
 }

@@ -14,7 +14,7 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use loom_core::input::{Input, Kind, ObjectKey};
-use loom_core::status::StatusAddress;
+use loom_core::status::{ConditionType, ObjectStatus, StatusAddress};
 use loom_core::{Compiled, Options};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -48,6 +48,8 @@ pub struct ControllerOptions {
     pub resync: Duration,
     /// How often API discovery runs again (a CRD installed later gets watched).
     pub rediscover: Duration,
+    /// Create a Service per Gateway (infrastructure labels and annotations propagated).
+    pub provision: Option<crate::provision::Provision>,
 }
 
 /// The Lease that elects the status writer.
@@ -75,6 +77,7 @@ impl Default for ControllerOptions {
             lease: None,
             resync: Duration::from_secs(30),
             rediscover: Duration::from_secs(10),
+            provision: None,
         }
     }
 }
@@ -97,6 +100,8 @@ struct StatusWrite {
 
 #[derive(Clone, Debug, PartialEq)]
 enum Write {
+    /// A whole object Loom owns (a per-Gateway Service).
+    Object(Value),
     Status(Value),
     /// Loom's finalizers (an empty list removes the ones Loom added).
     Finalizers(Vec<&'static str>),
@@ -289,7 +294,14 @@ async fn watch_and_compile(
             }
             _ = resync.tick() => status_dirty = true,
             _ = rediscover.tick() => {
-                if let Ok(now) = resources::discover(client.clone()).await {
+                // Bounded: the loop must not wait on a request to a server that went away.
+                let found = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    resources::discover(client.clone()),
+                )
+                .await;
+                log::debug!("rediscovery: {}", if found.is_ok() { "done" } else { "timed out" });
+                if let Ok(Ok(now)) = found {
                     let now: BTreeSet<Kind> = now.watched.iter().map(|w| w.kind).collect();
                     if now != served {
                         return;
@@ -497,10 +509,12 @@ impl State {
                     .get(&kind)
                     .map(|k| k.difference(&seen).cloned().collect())
                     .unwrap_or_default();
+                let removed = gone.len();
                 for key in gone {
                     changed |= self.remove(&key);
                 }
                 let first = self.unsynced.remove(&kind);
+                log::debug!("{kind}: listed {} objects, {removed} gone", listed.len());
                 (changed || first, status)
             }
             Event::Apply(o) => {
@@ -637,6 +651,40 @@ impl State {
                     resource: resource.clone(),
                     base: current.resource_version.clone(),
                     what: Write::Status(status),
+                });
+            }
+        }
+        // A Service for every Gateway Loom accepted.
+        if let (Some(p), Some(resource)) =
+            (&self.opts.provision, self.resources.get(&Kind::Service))
+        {
+            for gw in &self.input.gateways {
+                let key = ObjectKey {
+                    kind: Kind::Gateway,
+                    namespace: gw.metadata.namespace_or_default().to_owned(),
+                    name: gw.metadata.name.clone(),
+                };
+                let accepted = matches!(
+                    status.get(&key),
+                    Some(ObjectStatus::Gateway(s))
+                        if s.conditions.is_true(ConditionType::Accepted)
+                );
+                let Some(body) = accepted
+                    .then(|| crate::provision::service_for(gw, p))
+                    .flatten()
+                else {
+                    continue;
+                };
+                out.push(StatusWrite {
+                    key: ObjectKey {
+                        kind: Kind::Service,
+                        namespace: key.namespace,
+                        name: crate::provision::service_name(&gw.metadata.name),
+                    },
+                    resource: resource.clone(),
+                    // Applied again only when the body changes (or Loom restarts).
+                    base: String::new(),
+                    what: Write::Object(body),
                 });
             }
         }
@@ -800,6 +848,14 @@ async fn write_status(
         Api::namespaced_with(client, &w.key.namespace, &w.resource)
     };
     let r = match &w.what {
+        Write::Object(body) => {
+            let params = PatchParams::apply(&format!(
+                "{}/provision",
+                params.field_manager.as_deref().unwrap_or("loom")
+            ))
+            .force();
+            api.patch(&w.key.name, &params, &Patch::Apply(body)).await
+        }
         Write::Status(status) => {
             let body = json!({
                 "apiVersion": w.resource.api_version,

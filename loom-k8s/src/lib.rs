@@ -13,6 +13,7 @@
 pub mod addresses;
 pub mod controller;
 pub mod crds;
+pub mod provision;
 pub mod resources;
 pub mod status;
 

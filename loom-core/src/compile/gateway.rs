@@ -61,9 +61,13 @@ pub(crate) fn gateway_classes(world: &World<'_>, status: &mut Status) -> Classes
             "Gateway API v1.6",
             g,
         ));
-        let supported_features = crate::SUPPORTED_FEATURES
-            .iter()
-            .map(|f| SupportedFeature { name: (*f).into() })
+        let mut names: Vec<&str> = crate::SUPPORTED_FEATURES.to_vec();
+        names.extend(world.options.extra_features.iter().map(String::as_str));
+        names.sort_unstable();
+        names.dedup();
+        let supported_features = names
+            .into_iter()
+            .map(|f| SupportedFeature { name: f.into() })
             .collect();
         status.objects.insert(
             ObjectKey {

@@ -26,6 +26,9 @@ pub struct ObjectMeta {
     /// before present, then namespace/name decides.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub creation_timestamp: Option<String>,
+    /// `metadata.uid` (an adapter that creates objects for a Gateway owns them by it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
     /// `metadata.deletionTimestamp`: an object being deleted is not compiled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deletion_timestamp: Option<String>,
