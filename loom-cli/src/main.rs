@@ -85,7 +85,7 @@ enum Command {
     },
     /// Run against Kubernetes: watch Gateway API objects, serve every Gateway of Loom's
     /// classes from this process, and write their status (when holding the Lease).
-    Controller(controller::Args),
+    Controller(Box<controller::Args>),
     /// Print the CustomResourceDefinitions of Loom's own kinds (kubectl apply -f -).
     Crds,
     /// Run a conformance corpus (cases/*.yaml) against the compiler and decision API.
@@ -120,7 +120,7 @@ fn main() -> ExitCode {
             threads,
             poll_ms,
         } => serve::run(&paths, bind, admin, threads, poll_ms),
-        Command::Controller(args) => controller::run(args),
+        Command::Controller(args) => controller::run(*args),
         Command::Crds => crds(),
         Command::Conformance {
             corpus,
