@@ -10,18 +10,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, stream};
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use loom_core::input::{Input, Kind, ObjectKey};
 use loom_core::status::{ConditionType, ObjectStatus, StatusAddress};
 use loom_core::{Compiled, Options};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::addresses::{AddressPool, Ipv4Net};
+use crate::refs::{REF_WAIT, Refs};
 use crate::resources::{self, Watched};
 use crate::status::next_status;
+use crate::writer::{StatusWrite, Write, status_writer};
 
 /// Where compiled snapshots go (the data plane's handle).
 pub type Publish = Arc<dyn Fn(Compiled, Duration) + Send + Sync>;
@@ -87,26 +89,6 @@ impl Default for ControllerOptions {
 /// references it").
 pub const GATEWAY_EXISTS_FINALIZER: &str = "gateway-exists-finalizer.gateway.networking.k8s.io";
 
-/// One write: server-side apply of `status` (or, for `Finalizers`, of
-/// `metadata.finalizers`) to one object.
-#[derive(Clone, Debug, PartialEq)]
-struct StatusWrite {
-    key: ObjectKey,
-    resource: ApiResource,
-    /// The resourceVersion the write was computed from.
-    base: String,
-    what: Write,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-enum Write {
-    /// A whole object Loom owns (a per-Gateway Service).
-    Object(Value),
-    Status(Value),
-    /// Loom's finalizers (an empty list removes the ones Loom added).
-    Finalizers(Vec<&'static str>),
-}
-
 /// What the loop knows of an object that carries status.
 struct Current {
     resource_version: String,
@@ -129,33 +111,6 @@ struct State {
     last: Option<loom_core::status::Status>,
     /// Secrets and ConfigMaps: one watch per object the configuration names.
     refs: Refs,
-}
-
-/// How long a compile waits for a newly named Secret or ConfigMap to be fetched (after
-/// that, it compiles without it: the object may not exist, or not be readable).
-const REF_WAIT: Duration = Duration::from_secs(3);
-
-/// Watches of the Secrets and ConfigMaps the configuration names. A cluster's other
-/// Secrets are never listed or cached.
-struct Refs {
-    client: kube::Client,
-    resources: HashMap<Kind, ApiResource>,
-    watches: HashMap<ObjectKey, RefWatch>,
-    tx: tokio::sync::mpsc::UnboundedSender<(ObjectKey, watcher::Result<Event<DynamicObject>>)>,
-}
-
-struct RefWatch {
-    task: tokio::task::AbortHandle,
-    started: Instant,
-    synced: bool,
-    /// The object seen in the relist in progress.
-    pending: Option<DynamicObject>,
-}
-
-impl Drop for RefWatch {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 /// Runs the controller; it does not return. `publish` receives every compiled snapshot
@@ -325,7 +280,7 @@ async fn watch_and_compile(
 /// 100 ms after any event. kube's default grows to 30 s, so after an API server outage of a
 /// minute, changes made once it was back waited another minute and a half to be seen.
 #[derive(Debug)]
-struct Reconnect {
+pub(crate) struct Reconnect {
     next: Duration,
 }
 
@@ -732,33 +687,6 @@ impl State {
     }
 }
 
-impl Refs {
-    fn start(&self, key: &ObjectKey) -> RefWatch {
-        let resource = &self.resources[&key.kind];
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), &key.namespace, resource);
-        let cfg = watcher::Config::default().fields(&format!("metadata.name={}", key.name));
-        let tx = self.tx.clone();
-        let k = key.clone();
-        let task = tokio::spawn(async move {
-            let mut events = watcher::watcher(api, cfg)
-                .backoff(Reconnect::default())
-                .boxed();
-            while let Some(ev) = events.next().await {
-                if tx.send((k.clone(), ev)).is_err() {
-                    break;
-                }
-            }
-        });
-        RefWatch {
-            task: task.abort_handle(),
-            started: Instant::now(),
-            synced: false,
-            pending: None,
-        }
-    }
-}
-
 fn has_status(kind: Kind) -> bool {
     !matches!(
         kind,
@@ -795,92 +723,6 @@ fn reported_ips(current: Option<&Current>) -> Vec<Ipv4Addr> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Applies the latest batch of writes, skipping those already applied to the same
-/// resourceVersion (the watch has not caught up yet).
-async fn status_writer(
-    client: kube::Client,
-    field_manager: String,
-    mut batches: watch::Receiver<Arc<Vec<StatusWrite>>>,
-    leader: watch::Receiver<bool>,
-) {
-    let mut applied: HashMap<ObjectKey, (String, Write)> = HashMap::new();
-    let params = PatchParams::apply(&field_manager).force();
-    while batches.changed().await.is_ok() {
-        let batch = batches.borrow_and_update().clone();
-        if !*leader.borrow() {
-            continue;
-        }
-        let pending: HashSet<&ObjectKey> = batch.iter().map(|w| &w.key).collect();
-        applied.retain(|k, _| pending.contains(k));
-        let todo: Vec<StatusWrite> = batch
-            .iter()
-            .filter(|w| applied.get(&w.key) != Some(&(w.base.clone(), w.what.clone())))
-            .cloned()
-            .collect();
-        let results: Vec<_> = stream::iter(todo)
-            .map(|w| write_status(client.clone(), params.clone(), w))
-            .buffer_unordered(8)
-            .collect()
-            .await;
-        for (w, r) in results {
-            match r {
-                Ok(_) => {
-                    log::debug!("status of {} written", w.key);
-                    applied.insert(w.key, (w.base, w.what));
-                }
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => log::warn!("writing the status of {}: {e}", w.key),
-            }
-        }
-    }
-}
-
-async fn write_status(
-    client: kube::Client,
-    params: PatchParams,
-    w: StatusWrite,
-) -> (StatusWrite, kube::Result<DynamicObject>) {
-    let api: Api<DynamicObject> = if w.key.namespace.is_empty() {
-        Api::all_with(client, &w.resource)
-    } else {
-        Api::namespaced_with(client, &w.key.namespace, &w.resource)
-    };
-    let r = match &w.what {
-        Write::Object(body) => {
-            let params = PatchParams::apply(&format!(
-                "{}/provision",
-                params.field_manager.as_deref().unwrap_or("loom")
-            ))
-            .force();
-            api.patch(&w.key.name, &params, &Patch::Apply(body)).await
-        }
-        Write::Status(status) => {
-            let body = json!({
-                "apiVersion": w.resource.api_version,
-                "kind": w.resource.kind,
-                "status": status,
-            });
-            api.patch_status(&w.key.name, &params, &Patch::Apply(body))
-                .await
-        }
-        Write::Finalizers(f) => {
-            // A field manager of its own: applying an empty list then removes exactly the
-            // finalizer Loom added.
-            let params = PatchParams::apply(&format!(
-                "{}/finalizer",
-                params.field_manager.as_deref().unwrap_or("loom")
-            ));
-            let body = json!({
-                "apiVersion": w.resource.api_version,
-                "kind": w.resource.kind,
-                "metadata": {"name": w.key.name, "finalizers": f},
-            });
-            api.patch(&w.key.name, &params, &Patch::Apply(body)).await
-        }
-    };
-    (w, r)
 }
 
 #[cfg(test)]

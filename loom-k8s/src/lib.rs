@@ -14,7 +14,9 @@ pub mod addresses;
 pub mod controller;
 pub mod crds;
 pub mod provision;
+mod refs;
 pub mod resources;
 pub mod status;
+mod writer;
 
 pub use controller::{ControllerOptions, LeaseOptions, Publish, run};
