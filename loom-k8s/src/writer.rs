@@ -30,6 +30,18 @@ pub(crate) enum Write {
     Finalizers(Vec<&'static str>),
 }
 
+impl Write {
+    /// Which part of the object the write owns: an object can get a status write and a
+    /// finalizer write in one batch, remembered apart.
+    fn part(&self) -> u8 {
+        match self {
+            Write::Object(_) => 0,
+            Write::Status(_) => 1,
+            Write::Finalizers(_) => 2,
+        }
+    }
+}
+
 /// Applies the latest batch of writes, skipping those already applied to the same
 /// resourceVersion (the watch has not caught up yet).
 pub(crate) async fn status_writer(
@@ -38,18 +50,22 @@ pub(crate) async fn status_writer(
     mut batches: watch::Receiver<Arc<Vec<StatusWrite>>>,
     leader: watch::Receiver<bool>,
 ) {
-    let mut applied: HashMap<ObjectKey, (String, Write)> = HashMap::new();
+    let mut applied: HashMap<(ObjectKey, u8), (String, Write)> = HashMap::new();
     let params = PatchParams::apply(&field_manager).force();
     while batches.changed().await.is_ok() {
         let batch = batches.borrow_and_update().clone();
         if !*leader.borrow() {
             continue;
         }
-        let pending: HashSet<&ObjectKey> = batch.iter().map(|w| &w.key).collect();
-        applied.retain(|k, _| pending.contains(k));
+        let pending: HashSet<(&ObjectKey, u8)> =
+            batch.iter().map(|w| (&w.key, w.what.part())).collect();
+        applied.retain(|(k, part), _| pending.contains(&(k, *part)));
         let todo: Vec<StatusWrite> = batch
             .iter()
-            .filter(|w| applied.get(&w.key) != Some(&(w.base.clone(), w.what.clone())))
+            .filter(|w| {
+                applied.get(&(w.key.clone(), w.what.part()))
+                    != Some(&(w.base.clone(), w.what.clone()))
+            })
             .cloned()
             .collect();
         let results: Vec<_> = stream::iter(todo)
@@ -61,7 +77,7 @@ pub(crate) async fn status_writer(
             match r {
                 Ok(_) => {
                     log::debug!("status of {} written", w.key);
-                    applied.insert(w.key, (w.base, w.what));
+                    applied.insert((w.key, w.what.part()), (w.base, w.what));
                 }
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => log::warn!("writing the status of {}: {e}", w.key),
