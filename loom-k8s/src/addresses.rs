@@ -121,7 +121,7 @@ impl AddressPool {
 }
 
 /// FNV-1a, 64 bit: a stable hash (std's hasher is randomly keyed per process).
-fn fnv1a(s: &str) -> u64 {
+pub(crate) fn fnv1a(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })

@@ -38,9 +38,7 @@ pub fn service_name(gateway: &str) -> String {
     if clean.len() <= 63 {
         return clean.trim_end_matches('-').to_owned();
     }
-    let hash = gateway.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash = crate::addresses::fnv1a(gateway);
     format!("{}-{:08x}", clean[..54].trim_end_matches('-'), hash as u32)
 }
 

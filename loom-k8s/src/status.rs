@@ -37,8 +37,13 @@ pub fn next_status(
     };
     let next_map = next.as_object_mut()?;
     stamp(next_map, current_map, now);
-    for (list, reference) in [("listeners", "name"), ("parents", "parentRef")] {
-        // Listener entries are matched by name, route parents by their parentRef.
+    for (list, reference) in [
+        ("listeners", "name"),
+        ("parents", "parentRef"),
+        ("ancestors", "ancestorRef"),
+    ] {
+        // Listener entries are matched by name, route parents and policy ancestors by their
+        // reference (and controller).
         let (Some(Value::Array(new)), old) = (next_map.get_mut(list), current_map.get(list)) else {
             continue;
         };
@@ -48,19 +53,6 @@ pub fn next_status(
                 .iter()
                 .filter_map(Value::as_object)
                 .find(|o| o.get(reference) == entry.get(reference) && same_owner(o, entry));
-            stamp(entry, previous.unwrap_or(&empty), now);
-        }
-    }
-    if let Some(Value::Array(new)) = next_map.get_mut("ancestors") {
-        let old = current_map
-            .get("ancestors")
-            .and_then(Value::as_array)
-            .map_or(&[][..], Vec::as_slice);
-        for entry in new.iter_mut().filter_map(Value::as_object_mut) {
-            let previous = old
-                .iter()
-                .filter_map(Value::as_object)
-                .find(|o| o.get("ancestorRef") == entry.get("ancestorRef") && same_owner(o, entry));
             stamp(entry, previous.unwrap_or(&empty), now);
         }
     }
