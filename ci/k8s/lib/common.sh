@@ -77,3 +77,10 @@ install_gateway_crds() {
   cat "$LOGS/crd-apply.err" >&2
   return 1
 }
+
+# cluster_was_up: the test cluster is already up and answering (a script that finds it so
+# leaves it up; one that brings it up takes it down again).
+cluster_was_up() {
+  [[ -f $LOOM_K8S_RUN/bin && -f $KUBECONFIG_FILE ]] &&
+    "$(cat "$LOOM_K8S_RUN/bin")/kubectl" --kubeconfig "$KUBECONFIG_FILE" get --raw /readyz >/dev/null 2>&1
+}
