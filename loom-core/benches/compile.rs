@@ -57,6 +57,7 @@ fn base() -> Input {
             }],
             ..Default::default()
         },
+        ..Default::default()
     }));
     let mut slice = EndpointSlice {
         metadata: meta(Some("default"), "echo-1"),

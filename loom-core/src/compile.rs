@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::input::*;
 use crate::snapshot::Snapshot;
-use crate::status::{Status, StatusAddress};
+use crate::status::{Reason, Status, StatusAddress};
 
 /// Loom's controller name (`GatewayClass.spec.controllerName`).
 pub const CONTROLLER_NAME: &str = "loom.dev/gateway-controller";
@@ -36,6 +36,10 @@ pub struct Options {
     /// Features claimed on top of [`SUPPORTED_FEATURES`](crate::SUPPORTED_FEATURES), for
     /// what the embedding adds (the Kubernetes adapter's provisioning).
     pub extra_features: Vec<String>,
+    /// Gateways whose data plane is not serving yet, by `(namespace, name)` (provisioned
+    /// pods not ready, no address assigned): `Programmed` is `False` with this reason and
+    /// message ("Pending" or "AddressNotAssigned").
+    pub gateway_not_programmed: BTreeMap<(String, String), (Reason, String)>,
 }
 
 impl Default for Options {
@@ -46,6 +50,7 @@ impl Default for Options {
             gateway_addresses: BTreeMap::new(),
             usable_addresses: None,
             extra_features: vec![],
+            gateway_not_programmed: BTreeMap::new(),
         }
     }
 }

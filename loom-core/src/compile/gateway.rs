@@ -438,6 +438,12 @@ impl<'a> Gateways<'a> {
         if gw.spec.addresses.is_empty() {
             ir.addresses = defaults.clone();
         }
+        if let Some(why) = opts
+            .gateway_not_programmed
+            .get(&(ns.to_owned(), gw.metadata.name.clone()))
+        {
+            ir.not_programmed = Some(why.clone());
+        }
         // Backend client certificate.
         let tls = gw.spec.tls.as_ref();
         if let Some(r) = tls

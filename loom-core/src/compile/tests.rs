@@ -330,6 +330,29 @@ fn a_gateway_assigned_its_own_address_reports_and_serves_it() {
 }
 
 #[test]
+fn a_gateway_whose_data_plane_is_not_ready_is_accepted_but_not_programmed() {
+    let why = (Reason::Pending, "waiting for a data-plane pod".to_owned());
+    let opts = Options {
+        gateway_not_programmed: [(("infra".into(), "gw".into()), why)].into(),
+        ..Options::default()
+    };
+    let compiled = compile_with(&input(""), &opts);
+    let key = ObjectKey {
+        kind: Kind::Gateway,
+        namespace: "infra".into(),
+        name: "gw".into(),
+    };
+    let Some(ObjectStatus::Gateway(s)) = compiled.status.get(&key) else {
+        panic!("no Gateway status");
+    };
+    assert!(s.conditions.is_true(ConditionType::Accepted));
+    let programmed = s.conditions.get(ConditionType::Programmed).unwrap();
+    assert!(!programmed.status);
+    assert_eq!(programmed.reason, Reason::Pending);
+    assert_eq!(programmed.message, "waiting for a data-plane pod");
+}
+
+#[test]
 fn compiling_twice_gives_the_same_status() {
     let input = input(SEVERAL_ROUTES);
     let a = compile(&input);
@@ -764,6 +787,7 @@ fn world(listeners: Vec<Vec<Listener>>, routes: Vec<HttpRoute>) -> Input {
             }],
             ..Default::default()
         },
+        ..Default::default()
     }));
     input.upsert(Object::Backend(Backend {
         metadata: meta(Some("other"), "be"),

@@ -23,6 +23,34 @@ pub struct Service {
     pub metadata: ObjectMeta,
     /// Spec.
     pub spec: ServiceSpec,
+    /// Status (the load balancer's addresses, for Services Loom provisions).
+    pub status: ServiceStatus,
+}
+
+/// `Service.status`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ServiceStatus {
+    /// `status.loadBalancer`.
+    pub load_balancer: LoadBalancerStatus,
+}
+
+/// `Service.status.loadBalancer`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LoadBalancerStatus {
+    /// Where the load balancer takes traffic.
+    pub ingress: Vec<LoadBalancerIngress>,
+}
+
+/// One `status.loadBalancer.ingress` entry.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LoadBalancerIngress {
+    /// An IP address.
+    pub ip: Option<String>,
+    /// A DNS name.
+    pub hostname: Option<String>,
 }
 
 /// `Service.spec`.
