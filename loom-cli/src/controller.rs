@@ -1,5 +1,7 @@
-//! `loom controller`: Gateway API objects from Kubernetes in, traffic and status out
-//! (all-in-one mode: this process serves every Gateway of Loom's classes itself).
+//! `loom controller`: Gateway API objects from Kubernetes in, traffic and status out.
+//! All-in-one mode: this process serves every Gateway of Loom's classes itself. Provisioned
+//! mode (`--provision`): it creates a Deployment of `loom data-plane` pods per Gateway, which
+//! watch the API read-only and serve that Gateway.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -23,7 +25,7 @@ pub(crate) struct Args {
     kubeconfig: Option<PathBuf>,
     /// Give each Gateway without spec.addresses its own IP from this IPv4 network and
     /// listen there (e.g. 127.64.0.0/10 to serve many Gateways on one machine).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "provision")]
     address_pool: Option<Ipv4Net>,
     /// Networks Gateways may ask for in spec.addresses (repeatable; default: the pool's).
     #[arg(long = "usable-network")]
@@ -42,6 +44,24 @@ pub(crate) struct Args {
     /// annotations, owned by the Gateway.
     #[arg(long)]
     gateway_services: bool,
+    /// Provisioned mode: per Gateway, a ServiceAccount, a Deployment of `loom data-plane`
+    /// pods serving only that Gateway and a Service selecting them, shaped by the
+    /// GatewayClassConfig of the Gateway or its class. This process serves no Gateway.
+    #[arg(long)]
+    provision: bool,
+    /// The image of the data-plane pods.
+    #[arg(long, default_value_t = loom_k8s::provision::DataPlane::default().image)]
+    data_plane_image: String,
+    /// Their imagePullPolicy.
+    #[arg(long, default_value = "IfNotPresent", value_parser = ["IfNotPresent", "Always", "Never"])]
+    data_plane_image_pull_policy: String,
+    /// The read-only ClusterRole of data-plane pods, and the ClusterRoleBinding of the same
+    /// name whose subjects Loom keeps (both come with Loom's RBAC).
+    #[arg(long, default_value = "loom-data-plane")]
+    data_plane_cluster_role: String,
+    /// RUST_LOG of the data-plane pods.
+    #[arg(long, default_value = "info")]
+    data_plane_log: String,
     /// The type of those Services.
     #[arg(long, default_value = "ClusterIP", value_parser = ["ClusterIP", "NodePort", "LoadBalancer"])]
     gateway_service_type: String,
@@ -102,11 +122,12 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     } else {
         args.bind
     };
+    let services = args.gateway_services || args.provision;
     let opts = ControllerOptions {
         field_manager: args.controller_name.clone(),
         compile: loom_core::Options {
             controller_name: args.controller_name.clone(),
-            extra_features: if args.gateway_services {
+            extra_features: if services {
                 vec!["GatewayInfrastructurePropagation".into()]
             } else {
                 vec![]
@@ -123,12 +144,18 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             }],
             ..Default::default()
         },
-        provision: args
-            .gateway_services
-            .then(|| loom_k8s::provision::Provision {
-                selector: args.gateway_service_selector.iter().cloned().collect(),
-                service_type: args.gateway_service_type.clone(),
+        provision: services.then(|| loom_k8s::provision::Provision {
+            selector: args.gateway_service_selector.iter().cloned().collect(),
+            service_type: args.gateway_service_type.clone(),
+            data_plane: args.provision.then(|| loom_k8s::provision::DataPlane {
+                image: args.data_plane_image.clone(),
+                image_pull_policy: args.data_plane_image_pull_policy.clone(),
+                controller_name: args.controller_name.clone(),
+                cluster_role: args.data_plane_cluster_role.clone(),
+                admin_port: 9901,
+                log: args.data_plane_log.clone(),
             }),
+        }),
         address_pool: args.address_pool,
         usable_networks: args.usable_networks.clone(),
         lease: (!args.no_leader_election).then(|| LeaseOptions {
@@ -139,13 +166,91 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         }),
         ..Default::default()
     };
+    let mut serve = ServeOptions {
+        default_bind: args.bind,
+        admin: Some(args.admin),
+        ..ServeOptions::default()
+    };
+    if let Some(t) = args.threads {
+        serve.threads = t;
+    }
+    // Provisioned: the data-plane pods serve the Gateways, this process only its admin port.
+    serve_from_kubernetes(opts, args.kubeconfig, serve, !args.provision)
+}
+
+/// `loom data-plane`'s settings.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DataPlaneArgs {
+    /// The Gateway to serve, as namespace/name.
+    #[arg(long, value_parser = namespaced_name)]
+    gateway: (String, String),
+    /// The controllerName of Loom's GatewayClasses.
+    #[arg(long, default_value = loom_core::CONTROLLER_NAME)]
+    controller_name: String,
+    /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the in-cluster account).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Where the Gateway's listeners listen.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// The admin listener (/metrics, /healthz, /readyz, /config).
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    admin: SocketAddr,
+    /// Worker threads (default: one per CPU).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// `loom data-plane`: serve one Gateway from the API, read-only (the pods `--provision`
+/// creates run this).
+pub(crate) fn run_data_plane(args: DataPlaneArgs) -> Result<ExitCode> {
+    let opts = ControllerOptions {
+        compile: loom_core::Options {
+            controller_name: args.controller_name.clone(),
+            ..Default::default()
+        },
+        lease: None,
+        data_plane_of: Some(args.gateway.clone()),
+        ..Default::default()
+    };
+    let mut serve = ServeOptions {
+        default_bind: args.bind,
+        admin: Some(args.admin),
+        ..ServeOptions::default()
+    };
+    if let Some(t) = args.threads {
+        serve.threads = t;
+    }
+    log::info!("serving Gateway {}/{}", args.gateway.0, args.gateway.1);
+    serve_from_kubernetes(opts, args.kubeconfig, serve, true)
+}
+
+fn namespaced_name(s: &str) -> Result<(String, String), String> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_owned(), name.to_owned()))
+        }
+        _ => Err(format!("{s:?} is not namespace/name")),
+    }
+}
+
+/// Runs the controller loop on its own thread and the data plane on this one. Without
+/// `serve_gateways` the snapshots keep no Gateway (only the admin listener runs).
+fn serve_from_kubernetes(
+    opts: ControllerOptions,
+    kubeconfig: Option<PathBuf>,
+    serve: ServeOptions,
+    serve_gateways: bool,
+) -> Result<ExitCode> {
     let handle = SnapshotHandle::new();
     let publisher = handle.clone();
-    let publish: loom_k8s::Publish = Arc::new(move |compiled, took| {
+    let publish: loom_k8s::Publish = Arc::new(move |mut compiled: loom_core::Compiled, took| {
+        if !serve_gateways {
+            compiled.snapshot.gateways.clear();
+        }
         let g = publisher.publish(compiled, took);
         log::info!("configuration {g} compiled in {took:?}");
     });
-    let kubeconfig = args.kubeconfig.clone();
     std::thread::Builder::new()
         .name("loom-controller".into())
         .spawn(move || {
@@ -163,14 +268,9 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                 std::process::exit(1);
             }
         })?;
-    let mut serve = ServeOptions {
-        default_bind: args.bind,
-        admin: Some(args.admin),
-        ..ServeOptions::default()
-    };
-    if let Some(t) = args.threads {
-        serve.threads = t;
-    }
-    log::info!("admin on http://{}", args.admin);
+    log::info!(
+        "admin on http://{}",
+        serve.admin.unwrap_or(([127, 0, 0, 1], 9901).into())
+    );
     loom_pingora::server(handle, &serve).run_forever()
 }

@@ -86,6 +86,9 @@ enum Command {
     /// Run against Kubernetes: watch Gateway API objects, serve every Gateway of Loom's
     /// classes from this process, and write their status (when holding the Lease).
     Controller(Box<controller::Args>),
+    /// Serve one Gateway from Kubernetes, read-only: the data-plane pods that
+    /// `loom controller --provision` creates run this.
+    DataPlane(controller::DataPlaneArgs),
     /// Print the CustomResourceDefinitions of Loom's own kinds (kubectl apply -f -).
     Crds,
     /// Run a conformance corpus (cases/*.yaml) against the compiler and decision API.
@@ -121,6 +124,7 @@ fn main() -> ExitCode {
             poll_ms,
         } => serve::run(&paths, bind, admin, threads, poll_ms),
         Command::Controller(args) => controller::run(*args),
+        Command::DataPlane(args) => controller::run_data_plane(args),
         Command::Crds => crds(),
         Command::Conformance {
             corpus,

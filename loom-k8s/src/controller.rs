@@ -10,16 +10,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, stream};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use loom_core::input::{Input, Kind, ObjectKey};
-use loom_core::status::{ConditionType, ObjectStatus, StatusAddress};
+use loom_core::input::{Gateway, Input, Kind, Object, ObjectKey, Service};
+use loom_core::status::{ConditionType, ObjectStatus, Reason, Status, StatusAddress};
 use loom_core::{Compiled, Options};
 use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::addresses::{AddressPool, Ipv4Net};
+use crate::provision::{self, DATA_PLANE_SELECTOR, Provision};
 use crate::refs::{REF_WAIT, Refs};
 use crate::resources::{self, Watched};
 use crate::status::next_status;
@@ -50,8 +54,12 @@ pub struct ControllerOptions {
     pub resync: Duration,
     /// How often API discovery runs again (a CRD installed later gets watched).
     pub rediscover: Duration,
-    /// Create a Service per Gateway (infrastructure labels and annotations propagated).
+    /// Create a Service per Gateway (infrastructure labels and annotations propagated), and
+    /// in provisioned mode a Deployment of data-plane pods.
     pub provision: Option<crate::provision::Provision>,
+    /// Run as the data plane of this one Gateway `(namespace, name)`: watch (read-only), serve
+    /// only it, on the pod's own addresses, and never write.
+    pub data_plane_of: Option<(String, String)>,
 }
 
 /// The Lease that elects the status writer.
@@ -80,6 +88,7 @@ impl Default for ControllerOptions {
             resync: Duration::from_secs(30),
             rediscover: Duration::from_secs(10),
             provision: None,
+            data_plane_of: None,
         }
     }
 }
@@ -111,6 +120,16 @@ struct State {
     last: Option<loom_core::status::Status>,
     /// Secrets and ConfigMaps: one watch per object the configuration names.
     refs: Refs,
+    /// Provisioned data-plane Deployments by (namespace, name), and a relist in progress.
+    rollouts: HashMap<(String, String), Rollout>,
+    rollouts_relist: Option<HashMap<(String, String), Rollout>>,
+}
+
+/// How far a data-plane Deployment is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Rollout {
+    replicas: i32,
+    available: i32,
 }
 
 /// Runs the controller; it does not return. `publish` receives every compiled snapshot
@@ -118,8 +137,9 @@ struct State {
 /// that is not reachable yet, a Lease that cannot be taken yet, or a kind the API server
 /// starts serving later (a CRD installed after Loom) are waited for and picked up.
 pub async fn run(client: kube::Client, opts: ControllerOptions, publish: Publish) {
-    let (leader_tx, leader) = watch::channel(opts.lease.is_none());
-    if let Some(lease) = opts.lease.clone() {
+    let writes = opts.data_plane_of.is_none();
+    let (leader_tx, leader) = watch::channel(writes && opts.lease.is_none());
+    if let Some(lease) = opts.lease.clone().filter(|_| writes) {
         tokio::spawn(elect(
             client.clone(),
             lease,
@@ -128,12 +148,14 @@ pub async fn run(client: kube::Client, opts: ControllerOptions, publish: Publish
         ));
     }
     let (writes_tx, writes_rx) = watch::channel(Arc::new(Vec::<StatusWrite>::new()));
-    tokio::spawn(status_writer(
-        client.clone(),
-        opts.field_manager.clone(),
-        writes_rx,
-        leader.clone(),
-    ));
+    if writes {
+        tokio::spawn(status_writer(
+            client.clone(),
+            opts.field_manager.clone(),
+            writes_rx,
+            leader.clone(),
+        ));
+    }
     loop {
         let found = match resources::discover(client.clone()).await {
             Ok(found) => found,
@@ -194,7 +216,10 @@ async fn watch_and_compile(
             watches: HashMap::new(),
             tx: refs_tx,
         },
+        rollouts: HashMap::new(),
+        rollouts_relist: None,
     };
+    let mut rollouts = watch_rollouts(client, opts);
     let mut events = stream::select_all(
         found
             .watched
@@ -227,6 +252,15 @@ async fn watch_and_compile(
                     Err(e) => log::warn!("watching {kind}: {e}"),
                 }
             }
+            Some(ev) = rollouts.next() => match ev {
+                Ok(ev) => {
+                    if state.apply_rollout(ev) {
+                        let now = Instant::now();
+                        dirty = Some((dirty.map_or(now, |d| d.0), now));
+                    }
+                }
+                Err(e) => log::warn!("watching data-plane Deployments: {e}"),
+            },
             Some((key, ev)) = refs_rx.recv() => match ev {
                 Ok(ev) => {
                     if state.apply_ref(key, ev) {
@@ -330,6 +364,24 @@ fn watch_kind(client: &kube::Client, w: &Watched) -> KindEvents {
         .boxed()
 }
 
+/// Provisioned data-plane Deployments (only Loom's, by label); nothing in other modes.
+fn watch_rollouts(
+    client: &kube::Client,
+    opts: &ControllerOptions,
+) -> futures::stream::BoxStream<'static, watcher::Result<Event<Deployment>>> {
+    if opts
+        .provision
+        .as_ref()
+        .is_none_or(|p| p.data_plane.is_none())
+    {
+        return stream::pending().boxed();
+    }
+    let api: Api<Deployment> = Api::all(client.clone());
+    watcher::watcher(api, watcher::Config::default().labels(DATA_PLANE_SELECTOR))
+        .backoff(Reconnect::default())
+        .boxed()
+}
+
 /// Leader election: keeps trying to set up the Lease manager (the API server may not be
 /// reachable yet, or RBAC not in place), then reports every change of leadership.
 async fn elect(
@@ -411,6 +463,41 @@ impl State {
             .all(|w| w.synced || now.duration_since(w.started) > REF_WAIT)
     }
 
+    /// Applies one event of the data-plane Deployment watch. Returns whether a Gateway's
+    /// readiness changed.
+    fn apply_rollout(&mut self, ev: Event<Deployment>) -> bool {
+        fn entry(d: &Deployment) -> ((String, String), Rollout) {
+            let status = d.status.as_ref();
+            (
+                (
+                    d.metadata.namespace.clone().unwrap_or_default(),
+                    d.metadata.name.clone().unwrap_or_default(),
+                ),
+                Rollout {
+                    replicas: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                    available: status.and_then(|s| s.available_replicas).unwrap_or(0),
+                },
+            )
+        }
+        let before = self.rollouts.clone();
+        match ev {
+            Event::Init => self.rollouts_relist = Some(HashMap::new()),
+            Event::InitApply(d) => {
+                let (k, v) = entry(&d);
+                self.rollouts_relist.get_or_insert_default().insert(k, v);
+            }
+            Event::InitDone => self.rollouts = self.rollouts_relist.take().unwrap_or_default(),
+            Event::Apply(d) => {
+                let (k, v) = entry(&d);
+                self.rollouts.insert(k, v);
+            }
+            Event::Delete(d) => {
+                self.rollouts.remove(&entry(&d).0);
+            }
+        }
+        self.rollouts != before
+    }
+
     /// Applies one event of a Secret or ConfigMap watch. Returns whether the input changed.
     fn apply_ref(&mut self, key: ObjectKey, ev: Event<DynamicObject>) -> bool {
         let Some(w) = self.refs.watches.get_mut(&key) else {
@@ -484,7 +571,7 @@ impl State {
     }
 
     fn upsert(&mut self, kind: Kind, o: &DynamicObject) -> (bool, bool, Option<ObjectKey>) {
-        let obj = match resources::to_object(kind, o) {
+        let mut obj = match resources::to_object(kind, o) {
             Ok(obj) => obj,
             Err(e) => {
                 log::warn!(
@@ -496,6 +583,15 @@ impl State {
             }
         };
         let key = obj.key();
+        if let Some((ns, name)) = &self.opts.data_plane_of
+            && let Object::Gateway(gw) = &mut obj
+        {
+            if key.namespace != *ns || key.name != *name {
+                return (false, false, None); // another data plane's
+            }
+            // The pod listens on its own addresses; the Service carries spec.addresses.
+            gw.spec.addresses.clear();
+        }
         let mut status = false;
         if has_status(kind) {
             let now = Current {
@@ -546,6 +642,14 @@ impl State {
                     .map(Ipv4Addr::to_string)
                     .collect(),
             );
+        }
+        if self
+            .opts
+            .provision
+            .as_ref()
+            .is_some_and(|p| p.data_plane.is_some())
+        {
+            provisioned_readiness(&self.input, &self.rollouts, &mut opts);
         }
         if let Some(pool) = &mut self.pool {
             let gateways: Vec<ObjectKey> = self
@@ -602,46 +706,16 @@ impl State {
             let desired = status.get(key);
             if let Some(status) = next_status(desired, current.status.as_ref(), controller, &now) {
                 out.push(StatusWrite {
-                    key: key.clone(),
+                    namespace: key.namespace.clone(),
+                    name: key.name.clone(),
                     resource: resource.clone(),
                     base: current.resource_version.clone(),
                     what: Write::Status(status),
                 });
             }
         }
-        // A Service for every Gateway Loom accepted.
-        if let (Some(p), Some(resource)) =
-            (&self.opts.provision, self.resources.get(&Kind::Service))
-        {
-            for gw in &self.input.gateways {
-                let key = ObjectKey {
-                    kind: Kind::Gateway,
-                    namespace: gw.metadata.namespace_or_default().to_owned(),
-                    name: gw.metadata.name.clone(),
-                };
-                let accepted = matches!(
-                    status.get(&key),
-                    Some(ObjectStatus::Gateway(s))
-                        if s.conditions.is_true(ConditionType::Accepted)
-                );
-                let Some(body) = accepted
-                    .then(|| crate::provision::service_for(gw, p))
-                    .flatten()
-                else {
-                    continue;
-                };
-                out.push(StatusWrite {
-                    key: ObjectKey {
-                        kind: Kind::Service,
-                        namespace: key.namespace,
-                        name: crate::provision::service_name(&gw.metadata.name),
-                    },
-                    resource: resource.clone(),
-                    // Applied again only when the body changes (or Loom restarts).
-                    base: String::new(),
-                    what: Write::Object(body),
-                });
-            }
+        if let Some(p) = &self.opts.provision {
+            out.extend(self.provision_writes(status, p));
         }
         // GatewayClasses of Loom's: the finalizer while Gateways use them.
         for class in self
@@ -672,7 +746,8 @@ impl State {
                 .any(|f| f == GATEWAY_EXISTS_FINALIZER);
             if used != has {
                 out.push(StatusWrite {
-                    key,
+                    namespace: String::new(),
+                    name: key.name,
                     resource: resource.clone(),
                     base: current.resource_version.clone(),
                     what: Write::Finalizers(if used {
@@ -685,6 +760,140 @@ impl State {
         }
         out
     }
+
+    /// The objects of every Gateway Loom accepted: its Service, and in provisioned mode its
+    /// ServiceAccount and Deployment, plus the binding of all data-plane ServiceAccounts.
+    fn provision_writes(&self, status: &Status, p: &Provision) -> Vec<StatusWrite> {
+        let accepted: Vec<&Gateway> = self
+            .input
+            .gateways
+            .iter()
+            .filter(|gw| {
+                let key = ObjectKey {
+                    kind: Kind::Gateway,
+                    namespace: gw.metadata.namespace_or_default().to_owned(),
+                    name: gw.metadata.name.clone(),
+                };
+                matches!(
+                    status.get(&key),
+                    Some(ObjectStatus::Gateway(s))
+                        if s.conditions.is_true(ConditionType::Accepted)
+                )
+            })
+            .collect();
+        let mut out = vec![];
+        let mut push = |resource: ApiResource, body: Value| {
+            let meta = &body["metadata"];
+            out.push(StatusWrite {
+                namespace: meta["namespace"].as_str().unwrap_or_default().to_owned(),
+                name: meta["name"].as_str().unwrap_or_default().to_owned(),
+                resource,
+                // Applied again only when the body changes (or Loom restarts).
+                base: String::new(),
+                what: Write::Object(body),
+            });
+        };
+        let service = self.resources.get(&Kind::Service);
+        for gw in &accepted {
+            if let (Some(r), Some(body)) = (service, provision::service_for(&self.input, gw, p)) {
+                push(r.clone(), body);
+            }
+            if let Some(dp) = &p.data_plane {
+                if let Some(body) = provision::service_account_for(&self.input, gw) {
+                    push(ApiResource::erase::<ServiceAccount>(&()), body);
+                }
+                if let Some(body) = provision::deployment_for(&self.input, gw, dp) {
+                    push(ApiResource::erase::<Deployment>(&()), body);
+                }
+            }
+        }
+        if let Some(dp) = &p.data_plane {
+            let body = provision::cluster_role_binding(dp, accepted.iter().copied());
+            push(ApiResource::erase::<ClusterRoleBinding>(&()), body);
+        }
+        out
+    }
+}
+
+/// Provisioned mode: a Gateway's addresses are its Service's, and it is Programmed once
+/// that Service has an address and a data-plane pod is available.
+fn provisioned_readiness(
+    input: &Input,
+    rollouts: &HashMap<(String, String), Rollout>,
+    opts: &mut Options,
+) {
+    let services: HashMap<(&str, &str), &Service> = input
+        .services
+        .iter()
+        .map(|s| {
+            (
+                (s.metadata.namespace_or_default(), s.metadata.name.as_str()),
+                s,
+            )
+        })
+        .collect();
+    for gw in &input.gateways {
+        let ns = gw.metadata.namespace_or_default();
+        let name = crate::provision::service_name(&gw.metadata.name);
+        let service = services.get(&(ns, name.as_str()));
+        let addresses = service.map(|s| service_addresses(s)).unwrap_or_default();
+        let rollout = rollouts.get(&(ns.to_owned(), name.clone()));
+        let why = match (service, rollout) {
+            (None, _) => Some((
+                Reason::AddressNotAssigned,
+                format!("waiting for Service {ns}/{name} to be created"),
+            )),
+            (Some(_), _) if addresses.is_empty() && gw.spec.addresses.is_empty() => Some((
+                Reason::AddressNotAssigned,
+                format!("waiting for an address of Service {ns}/{name}"),
+            )),
+            (_, None) => Some((
+                Reason::Pending,
+                format!("waiting for Deployment {ns}/{name} to be created"),
+            )),
+            (_, Some(r)) if r.available == 0 => Some((
+                Reason::Pending,
+                format!(
+                    "waiting for a data-plane pod of Deployment {ns}/{name} \
+                     (0 of {} available)",
+                    r.replicas
+                ),
+            )),
+            _ => None,
+        };
+        let key = (ns.to_owned(), gw.metadata.name.clone());
+        opts.gateway_addresses.insert(key.clone(), addresses);
+        if let Some(why) = why {
+            opts.gateway_not_programmed.insert(key, why);
+        }
+    }
+}
+
+/// Where a provisioned Service takes traffic: its load balancer's addresses, or for other
+/// types its cluster IP.
+fn service_addresses(s: &Service) -> Vec<StatusAddress> {
+    if s.spec.type_.as_deref() == Some("LoadBalancer") {
+        let ingress = &s.status.load_balancer.ingress;
+        let ips = ingress.iter().filter_map(|i| i.ip.as_ref());
+        let names = ingress.iter().filter_map(|i| i.hostname.as_ref());
+        return ips
+            .map(|v| ("IPAddress", v))
+            .chain(names.map(|v| ("Hostname", v)))
+            .map(|(t, v)| StatusAddress {
+                type_: t.into(),
+                value: v.clone(),
+            })
+            .collect();
+    }
+    s.spec
+        .cluster_ip
+        .iter()
+        .filter(|ip| !ip.is_empty() && *ip != "None")
+        .map(|ip| StatusAddress {
+            type_: "IPAddress".into(),
+            value: ip.clone(),
+        })
+        .collect()
 }
 
 fn has_status(kind: Kind) -> bool {
@@ -730,6 +939,89 @@ mod tests {
     use kube::runtime::utils::Backoff;
 
     use super::*;
+
+    fn input(yaml: &str) -> Input {
+        let loaded = loom_core::load::load_str("in.yaml", yaml);
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let mut input = Input::default();
+        for (_, o) in loaded.objects {
+            input.upsert(o);
+        }
+        input
+    }
+
+    #[test]
+    fn a_provisioned_gateway_is_programmed_once_its_service_has_an_address_and_a_pod_is_up() {
+        let gateway = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: web}
+spec:
+  gatewayClassName: loom
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+"#;
+        let service = |spec: &str| {
+            format!(
+                "{gateway}---\napiVersion: v1\nkind: Service\n\
+                 metadata: {{name: loom-edge, namespace: web}}\n{spec}"
+            )
+        };
+        let key = ("web".to_owned(), "edge".to_owned());
+        let rollout = |available| {
+            HashMap::from([(
+                ("web".to_owned(), "loom-edge".to_owned()),
+                Rollout {
+                    replicas: 2,
+                    available,
+                },
+            )])
+        };
+        let run = |yaml: &str, rollouts: &HashMap<(String, String), Rollout>| {
+            let mut opts = Options::default();
+            provisioned_readiness(&input(yaml), rollouts, &mut opts);
+            let why = opts.gateway_not_programmed.get(&key).cloned();
+            let addrs: Vec<String> = opts.gateway_addresses[&key]
+                .iter()
+                .map(|a| format!("{} {}", a.type_, a.value))
+                .collect();
+            (why.map(|(r, m)| format!("{}: {m}", r.as_str())), addrs)
+        };
+        let (why, addrs) = run(gateway, &rollout(1));
+        assert_eq!(
+            why.as_deref(),
+            Some("AddressNotAssigned: waiting for Service web/loom-edge to be created")
+        );
+        assert!(addrs.is_empty());
+        // A load balancer that has no address yet.
+        let lb = service("spec: {type: LoadBalancer, clusterIP: 10.0.0.9}\n");
+        let (why, _) = run(&lb, &rollout(1));
+        assert!(
+            why.unwrap()
+                .starts_with("AddressNotAssigned: waiting for an address")
+        );
+        let lb_up = format!(
+            "{lb}status: {{loadBalancer: {{ingress: [{{ip: 192.0.2.1}}, {{hostname: lb.example}}]}}}}\n"
+        );
+        let (why, addrs) = run(&lb_up, &rollout(1));
+        assert_eq!(why, None);
+        assert_eq!(addrs, ["IPAddress 192.0.2.1", "Hostname lb.example"]);
+        // A ClusterIP Service: its cluster IP, once a pod is available.
+        let cip = service("spec: {clusterIP: 10.0.0.9}\n");
+        let (why, addrs) = run(&cip, &HashMap::new());
+        assert_eq!(
+            why.as_deref(),
+            Some("Pending: waiting for Deployment web/loom-edge to be created")
+        );
+        assert_eq!(addrs, ["IPAddress 10.0.0.9"]);
+        let (why, _) = run(&cip, &rollout(0));
+        assert_eq!(
+            why.as_deref(),
+            Some(
+                "Pending: waiting for a data-plane pod of Deployment web/loom-edge (0 of 2 available)"
+            )
+        );
+        assert_eq!(run(&cip, &rollout(1)).0, None);
+    }
 
     #[test]
     fn reconnect_backoff_grows_to_two_seconds_and_resets() {

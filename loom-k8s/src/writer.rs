@@ -7,14 +7,15 @@ use std::sync::Arc;
 
 use futures::{StreamExt, stream};
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
-use loom_core::input::ObjectKey;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
 /// One server-side apply: an object's status, its finalizers, or a whole object Loom owns.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct StatusWrite {
-    pub(crate) key: ObjectKey,
+    /// Namespace ("" for cluster-scoped objects).
+    pub(crate) namespace: String,
+    pub(crate) name: String,
     pub(crate) resource: ApiResource,
     /// The resourceVersion the write was computed from.
     pub(crate) base: String,
@@ -23,11 +24,33 @@ pub(crate) struct StatusWrite {
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Write {
-    /// A whole object Loom owns (a per-Gateway Service).
+    /// A whole object Loom owns (per-Gateway Services, Deployments, ...).
     Object(Value),
     Status(Value),
     /// Loom's finalizers (an empty list removes the ones Loom added).
     Finalizers(Vec<&'static str>),
+}
+
+impl StatusWrite {
+    /// What the write is remembered by: kind, namespace, name and part.
+    fn id(&self) -> (String, String, String, u8) {
+        let part = self.what.part();
+        (
+            self.resource.kind.clone(),
+            self.namespace.clone(),
+            self.name.clone(),
+            part,
+        )
+    }
+}
+
+impl std::fmt::Display for StatusWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.namespace.as_str() {
+            "" => write!(f, "{} {}", self.resource.kind, self.name),
+            ns => write!(f, "{} {ns}/{}", self.resource.kind, self.name),
+        }
+    }
 }
 
 impl Write {
@@ -50,22 +73,19 @@ pub(crate) async fn status_writer(
     mut batches: watch::Receiver<Arc<Vec<StatusWrite>>>,
     leader: watch::Receiver<bool>,
 ) {
-    let mut applied: HashMap<(ObjectKey, u8), (String, Write)> = HashMap::new();
+    type Id = (String, String, String, u8);
+    let mut applied: HashMap<Id, (String, Write)> = HashMap::new();
     let params = PatchParams::apply(&field_manager).force();
     while batches.changed().await.is_ok() {
         let batch = batches.borrow_and_update().clone();
         if !*leader.borrow() {
             continue;
         }
-        let pending: HashSet<(&ObjectKey, u8)> =
-            batch.iter().map(|w| (&w.key, w.what.part())).collect();
-        applied.retain(|(k, part), _| pending.contains(&(k, *part)));
+        let pending: HashSet<Id> = batch.iter().map(StatusWrite::id).collect();
+        applied.retain(|id, _| pending.contains(id));
         let todo: Vec<StatusWrite> = batch
             .iter()
-            .filter(|w| {
-                applied.get(&(w.key.clone(), w.what.part()))
-                    != Some(&(w.base.clone(), w.what.clone()))
-            })
+            .filter(|w| applied.get(&w.id()) != Some(&(w.base.clone(), w.what.clone())))
             .cloned()
             .collect();
         let results: Vec<_> = stream::iter(todo)
@@ -76,11 +96,11 @@ pub(crate) async fn status_writer(
         for (w, r) in results {
             match r {
                 Ok(_) => {
-                    log::debug!("status of {} written", w.key);
-                    applied.insert((w.key, w.what.part()), (w.base, w.what));
+                    log::debug!("{w}: written");
+                    applied.insert(w.id(), (w.base, w.what));
                 }
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => log::warn!("writing the status of {}: {e}", w.key),
+                Err(e) => log::warn!("writing {w}: {e}"),
             }
         }
     }
@@ -91,10 +111,10 @@ async fn write_status(
     params: PatchParams,
     w: StatusWrite,
 ) -> (StatusWrite, kube::Result<DynamicObject>) {
-    let api: Api<DynamicObject> = if w.key.namespace.is_empty() {
+    let api: Api<DynamicObject> = if w.namespace.is_empty() {
         Api::all_with(client, &w.resource)
     } else {
-        Api::namespaced_with(client, &w.key.namespace, &w.resource)
+        Api::namespaced_with(client, &w.namespace, &w.resource)
     };
     let r = match &w.what {
         Write::Object(body) => {
@@ -103,7 +123,7 @@ async fn write_status(
                 params.field_manager.as_deref().unwrap_or("loom")
             ))
             .force();
-            api.patch(&w.key.name, &params, &Patch::Apply(body)).await
+            api.patch(&w.name, &params, &Patch::Apply(body)).await
         }
         Write::Status(status) => {
             let body = json!({
@@ -111,7 +131,7 @@ async fn write_status(
                 "kind": w.resource.kind,
                 "status": status,
             });
-            api.patch_status(&w.key.name, &params, &Patch::Apply(body))
+            api.patch_status(&w.name, &params, &Patch::Apply(body))
                 .await
         }
         Write::Finalizers(f) => {
@@ -124,9 +144,9 @@ async fn write_status(
             let body = json!({
                 "apiVersion": w.resource.api_version,
                 "kind": w.resource.kind,
-                "metadata": {"name": w.key.name, "finalizers": f},
+                "metadata": {"name": w.name, "finalizers": f},
             });
-            api.patch(&w.key.name, &params, &Patch::Apply(body)).await
+            api.patch(&w.name, &params, &Patch::Apply(body)).await
         }
     };
     (w, r)
