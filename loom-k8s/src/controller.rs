@@ -23,7 +23,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::addresses::{AddressPool, Ipv4Net};
-use crate::provision::{self, DATA_PLANE_SELECTOR, Provision};
+use crate::provision::{self, CONTROLLER_ANNOTATION, DATA_PLANE_SELECTOR, Provision};
 use crate::refs::{REF_WAIT, Refs};
 use crate::resources::{self, Watched};
 use crate::status::next_status;
@@ -125,11 +125,12 @@ struct State {
     rollouts_relist: Option<HashMap<(String, String), Rollout>>,
 }
 
-/// How far a data-plane Deployment is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How far a data-plane Deployment is, and which controller made it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Rollout {
     replicas: i32,
     available: i32,
+    controller: String,
 }
 
 /// Runs the controller; it does not return. `publish` receives every compiled snapshot
@@ -476,6 +477,13 @@ impl State {
                 Rollout {
                     replicas: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
                     available: status.and_then(|s| s.available_replicas).unwrap_or(0),
+                    controller: d
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(CONTROLLER_ANNOTATION))
+                        .cloned()
+                        .unwrap_or_default(),
                 },
             )
         }
@@ -810,6 +818,42 @@ impl State {
         if let Some(dp) = &p.data_plane {
             let body = provision::cluster_role_binding(dp, accepted.iter().copied());
             push(ApiResource::erase::<ClusterRoleBinding>(&()), body);
+            // This controller's data planes of Gateways it no longer accepts (deleted ones go
+            // with their owner anyway).
+            let wanted: HashSet<(&str, String)> = accepted
+                .iter()
+                .map(|gw| {
+                    let ns = gw.metadata.namespace_or_default();
+                    (ns, provision::service_name(&gw.metadata.name))
+                })
+                .collect();
+            let mut stale: Vec<&(String, String)> = self
+                .rollouts
+                .iter()
+                .filter(|(k, r)| {
+                    r.controller == dp.controller_name
+                        && !wanted.contains(&(k.0.as_str(), k.1.clone()))
+                })
+                .map(|(k, _)| k)
+                .collect();
+            stale.sort();
+            for (ns, name) in stale {
+                for resource in [
+                    ApiResource::erase::<Deployment>(&()),
+                    ApiResource::erase::<ServiceAccount>(&()),
+                    service.cloned().unwrap_or_else(|| {
+                        ApiResource::erase::<k8s_openapi::api::core::v1::Service>(&())
+                    }),
+                ] {
+                    out.push(StatusWrite {
+                        namespace: ns.clone(),
+                        name: name.clone(),
+                        resource,
+                        base: String::new(),
+                        what: Write::Delete,
+                    });
+                }
+            }
         }
         out
     }
@@ -973,6 +1017,7 @@ spec:
                 Rollout {
                     replicas: 2,
                     available,
+                    controller: String::new(),
                 },
             )])
         };

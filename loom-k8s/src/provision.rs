@@ -17,6 +17,9 @@ use serde_json::{Value, json};
 pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
 /// The label that ties data-plane pods to their Deployment and Service.
 pub const DATA_PLANE_LABEL: &str = "loom.dev/data-plane";
+/// The annotation naming the controller that made a Deployment (label values cannot hold a
+/// controller name's `/`), so that Loom removes only its own.
+pub const CONTROLLER_ANNOTATION: &str = "loom.dev/controller-name";
 /// Labels on every provisioned Deployment (the controller watches only these).
 pub const DATA_PLANE_SELECTOR: &str =
     "app.kubernetes.io/managed-by=loom,app.kubernetes.io/component=data-plane";
@@ -240,8 +243,10 @@ pub fn service_account_for(input: &Input, gw: &Gateway) -> Option<Value> {
 /// The Deployment of `gw`'s data-plane pods: `loom data-plane --gateway <ns>/<name>`.
 pub fn deployment_for(input: &Input, gw: &Gateway, dp: &DataPlane) -> Option<Value> {
     let shape = shape(input, gw);
-    let meta = metadata(gw, &shape, true)?;
+    let mut meta = metadata(gw, &shape, true)?;
     let ns = gw.metadata.namespace_or_default();
+    let pod_annotations = meta["annotations"].clone();
+    meta["annotations"][CONTROLLER_ANNOTATION] = json!(dp.controller_name);
     let mut container_ports: Vec<Value> = ports(gw)
         .iter()
         .map(|(port, proto)| json!({"containerPort": port, "protocol": proto}))
@@ -286,7 +291,7 @@ pub fn deployment_for(input: &Input, gw: &Gateway, dp: &DataPlane) -> Option<Val
             "replicas": shape.replicas.unwrap_or(1),
             "selector": {"matchLabels": data_plane_selector(gw)},
             "template": {
-                "metadata": {"labels": meta["labels"], "annotations": meta["annotations"]},
+                "metadata": {"labels": meta["labels"], "annotations": pod_annotations},
                 "spec": {
                     "serviceAccountName": service_name(&gw.metadata.name),
                     "containers": [container],
@@ -467,6 +472,10 @@ spec:
         assert_eq!(d["metadata"]["namespace"], "web");
         assert_eq!(d["metadata"]["ownerReferences"][0]["uid"], "u-1");
         assert_eq!(d["spec"]["replicas"], 2);
+        assert_eq!(
+            d["metadata"]["annotations"][CONTROLLER_ANNOTATION],
+            "loom.dev/gateway-controller"
+        );
         let pod = &d["spec"]["template"];
         // Infrastructure labels win over the config's; every object carries them.
         assert_eq!(pod["metadata"]["labels"]["team"], "a");

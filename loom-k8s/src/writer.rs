@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::{StreamExt, stream};
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -29,6 +29,8 @@ pub(crate) enum Write {
     Status(Value),
     /// Loom's finalizers (an empty list removes the ones Loom added).
     Finalizers(Vec<&'static str>),
+    /// Delete an object Loom made that is not wanted any more.
+    Delete,
 }
 
 impl StatusWrite {
@@ -61,6 +63,7 @@ impl Write {
             Write::Object(_) => 0,
             Write::Status(_) => 1,
             Write::Finalizers(_) => 2,
+            Write::Delete => 3,
         }
     }
 }
@@ -110,7 +113,7 @@ async fn write_status(
     client: kube::Client,
     params: PatchParams,
     w: StatusWrite,
-) -> (StatusWrite, kube::Result<DynamicObject>) {
+) -> (StatusWrite, kube::Result<()>) {
     let api: Api<DynamicObject> = if w.namespace.is_empty() {
         Api::all_with(client, &w.resource)
     } else {
@@ -123,7 +126,9 @@ async fn write_status(
                 params.field_manager.as_deref().unwrap_or("loom")
             ))
             .force();
-            api.patch(&w.name, &params, &Patch::Apply(body)).await
+            api.patch(&w.name, &params, &Patch::Apply(body))
+                .await
+                .map(drop)
         }
         Write::Status(status) => {
             let body = json!({
@@ -133,6 +138,7 @@ async fn write_status(
             });
             api.patch_status(&w.name, &params, &Patch::Apply(body))
                 .await
+                .map(drop)
         }
         Write::Finalizers(f) => {
             // A field manager of its own: applying an empty list then removes exactly the
@@ -146,8 +152,14 @@ async fn write_status(
                 "kind": w.resource.kind,
                 "metadata": {"name": w.name, "finalizers": f},
             });
-            api.patch(&w.name, &params, &Patch::Apply(body)).await
+            api.patch(&w.name, &params, &Patch::Apply(body))
+                .await
+                .map(drop)
         }
+        Write::Delete => api
+            .delete(&w.name, &DeleteParams::background())
+            .await
+            .map(drop),
     };
     (w, r)
 }
