@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -13,20 +15,24 @@ type image struct {
 	probe func(env map[string]string) probeTarget
 }
 
-// imageMap maps an image repository (the reference without tag or digest) to a local binary.
-type imageMap map[string]image
+// imageMap maps an image repository (the reference without tag or digest) to a local binary:
+// the built-in entries first, then dir/<last element of the repository> if it is executable.
+type imageMap struct {
+	builtin map[string]image
+	dir     string
+}
 
 // defaultImages covers every image the Gateway API conformance suite (v1.6.x) uses:
 // echo-basic (HTTP, h2c, HTTPS, gRPC, TCP and UDP modes, chosen by env) is built from
 // the suite's own module; coredns, used only as a UDP backend, is replaced by the
 // podlet's small DNS server.
-func defaultImages(binDir string) imageMap {
+func defaultImages(binDir, imageDir string) imageMap {
 	echo := image{bin: filepath.Join(binDir, "echo-basic"), probe: echoProbe}
-	return imageMap{
+	return imageMap{dir: imageDir, builtin: map[string]image{
 		"registry.k8s.io/gateway-api/echo-basic":    echo,
 		"gcr.io/k8s-staging-gateway-api/echo-basic": echo,
 		"registry.k8s.io/coredns/coredns":           {bin: filepath.Join(binDir, "podlet"), args: []string{"dns"}},
-	}
+	}}
 }
 
 func (m imageMap) lookup(ref string) (image, bool) {
@@ -37,8 +43,16 @@ func (m imageMap) lookup(ref string) (image, bool) {
 	if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
 		repo = repo[:i]
 	}
-	img, ok := m[repo]
-	return img, ok
+	if img, ok := m.builtin[repo]; ok {
+		return img, true
+	}
+	if name := path.Base(repo); m.dir != "" && name != "." && name != ".." && name != "/" {
+		bin := filepath.Join(m.dir, name)
+		if fi, err := os.Stat(bin); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return image{bin: bin}, true
+		}
+	}
+	return image{}, false
 }
 
 // echoProbe: the port echo-basic listens on first in each of its modes.

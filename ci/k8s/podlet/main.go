@@ -3,20 +3,25 @@
 // and runs each pod's containers as local processes inside a network namespace
 // of their own (a veth pair on a host bridge whose subnet is blackholed on the
 // host, so nothing leaves the machine). Container images are mapped to local
-// binaries (see images.go). It reports pod status (Ready, pod IPs), serves the
-// kubelet's /containerLogs API for `kubectl logs`, and removes every process,
-// namespace and link it made when it exits.
+// binaries (see images.go). Pods reach the API server at the node address with a
+// ServiceAccount token, as in-cluster clients expect (see incluster.go). It reports
+// pod status (Ready, pod IPs), serves the kubelet's /containerLogs API for
+// `kubectl logs`, and removes every process, namespace and link it made when it exits.
 //
-// `podlet dns ...` runs the small DNS server that stands in for coredns.
+// `podlet dns ...` runs the small DNS server that stands in for coredns;
+// `podlet bind-exec ...` starts a container process with its token mounted.
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -41,6 +46,8 @@ type config struct {
 	kubeletPort int
 	stateDir    string
 	binDir      string
+	imageDir    string
+	tokenTTL    time.Duration
 	workers     int
 }
 
@@ -51,6 +58,9 @@ type podlet struct {
 	queue    workqueue.TypedRateLimitingInterface[string]
 	net      *network
 	images   imageMap
+	self     string // this binary, for bind-exec
+	apiPort  int    // the API server's port, served on the node address
+	caPEM    []byte // cluster CA for pods' ca.crt
 
 	mu   sync.Mutex
 	pods map[string]*podState // key: namespace/name
@@ -59,6 +69,10 @@ type podlet struct {
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "dns" {
 		dnsMain(os.Args[2:])
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "bind-exec" {
+		bindExecMain(os.Args[2:])
 		return
 	}
 	var cfg config
@@ -72,6 +86,8 @@ func main() {
 	flag.IntVar(&cfg.kubeletPort, "kubelet-port", 10250, "port of the kubelet API (logs), on the node address")
 	flag.StringVar(&cfg.stateDir, "state-dir", "/run/loom-k8s/podlet", "per-pod volumes and logs")
 	flag.StringVar(&cfg.binDir, "bin-dir", "", "directory with echo-basic and podlet binaries (default: this binary's directory)")
+	flag.StringVar(&cfg.imageDir, "image-dir", "", "directory of extra image binaries: an image not built in runs DIR/<last element of its repository>")
+	flag.DurationVar(&cfg.tokenTTL, "token-expiration", time.Hour, "lifetime of the ServiceAccount tokens requested for pods (at least 10m)")
 	flag.IntVar(&cfg.workers, "workers", 8, "parallel pod workers")
 	flag.Parse()
 	var err error
@@ -80,6 +96,9 @@ func main() {
 	}
 	if cfg.blackhole, err = netip.ParsePrefix(blackhole); err != nil || !cfg.blackhole.Contains(cfg.podCIDR.Addr()) || cfg.blackhole.Bits() > cfg.podCIDR.Bits() {
 		klog.Fatalf("bad --blackhole %q: must be an IPv4 prefix containing --pod-cidr", blackhole)
+	}
+	if cfg.tokenTTL < 10*time.Minute {
+		klog.Fatalf("bad --token-expiration %s: the API server's minimum is 10m", cfg.tokenTTL)
 	}
 	if cfg.binDir == "" {
 		exe, err := os.Executable()
@@ -99,6 +118,26 @@ func run(cfg config) error {
 		return err
 	}
 	rc.QPS, rc.Burst = 50, 100
+	caPEM := rc.CAData
+	if len(caPEM) == 0 && rc.CAFile != "" {
+		if caPEM, err = os.ReadFile(rc.CAFile); err != nil {
+			return err
+		}
+	}
+	api, err := url.Parse(rc.Host)
+	if err != nil || api.Host == "" {
+		return fmt.Errorf("API server URL %q in the kubeconfig: %v", rc.Host, err)
+	}
+	port := api.Port()
+	if port == "" {
+		port = "443"
+	}
+	apiTarget := net.JoinHostPort(api.Hostname(), port)
+	apiPort, _ := strconv.Atoi(port)
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return err
@@ -113,16 +152,28 @@ func run(cfg config) error {
 	if err := os.MkdirAll(cfg.stateDir, 0o755); err != nil {
 		return err
 	}
+	created, err := ensureMountPoint()
+	if err != nil {
+		return fmt.Errorf("mount point for ServiceAccount tokens: %w", err)
+	}
+	defer func() { // after shutdown: remove the empty directories made above
+		for _, d := range created {
+			_ = os.Remove(d)
+		}
+	}()
 
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 
 	p := &podlet{
-		cfg:    cfg,
-		client: client,
-		net:    netw,
-		images: defaultImages(cfg.binDir),
-		pods:   map[string]*podState{},
+		cfg:     cfg,
+		client:  client,
+		net:     netw,
+		images:  defaultImages(cfg.binDir, cfg.imageDir),
+		self:    self,
+		apiPort: apiPort,
+		caPEM:   caPEM,
+		pods:    map[string]*podState{},
 	}
 	p.queue = workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[string](200*time.Millisecond, 5*time.Second))
 	defer p.shutdown()
@@ -132,8 +183,17 @@ func run(cfg config) error {
 	}
 	go p.heartbeat(ctx)
 
-	srvErr := make(chan error, 1)
-	go func() { srvErr <- p.serveKubeletAPI(ctx) }()
+	srvErr := make(chan error, 2)
+	go func() {
+		if err := p.serveKubeletAPI(ctx); err != nil {
+			srvErr <- fmt.Errorf("kubelet API: %w", err)
+		}
+	}()
+	go func() {
+		if err := p.serveAPIRelay(ctx, apiTarget); err != nil {
+			srvErr <- fmt.Errorf("API relay: %w", err)
+		}
+	}()
 
 	lw := cache.NewListWatchFromClient(client.CoreV1().RESTClient(), "pods", metav1.NamespaceAll, fields.Everything())
 	p.informer = cache.NewSharedIndexInformer(lw, &corev1.Pod{}, 5*time.Minute, cache.Indexers{})
@@ -165,7 +225,7 @@ func run(cfg config) error {
 		klog.Info("signal received, shutting down")
 		return nil
 	case err := <-srvErr:
-		return fmt.Errorf("kubelet API: %w", err)
+		return err
 	}
 }
 

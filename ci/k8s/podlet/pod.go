@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,6 +48,8 @@ type podState struct {
 	stopping   bool
 	stopCh     chan struct{}
 	wg         sync.WaitGroup
+
+	tokenIssued, tokenExpiry time.Time // ServiceAccount token (see incluster.go)
 }
 
 type container struct {
@@ -52,6 +57,7 @@ type container struct {
 	bin      string
 	args     []string
 	env      []string
+	saDir    string // bind-mounted at saMountPath when set
 	logPath  string
 	probe    probeTarget
 	mu       sync.Mutex
@@ -65,9 +71,11 @@ type container struct {
 }
 
 type probeTarget struct {
-	port int  // TCP port to dial for readiness; 0 = ready once started
-	http bool // GET path instead of a bare dial
-	path string
+	port    int  // port to probe for readiness; 0 = ready once started
+	http    bool // GET path instead of a bare dial; 2xx and 3xx are ready
+	https   bool
+	path    string
+	headers []corev1.HTTPHeader
 }
 
 func mustQuantity(s string) resource.Quantity { return resource.MustParse(s) }
@@ -148,6 +156,7 @@ func (p *podlet) sync(ctx context.Context, key string) (time.Duration, error) {
 	if !st.isStarted() {
 		if err := st.start(ctx, pod); err != nil {
 			if !errors.Is(err, errWaiting) {
+				_ = p.reportStatus(ctx, pod, st) // shows the error as the waiting message
 				return 0, err
 			}
 			requeue = 2 * time.Second
@@ -198,9 +207,14 @@ func (st *podState) start(ctx context.Context, pod *corev1.Pod) error {
 		st.setWaiting("ContainerCreating", err.Error())
 		return err
 	}
+	saDir, err := st.serviceAccountDir(ctx, pod)
+	if err != nil {
+		st.setWaiting("CreateContainerConfigError", err.Error())
+		return err
+	}
 	var cs []*container
 	for i := range pod.Spec.Containers {
-		c, err := st.prepareContainer(ctx, pod, &pod.Spec.Containers[i], volDirs)
+		c, err := st.prepareContainer(ctx, pod, &pod.Spec.Containers[i], volDirs, saDir)
 		if err != nil {
 			st.setWaiting("CreateContainerConfigError", err.Error())
 			return err
@@ -210,6 +224,10 @@ func (st *podState) start(ctx context.Context, pod *corev1.Pod) error {
 	st.mu.Lock()
 	st.containers, st.started, st.waitReason, st.waitMsg = cs, true, "", ""
 	st.mu.Unlock()
+	if saDir != "" {
+		st.wg.Add(1)
+		go st.refreshToken(pod, saDir)
+	}
 	for _, c := range cs {
 		if c.failure != "" {
 			klog.Warningf("pod %s container %s: %s", st.key, c.spec.Name, c.failure)
@@ -286,17 +304,20 @@ func (st *podState) materializeVolumes(ctx context.Context, pod *corev1.Pod) (ma
 	return dirs, nil
 }
 
-func (st *podState) prepareContainer(ctx context.Context, pod *corev1.Pod, spec *corev1.Container, volDirs map[string]string) (*container, error) {
+func (st *podState) prepareContainer(ctx context.Context, pod *corev1.Pod, spec *corev1.Container, volDirs map[string]string, saDir string) (*container, error) {
 	c := &container{spec: *spec, logPath: filepath.Join(st.dir, "logs", spec.Name+".log")}
 	if err := os.MkdirAll(filepath.Dir(c.logPath), 0o755); err != nil {
 		return nil, err
 	}
 	img, ok := st.p.images.lookup(spec.Image)
 	if !ok {
-		c.failure = fmt.Sprintf("image %q has no local binary (podlet maps only the conformance suite's images)", spec.Image)
+		c.failure = fmt.Sprintf("image %q has no local binary (podlet maps the conformance suite's images, and others to an executable named after the repository's last element in --image-dir %q)", spec.Image, st.p.cfg.imageDir)
 		return c, nil
 	}
 	c.bin = img.bin
+	if !ownsSAMount(spec) {
+		c.saDir = saDir
+	}
 
 	// Mount paths become per-pod directories: rewrite any env or arg value that
 	// starts with one (longest first), instead of bind mounts.
@@ -323,6 +344,10 @@ func (st *podState) prepareContainer(ctx context.Context, pod *corev1.Pod, spec 
 	}
 	vars := map[string]string{}
 	c.env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME=" + pod.Name}
+	for _, kv := range st.p.apiEnv() {
+		vars[kv[0]] = kv[1]
+		c.env = append(c.env, kv[0]+"="+kv[1])
+	}
 	for _, kv := range env {
 		v := rewrite(expand(kv[1], vars))
 		vars[kv[0]] = v
@@ -497,7 +522,8 @@ func readinessTarget(spec *corev1.Container, vars map[string]string, img image) 
 	if rp := spec.ReadinessProbe; rp != nil {
 		switch {
 		case rp.HTTPGet != nil:
-			return probeTarget{port: port(rp.HTTPGet.Port), http: true, path: rp.HTTPGet.Path}
+			g := rp.HTTPGet
+			return probeTarget{port: port(g.Port), http: true, https: g.Scheme == corev1.URISchemeHTTPS, path: g.Path, headers: g.HTTPHeaders}
 		case rp.TCPSocket != nil:
 			return probeTarget{port: port(rp.TCPSocket.Port)}
 		}
@@ -552,7 +578,11 @@ func (st *podState) runOnce(c *container) error {
 	}
 	defer logf.Close()
 	stdout, stderr := newCRIWriter(logf, "stdout"), newCRIWriter(logf, "stderr")
-	cmd := exec.Command("ip", append([]string{"netns", "exec", st.sandbox.netns, c.bin}, c.args...)...)
+	argv := []string{"netns", "exec", st.sandbox.netns}
+	if c.saDir != "" {
+		argv = append(argv, st.p.self, "bind-exec", c.saDir, saMountPath)
+	}
+	cmd := exec.Command("ip", append(append(argv, c.bin), c.args...)...)
 	cmd.Env = c.env
 	cmd.Dir = st.dir
 	cmd.Stdout, cmd.Stderr = stdout, stderr
@@ -583,6 +613,7 @@ func (st *podState) runOnce(c *container) error {
 
 func (st *podState) probe(c *container, done chan struct{}) {
 	addr := net.JoinHostPort(st.sandbox.ip.String(), strconv.Itoa(c.probe.port))
+	every := 200 * time.Millisecond
 	for {
 		ok := false
 		if c.probe.port == 0 {
@@ -592,9 +623,8 @@ func (st *podState) probe(c *container, done chan struct{}) {
 			case <-time.After(300 * time.Millisecond):
 			}
 			ok = true
-		} else if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			conn.Close()
-			ok = true
+		} else {
+			ok = probeOnce(c.probe, addr)
 		}
 		if ok {
 			c.mu.Lock()
@@ -606,9 +636,50 @@ func (st *podState) probe(c *container, done chan struct{}) {
 		select {
 		case <-done:
 			return
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(every):
+		}
+		if c.probe.http && every < time.Second { // spares the server's request log
+			every += every / 2
 		}
 	}
+}
+
+var probeClient = &http.Client{
+	Timeout:       time.Second,
+	Transport:     &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true},
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+func probeOnce(t probeTarget, addr string) bool {
+	if !t.http {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			conn.Close()
+		}
+		return err == nil
+	}
+	u := "http://" + addr
+	if t.https {
+		u = "https://" + addr
+	}
+	req, err := http.NewRequest(http.MethodGet, u+"/"+strings.TrimPrefix(t.path, "/"), nil)
+	if err != nil {
+		return false
+	}
+	for _, h := range t.headers {
+		if strings.EqualFold(h.Name, "Host") {
+			req.Host = h.Value
+		} else {
+			req.Header.Add(h.Name, h.Value)
+		}
+	}
+	resp, err := probeClient.Do(req)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	return resp.StatusCode >= 200 && resp.StatusCode < 400
 }
 
 // stop ends every container: SIGTERM to its process group, SIGKILL after grace.
