@@ -7,3 +7,8 @@ check() {
   local what=$1 out; shift
   if out=$("$@" 2>&1); then ok "$what"; else bad "$what"; [[ -z $out ]] || sed 's/^/    /' <<<"$out" | tail -n 20; fi
 }
+# eventually SECONDS COMMAND...: retry every 0.1 s; on timeout run it once more, shown.
+eventually() {
+  local deadline=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do ((SECONDS < deadline)) || { "$@"; return 1; }; sleep 0.1; done
+}

@@ -84,3 +84,48 @@ cluster_was_up() {
   [[ -f $LOOM_K8S_RUN/bin && -f $KUBECONFIG_FILE ]] &&
     "$(cat "$LOOM_K8S_RUN/bin")/kubectl" --kubeconfig "$KUBECONFIG_FILE" get --raw /readyz >/dev/null 2>&1
 }
+
+# controller_kubeconfig RBAC_FILE OUT: applies RBAC_FILE (deploy/rbac.yaml) and writes to OUT a
+# kubeconfig with a token of its ServiceAccount loom-system/loom-gateway-controller, so a test
+# controller has exactly those permissions.
+controller_kubeconfig() {
+  local kc token
+  kc=$(kubectl_bin)
+  "$kc" apply -f "$1" >/dev/null || { echo "$1 did not apply" >&2; return 1; }
+  token=$("$kc" create token loom-gateway-controller -n loom-system --duration=2h) || return 1
+  "$kc" config view --raw --minify -o json | python3 -c '
+import json, sys
+c = json.load(sys.stdin)
+c["users"] = [{"name": "loom-sa", "user": {"token": sys.argv[1]}}]
+c["contexts"][0]["context"]["user"] = "loom-sa"
+print(json.dumps(c))' "$token" >"$2"
+}
+
+# echo_backend NS: a Deployment of the conformance suite's echo server and a Service `echo`
+# (port 8080) in front of it, in namespace NS. Its answers name the pod and namespace.
+echo_backend() {
+  "$(kubectl_bin)" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: $1}
+spec:
+  selector: {app: echo}
+  ports: [{port: 8080, targetPort: 3000}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: echo, namespace: $1}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: echo}}
+  template:
+    metadata: {labels: {app: echo}}
+    spec:
+      containers:
+      - name: echo
+        image: registry.k8s.io/gateway-api/echo-basic:v1.5.1
+        env:
+        - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+        - {name: NAMESPACE, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
+YAML
+}
