@@ -65,9 +65,14 @@ pub(crate) struct Args {
     /// The type of those Services.
     #[arg(long, default_value = "ClusterIP", value_parser = ["ClusterIP", "NodePort", "LoadBalancer"])]
     gateway_service_type: String,
-    /// The pods those Services select, as key=value (repeatable; none: no selector).
+    /// The pods those Services select, as key=value (repeatable; none: no selector). Only
+    /// pods in the Gateway's namespace match; see --gateway-service-endpoints-from.
     #[arg(long = "gateway-service-selector", value_parser = key_value)]
     gateway_service_selector: Vec<(String, String)>,
+    /// This controller's own Service, as namespace/name: each per-Gateway Service gets an
+    /// EndpointSlice with that Service's ready endpoints (these pods), in any namespace.
+    #[arg(long, value_parser = namespaced_name, conflicts_with = "provision")]
+    gateway_service_endpoints_from: Option<(String, String)>,
     /// The admin listener (/metrics, /healthz, /readyz, /config).
     #[arg(long, default_value = "127.0.0.1:9901")]
     admin: SocketAddr,
@@ -146,6 +151,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         },
         provision: services.then(|| loom_k8s::provision::Provision {
             selector: args.gateway_service_selector.iter().cloned().collect(),
+            endpoints_from: args.gateway_service_endpoints_from.clone(),
             service_type: args.gateway_service_type.clone(),
             data_plane: args.provision.then(|| loom_k8s::provision::DataPlane {
                 image: args.data_plane_image.clone(),

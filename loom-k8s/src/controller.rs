@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, stream};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
@@ -651,14 +652,21 @@ impl State {
                     .collect(),
             );
         }
-        if self
-            .opts
-            .provision
-            .as_ref()
-            .is_some_and(|p| p.data_plane.is_some())
-        {
-            provisioned_readiness(&self.input, &self.rollouts, &mut opts);
-        }
+        // Gateways whose own Service sends traffic to their pods report its address.
+        let behind_services = match &self.opts.provision {
+            Some(p) if p.data_plane.is_some() => {
+                service_readiness(&self.input, Some(&self.rollouts), &mut opts);
+                true
+            }
+            Some(p)
+                if (!p.selector.is_empty() || p.endpoints_from.is_some())
+                    && self.pool.is_none() =>
+            {
+                service_readiness(&self.input, None, &mut opts);
+                true
+            }
+            _ => false,
+        };
         if let Some(pool) = &mut self.pool {
             let gateways: Vec<ObjectKey> = self
                 .keys
@@ -683,7 +691,13 @@ impl State {
                 }
             }
         }
-        let compiled = loom_core::compile_with(&self.input, &opts);
+        let mut compiled = loom_core::compile_with(&self.input, &opts);
+        if behind_services {
+            // The pods listen on their own addresses (--bind); the Service's are reported.
+            for g in compiled.snapshot.gateways.values_mut() {
+                g.addresses.clear();
+            }
+        }
         let took = started.elapsed();
         log::debug!("compiled in {took:?}");
         self.last = Some(compiled.status.clone());
@@ -806,6 +820,9 @@ impl State {
             if let (Some(r), Some(body)) = (service, provision::service_for(&self.input, gw, p)) {
                 push(r.clone(), body);
             }
+            if let Some(body) = provision::endpoint_slice_for(&self.input, gw, p) {
+                push(ApiResource::erase::<EndpointSlice>(&()), body);
+            }
             if let Some(dp) = &p.data_plane {
                 if let Some(body) = provision::service_account_for(&self.input, gw) {
                     push(ApiResource::erase::<ServiceAccount>(&()), body);
@@ -859,11 +876,11 @@ impl State {
     }
 }
 
-/// Provisioned mode: a Gateway's addresses are its Service's, and it is Programmed once
-/// that Service has an address and a data-plane pod is available.
-fn provisioned_readiness(
+/// A Gateway's addresses are those of its Service, and it is Programmed once that Service
+/// has an address and, in provisioned mode (`rollouts`), a data-plane pod is available.
+fn service_readiness(
     input: &Input,
-    rollouts: &HashMap<(String, String), Rollout>,
+    rollouts: Option<&HashMap<(String, String), Rollout>>,
     opts: &mut Options,
 ) {
     let services: HashMap<(&str, &str), &Service> = input
@@ -881,7 +898,7 @@ fn provisioned_readiness(
         let name = crate::provision::service_name(&gw.metadata.name);
         let service = services.get(&(ns, name.as_str()));
         let addresses = service.map(|s| service_addresses(s)).unwrap_or_default();
-        let rollout = rollouts.get(&(ns.to_owned(), name.clone()));
+        let rollout = rollouts.map(|r| r.get(&(ns.to_owned(), name.clone())));
         let why = match (service, rollout) {
             (None, _) => Some((
                 Reason::AddressNotAssigned,
@@ -891,11 +908,11 @@ fn provisioned_readiness(
                 Reason::AddressNotAssigned,
                 format!("waiting for an address of Service {ns}/{name}"),
             )),
-            (_, None) => Some((
+            (_, Some(None)) => Some((
                 Reason::Pending,
                 format!("waiting for Deployment {ns}/{name} to be created"),
             )),
-            (_, Some(r)) if r.available == 0 => Some((
+            (_, Some(Some(r))) if r.available == 0 => Some((
                 Reason::Pending,
                 format!(
                     "waiting for a data-plane pod of Deployment {ns}/{name} \
@@ -995,7 +1012,7 @@ mod tests {
     }
 
     #[test]
-    fn a_provisioned_gateway_is_programmed_once_its_service_has_an_address_and_a_pod_is_up() {
+    fn a_gateway_is_programmed_once_its_service_has_an_address_and_a_pod_is_up() {
         let gateway = r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
@@ -1021,9 +1038,9 @@ spec:
                 },
             )])
         };
-        let run = |yaml: &str, rollouts: &HashMap<(String, String), Rollout>| {
+        let run = |yaml: &str, rollouts: Option<&HashMap<(String, String), Rollout>>| {
             let mut opts = Options::default();
-            provisioned_readiness(&input(yaml), rollouts, &mut opts);
+            service_readiness(&input(yaml), rollouts, &mut opts);
             let why = opts.gateway_not_programmed.get(&key).cloned();
             let addrs: Vec<String> = opts.gateway_addresses[&key]
                 .iter()
@@ -1031,7 +1048,7 @@ spec:
                 .collect();
             (why.map(|(r, m)| format!("{}: {m}", r.as_str())), addrs)
         };
-        let (why, addrs) = run(gateway, &rollout(1));
+        let (why, addrs) = run(gateway, Some(&rollout(1)));
         assert_eq!(
             why.as_deref(),
             Some("AddressNotAssigned: waiting for Service web/loom-edge to be created")
@@ -1039,7 +1056,7 @@ spec:
         assert!(addrs.is_empty());
         // A load balancer that has no address yet.
         let lb = service("spec: {type: LoadBalancer, clusterIP: 10.0.0.9}\n");
-        let (why, _) = run(&lb, &rollout(1));
+        let (why, _) = run(&lb, Some(&rollout(1)));
         assert!(
             why.unwrap()
                 .starts_with("AddressNotAssigned: waiting for an address")
@@ -1047,25 +1064,31 @@ spec:
         let lb_up = format!(
             "{lb}status: {{loadBalancer: {{ingress: [{{ip: 192.0.2.1}}, {{hostname: lb.example}}]}}}}\n"
         );
-        let (why, addrs) = run(&lb_up, &rollout(1));
+        let (why, addrs) = run(&lb_up, Some(&rollout(1)));
         assert_eq!(why, None);
         assert_eq!(addrs, ["IPAddress 192.0.2.1", "Hostname lb.example"]);
         // A ClusterIP Service: its cluster IP, once a pod is available.
         let cip = service("spec: {clusterIP: 10.0.0.9}\n");
-        let (why, addrs) = run(&cip, &HashMap::new());
+        let (why, addrs) = run(&cip, Some(&HashMap::new()));
         assert_eq!(
             why.as_deref(),
             Some("Pending: waiting for Deployment web/loom-edge to be created")
         );
         assert_eq!(addrs, ["IPAddress 10.0.0.9"]);
-        let (why, _) = run(&cip, &rollout(0));
+        let (why, _) = run(&cip, Some(&rollout(0)));
         assert_eq!(
             why.as_deref(),
             Some(
                 "Pending: waiting for a data-plane pod of Deployment web/loom-edge (0 of 2 available)"
             )
         );
-        assert_eq!(run(&cip, &rollout(1)).0, None);
+        assert_eq!(run(&cip, Some(&rollout(1))).0, None);
+        // All-in-one (no rollouts: the controller's pods serve): the address is enough.
+        assert_eq!(
+            run(&cip, None),
+            (None, vec!["IPAddress 10.0.0.9".to_owned()])
+        );
+        assert!(run(&lb, None).0.unwrap().starts_with("AddressNotAssigned"));
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub const DATA_PLANE_SELECTOR: &str =
 pub struct Provision {
     /// Pods the all-in-one Service sends traffic to (empty: no selector).
     pub selector: BTreeMap<String, String>,
+    /// All-in-one: the controller's own Service `(namespace, name)`, whose ready endpoints
+    /// Loom copies into an EndpointSlice of each per-Gateway Service (which then has no
+    /// selector: a selector only finds pods in the Service's own namespace).
+    pub endpoints_from: Option<(String, String)>,
     /// `ClusterIP`, `NodePort` or `LoadBalancer` (a GatewayClassConfig may override it).
     pub service_type: String,
     /// Provisioned mode: data-plane pods per Gateway instead of the controller's own.
@@ -228,10 +232,53 @@ pub fn service_for(input: &Input, gw: &Gateway, p: &Provision) -> Option<Value> 
         if !ips.is_empty() {
             spec["externalIPs"] = json!(ips);
         }
-    } else if !p.selector.is_empty() {
+    } else if !p.selector.is_empty() && p.endpoints_from.is_none() {
         spec["selector"] = json!(p.selector);
     }
     Some(json!({"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}))
+}
+
+/// All-in-one: the EndpointSlice of `gw`'s Service, listing the ready endpoints of the
+/// controller's own Service (`Provision::endpoints_from`); `None` without that setting.
+pub fn endpoint_slice_for(input: &Input, gw: &Gateway, p: &Provision) -> Option<Value> {
+    let (from_ns, from_name) = p.endpoints_from.as_ref()?;
+    let ports = ports(gw);
+    if ports.is_empty() {
+        return None;
+    }
+    let mut meta = metadata(gw, &shape(input, gw), false)?;
+    let name = service_name(&gw.metadata.name);
+    meta["labels"]["kubernetes.io/service-name"] = json!(name);
+    meta["labels"]["endpointslice.kubernetes.io/managed-by"] = json!("loom.dev");
+    let mut addresses: Vec<&str> = input
+        .endpoint_slices
+        .iter()
+        .filter(|s| {
+            s.metadata.namespace_or_default() == from_ns
+                && s.address_type == "IPv4"
+                && s.metadata.labels.get("kubernetes.io/service-name") == Some(from_name)
+        })
+        .flat_map(|s| &s.endpoints)
+        .filter(|e| e.conditions.ready != Some(false))
+        .filter_map(|e| e.addresses.first().map(String::as_str))
+        .collect();
+    addresses.sort_unstable();
+    addresses.dedup();
+    Some(json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": meta,
+        "addressType": "IPv4",
+        "endpoints": addresses.iter().map(|a| json!({
+            "addresses": [a],
+            "conditions": {"ready": true},
+        })).collect::<Vec<_>>(),
+        "ports": ports.iter().map(|(port, proto)| json!({
+            "name": format!("{}-{port}", proto.to_ascii_lowercase()),
+            "port": port,
+            "protocol": proto,
+        })).collect::<Vec<_>>(),
+    }))
 }
 
 /// The ServiceAccount of `gw`'s data-plane pods.
@@ -364,7 +411,7 @@ spec:
         let p = Provision {
             selector: [("app".into(), "loom".into())].into(),
             service_type: "LoadBalancer".into(),
-            data_plane: None,
+            ..Provision::default()
         };
         let s = service_for(&Input::default(), &gw, &p).unwrap();
         assert_eq!(s["metadata"]["name"], "loom-web-example");
@@ -526,6 +573,74 @@ spec:
             json!([{"kind": "ServiceAccount", "name": "loom-edge", "namespace": "web"}])
         );
         assert_eq!(crb["roleRef"]["name"], "loom-data-plane");
+    }
+
+    #[test]
+    fn all_in_one_services_get_the_controllers_ready_endpoints() {
+        let input = input(
+            r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: web, namespace: app, uid: u-2}
+spec:
+  gatewayClassName: loom
+  listeners: [{name: http, port: 80, protocol: HTTP}, {name: dns, port: 53, protocol: UDP}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: loom-abc
+  namespace: loom-system
+  labels: {kubernetes.io/service-name: loom}
+addressType: IPv4
+endpoints:
+- {addresses: [10.0.0.2], conditions: {ready: true}}
+- {addresses: [10.0.0.1]}
+- {addresses: [10.0.0.3], conditions: {ready: false}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: other-abc
+  namespace: loom-system
+  labels: {kubernetes.io/service-name: other}
+addressType: IPv4
+endpoints: [{addresses: [10.0.0.9]}]
+"#,
+        );
+        let gw = &input.gateways[0];
+        let p = Provision {
+            selector: [("app".into(), "loom".into())].into(),
+            endpoints_from: Some(("loom-system".into(), "loom".into())),
+            ..Provision::default()
+        };
+        let s = service_for(&input, gw, &p).unwrap();
+        assert!(s["spec"].get("selector").is_none(), "{s}");
+        let e = endpoint_slice_for(&input, gw, &p).unwrap();
+        assert_eq!(e["metadata"]["name"], "loom-web");
+        assert_eq!(e["metadata"]["namespace"], "app");
+        assert_eq!(
+            e["metadata"]["labels"]["kubernetes.io/service-name"],
+            "loom-web"
+        );
+        let addrs: Vec<&str> = e["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["addresses"][0].as_str().unwrap())
+            .collect();
+        assert_eq!(addrs, ["10.0.0.1", "10.0.0.2"]);
+        // Port names match the Service's, so kube-proxy pairs them.
+        let names = |v: &Value, key: &str| -> Vec<String> {
+            v[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["name"].to_string())
+                .collect()
+        };
+        assert_eq!(names(&e, "ports"), names(&s["spec"], "ports"));
+        assert!(endpoint_slice_for(&input, gw, &Provision::default()).is_none());
     }
 
     #[test]
