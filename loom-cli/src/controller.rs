@@ -172,14 +172,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         }),
         ..Default::default()
     };
-    let mut serve = ServeOptions {
-        default_bind: args.bind,
-        admin: Some(args.admin),
-        ..ServeOptions::default()
-    };
-    if let Some(t) = args.threads {
-        serve.threads = t;
-    }
+    let serve = serve_options(args.bind, args.admin, args.threads);
     // Provisioned: the data-plane pods serve the Gateways, this process only its admin port.
     serve_from_kubernetes(opts, args.kubeconfig, serve, !args.provision)
 }
@@ -219,16 +212,21 @@ pub(crate) fn run_data_plane(args: DataPlaneArgs) -> Result<ExitCode> {
         data_plane_of: Some(args.gateway.clone()),
         ..Default::default()
     };
+    log::info!("serving Gateway {}/{}", args.gateway.0, args.gateway.1);
+    let serve = serve_options(args.bind, args.admin, args.threads);
+    serve_from_kubernetes(opts, args.kubeconfig, serve, true)
+}
+
+fn serve_options(bind: IpAddr, admin: SocketAddr, threads: Option<usize>) -> ServeOptions {
     let mut serve = ServeOptions {
-        default_bind: args.bind,
-        admin: Some(args.admin),
+        default_bind: bind,
+        admin: Some(admin),
         ..ServeOptions::default()
     };
-    if let Some(t) = args.threads {
+    if let Some(t) = threads {
         serve.threads = t;
     }
-    log::info!("serving Gateway {}/{}", args.gateway.0, args.gateway.1);
-    serve_from_kubernetes(opts, args.kubeconfig, serve, true)
+    serve
 }
 
 fn namespaced_name(s: &str) -> Result<(String, String), String> {

@@ -997,19 +997,10 @@ fn reported_ips(current: Option<&Current>) -> Vec<Ipv4Addr> {
 
 #[cfg(test)]
 mod tests {
+    use crate::test_input as input;
     use kube::runtime::utils::Backoff;
 
     use super::*;
-
-    fn input(yaml: &str) -> Input {
-        let loaded = loom_core::load::load_str("in.yaml", yaml);
-        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-        let mut input = Input::default();
-        for (_, o) in loaded.objects {
-            input.upsert(o);
-        }
-        input
-    }
 
     #[test]
     fn a_gateway_is_programmed_once_its_service_has_an_address_and_a_pod_is_up() {

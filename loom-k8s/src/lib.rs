@@ -20,3 +20,15 @@ pub mod status;
 mod writer;
 
 pub use controller::{ControllerOptions, LeaseOptions, Publish, run};
+
+/// Test helper: the objects of a YAML string as an `Input` (no load errors allowed).
+#[cfg(test)]
+pub(crate) fn test_input(yaml: &str) -> loom_core::input::Input {
+    let loaded = loom_core::load::load_str("in.yaml", yaml);
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let mut input = loom_core::input::Input::default();
+    for (_, o) in loaded.objects {
+        input.upsert(o);
+    }
+    input
+}

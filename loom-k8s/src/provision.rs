@@ -379,6 +379,7 @@ pub fn cluster_role_binding<'a>(
 }
 #[cfg(test)]
 mod tests {
+    use crate::test_input as input;
     use loom_core::input::Object;
 
     use super::*;
@@ -432,16 +433,6 @@ spec:
         let bare = service_for(&Input::default(), &gw, &Provision::default()).unwrap();
         assert!(bare["spec"].get("selector").is_none());
         assert_eq!(bare["spec"]["type"], "ClusterIP");
-    }
-
-    fn input(yaml: &str) -> Input {
-        let loaded = loom_core::load::load_str("in.yaml", yaml);
-        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-        let mut input = Input::default();
-        for (_, o) in loaded.objects {
-            input.upsert(o);
-        }
-        input
     }
 
     const PROVISIONED: &str = r#"
