@@ -2,13 +2,17 @@
 """`loom controller` on the ci/k8s test cluster: time from creating an HTTPRoute to traffic,
 and the controller's memory with many HTTPRoutes.
 
-Usage: bench/k8s_routes.py LOOM_BINARY [--latency N] [--memory 1000,5000]
+Usage: bench/k8s_routes.py LOOM_BINARY [--latency N] [--memory 1000,5000] [--provisioned]
 
 Starts its own controller (own GatewayClass, controller name and address pool, so it can share
 the cluster), one Gateway and one echo backend in namespace loom-bench; creates routes through
 the API (the admin client certificate of ci/k8s); every step is bounded in time and count.
 Prints p50/p99 of create-to-200 over N routes created one at a time, then RSS after the
 controller has compiled each total number of routes.
+
+With --provisioned the controller runs with --provision: traffic goes to the Gateway's
+data-plane pod (run by the podlet, watching the API with its own token), and the RSS of that
+pod's process is reported beside the controller's.
 """
 
 import argparse
@@ -78,13 +82,38 @@ def rss_mib(pid):
     return 0.0
 
 
-def generation():
+def generation(host="127.0.0.1", port=ADMIN):
     try:
-        c = http.client.HTTPConnection("127.0.0.1", ADMIN, timeout=5)
+        c = http.client.HTTPConnection(host, port, timeout=5)
         c.request("GET", "/config")
         return json.loads(c.getresponse().read())["generation"]
     except OSError:
         return -1
+
+
+def settled(*admin):
+    """No compile for 2 s."""
+    g = generation(*admin)
+    time.sleep(2)
+    return generation(*admin) == g
+
+
+def data_plane_pod():
+    """(IP, pid) of the Gateway's ready data-plane pod, or None."""
+    _, pods = api("GET", f"/api/v1/namespaces/{NS}/pods?labelSelector=loom.dev/data-plane%3Dloom-gw")
+    for pod in (pods or {}).get("items", []):
+        ready = [c for c in pod.get("status", {}).get("conditions", []) if c["type"] == "Ready"]
+        if not (ready and ready[0]["status"] == "True"):
+            continue
+        for pid in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    args = f.read().split(b"\0")
+            except OSError:
+                continue
+            if b"data-plane" in args and f"{NS}/gw".encode() in args:
+                return pod["status"]["podIP"], int(pid)
+    return None
 
 
 def main():
@@ -92,7 +121,18 @@ def main():
     p.add_argument("loom")
     p.add_argument("--latency", type=int, default=100)
     p.add_argument("--memory", default="1000,5000")
+    p.add_argument("--provisioned", action="store_true")
     a = p.parse_args()
+    if a.provisioned:
+        # The data-plane role and binding, and the image the podlet runs as this binary.
+        kubectl = [f"{open(f'{RUN}/bin').read().strip()}/kubectl", "--kubeconfig", f"{RUN}/admin.kubeconfig"]
+        rbac = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "deploy", "rbac.yaml")
+        subprocess.run(kubectl + ["apply", "-f", rbac], check=True, stdout=subprocess.DEVNULL)
+        os.makedirs(f"{RUN}/images", exist_ok=True)
+        link = f"{RUN}/images/loom"
+        if os.path.lexists(link):
+            os.remove(link)
+        os.symlink(os.path.abspath(a.loom), link)
 
     v1 = {"apiVersion": "gateway.networking.k8s.io/v1"}
     api("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
@@ -117,20 +157,31 @@ def main():
                      "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                              {"name": "NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]}]}}}})
     log = open("/var/cache/loom/logs/bench-controller.log", "w")
+    mode = (["--provision", "--data-plane-image", "ghcr.io/loom-gateway/loom:bench",
+             "--gateway-service-type", "ClusterIP", "--data-plane-log", "warn"]
+            if a.provisioned else ["--address-pool", "127.220.0.0/16"])
     ctl = subprocess.Popen(
-        [a.loom, "controller", "--controller-name", CTL, "--address-pool", "127.220.0.0/16",
-         "--admin", f"127.0.0.1:{ADMIN}", "--no-leader-election"],
+        [a.loom, "controller", "--controller-name", CTL, "--admin", f"127.0.0.1:{ADMIN}",
+         "--no-leader-election", *mode],
         stdout=log, stderr=log, env={**os.environ, "KUBECONFIG": f"{RUN}/admin.kubeconfig",
-                                     "RUST_LOG": "warn"})
+                                     "RUST_LOG": os.environ.get("LOOM_BENCH_LOG", "warn")})
     try:
         def address():
             _, gw = api("GET", f"{GW}/namespaces/{NS}/gateways/gw")
             addrs = (gw or {}).get("status", {}).get("addresses", [])
             return addrs[0]["value"] if addrs else None
         ip = wait("the Gateway's address", address, step=0.1)
+        data_plane = None  # (pod IP, pid) in provisioned mode
+        if a.provisioned:
+            data_plane = wait("a ready data-plane pod", data_plane_pod, step=0.2)
+            ip = data_plane[0]
         api("POST", f"{GW}/namespaces/{NS}/httproutes", route("warmup", "/warmup"))
         wait("the echo backend through Loom", lambda: get(ip, "/warmup") == 200, step=0.05)
-        print(f"controller RSS with 1 route: {rss_mib(ctl.pid):.1f} MiB")
+
+        def rss():
+            text = f"controller RSS {rss_mib(ctl.pid):.1f} MiB"
+            return text + (f", data-plane pod RSS {rss_mib(data_plane[1]):.1f} MiB" if data_plane else "")
+        print(f"with 1 route: {rss()}")
 
         times = []
         for i in range(a.latency):
@@ -151,11 +202,12 @@ def main():
             made = max(made, total)
             last = f"/mem-{total - 1}"
             wait(f"route {last}", lambda: get(ip, last) == 200, limit=600, step=0.05)
-            g = generation()
-            time.sleep(2)
-            wait("compiles to settle", lambda: generation() == g or None, limit=60, step=0.5)
+            wait("compiles to settle", settled, limit=60, step=0)
+            if data_plane:
+                wait("the pod's compiles to settle", lambda: settled(data_plane[0], 9901),
+                     limit=60, step=0)
             print(f"{total} HTTPRoutes: live {time.monotonic() - t0:.1f} s after the first create, "
-                  f"controller RSS {rss_mib(ctl.pid):.1f} MiB, {generation()} compiles so far")
+                  f"{rss()}, {generation()} compiles so far")
     finally:
         # The Gateway first, so that the controller drops the class's gateway-exists
         # finalizer before it stops; then the rest.
