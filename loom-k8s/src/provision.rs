@@ -1,8 +1,10 @@
 //! Objects Loom creates for a Gateway, each owned by the Gateway (so they go when it goes) and
 //! carrying its `spec.infrastructure` labels and annotations (GatewayInfrastructurePropagation):
 //!
-//! - all-in-one mode: a Service per Gateway selecting the controller's own pods (`selector`),
-//!   which serve every Gateway; without a selector it is a named, labelled port map;
+//! - all-in-one mode: a Service per Gateway in front of the controller's own pods, which serve
+//!   every Gateway: an EndpointSlice Loom keeps lists them (`endpoints_from`, any namespace),
+//!   or a `selector` finds them (the Gateway's namespace only); with neither, the Service is a
+//!   named, labelled port map;
 //! - provisioned mode ([`DataPlane`]): per Gateway a ServiceAccount, a Deployment of
 //!   `loom data-plane` pods serving only that Gateway, and a Service selecting them, shaped by
 //!   the GatewayClassConfig of the Gateway (`spec.infrastructure.parametersRef`) or of its
