@@ -83,12 +83,17 @@ def rss_mib(pid):
 
 
 def generation(host="127.0.0.1", port=ADMIN):
+    # From /metrics: /config renders the whole configuration, tens of MB with 5,000 routes,
+    # which would itself grow the RSS being measured.
     try:
         c = http.client.HTTPConnection(host, port, timeout=5)
-        c.request("GET", "/config")
-        return json.loads(c.getresponse().read())["generation"]
+        c.request("GET", "/metrics")
+        for line in c.getresponse().read().decode().splitlines():
+            if line.startswith("loom_config_generation "):
+                return int(float(line.split()[1]))
     except OSError:
-        return -1
+        pass
+    return -1
 
 
 def settled(*admin):
@@ -135,6 +140,11 @@ def main():
         os.symlink(os.path.abspath(a.loom), link)
 
     v1 = {"apiVersion": "gateway.networking.k8s.io/v1"}
+
+    def not_terminating():  # the namespace of an earlier run may still be going
+        code, ns = api("GET", f"/api/v1/namespaces/{NS}")
+        return code == 404 or ns.get("status", {}).get("phase") != "Terminating"
+    wait("the namespace of an earlier run to go", not_terminating, step=0.5)
     api("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
     api("POST", f"{GW}/gatewayclasses", {**v1, "kind": "GatewayClass", "metadata": {"name": CLASS},
                                          "spec": {"controllerName": CTL}})
