@@ -272,9 +272,8 @@ fn serve_from_kubernetes(
                 std::process::exit(1);
             }
         })?;
-    log::info!(
-        "admin on http://{}",
-        serve.admin.unwrap_or(([127, 0, 0, 1], 9901).into())
-    );
+    if let Some(admin) = serve.admin {
+        log::info!("admin on http://{admin}");
+    }
     loom_pingora::server(handle, &serve).run_forever()
 }
