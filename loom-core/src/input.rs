@@ -212,6 +212,18 @@ impl Object {
         with_kinds!(meta)
     }
 
+    /// A route's `spec.parentRefs`; `None` for kinds that are not routes.
+    pub fn parent_refs(&self) -> Option<&[ParentReference]> {
+        match self {
+            Object::HttpRoute(r) => Some(&r.spec.parent_refs),
+            Object::GrpcRoute(r) => Some(&r.spec.parent_refs),
+            Object::TlsRoute(r) => Some(&r.spec.parent_refs),
+            Object::TcpRoute(r) => Some(&r.spec.parent_refs),
+            Object::UdpRoute(r) => Some(&r.spec.parent_refs),
+            _ => None,
+        }
+    }
+
     /// The object's kind.
     pub fn kind(&self) -> Kind {
         macro_rules! kind {

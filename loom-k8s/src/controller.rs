@@ -592,14 +592,15 @@ impl State {
             }
         };
         let key = obj.key();
-        if let Some((ns, name)) = &self.opts.data_plane_of
-            && let Object::Gateway(gw) = &mut obj
-        {
-            if key.namespace != *ns || key.name != *name {
-                return (false, false, None); // another data plane's
+        if let Some(gateway) = &self.opts.data_plane_of {
+            if !for_gateway(&obj, gateway) {
+                // Another data plane's (and maybe ours before this change): not kept.
+                return (self.remove(&key), false, None);
             }
-            // The pod listens on its own addresses; the Service carries spec.addresses.
-            gw.spec.addresses.clear();
+            if let Object::Gateway(gw) = &mut obj {
+                // The pod listens on its own addresses; the Service carries spec.addresses.
+                gw.spec.addresses.clear();
+            }
         }
         let mut status = false;
         if has_status(kind) {
@@ -876,6 +877,26 @@ impl State {
     }
 }
 
+/// Whether a data plane serving `gateway` needs `obj`: not other Gateways, nor routes whose
+/// every parent is another Gateway (a route to a ListenerSet is kept: which Gateway that
+/// ListenerSet joins can change without the route changing).
+fn for_gateway(obj: &Object, (ns, name): &(String, String)) -> bool {
+    let key = obj.key();
+    if let Object::Gateway(_) = obj {
+        return key.namespace == *ns && key.name == *name;
+    }
+    let Some(parents) = obj.parent_refs() else {
+        return true;
+    };
+    parents.iter().any(|p| {
+        let gateway = p.kind.as_deref().is_none_or(|k| k == "Gateway")
+            && p.group
+                .as_deref()
+                .is_none_or(|g| g == loom_core::input::GATEWAY_GROUP);
+        !gateway || (p.namespace.as_ref().unwrap_or(&key.namespace) == ns && p.name == *name)
+    })
+}
+
 /// A Gateway's addresses are those of its Service, and it is Programmed once that Service
 /// has an address and, in provisioned mode (`rollouts`), a data-plane pod is available.
 fn service_readiness(
@@ -1080,6 +1101,64 @@ spec:
             (None, vec!["IPAddress 10.0.0.9".to_owned()])
         );
         assert!(run(&lb, None).0.unwrap().starts_with("AddressNotAssigned"));
+    }
+
+    #[test]
+    fn a_data_plane_keeps_its_gateway_and_the_routes_that_may_attach_to_it() {
+        let input = input(
+            r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: web}
+spec: {gatewayClassName: loom}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: other, namespace: web}
+spec: {gatewayClassName: loom}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: mine, namespace: web}
+spec: {parentRefs: [{name: other}, {name: edge, sectionName: http}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: from-elsewhere, namespace: app}
+spec: {parentRefs: [{name: edge, namespace: web}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: same-name-other-namespace, namespace: app}
+spec: {parentRefs: [{name: edge}]}
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {name: theirs, namespace: web}
+spec: {parentRefs: [{name: other}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: via-listener-set, namespace: web}
+spec: {parentRefs: [{kind: ListenerSet, name: extra}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: svc, namespace: app}
+"#,
+        );
+        let gateway = ("web".to_owned(), "edge".to_owned());
+        let kept: Vec<String> = input
+            .objects()
+            .into_iter()
+            .filter(|o| for_gateway(o, &gateway))
+            .map(|o| o.metadata().name.clone())
+            .collect();
+        assert_eq!(
+            kept,
+            ["edge", "mine", "via-listener-set", "from-elsewhere", "svc"],
+            "{kept:?}"
+        );
     }
 
     #[test]
