@@ -172,7 +172,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         }),
         ..Default::default()
     };
-    let serve = serve_options(args.bind, args.admin, args.threads);
+    let serve = crate::serve::serve_options(args.bind, args.admin, args.threads);
     // Provisioned: the data-plane pods serve the Gateways, this process only its admin port.
     serve_from_kubernetes(opts, args.kubeconfig, serve, !args.provision)
 }
@@ -213,20 +213,8 @@ pub(crate) fn run_data_plane(args: DataPlaneArgs) -> Result<ExitCode> {
         ..Default::default()
     };
     log::info!("serving Gateway {}/{}", args.gateway.0, args.gateway.1);
-    let serve = serve_options(args.bind, args.admin, args.threads);
+    let serve = crate::serve::serve_options(args.bind, args.admin, args.threads);
     serve_from_kubernetes(opts, args.kubeconfig, serve, true)
-}
-
-fn serve_options(bind: IpAddr, admin: SocketAddr, threads: Option<usize>) -> ServeOptions {
-    let mut serve = ServeOptions {
-        default_bind: bind,
-        admin: Some(admin),
-        ..ServeOptions::default()
-    };
-    if let Some(t) = threads {
-        serve.threads = t;
-    }
-    serve
 }
 
 fn namespaced_name(s: &str) -> Result<(String, String), String> {

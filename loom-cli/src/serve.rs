@@ -11,6 +11,23 @@ use loom_pingora::{ServeOptions, SnapshotHandle};
 
 use crate::files;
 
+/// The data plane's settings from the command line (`loom serve`, `controller`, `data-plane`).
+pub(crate) fn serve_options(
+    bind: IpAddr,
+    admin: SocketAddr,
+    threads: Option<usize>,
+) -> ServeOptions {
+    let mut serve = ServeOptions {
+        default_bind: bind,
+        admin: Some(admin),
+        ..ServeOptions::default()
+    };
+    if let Some(t) = threads {
+        serve.threads = t;
+    }
+    serve
+}
+
 /// What the watcher compares to notice a change: every file's path, size and mtime.
 fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     let mut files = vec![];
@@ -116,14 +133,7 @@ pub(crate) fn run(
             }
         })?;
 
-    let mut serve = ServeOptions {
-        default_bind: bind,
-        admin: Some(admin),
-        ..ServeOptions::default()
-    };
-    if let Some(t) = threads {
-        serve.threads = t;
-    }
+    let serve = serve_options(bind, admin, threads);
     log::info!("admin on http://{admin}");
     loom_pingora::server(handle, &serve).run_forever()
 }

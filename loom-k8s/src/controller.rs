@@ -838,20 +838,17 @@ impl State {
             push(ApiResource::erase::<ClusterRoleBinding>(&()), body);
             // This controller's data planes of Gateways it no longer accepts (deleted ones go
             // with their owner anyway).
-            let wanted: HashSet<(&str, String)> = accepted
+            let wanted: HashSet<(String, String)> = accepted
                 .iter()
                 .map(|gw| {
-                    let ns = gw.metadata.namespace_or_default();
+                    let ns = gw.metadata.namespace_or_default().to_owned();
                     (ns, provision::service_name(&gw.metadata.name))
                 })
                 .collect();
             let mut stale: Vec<&(String, String)> = self
                 .rollouts
                 .iter()
-                .filter(|(k, r)| {
-                    r.controller == dp.controller_name
-                        && !wanted.contains(&(k.0.as_str(), k.1.clone()))
-                })
+                .filter(|(k, r)| r.controller == dp.controller_name && !wanted.contains(*k))
                 .map(|(k, _)| k)
                 .collect();
             stale.sort();
