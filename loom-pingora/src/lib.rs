@@ -9,23 +9,26 @@
 //!
 //! A reload is one atomic store; a request uses the snapshot it loaded for its whole life, so no
 //! request fails because of a reload.
+//!
+//! Modules by role:
+//!
+//! ```text
+//! frontend   sockets: listeners that follow the snapshot, accept loops, TLS, L4 routes
+//! pipeline   the ProxyHttp phases every HTTP request goes through, whatever its frontend
+//! upstream   the backend side: endpoint choice, passive health, backend TLS, mirrors
+//! handle     the published snapshot (one ArcSwap) and its change notifications
+//! metrics    Prometheus metrics; admin: /metrics /healthz /readyz /config
+//! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod admin;
-mod backend_tls;
-mod buffered;
+pub mod frontend;
 pub mod handle;
-mod headers;
-pub mod health;
-mod l4;
-pub mod listeners;
 pub mod metrics;
-pub mod mirror;
-pub mod proxy;
-pub mod sni;
-pub mod tls;
+pub mod pipeline;
+pub mod upstream;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -75,12 +78,12 @@ pub fn server(handle: SnapshotHandle, options: &ServeOptions) -> Server {
     let conf = server.configuration.clone();
     let metrics = metrics::Metrics::new();
     let ready = Arc::new(AtomicBool::new(false));
-    let manager = listeners::ListenerManager::new(
+    let manager = frontend::listeners::ListenerManager::new(
         handle.clone(),
         conf,
         options.default_bind,
         metrics.clone(),
-        Arc::new(mirror::Mirrors::default()),
+        Arc::new(upstream::mirror::Mirrors::default()),
         ready.clone(),
     );
     // Loom's accept loops run on this service's runtime, so it gets the worker threads.

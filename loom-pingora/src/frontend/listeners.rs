@@ -8,37 +8,28 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use loom_core::snapshot::{GatewayName, PortSnapshot};
-use pingora::apps::{HttpServerOptions, ServerApp};
+use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::Acceptor;
-use pingora::protocols::GetSocketDigest;
-use pingora::protocols::SocketDigest;
-use pingora::protocols::Stream;
-use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use pingora::server::configuration::ServerConf;
 use pingora::services::background::BackgroundService;
-use tokio::net::TcpListener;
+use pingora::tls::TlsAcceptor;
 use tokio::sync::watch;
 
-use crate::buffered::Buffered;
+use super::http::{Apps, accept_loop, bind};
+use super::{l4, tls};
 use crate::handle::SnapshotHandle;
 use crate::metrics::Metrics;
-use crate::mirror::Mirrors;
-use crate::proxy::LoomProxy;
-use crate::{l4, tls};
-use pingora::tls::TlsAcceptor;
-
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::pipeline::LoomProxy;
+use crate::upstream::health::Health;
+use crate::upstream::mirror::Mirrors;
 
 /// Starts and stops accept loops as the published configuration changes.
 pub struct ListenerManager {
@@ -48,7 +39,7 @@ pub struct ListenerManager {
     metrics: Arc<Metrics>,
     mirrors: Arc<Mirrors>,
     /// Passive health, shared by every HTTP listener.
-    health: Arc<crate::health::Health>,
+    health: Arc<Health>,
     ready: Arc<AtomicBool>,
 }
 
@@ -360,17 +351,6 @@ impl BackgroundService for ListenerManager {
     }
 }
 
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(4096)
-}
-
 fn https_fingerprint(port: &PortSnapshot) -> u64 {
     let mut h = DefaultHasher::new();
     for l in &port.http {
@@ -401,96 +381,5 @@ fn hash_tls(t: &loom_core::snapshot::ServerTls, h: &mut DefaultHasher) {
     if let Some(v) = &t.client_validation {
         v.ca_pem.hash(h);
         v.allow_insecure_fallback.hash(h);
-    }
-}
-
-/// The HTTP applications of a port: HTTP/1 (and HTTP/2 over TLS, by ALPN), and for cleartext
-/// ports HTTP/2 with prior knowledge.
-pub(crate) struct Apps<A> {
-    http: Arc<A>,
-    h2c: Option<Arc<A>>,
-}
-
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// Whether a cleartext connection starts with the HTTP/2 preface. Peeks without consuming and
-/// stops waiting as soon as the bytes so far differ from it, so a short HTTP/1.0 request is
-/// never held up.
-async fn starts_with_h2_preface(tcp: &tokio::net::TcpStream) -> bool {
-    let mut buf = [0u8; H2_PREFACE.len()];
-    let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
-    loop {
-        let n = match tokio::time::timeout_at(deadline, tcp.peek(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => n,
-            _ => return false,
-        };
-        if buf[..n] != H2_PREFACE[..n] {
-            return false;
-        }
-        if n == H2_PREFACE.len() {
-            return true;
-        }
-        // A strict prefix of the preface so far: wait for the rest.
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-/// Serves one HTTP connection (TLS first, when an acceptor is given) with keep-alive reuse.
-pub(crate) async fn serve_http<A: ServerApp + Send + Sync + 'static>(
-    tcp: tokio::net::TcpStream,
-    apps: Arc<Apps<A>>,
-    acceptor: Option<Arc<Acceptor>>,
-    shutdown: ShutdownWatch,
-) {
-    let app = match &apps.h2c {
-        Some(h2c) if acceptor.is_none() && starts_with_h2_preface(&tcp).await => h2c.clone(),
-        _ => apps.http.clone(),
-    };
-    let mut l4 = L4Stream::from(tcp);
-    let digest = SocketDigest::from_raw_fd(l4.as_raw_fd());
-    l4.set_socket_digest(digest);
-    let l4 = Buffered::new(l4);
-    let stream: Stream = match acceptor {
-        None => Box::new(l4),
-        Some(a) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, a.tls_handshake(l4)).await {
-            Ok(Ok(s)) => Box::new(s),
-            Ok(Err(e)) => return log::debug!("TLS handshake: {e}"),
-            Err(_) => return,
-        },
-    };
-    let mut next = app.process_new(stream, &shutdown).await;
-    while let Some(s) = next {
-        next = app.process_new(s, &shutdown).await;
-    }
-}
-
-async fn accept_loop<A: ServerApp + Send + Sync + 'static>(
-    listener: TcpListener,
-    apps: Arc<Apps<A>>,
-    acceptor: Arc<ArcSwapOption<Acceptor>>,
-    mut stop: watch::Receiver<bool>,
-    shutdown: ShutdownWatch,
-) {
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stop.changed() => break,
-        };
-        let tcp = match accepted {
-            Ok((tcp, _)) => tcp,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                log::warn!("accept: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        tokio::spawn(serve_http(
-            tcp,
-            apps.clone(),
-            acceptor.load_full(),
-            shutdown.clone(),
-        ));
     }
 }

@@ -19,8 +19,8 @@ use pingora::tls::TlsAcceptor;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Mutex, watch};
 
+use super::sni::{MAX_HELLO, Peeked, parse_client_hello};
 use crate::handle::SnapshotHandle;
-use crate::sni::{MAX_HELLO, Peeked, parse_client_hello};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const PEEK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -90,7 +90,7 @@ pub(crate) async fn tcp_loop(
 }
 
 /// HTTPS listeners sharing a TLS port: their HTTP applications and TLS acceptor.
-pub(crate) type HttpsOnTlsPort<A> = (Arc<crate::listeners::Apps<A>>, Arc<ArcSwapOption<Acceptor>>);
+pub(crate) type HttpsOnTlsPort<A> = (Arc<super::http::Apps<A>>, Arc<ArcSwapOption<Acceptor>>);
 
 /// What a TLS port needs besides the snapshot.
 pub(crate) struct TlsPort<A> {
@@ -195,8 +195,7 @@ pub(crate) async fn tls_loop<A: ServerApp + Send + Sync + 'static>(
                     let Some(acceptor) = acceptor.load_full() else {
                         return;
                     };
-                    crate::listeners::serve_http(client, app.clone(), Some(acceptor), shutdown)
-                        .await;
+                    super::http::serve_http(client, app.clone(), Some(acceptor), shutdown).await;
                 }
             }
         });
