@@ -14,6 +14,7 @@ macro_rules! say {
 mod conformance;
 mod controller;
 mod files;
+mod reload;
 mod serve;
 
 use std::path::PathBuf;
@@ -66,23 +67,7 @@ enum Command {
     /// Serve Gateway API manifests: listeners follow the Gateways, and file changes are live
     /// within milliseconds (a broken change is reported and the last good configuration keeps
     /// serving).
-    Serve {
-        /// YAML files or directories.
-        #[arg(short = 'f', long = "file", required = true)]
-        paths: Vec<PathBuf>,
-        /// Where Gateways without an IPAddress in spec.addresses listen.
-        #[arg(long, default_value = "0.0.0.0")]
-        bind: std::net::IpAddr,
-        /// The admin listener (/metrics, /healthz, /readyz, /config).
-        #[arg(long, default_value = "127.0.0.1:9901")]
-        admin: std::net::SocketAddr,
-        /// Worker threads (default: one per CPU).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// How often to look for file changes, in milliseconds.
-        #[arg(long, default_value_t = 25)]
-        poll_ms: u64,
-    },
+    Serve(serve::Args),
     /// Run against Kubernetes: watch Gateway API objects, serve every Gateway of Loom's
     /// classes from this process, and write their status (when holding the Lease).
     Controller(Box<controller::Args>),
@@ -116,13 +101,7 @@ fn main() -> ExitCode {
             headers,
             gateway,
         } => explain(&paths, &request, &headers, gateway.as_deref()),
-        Command::Serve {
-            paths,
-            bind,
-            admin,
-            threads,
-            poll_ms,
-        } => serve::run(&paths, bind, admin, threads, poll_ms),
+        Command::Serve(args) => serve::run(args),
         Command::Controller(args) => controller::run(*args),
         Command::DataPlane(args) => controller::run_data_plane(args),
         Command::Crds => crds(),

@@ -94,6 +94,35 @@ spec:
 
 struct Server(Child);
 
+/// `loom serve -f path` on loopback with one worker thread, its admin listener on `admin`.
+fn serve(path: &std::path::Path, admin: u16, extra: &[&str]) -> Server {
+    let child = Command::new(env!("CARGO_BIN_EXE_loom"))
+        .args([
+            "serve",
+            "-f",
+            path.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1",
+            "--threads",
+            "1",
+        ])
+        .args(["--admin", &format!("127.0.0.1:{admin}")])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Server(child)
+}
+
+/// A directory of its own for one test.
+fn test_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("loom-serve-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -157,5 +186,130 @@ fn serves_follows_file_changes_and_keeps_the_last_good_config() {
     assert_eq!(get(port, "/v3/x").unwrap().0, 404);
     let config = get(admin, "/config").unwrap().1;
     assert!(config.contains(r#""generation": 2"#), "{config}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_emptied_file_keeps_the_last_good_configuration() {
+    let dir = test_dir("emptied");
+    let file = dir.join("gateway.yaml");
+    let (port, admin, backend) = (free_port(), free_port(), backend());
+    std::fs::write(&file, config(port, backend, "/v1")).unwrap();
+    let _server = serve(&dir, admin, &[]);
+    wait_for("the first route", || {
+        get(port, "/v1/x").is_some_and(|(s, _)| s == 200)
+    });
+
+    // `: > gateway.yaml`: refused, the listener stays and so does readiness.
+    std::fs::write(&file, "").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(get(port, "/v1/x").map(|r| r.0), Some(200));
+    assert_eq!(get(admin, "/readyz").map(|r| r.0), Some(200));
+
+    // Written again: live.
+    std::fs::write(&file, config(port, backend, "/v2")).unwrap();
+    wait_for("the rewritten route", || {
+        get(port, "/v2/x").is_some_and(|(s, _)| s == 200)
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn rewriting_a_file_in_two_steps_never_takes_the_listener_down() {
+    let dir = test_dir("rewrites");
+    let file = dir.join("gateway.yaml");
+    let (port, admin, backend) = (free_port(), free_port(), backend());
+    let yaml = config(port, backend, "/v1");
+    std::fs::write(&file, &yaml).unwrap();
+    let _server = serve(&dir, admin, &[]);
+    wait_for("the first route", || {
+        get(port, "/v1/x").is_some_and(|(s, _)| s == 200)
+    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut sent, mut failed) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                sent += 1;
+                if get(port, "/v1/x").is_none_or(|(s, _)| s != 200) {
+                    failed += 1;
+                }
+            }
+            (sent, failed)
+        })
+    };
+    // What a shell's `>` and many editors do: truncate, then write (a bounded 40 rounds,
+    // each leaving the file empty for a while).
+    for i in 0..40u64 {
+        let f = std::fs::File::create(&file).unwrap(); // truncates
+        std::thread::sleep(Duration::from_millis(5 + i % 30));
+        use std::io::Write as _;
+        let mut f = f;
+        f.write_all(yaml.as_bytes()).unwrap();
+        drop(f);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, failed) = client.join().unwrap();
+    assert!(sent > 20, "only {sent} requests sent");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {sent} requests failed during 40 rewrites"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn removing_every_gateway_is_refused_until_its_file_is_deleted() {
+    let dir = test_dir("no-gateway");
+    let (port, admin, backend) = (free_port(), free_port(), backend());
+    let yaml = config(port, backend, "/v1");
+    let (class_and_gateway, rest) =
+        yaml.split_at(yaml.find("---\napiVersion: gateway.loom.dev").unwrap());
+    let class = &class_and_gateway[..class_and_gateway.find("---").unwrap()];
+    std::fs::write(dir.join("class.yaml"), class).unwrap();
+    std::fs::write(dir.join("gateway.yaml"), &class_and_gateway[class.len()..]).unwrap();
+    std::fs::write(dir.join("routes.yaml"), rest).unwrap();
+    let _server = serve(&dir, admin, &[]);
+    wait_for("the first route", || {
+        get(port, "/v1/x").is_some_and(|(s, _)| s == 200)
+    });
+
+    // The Gateway's file keeps only a comment and a ConfigMap: no Gateway is left, refused.
+    std::fs::write(
+        dir.join("gateway.yaml"),
+        "# no gateway here\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: default}\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(get(port, "/v1/x").map(|r| r.0), Some(200));
+
+    // Deleting the file is the signal: the Gateway goes, and its listener with it.
+    std::fs::remove_file(dir.join("gateway.yaml")).unwrap();
+    wait_for("the listener to close", || {
+        TcpStream::connect(("127.0.0.1", port)).is_err()
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn readyz_is_503_naming_the_address_while_a_listener_cannot_bind() {
+    let dir = test_dir("port-in-use");
+    let occupied = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = occupied.local_addr().unwrap().port();
+    let (admin, backend) = (free_port(), backend());
+    std::fs::write(dir.join("gateway.yaml"), config(port, backend, "/v1")).unwrap();
+    let _server = serve(&dir, admin, &[]);
+    wait_for("the admin listener", || get(admin, "/readyz").is_some());
+    wait_for("readiness to name the address", || {
+        get(admin, "/readyz")
+            .is_some_and(|(s, body)| s == 503 && body.contains(&format!("127.0.0.1:{port}")))
+    });
+    drop(occupied);
+    wait_for("the listener to bind", || {
+        get(port, "/v1/x").is_some_and(|(s, _)| s == 200)
+    });
+    assert_eq!(get(admin, "/readyz").map(|r| r.0), Some(200));
     let _ = std::fs::remove_dir_all(&dir);
 }

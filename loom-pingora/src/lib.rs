@@ -32,7 +32,6 @@ pub mod upstream;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 pub use handle::{Published, SnapshotHandle};
 use pingora::server::Server;
@@ -77,28 +76,19 @@ pub fn server(handle: SnapshotHandle, options: &ServeOptions) -> Server {
     server.bootstrap();
     let conf = server.configuration.clone();
     let metrics = metrics::Metrics::new();
-    let ready = Arc::new(AtomicBool::new(false));
     let manager = frontend::listeners::ListenerManager::new(
         handle.clone(),
         conf,
         options.default_bind,
         metrics.clone(),
         Arc::new(upstream::mirror::Mirrors::default()),
-        ready.clone(),
     );
     // Loom's accept loops run on this service's runtime, so it gets the worker threads.
     let mut listeners = background_service("listeners", manager);
     listeners.threads = Some(options.threads);
     server.add_service(listeners);
     if let Some(addr) = options.admin {
-        let mut admin = Service::new(
-            "admin".into(),
-            admin::Admin {
-                handle,
-                metrics,
-                ready,
-            },
-        );
+        let mut admin = Service::new("admin".into(), admin::Admin { handle, metrics });
         admin.add_tcp(&addr.to_string());
         server.add_service(admin);
     }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
@@ -25,11 +25,14 @@ use tokio::sync::watch;
 
 use super::http::{Apps, accept_loop, bind};
 use super::{l4, tls};
-use crate::handle::SnapshotHandle;
+use crate::handle::{ListenFailure, Listening, SnapshotHandle};
 use crate::metrics::Metrics;
 use crate::pipeline::LoomProxy;
 use crate::upstream::health::Health;
 use crate::upstream::mirror::Mirrors;
+
+/// How often a socket that could not be opened is tried again.
+const BIND_RETRY: Duration = Duration::from_secs(1);
 
 /// Starts and stops accept loops as the published configuration changes.
 pub struct ListenerManager {
@@ -40,7 +43,6 @@ pub struct ListenerManager {
     mirrors: Arc<Mirrors>,
     /// Passive health, shared by every HTTP listener.
     health: Arc<Health>,
-    ready: Arc<AtomicBool>,
 }
 
 /// What a socket serves. A change of kind restarts the listener; a change of TLS material
@@ -89,14 +91,14 @@ struct Running {
 }
 
 impl ListenerManager {
-    /// A manager; `ready` turns true once the first configuration's listeners are bound.
+    /// A manager. Every reconcile reports the sockets it could not open to
+    /// [`SnapshotHandle::listening`].
     pub fn new(
         handle: SnapshotHandle,
         conf: Arc<ServerConf>,
         default_bind: IpAddr,
         metrics: Arc<Metrics>,
         mirrors: Arc<Mirrors>,
-        ready: Arc<AtomicBool>,
     ) -> Self {
         ListenerManager {
             handle,
@@ -105,7 +107,6 @@ impl ListenerManager {
             metrics,
             mirrors,
             health: Arc::default(),
-            ready,
         }
     }
 
@@ -197,38 +198,35 @@ impl ListenerManager {
     }
 
     /// Loads the TLS material of a port into the running listener's slots.
-    fn load_tls(addr: SocketAddr, w: &Wanted, port: &PortSnapshot, r: &Running) -> bool {
+    fn load_tls(w: &Wanted, port: &PortSnapshot, r: &Running) -> Result<(), String> {
         let https = match w.kind {
             PortKind::Https(_) | PortKind::Tls { https: Some(_), .. } => {
                 Some(tls::settings_for_port(port))
             }
             _ => None,
         };
-        match https {
-            Some(Ok(s)) => r.https.store(Some(Arc::new(s.build()))),
-            Some(Err(e)) => {
-                log::error!("listener {addr}: {e}");
-                return false;
-            }
-            None => {}
+        if let Some(settings) = https {
+            r.https.store(Some(Arc::new(settings?.build())));
         }
-        if let PortKind::Tls { .. } = w.kind {
-            match tls::terminate_config(port) {
-                Ok(Some(c)) => r.terminate.store(Some(Arc::new(TlsAcceptor::from(c)))),
-                Ok(None) => {}
-                Err(e) => {
-                    log::error!("listener {addr}: {e}");
-                    return false;
-                }
-            }
+        if let PortKind::Tls { .. } = w.kind
+            && let Some(c) = tls::terminate_config(port)?
+        {
+            r.terminate.store(Some(Arc::new(TlsAcceptor::from(c))));
         }
-        true
+        Ok(())
     }
 
-    async fn reconcile(&self, running: &mut HashMap<SocketKey, Running>, shutdown: &ShutdownWatch) {
+    /// Opens and closes sockets to match the published configuration; returns whether every
+    /// socket it asks for is open.
+    async fn reconcile(
+        &self,
+        running: &mut HashMap<SocketKey, Running>,
+        shutdown: &ShutdownWatch,
+    ) -> bool {
         let published = self.handle.load();
         self.metrics.published(&published);
         let wanted = self.wanted(&published);
+        let mut failed = vec![];
         running.retain(|key, r| {
             let keep = wanted.get(key).is_some_and(|(w, _)| {
                 w.gateway == r.wanted.gateway && w.kind.same_listener(r.wanted.kind)
@@ -246,9 +244,22 @@ impl ListenerManager {
         });
         for (key, (w, port)) in wanted {
             let (addr, udp) = key;
+            let failure = |error: String| ListenFailure {
+                gateway: w.gateway.clone(),
+                port: w.port,
+                address: addr,
+                udp,
+                error,
+            };
             if let Some(r) = running.get_mut(&key) {
-                if r.wanted.kind != w.kind && Self::load_tls(addr, &w, port, r) {
-                    r.wanted = w;
+                if r.wanted.kind != w.kind {
+                    match Self::load_tls(&w, port, r) {
+                        Ok(()) => r.wanted = w,
+                        Err(e) => {
+                            log::error!("listener {addr}: {e}");
+                            failed.push(failure(e));
+                        }
+                    }
                 }
                 continue;
             }
@@ -259,7 +270,9 @@ impl ListenerManager {
                 https: Arc::default(),
                 terminate: Arc::default(),
             };
-            if !Self::load_tls(addr, &w, port, &r) {
+            if let Err(e) = Self::load_tls(&w, port, &r) {
+                log::error!("listener {addr}: {e}");
+                failed.push(failure(e));
                 continue;
             }
             let bound = if udp {
@@ -320,16 +333,22 @@ impl ListenerManager {
                     );
                     running.insert(key, r);
                 }
-                Err(e) => log::error!(
-                    "listener {addr} ({}/{}): {e}",
-                    w.gateway.namespace,
-                    w.gateway.name
-                ),
+                Err(e) => {
+                    log::error!(
+                        "listener {addr} ({}/{}): {e}; retrying every {BIND_RETRY:?}",
+                        w.gateway.namespace,
+                        w.gateway.name
+                    );
+                    failed.push(failure(e.to_string()));
+                }
             }
         }
-        if published.generation > 0 {
-            self.ready.store(true, Ordering::Release);
-        }
+        let all_bound = failed.is_empty();
+        self.handle.report_listening(Listening {
+            generation: published.generation,
+            failed,
+        });
+        all_bound
     }
 }
 
@@ -339,9 +358,17 @@ impl BackgroundService for ListenerManager {
         let mut changes = self.handle.subscribe();
         let mut running = HashMap::new();
         loop {
-            self.reconcile(&mut running, &shutdown).await;
+            let all_bound = self.reconcile(&mut running, &shutdown).await;
+            // Sockets that could not be opened (the address in use, say) are tried again.
+            let retry = async {
+                if all_bound {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(BIND_RETRY).await;
+            };
             tokio::select! {
                 changed = changes.changed() => if changed.is_err() { break },
+                _ = retry => {}
                 _ = shutdown.changed() => break,
             }
         }
