@@ -7,20 +7,51 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Result, bail};
 use loom_core::status::StatusAddress;
+use loom_pingora::frontend::{ClientLimits, HeadLimits};
 use loom_pingora::{ServeOptions, SnapshotHandle};
 
 use crate::files;
 use crate::reload::{self, Files};
+
+/// The data plane's flags shared by `loom serve`, `controller` and `data-plane`.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct DataPlaneFlags {
+    /// Milliseconds a client has to send a whole request head (HTTP/1), counted from its first
+    /// byte, or for a connection's first request from accept. Slower clients are disconnected.
+    #[arg(long, default_value_t = 15_000)]
+    header_timeout_ms: u64,
+    /// Milliseconds an idle keep-alive connection (HTTP/1 between requests, HTTP/2 with no
+    /// open stream) stays open.
+    #[arg(long, default_value_t = 60_000)]
+    idle_timeout_ms: u64,
+    /// Connections each listener holds at most; more are closed as they are accepted. All
+    /// listeners together also stay within the file-descriptor limit (`ulimit -n`).
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
+    /// Seconds to let requests in flight finish on SIGTERM (on Kubernetes, keep it below the
+    /// pod's terminationGracePeriodSeconds).
+    #[arg(long, default_value_t = 5)]
+    grace_period: u64,
+}
 
 /// The data plane's settings from the command line (`loom serve`, `controller`, `data-plane`).
 pub(crate) fn serve_options(
     bind: IpAddr,
     admin: SocketAddr,
     threads: Option<usize>,
+    flags: &DataPlaneFlags,
 ) -> ServeOptions {
     let mut serve = ServeOptions {
         default_bind: bind,
         admin: Some(admin),
+        grace_period_seconds: flags.grace_period,
+        client: ClientLimits {
+            head: HeadLimits {
+                head: Duration::from_millis(flags.header_timeout_ms),
+                idle: Duration::from_millis(flags.idle_timeout_ms),
+            },
+            max_connections_per_listener: flags.max_connections,
+        },
         ..ServeOptions::default()
     };
     if let Some(t) = threads {
@@ -129,6 +160,8 @@ pub(crate) struct Args {
     /// whose objects should go instead.
     #[arg(long)]
     allow_empty: bool,
+    #[command(flatten)]
+    data_plane: DataPlaneFlags,
 }
 
 /// Reads the files once they have stopped changing: returns their fingerprint when two looks
@@ -192,7 +225,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let generation = handle.publish(first.compiled, first.took);
     log::info!("configuration {generation} loaded in {:?}", first.took);
 
-    let serve = serve_options(args.bind, args.admin, args.threads);
+    let serve = serve_options(args.bind, args.admin, args.threads, &args.data_plane);
     let admin = args.admin;
     let watcher = handle.clone();
     std::thread::Builder::new()

@@ -313,3 +313,49 @@ fn readyz_is_503_naming_the_address_while_a_listener_cannot_bind() {
     assert_eq!(get(admin, "/readyz").map(|r| r.0), Some(200));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn slowloris_under_a_low_descriptor_limit_denies_no_service_past_the_head_deadline() {
+    let dir = test_dir("slowloris");
+    let (port, admin, backend) = (free_port(), free_port(), backend());
+    std::fs::write(dir.join("gateway.yaml"), config(port, backend, "/v1")).unwrap();
+    // `loom serve` with 256 file descriptors, as the probe that found this ran it.
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 256 && exec '{}' serve -f '{}' --bind 127.0.0.1 --threads 1 --admin 127.0.0.1:{admin} --header-timeout-ms 1000",
+            env!("CARGO_BIN_EXE_loom"),
+            dir.display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = Server(child);
+    wait_for("the first route", || {
+        get(port, "/v1/x").is_some_and(|(s, _)| s == 200)
+    });
+
+    // 300 clients that start a request head and never finish it.
+    let attackers: Vec<TcpStream> = (0..300)
+        .filter_map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+            let _ = s.write_all(b"GET /v1/x HTTP/1.1\r\nHost: app.example.com\r\n");
+            Some(s)
+        })
+        .collect();
+    let started = Instant::now();
+    // The admin listener keeps its descriptors: readiness answers during the attack.
+    assert_eq!(get(admin, "/readyz").map(|r| r.0), Some(200));
+    // Within the head deadline (1 s) and a margin, a real client is served again.
+    wait_for("a request during the attack", || {
+        get(port, "/v1/x").is_some_and(|(s, _)| s == 200)
+    });
+    let served_after = started.elapsed();
+    assert!(
+        served_after < Duration::from_secs(5),
+        "served after {served_after:?}"
+    );
+    drop(attackers);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -50,6 +50,8 @@ pub struct ServeOptions {
     pub threads: usize,
     /// Seconds to let requests in flight finish on SIGTERM.
     pub grace_period_seconds: u64,
+    /// What a client may hold (request head and idle deadlines, connections).
+    pub client: frontend::ClientLimits,
 }
 
 impl Default for ServeOptions {
@@ -59,6 +61,7 @@ impl Default for ServeOptions {
             admin: None,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             grace_period_seconds: 5,
+            client: frontend::ClientLimits::default(),
         }
     }
 }
@@ -82,6 +85,7 @@ pub fn server(handle: SnapshotHandle, options: &ServeOptions) -> Server {
         options.default_bind,
         metrics.clone(),
         Arc::new(upstream::mirror::Mirrors::default()),
+        options.client,
     );
     // Loom's accept loops run on this service's runtime, so it gets the worker threads.
     let mut listeners = background_service("listeners", manager);

@@ -21,8 +21,10 @@ use pingora::server::ShutdownWatch;
 use pingora::server::configuration::ServerConf;
 use pingora::services::background::BackgroundService;
 use pingora::tls::TlsAcceptor;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
+use super::ClientLimits;
+use super::admission::{self, Admission};
 use super::http::{Apps, accept_loop, bind};
 use super::{l4, tls};
 use crate::handle::{ListenFailure, Listening, SnapshotHandle};
@@ -43,6 +45,9 @@ pub struct ListenerManager {
     mirrors: Arc<Mirrors>,
     /// Passive health, shared by every HTTP listener.
     health: Arc<Health>,
+    limits: ClientLimits,
+    /// Connections every listener together may hold (from the file-descriptor limit).
+    process_connections: Arc<Semaphore>,
 }
 
 /// What a socket serves. A change of kind restarts the listener; a change of TLS material
@@ -99,6 +104,7 @@ impl ListenerManager {
         default_bind: IpAddr,
         metrics: Arc<Metrics>,
         mirrors: Arc<Mirrors>,
+        limits: ClientLimits,
     ) -> Self {
         ListenerManager {
             handle,
@@ -107,6 +113,8 @@ impl ListenerManager {
             metrics,
             mirrors,
             health: Arc::default(),
+            limits,
+            process_connections: Arc::new(Semaphore::new(admission::this_process_budget())),
         }
     }
 
@@ -177,14 +185,13 @@ impl ListenerManager {
             self.health.clone(),
         );
         let mut app = HttpProxy::new(proxy, self.conf.clone());
-        if h2c {
-            // Only connections that already sent the HTTP/2 preface get here (see
-            // `starts_with_h2_preface`): Pingora's own check blocks on requests shorter than
-            // the preface and runs again for every request of a keep-alive connection.
-            let mut options = HttpServerOptions::default();
-            options.h2c = true;
-            app.server_options = Some(options);
-        }
+        let mut options = HttpServerOptions::default();
+        // Only connections that already sent the HTTP/2 preface get to the h2c app (see
+        // `starts_with_h2_preface`): Pingora's own check blocks on requests shorter than the
+        // preface and runs again for every request of a keep-alive connection.
+        options.h2c = h2c;
+        options.h2_idle_timeout = Some(self.limits.h2_idle());
+        app.server_options = Some(options);
         app.handle_init_modules();
         Arc::new(app)
     }
@@ -194,6 +201,7 @@ impl ListenerManager {
         Apps {
             http: self.proxy(w, false),
             h2c: cleartext.then(|| self.proxy(w, true)),
+            head: self.limits.head,
         }
     }
 
@@ -286,12 +294,17 @@ impl ListenerManager {
                     ));
                 })
             } else {
+                let admission = Admission::new(
+                    self.process_connections.clone(),
+                    self.limits.max_connections_per_listener,
+                );
                 bind(addr).map(|listener| match w.kind {
                     PortKind::Http | PortKind::Https(_) => {
                         tokio::spawn(accept_loop(
                             listener,
                             Arc::new(self.apps(&w)),
                             r.https.clone(),
+                            admission,
                             stopped,
                             shutdown.clone(),
                         ));
@@ -300,6 +313,7 @@ impl ListenerManager {
                         let tls_port = l4::TlsPort {
                             terminate: r.terminate.clone(),
                             https: https.map(|_| (Arc::new(self.apps(&w)), r.https.clone())),
+                            admission,
                         };
                         let (h, g, p) = (self.handle.clone(), w.gateway.clone(), w.port);
                         tokio::spawn(l4::tls_loop(
@@ -318,6 +332,7 @@ impl ListenerManager {
                             self.handle.clone(),
                             w.gateway.clone(),
                             w.port,
+                            admission,
                             stopped,
                         ));
                     }

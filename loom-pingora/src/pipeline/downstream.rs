@@ -1,11 +1,18 @@
 //! What the pipeline knows of the connection a request came on, whatever frontend accepted it.
 
+use std::sync::Arc;
+
 use pingora::proxy::Session;
 
 /// The SNI a client sent. A frontend that terminates TLS attaches it to the connection's TLS
 /// digest (`SslDigest::extension`); the pipeline reads it from there and nowhere else.
 #[derive(Debug)]
 pub(crate) struct ClientSni(pub(crate) Option<String>);
+
+/// A frontend's hook, handed to the pipeline as the connection's user context: called once a
+/// request head has been read (HTTP/1 head deadlines stop there).
+#[derive(Clone)]
+pub(crate) struct OnRequestHead(pub(crate) Arc<dyn Fn() + Send + Sync>);
 
 /// The listener side of a request: how it reached Loom.
 #[derive(Clone, Copy, Debug)]

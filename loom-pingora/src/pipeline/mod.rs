@@ -109,6 +109,17 @@ impl ProxyHttp for LoomProxy {
         RequestCtx::new(Instant::now())
     }
 
+    fn on_connection_reuse(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+        frontend: Box<dyn std::any::Any + Send + Sync>,
+    ) {
+        if let Ok(on_head) = frontend.downcast::<downstream::OnRequestHead>() {
+            (on_head.0)();
+        }
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         if let Some(status) =
             framing::framing_error(session.req_header(), || had_content_length(session))

@@ -1,9 +1,12 @@
-//! Framing that invites request smuggling, oversized headers, short requests.
+//! Framing that invites request smuggling, oversized headers, short requests, slow and idle
+//! clients.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::clients::{raw, raw_response};
-use crate::harness::start_web;
+use crate::harness::{HEAD_LIMITS, start_web};
 
 #[test]
 fn content_length_with_transfer_encoding_is_400_and_closes() {
@@ -81,4 +84,103 @@ fn request_shorter_than_the_h2_preface_is_answered_at_once() {
     let started = Instant::now();
     assert_eq!(raw(web.port, b"GET / HTTP/1.0\r\n\r\n"), 404);
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+/// Reads until the server closes the connection (or 10 s pass); returns how long that took
+/// and what was read.
+fn until_closed(s: &mut TcpStream) -> (Duration, Vec<u8>) {
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    let mut out = vec![];
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return (started.elapsed(), out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[test]
+fn a_request_head_trickled_a_byte_at_a_time_is_cut_off_at_the_head_deadline() {
+    let web = start_web("hardening-slowloris");
+    let mut s = TcpStream::connect(("127.0.0.1", web.port)).unwrap();
+    let started = Instant::now();
+    let trickle = b"GET / HTTP/1.1\r\nHost: web.example.com\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut cut_after = None;
+    for byte in trickle {
+        if s.write_all(&[*byte]).is_err() {
+            cut_after = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        // A closed connection shows as a read of 0 bytes.
+        s.set_nonblocking(true).unwrap();
+        let closed = matches!(s.read(&mut [0u8; 1]), Ok(0));
+        s.set_nonblocking(false).unwrap();
+        if closed {
+            cut_after = Some(started.elapsed());
+            break;
+        }
+    }
+    let cut_after = cut_after.expect("the connection outlived a 4 s trickle");
+    assert!(
+        cut_after >= HEAD_LIMITS.head && cut_after < HEAD_LIMITS.head + Duration::from_secs(2),
+        "cut after {cut_after:?}"
+    );
+}
+
+#[test]
+fn a_connection_that_sends_nothing_is_closed_at_the_head_deadline() {
+    let web = start_web("hardening-silent-client");
+    let mut s = TcpStream::connect(("127.0.0.1", web.port)).unwrap();
+    let (took, got) = until_closed(&mut s);
+    assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+    assert!(
+        took >= HEAD_LIMITS.head - Duration::from_millis(100)
+            && took < HEAD_LIMITS.head + Duration::from_secs(2),
+        "closed after {took:?}"
+    );
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let web = start_web("hardening-idle-keep-alive");
+    let mut s = TcpStream::connect(("127.0.0.1", web.port)).unwrap();
+    s.write_all(b"GET /one HTTP/1.1\r\nHost: web.example.com\r\n\r\n")
+        .unwrap();
+    let (took, got) = until_closed(&mut s);
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(got.ends_with("a /one web.example.com "), "{got}");
+    assert!(
+        took >= HEAD_LIMITS.idle - Duration::from_millis(100)
+            && took < HEAD_LIMITS.idle + Duration::from_secs(2),
+        "closed after {took:?}"
+    );
+}
+
+#[test]
+fn a_slow_backend_is_not_cut_off_by_the_client_deadlines() {
+    let name = "hardening-slow-backend";
+    let scripted = crate::backends::scripted_backend();
+    let port = crate::clients::free_port();
+    let (_owned, _) = crate::harness::publish_owned(
+        name,
+        &crate::harness::web(name, port, scripted, scripted, ""),
+    );
+    crate::clients::wait_for(|| {
+        crate::clients::get(port, "web.example.com", "/x/count/k/0", "")
+            .is_ok_and(|r| r.status == 200)
+    });
+    // Longer than both the head and the idle deadline.
+    let wait = HEAD_LIMITS.idle + Duration::from_millis(500);
+    let r = crate::clients::get(
+        port,
+        "web.example.com",
+        &format!("/x/slow/k/{}", wait.as_millis()),
+        "",
+    )
+    .unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "slow"));
 }

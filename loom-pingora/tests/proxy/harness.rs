@@ -8,8 +8,15 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use loom_core::status::StatusAddress;
+use loom_pingora::frontend::{ClientLimits, HeadLimits};
 use loom_pingora::handle::Published;
 use loom_pingora::{ServeOptions, SnapshotHandle};
+
+/// The server's request head deadlines: short, so tests of them are quick.
+pub(crate) const HEAD_LIMITS: HeadLimits = HeadLimits {
+    head: Duration::from_secs(1),
+    idle: Duration::from_secs(2),
+};
 
 const GATEWAY_CLASS: &str = r#"
 apiVersion: gateway.networking.k8s.io/v1
@@ -26,6 +33,10 @@ pub(crate) fn server() -> &'static SnapshotHandle {
         let serve = ServeOptions {
             default_bind: "127.0.0.1".parse().unwrap(),
             threads: 2,
+            client: ClientLimits {
+                head: HEAD_LIMITS,
+                ..ClientLimits::default()
+            },
             ..Default::default()
         };
         let server = loom_pingora::server(handle.clone(), &serve);
