@@ -14,7 +14,6 @@ pub mod addresses;
 pub mod controller;
 pub mod crds;
 pub mod provision;
-mod refs;
 pub mod resources;
 pub mod status;
 mod writer;
