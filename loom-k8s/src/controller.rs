@@ -1,4 +1,4 @@
-//! The controller: watches → [`index`] → debounced compile ([`plan`]) → publish → writes.
+//! The controller: watches → `index` → debounced compile (`plan`) → publish → writes.
 //!
 //! ```text
 //! watches (one per kind, one per named Secret/ConfigMap, data-plane Deployments)
@@ -14,7 +14,7 @@
 //! Every replica watches and serves; only the Lease holder writes status. Writes are
 //! server-side apply with Loom's field manager, skipped when the object already shows
 //! them. The run loop here does the IO: the select over watches and timers, leader
-//! election ([`lease`]), reconnects and the per-Secret watches ([`watches`]).
+//! election (`lease`), reconnects and the per-Secret watches (`watches`).
 
 mod index;
 mod lease;

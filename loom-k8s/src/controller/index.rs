@@ -3,11 +3,11 @@
 //!
 //! ```text
 //! watch events ─► Relist (buffers Init … InitDone) ─► Index
-//!                                                      ├─ Input: what is compiled, keys per kind
-//!                                                      ├─ ObservedStatus per object with status
-//!                                                      ├─ Rollout per data-plane Deployment
-//!                                                      ├─ NamedReference per Secret/ConfigMap named
-//!                                                      └─ the address pool (released with a Gateway)
+//!                                                     ├─ Input (keys per kind)
+//!                                                     ├─ ObservedStatus per object with status
+//!                                                     ├─ Rollout per data-plane Deployment
+//!                                                     ├─ NamedReference per Secret/ConfigMap
+//!                                                     └─ the address pool
 //! ```
 //!
 //! A relist (a watch that restarted) replaces what was known of that watch as a whole: an
