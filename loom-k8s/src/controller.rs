@@ -39,6 +39,7 @@ use crate::resources;
 use crate::writer::{StatusWrite, status_writer};
 use index::Index;
 use plan::Planner;
+use readiness::Debounce;
 use watches::{NamedWatches, watch_kind, watch_rollouts};
 
 /// Where compiled snapshots go (the data plane's handle).
@@ -196,15 +197,15 @@ async fn watch_and_compile(
             .filter(|w| !by_ref(w.kind))
             .map(|w| watch_kind(client, w)),
     );
-    let mut dirty: Option<(Instant, Instant)> = None; // (first change, last change)
-    let mut status_dirty = false;
+    let mut debounce = Debounce::new(opts.debounce, opts.max_delay);
+    // Plan the writes again (after a compile, a status change, a resync, a new leader).
+    let mut replan_writes = false;
     let mut resync = tokio::time::interval(opts.resync);
     let mut rediscover = tokio::time::interval(opts.rediscover);
     rediscover.reset();
     let mut leader_open = true;
     loop {
-        let deadline =
-            dirty.map(|(first, last)| (last + opts.debounce).min(first + opts.max_delay));
+        let deadline = debounce.deadline();
         let ready = index.initial_list_complete();
         tokio::select! {
             ev = events.next() => {
@@ -213,10 +214,9 @@ async fn watch_and_compile(
                     Ok(ev) => {
                         let changed = index.apply(kind, ev);
                         if changed.compile {
-                            let now = Instant::now();
-                            dirty = Some((dirty.map_or(now, |d| d.0), now));
+                            debounce.changed(Instant::now());
                         }
-                        status_dirty |= changed.observed_status;
+                        replan_writes |= changed.observed_status;
                     }
                     Err(e) => log::warn!("watching {kind}: {e}"),
                 }
@@ -224,8 +224,7 @@ async fn watch_and_compile(
             Some(ev) = rollouts.next() => match ev {
                 Ok(ev) => {
                     if index.apply_rollout(ev) {
-                        let now = Instant::now();
-                        dirty = Some((dirty.map_or(now, |d| d.0), now));
+                        debounce.changed(Instant::now());
                     }
                 }
                 Err(e) => log::warn!("watching data-plane Deployments: {e}"),
@@ -233,8 +232,7 @@ async fn watch_and_compile(
             Some((key, ev)) = refs_rx.recv() => match ev {
                 Ok(ev) => {
                     if index.apply_reference(&key, ev) {
-                        let now = Instant::now();
-                        dirty = Some((dirty.map_or(now, |d| d.0), now));
+                        debounce.changed(Instant::now());
                     }
                 }
                 Err(e) => log::warn!("watching {key}: {e}"),
@@ -243,20 +241,20 @@ async fn watch_and_compile(
                 let now = Instant::now();
                 named_watches.update(index.update_references(now));
                 if index.references_fetched(now) {
-                    dirty = None;
+                    debounce.compiled();
                     let started = Instant::now();
                     let compiled = planner.compile(&mut index);
                     let took = started.elapsed();
                     log::debug!("compiled in {took:?}");
                     last_status = Some(compiled.status.clone());
                     publish(compiled, took);
-                    status_dirty = true;
+                    replan_writes = true;
                 } else {
                     // A newly named Secret or ConfigMap is on its way; look again shortly.
-                    dirty = Some((now, now));
+                    debounce.restart(now);
                 }
             }
-            _ = resync.tick() => status_dirty = true,
+            _ = resync.tick() => replan_writes = true,
             _ = rediscover.tick() => {
                 // Bounded: the loop must not wait on a request to a server that went away.
                 let found = tokio::time::timeout(
@@ -275,15 +273,15 @@ async fn watch_and_compile(
             changed = leader.changed(), if leader_open => {
                 // Closed: leader election ended; the last value (false) stays.
                 leader_open = changed.is_ok();
-                status_dirty = true;
+                replan_writes = true;
             }
         }
-        if status_dirty
-            && dirty.is_none()
+        if replan_writes
+            && !debounce.is_pending()
             && *leader.borrow()
             && let Some(status) = &last_status
         {
-            status_dirty = false;
+            replan_writes = false;
             let now = jiff::Timestamp::now()
                 .round(jiff::Unit::Second)
                 .unwrap_or_else(|_| jiff::Timestamp::now())

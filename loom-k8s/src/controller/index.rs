@@ -131,7 +131,7 @@ pub(crate) struct Changed {
 
 /// The watches of named Secrets and ConfigMaps to start and to stop.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct ReferenceWatches {
+pub(crate) struct NamedWatchChanges {
     pub(crate) start: Vec<ObjectKey>,
     pub(crate) stop: Vec<ObjectKey>,
 }
@@ -289,7 +289,7 @@ impl Index {
     /// Follows the Secrets and ConfigMaps the input names: the newly named ones are waited for
     /// from `now`, the ones no longer named leave the input. Returns the watches to start and
     /// stop.
-    pub(crate) fn update_references(&mut self, now: Instant) -> ReferenceWatches {
+    pub(crate) fn update_references(&mut self, now: Instant) -> NamedWatchChanges {
         let wanted: BTreeSet<ObjectKey> = self
             .input
             .referenced_secrets_and_config_maps()
@@ -318,7 +318,7 @@ impl Index {
                 start.push(key);
             }
         }
-        ReferenceWatches { start, stop }
+        NamedWatchChanges { start, stop }
     }
 
     /// Whether every named Secret and ConfigMap has been fetched, or waited for long enough.

@@ -15,7 +15,7 @@ use loom_core::input::{Kind, ObjectKey};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::ControllerOptions;
-use super::index::ReferenceWatches;
+use super::index::NamedWatchChanges;
 use crate::provision::DATA_PLANE_SELECTOR;
 use crate::resources::Watched;
 
@@ -86,7 +86,7 @@ pub(crate) fn watch_rollouts(
 }
 
 /// An event of the watch of one named Secret or ConfigMap.
-pub(crate) type ReferenceEvent = (ObjectKey, watcher::Result<Event<DynamicObject>>);
+pub(crate) type NamedWatchEvent = (ObjectKey, watcher::Result<Event<DynamicObject>>);
 
 /// The running watches of the Secrets and ConfigMaps the configuration names; their events
 /// go to one channel.
@@ -95,7 +95,7 @@ pub(crate) struct NamedWatches {
     /// How the API server serves Secrets and ConfigMaps.
     resources: HashMap<Kind, ApiResource>,
     watches: HashMap<ObjectKey, WatchTask>,
-    tx: UnboundedSender<ReferenceEvent>,
+    tx: UnboundedSender<NamedWatchEvent>,
 }
 
 /// Aborts its task when dropped.
@@ -111,7 +111,7 @@ impl NamedWatches {
     pub(crate) fn new(
         client: kube::Client,
         resources: HashMap<Kind, ApiResource>,
-        tx: UnboundedSender<ReferenceEvent>,
+        tx: UnboundedSender<NamedWatchEvent>,
     ) -> Self {
         NamedWatches {
             client,
@@ -122,7 +122,7 @@ impl NamedWatches {
     }
 
     /// Stops and starts watches as the index asks.
-    pub(crate) fn update(&mut self, changes: ReferenceWatches) {
+    pub(crate) fn update(&mut self, changes: NamedWatchChanges) {
         for key in changes.stop {
             self.watches.remove(&key);
         }

@@ -680,13 +680,13 @@ fn a_newly_named_secret_gets_a_watch() {
     let t0 = Instant::now();
     assert_eq!(
         index.update_references(t0),
-        ReferenceWatches {
+        NamedWatchChanges {
             start: vec![key(Kind::Secret, "cert")],
             stop: vec![],
         }
     );
     // Already watched: nothing to start again.
-    assert_eq!(index.update_references(t0), ReferenceWatches::default());
+    assert_eq!(index.update_references(t0), NamedWatchChanges::default());
 }
 
 #[test]
@@ -695,7 +695,7 @@ fn a_named_kind_the_api_server_does_not_serve_gets_no_watch() {
     index.apply(Kind::Gateway, Event::Apply(gateway_naming("cert")));
     assert_eq!(
         index.update_references(Instant::now()),
-        ReferenceWatches::default()
+        NamedWatchChanges::default()
     );
     assert!(index.references_fetched(Instant::now()));
 }
@@ -712,7 +712,7 @@ fn a_secret_no_longer_named_loses_its_watch_and_leaves_the_input() {
     index.apply(Kind::Gateway, Event::Apply(gateway_naming("other")));
     assert_eq!(
         index.update_references(t0),
-        ReferenceWatches {
+        NamedWatchChanges {
             start: vec![key(Kind::Secret, "other")],
             stop: vec![cert.clone()],
         }
@@ -801,7 +801,7 @@ fn a_deleted_secret_leaves_the_input_but_stays_watched() {
     assert!(names(&index, Kind::Secret).is_empty());
     assert_eq!(
         index.update_references(Instant::now()),
-        ReferenceWatches::default()
+        NamedWatchChanges::default()
     );
 }
 
