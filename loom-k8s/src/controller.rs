@@ -5,7 +5,7 @@
 //!    │ events
 //!    ▼
 //! index::Index ── pure: the Input, observed status, rollouts, named references, address pool
-//!    │ changed?  ─► debounce; readiness: every kind listed once, named references fetched
+//!    │ changed? ─► readiness: every kind listed once, named references fetched, debounce
 //!    ▼
 //! plan::Planner::compile ─► publish (the data plane's snapshot)
 //! plan::Planner::writes(now) ─► writer (only on the Lease holder: lease)

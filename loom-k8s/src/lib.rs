@@ -11,7 +11,7 @@
 //!   unit-tested: `index` (watch events, relists buffered, into the `Input`, the status
 //!   each object shows, data-plane rollouts, named Secrets/ConfigMaps, pool addresses),
 //!   `plan` (compile, and the writes to make, with `now` passed in) and `readiness` (every
-//!   kind listed once, named Secrets fetched or waited for).
+//!   kind listed once, named Secrets fetched or waited for, the debounce).
 //! - [`resources`]: discovery, and the one conversion of API objects into `loom_core::input`.
 //! - [`status`]: the `status` to write from the computed one (transition times, other
 //!   controllers' entries).

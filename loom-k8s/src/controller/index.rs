@@ -381,7 +381,7 @@ impl Index {
         }
         let mut observed_status = false;
         if has_status(kind) {
-            let now = ObservedStatus {
+            let seen = ObservedStatus {
                 resource_version: o.metadata.resource_version.clone().unwrap_or_default(),
                 status: resources::status_of(o).cloned(),
                 finalizers: o.metadata.finalizers.clone().unwrap_or_default(),
@@ -389,8 +389,8 @@ impl Index {
             observed_status = self
                 .observed
                 .get(&key)
-                .is_none_or(|b| b.status != now.status);
-            self.observed.insert(key.clone(), now);
+                .is_none_or(|b| b.status != seen.status);
+            self.observed.insert(key.clone(), seen);
         }
         self.keys_by_kind
             .entry(kind)
