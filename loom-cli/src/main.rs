@@ -11,7 +11,6 @@ macro_rules! say {
     }};
 }
 
-mod conformance;
 mod controller;
 mod files;
 mod reload;
@@ -109,7 +108,7 @@ fn main() -> ExitCode {
             corpus,
             only,
             verbose,
-        } => conformance::run(&corpus, only.as_deref(), verbose),
+        } => loom_conformance::run(&corpus, only.as_deref(), verbose),
     };
     match result {
         Ok(code) => code,

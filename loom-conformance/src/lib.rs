@@ -9,6 +9,16 @@
 //! one of its checks was decided and held, fails when a decided check failed, and is skipped
 //! otherwise (with the undecided checks listed).
 
+/// `println!` that ends the process quietly when stdout is closed.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
@@ -1280,7 +1290,8 @@ fn check_http(
     Ok(())
 }
 
-pub(crate) fn run(corpus: &Path, only: Option<&str>, verbose: bool) -> Result<ExitCode> {
+/// Runs the corpus and prints one line per test and a summary.
+pub fn run(corpus: &Path, only: Option<&str>, verbose: bool) -> Result<ExitCode> {
     let options = Options {
         default_addresses: vec![StatusAddress {
             type_: "IPAddress".into(),
