@@ -16,7 +16,7 @@ mod files;
 mod reload;
 mod serve;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -108,7 +108,7 @@ fn main() -> ExitCode {
             corpus,
             only,
             verbose,
-        } => loom_conformance::run(&corpus, only.as_deref(), verbose),
+        } => conformance(&corpus, only.as_deref(), verbose),
     };
     match result {
         Ok(code) => code,
@@ -117,6 +117,23 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `loom conformance`: one line per test (with its failed or undecided checks), then the counts;
+/// fails when a test failed.
+fn conformance(corpus: &Path, only: Option<&str>, verbose: bool) -> Result<ExitCode> {
+    let report = loom_conformance::run(corpus, only)?;
+    for test in &report.tests {
+        for line in test.lines(verbose) {
+            say!("{line}");
+        }
+    }
+    say!("{}", report.summary());
+    Ok(if report.failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn crds() -> Result<ExitCode> {
