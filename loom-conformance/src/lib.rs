@@ -11,7 +11,7 @@
 //! every request expectation that can be decided without a data plane. A test passes when every
 //! one of its checks was decided and held, fails when a decided check failed, and is skipped
 //! otherwise (with the undecided checks listed). Weights, mirrors, timeouts, retries, TLS
-//! handshakes, TCP/UDP traffic and WebSockets are undecided.
+//! handshakes, TLS traffic routed by SNI, TCP/UDP traffic and WebSockets are undecided.
 //!
 //! ```no_run
 //! let report = loom_conformance::run(std::path::Path::new("../shared/conformance"), None)?;

@@ -1,9 +1,10 @@
 //! Request cases (SCHEMA.md 6 to 8) through the decision API: what the data plane would do
 //! with the request, and what the echo backend would answer. Requests whose outcome depends on
-//! sockets (TLS handshakes, L4 traffic, timing, mirrors observed) are undecided.
+//! sockets (TLS handshakes, L4 traffic, timing, mirrors observed) are undecided, and so are
+//! requests to a port with TLS listeners that the data plane routes by SNI, not by HTTP.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use loom_core::snapshot::{Decision, GatewayName, HttpRequest};
+use loom_core::snapshot::{Decision, GatewayName, HttpRequest, PortSnapshot};
 
 use crate::case::{Expect, Mode, Protocol, Request, RequestCase};
 use crate::cluster::{GATEWAY_ADDRESS, pod_ips, replicas};
@@ -25,6 +26,35 @@ struct Echo {
     headers: HeaderMap,
     namespace: String,
     pod: String,
+}
+
+/// Why the data plane, not the HTTP decision, answers a request on this port: TLS listeners
+/// (TLSRoutes, passthrough or terminate) take a port's connections by SNI before HTTPS does,
+/// and a cleartext request to such a port is not HTTP to it at all. `None` when the HTTP
+/// decision answers the request as the data plane would.
+fn decided_by_sni(port: &PortSnapshot, https: bool, sni: Option<&str>) -> Option<String> {
+    if port.tls.is_empty() {
+        return None;
+    }
+    if !https {
+        return Some("cleartext traffic to a TLS listener's port needs the data plane".into());
+    }
+    if let Some((listener, rule)) = port.tls_route(sni) {
+        return Some(format!(
+            "TLS for SNI {:?} goes to {} (listener {}) by SNI in the data plane",
+            sni.unwrap_or(""),
+            rule.route,
+            listener.name
+        ));
+    }
+    if port.http.iter().all(|l| l.tls.is_none()) {
+        return Some(format!(
+            "TLS for SNI {:?} matches no TLSRoute and no HTTPS listener: the data plane closes \
+             the connection",
+            sni.unwrap_or("")
+        ));
+    }
+    None
 }
 
 /// Checks one request case.
@@ -74,6 +104,14 @@ pub(crate) fn check(ctx: &Ctx<'_>, rc: &RequestCase) -> Outcome {
         return Outcome::Undecided("backend delays and retries need the data plane".into());
     }
     let sni = req.tls.as_ref().map(|t| t.server_name.as_str());
+    if let Some(why) = ctx
+        .compiled
+        .snapshot
+        .port(&gw, port)
+        .and_then(|p| decided_by_sni(p, tls, sni))
+    {
+        return Outcome::Undecided(why);
+    }
     let host = match &req.host {
         Some(h) => h.clone(),
         None if (port == 80 && !tls) || (port == 443 && tls) => GATEWAY_ADDRESS.to_owned(),
@@ -563,11 +601,47 @@ spec:
         serde_saphyr::from_str(yaml).unwrap()
     }
 
+    fn https(sni: &str, port: u16) -> RequestCase {
+        case(&format!(
+            "target: {{gateway: {{namespace: ns, name: gw}}, port: {port}}}\n\
+             request: {{protocol: HTTPS, method: GET, host: {sni}, path: /, \
+             tls: {{server_name: {sni}}}}}\n\
+             expect: {{status: [200], namespace: ns, backend: backend}}\n"
+        ))
+    }
+
     fn undecided(o: &Outcome) -> &str {
         match o {
             Outcome::Undecided(why) => why,
             other => panic!("decided: {other:?}"),
         }
+    }
+
+    #[test]
+    fn tls_for_a_tls_route_sni_is_undecided_not_an_http_404() {
+        with_world(|ctx| {
+            let o = check(ctx, &https("tls.example.com", 443));
+            assert!(undecided(&o).contains("by SNI"), "{o:?}");
+        });
+    }
+
+    #[test]
+    fn https_for_an_https_listener_next_to_a_tls_route_is_decided() {
+        with_world(|ctx| {
+            assert_eq!(check(ctx, &https("web.example.com", 443)), Outcome::Pass);
+        });
+    }
+
+    #[test]
+    fn cleartext_to_a_tls_listener_port_is_undecided() {
+        with_world(|ctx| {
+            let rc = case(
+                "target: {gateway: {namespace: ns, name: gw}, port: 443}\n\
+                 request: {protocol: HTTP, method: GET, host: tls.example.com, path: /}\n\
+                 expect: {status: [404]}\n",
+            );
+            assert!(undecided(&check(ctx, &rc)).contains("cleartext"));
+        });
     }
 
     #[test]
