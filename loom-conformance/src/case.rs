@@ -236,7 +236,8 @@ pub struct ParentRef {
 
 // === Assertions ===
 
-/// A `before` or `status` assertion: the check, and fields common to every kind.
+/// A `before` or `status` assertion: the check, and fields common to every kind. (Unknown keys
+/// reach the flattened [`Check`], whose variants reject them.)
 #[derive(Clone, Debug, Deserialize)]
 pub struct Assertion {
     /// What is checked (keyed by `assert`).

@@ -283,3 +283,174 @@ impl Checks {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Verdict;
+
+    const BASE: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: infra}
+spec:
+  gatewayClassName: "{GATEWAY_CLASS_NAME}"
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: backend, namespace: infra}
+spec:
+  selector: {app: backend}
+  ports: [{port: 8080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: backend, namespace: infra}
+spec:
+  template: {metadata: {labels: {app: backend}}}
+"#;
+
+    const ROUTE: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: route, namespace: infra}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{name: backend, port: 8080}]}]
+"#;
+
+    fn case(name: &str, features: &str, extra: &str, expect_status: u16) -> String {
+        format!(
+            "name: {name}\ndescription: d\nsource: {{file: f, tag: t, commit: c}}\n\
+             features: [{features}]\nmanifests: [route.yaml]\nprovisional: false\n\
+             parallel: false\n{extra}steps:\n\
+             - status:\n  - assert: route_condition\n    helper: h\n\
+             \x20   object: {{kind: HTTPRoute, namespace: infra, name: route}}\n\
+             \x20   parent: {{namespace: infra, name: gw}}\n\
+             \x20   condition: {{type: Accepted, status: 'True'}}\n\
+             \x20 requests:\n  - target: {{gateway: {{namespace: infra, name: gw}}, port: 80}}\n\
+             \x20   request: {{protocol: HTTP, method: GET, path: /}}\n\
+             \x20   expect: {{status: [{expect_status}], namespace: infra, backend: backend}}\n"
+        )
+    }
+
+    /// A corpus in a fresh directory: the base above, `route.yaml`, and these cases.
+    fn corpus(test: &str, cases: &[(&str, String)]) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("loom-conformance-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for sub in ["base", "manifests", "cases"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        std::fs::write(dir.join("base/manifests.yaml"), BASE).unwrap();
+        std::fs::write(
+            dir.join("base/programmatic-resources.yaml"),
+            "resources: []\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("manifests/route.yaml"), ROUTE).unwrap();
+        for (file, text) in cases {
+            std::fs::write(dir.join("cases").join(file), text).unwrap();
+        }
+        dir
+    }
+
+    fn verdicts(report: &Report) -> Vec<(&str, Verdict)> {
+        report
+            .tests
+            .iter()
+            .map(|t| (t.name.as_str(), t.verdict()))
+            .collect()
+    }
+
+    #[test]
+    fn a_corpus_runs_case_by_case_in_file_order() {
+        let dir = corpus(
+            "order",
+            &[
+                ("b.yaml", case("Routed", "Gateway, HTTPRoute", "", 200)),
+                ("a.yaml", case("Wrong", "Gateway, HTTPRoute", "", 404)),
+                (
+                    "c.yaml",
+                    case("Future", "Gateway, HTTPRouteTeleport", "", 200),
+                ),
+                ("d.txt", "not a case".into()),
+            ],
+        );
+        let report = run(&dir, None).unwrap();
+        assert_eq!(
+            verdicts(&report),
+            [
+                ("Wrong", Verdict::Failed),
+                ("Routed", Verdict::Passed),
+                ("Future", Verdict::Skipped),
+            ]
+        );
+        assert_eq!(
+            report.tests[2].outcome,
+            TestOutcome::Unsupported(vec!["HTTPRouteTeleport".into()])
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn only_runs_the_tests_whose_name_contains_it() {
+        let dir = corpus(
+            "only",
+            &[
+                ("a.yaml", case("Routed", "Gateway", "", 200)),
+                ("b.yaml", case("Other", "Gateway", "", 200)),
+            ],
+        );
+        let report = run(&dir, Some("Rout")).unwrap();
+        assert_eq!(verdicts(&report), [("Routed", Verdict::Passed)]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn skip_if_with_every_feature_supported_returns_early() {
+        let gate = "skip_if: {supported_features: [Gateway], note: n}\n";
+        let dir = corpus(
+            "skip-if",
+            &[("a.yaml", case("Early", "Gateway", gate, 404))],
+        );
+        let report = run(&dir, None).unwrap();
+        assert_eq!(report.tests[0].outcome, TestOutcome::ReturnsEarly);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn run_only_if_with_an_unsupported_feature_returns_early() {
+        let gate = "run_only_if: {supported_features: [HTTPRouteTeleport], note: n}\n";
+        let dir = corpus(
+            "run-only-if",
+            &[("a.yaml", case("Early", "Gateway", gate, 404))],
+        );
+        let report = run(&dir, None).unwrap();
+        assert_eq!(report.tests[0].outcome, TestOutcome::ReturnsEarly);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_case_file_with_an_unknown_key_is_an_error() {
+        let bad = case("Bad", "Gateway", "colour: blue\n", 200);
+        let dir = corpus("unknown-key", &[("a.yaml", bad)]);
+        let err = run(&dir, None).unwrap_err();
+        assert!(
+            matches!(&err, Error::Yaml { path, .. } if path.ends_with("a.yaml")),
+            "{err}"
+        );
+        assert!(err.to_string().contains("unknown field `colour`"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_corpus_is_an_error_naming_the_file() {
+        let err = run(Path::new("/nonexistent/corpus"), None).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("reading /nonexistent/corpus/base/manifests.yaml")
+        );
+    }
+}
