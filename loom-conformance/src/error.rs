@@ -1,5 +1,6 @@
 //! The runner's errors: a corpus that cannot be read. A check that fails is not an error; it is
-//! a result ([`crate::Verdict`]).
+//! a result ([`crate::Verdict`]). Causes are returned by `source()`, not repeated in the
+//! message (print the chain, e.g. anyhow's `{:#}`).
 
 use std::path::PathBuf;
 
@@ -8,7 +9,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// A file or directory could not be read.
-    #[error("reading {}: {source}", path.display())]
+    #[error("reading {}", path.display())]
     Read {
         /// The file or directory.
         path: PathBuf,
@@ -26,6 +27,6 @@ pub enum Error {
         message: String,
     },
     /// The programmatic TLS objects could not be generated.
-    #[error("generating the test certificates: {0}")]
+    #[error("generating the test certificates")]
     Certificate(#[from] rcgen::Error),
 }

@@ -446,11 +446,13 @@ spec:
     }
 
     #[test]
-    fn a_missing_corpus_is_an_error_naming_the_file() {
+    fn a_missing_corpus_is_an_error_naming_the_file_with_the_cause_as_source() {
         let err = run(Path::new("/nonexistent/corpus"), None).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("reading /nonexistent/corpus/base/manifests.yaml")
+        assert_eq!(
+            err.to_string(),
+            "reading /nonexistent/corpus/base/manifests.yaml"
         );
+        let source = std::error::Error::source(&err).map(ToString::to_string);
+        assert!(source.is_some_and(|s| s.contains("No such file")));
     }
 }
