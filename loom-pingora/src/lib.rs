@@ -52,6 +52,8 @@ pub struct ServeOptions {
     pub grace_period_seconds: u64,
     /// What a client may hold (request head and idle deadlines, connections).
     pub client: frontend::ClientLimits,
+    /// Backend timeouts where a route sets none.
+    pub backend: upstream::peer::BackendTimeouts,
 }
 
 impl Default for ServeOptions {
@@ -62,6 +64,7 @@ impl Default for ServeOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             grace_period_seconds: 5,
             client: frontend::ClientLimits::default(),
+            backend: upstream::peer::BackendTimeouts::default(),
         }
     }
 }
@@ -79,12 +82,17 @@ pub fn server(handle: SnapshotHandle, options: &ServeOptions) -> Server {
     server.bootstrap();
     let conf = server.configuration.clone();
     let metrics = metrics::Metrics::new();
+    let shared = Arc::new(pipeline::Shared {
+        handle: handle.clone(),
+        metrics: metrics.clone(),
+        mirrors: Arc::default(),
+        health: Arc::default(),
+        backend: options.backend,
+    });
     let manager = frontend::listeners::ListenerManager::new(
-        handle.clone(),
+        shared,
         conf,
         options.default_bind,
-        metrics.clone(),
-        Arc::new(upstream::mirror::Mirrors::default()),
         options.client,
     );
     // Loom's accept loops run on this service's runtime, so it gets the worker threads.

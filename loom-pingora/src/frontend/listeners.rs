@@ -28,10 +28,7 @@ use super::admission::{self, Admission};
 use super::http::{Apps, accept_loop, bind};
 use super::{l4, tls};
 use crate::handle::{ListenFailure, Listening, SnapshotHandle};
-use crate::metrics::Metrics;
-use crate::pipeline::LoomProxy;
-use crate::upstream::health::Health;
-use crate::upstream::mirror::Mirrors;
+use crate::pipeline::{LoomProxy, Shared};
 
 /// How often a socket that could not be opened is tried again.
 const BIND_RETRY: Duration = Duration::from_secs(1);
@@ -41,10 +38,8 @@ pub struct ListenerManager {
     handle: SnapshotHandle,
     conf: Arc<ServerConf>,
     default_bind: IpAddr,
-    metrics: Arc<Metrics>,
-    mirrors: Arc<Mirrors>,
-    /// Passive health, shared by every HTTP listener.
-    health: Arc<Health>,
+    /// What every listener's proxy shares.
+    shared: Arc<Shared>,
     limits: ClientLimits,
     /// Connections every listener together may hold (from the file-descriptor limit).
     process_connections: Arc<Semaphore>,
@@ -99,20 +94,16 @@ impl ListenerManager {
     /// A manager. Every reconcile reports the sockets it could not open to
     /// [`SnapshotHandle::listening`].
     pub fn new(
-        handle: SnapshotHandle,
+        shared: Arc<Shared>,
         conf: Arc<ServerConf>,
         default_bind: IpAddr,
-        metrics: Arc<Metrics>,
-        mirrors: Arc<Mirrors>,
         limits: ClientLimits,
     ) -> Self {
         ListenerManager {
-            handle,
+            handle: shared.handle.clone(),
             conf,
             default_bind,
-            metrics,
-            mirrors,
-            health: Arc::default(),
+            shared,
             limits,
             process_connections: Arc::new(Semaphore::new(admission::this_process_budget())),
         }
@@ -175,15 +166,7 @@ impl ListenerManager {
 
     fn proxy(&self, w: &Wanted, h2c: bool) -> Arc<HttpProxy<LoomProxy>> {
         let tls = matches!(w.kind, PortKind::Https(_) | PortKind::Tls { .. });
-        let proxy = LoomProxy::new(
-            self.handle.clone(),
-            w.gateway.clone(),
-            w.port,
-            tls,
-            self.metrics.clone(),
-            self.mirrors.clone(),
-            self.health.clone(),
-        );
+        let proxy = LoomProxy::new(self.shared.clone(), w.gateway.clone(), w.port, tls);
         let mut app = HttpProxy::new(proxy, self.conf.clone());
         let mut options = HttpServerOptions::default();
         // Only connections that already sent the HTTP/2 preface get to the h2c app (see
@@ -232,7 +215,7 @@ impl ListenerManager {
         shutdown: &ShutdownWatch,
     ) -> bool {
         let published = self.handle.load();
-        self.metrics.published(&published);
+        self.shared.metrics.published(&published);
         let wanted = self.wanted(&published);
         let mut failed = vec![];
         running.retain(|key, r| {

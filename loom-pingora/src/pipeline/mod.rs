@@ -35,41 +35,41 @@ use crate::handle::SnapshotHandle;
 use crate::metrics::Metrics;
 use crate::upstream::health::{self, Health};
 use crate::upstream::mirror::Mirrors;
-use crate::upstream::peer;
+use crate::upstream::peer::{self, BackendTimeouts};
 pub use ctx::RequestCtx;
 use ctx::Routed;
 use downstream::Downstream;
 
+/// What the proxies of every listener share.
+pub struct Shared {
+    /// The published configuration.
+    pub handle: SnapshotHandle,
+    /// Request metrics.
+    pub metrics: Arc<Metrics>,
+    /// Mirrored requests in flight.
+    pub mirrors: Arc<Mirrors>,
+    /// Passive health of every endpoint.
+    pub health: Arc<Health>,
+    /// Backend timeouts where a route sets none.
+    pub backend: BackendTimeouts,
+}
+
 /// Serves one port of one Gateway.
 pub struct LoomProxy {
-    handle: SnapshotHandle,
+    shared: Arc<Shared>,
     gateway: GatewayName,
     port: u16,
     tls: bool,
-    metrics: Arc<Metrics>,
-    mirrors: Arc<Mirrors>,
-    health: Arc<Health>,
 }
 
 impl LoomProxy {
     /// A proxy for a Gateway's port (`tls` for HTTPS listeners).
-    pub fn new(
-        handle: SnapshotHandle,
-        gateway: GatewayName,
-        port: u16,
-        tls: bool,
-        metrics: Arc<Metrics>,
-        mirrors: Arc<Mirrors>,
-        health: Arc<Health>,
-    ) -> Self {
+    pub fn new(shared: Arc<Shared>, gateway: GatewayName, port: u16, tls: bool) -> Self {
         LoomProxy {
-            handle,
+            shared,
             gateway,
             port,
             tls,
-            metrics,
-            mirrors,
-            health,
         }
     }
 }
@@ -133,7 +133,7 @@ impl ProxyHttp for LoomProxy {
             session.set_keepalive(None);
             return Ok(true);
         }
-        let published = self.handle.load();
+        let published = self.shared.handle.load();
         let Some(port) = published.snapshot.port(&self.gateway, self.port) else {
             respond(session, StatusCode::NOT_FOUND, &[]).await?;
             return Ok(true);
@@ -156,7 +156,8 @@ impl ProxyHttp for LoomProxy {
                     f.matched.rule.rule_index.to_string(),
                 ));
                 for m in &f.mirrors {
-                    self.mirrors
+                    self.shared
+                        .mirrors
                         .send(m, session.req_header(), &f.path_and_query);
                 }
                 let req = session.req_header_mut();
@@ -228,6 +229,7 @@ impl ProxyHttp for LoomProxy {
             );
         }
         ctx.endpoint = self
+            .shared
             .health
             .pick(endpoints, fastrand::usize(..), Instant::now());
         let endpoint = &endpoints[ctx.endpoint];
@@ -249,7 +251,7 @@ impl ProxyHttp for LoomProxy {
                 return Error::e_explain(HTTPStatus(504), "request timeout");
             }
             Ok(Some(timeout)) => peer::set_timeout(&mut peer, timeout),
-            Ok(None) => {}
+            Ok(None) => self.shared.backend.apply(&mut peer),
         }
         Ok(Box::new(peer))
     }
@@ -290,7 +292,7 @@ impl ProxyHttp for LoomProxy {
             .and_then(|r| r.backend.endpoints.get(ctx.endpoint))
         {
             log::warn!("{endpoint}: {e}; left out for {:?}", health::EJECT_FOR);
-            self.health.eject(endpoint, Instant::now());
+            self.shared.health.eject(endpoint, Instant::now());
         }
         // A connection that could not be made is retried while the policy has attempts left.
         if let Some(retry) = ctx.route.as_ref().and_then(|r| r.rule.retry.as_ref())
@@ -396,7 +398,8 @@ impl ProxyHttp for LoomProxy {
             .label
             .as_ref()
             .map_or(("-", "-"), |(r, i)| (r.as_str(), i.as_str()));
-        self.metrics
+        self.shared
+            .metrics
             .request(route, rule, code, elapsed.as_secs_f64());
         let req = session.req_header();
         log::info!(

@@ -4,4 +4,4 @@
 pub(crate) mod backend_tls;
 pub mod health;
 pub mod mirror;
-pub(crate) mod peer;
+pub mod peer;

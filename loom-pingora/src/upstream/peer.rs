@@ -6,6 +6,35 @@ use std::time::Duration;
 use loom_core::snapshot::{AppProtocol, BackendTarget, Certificate};
 use pingora::prelude::*;
 
+/// Backend timeouts where a route sets none (a route's `timeouts` replace them for its
+/// requests: see `pipeline::timeouts`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackendTimeouts {
+    /// Opening a connection, TLS handshake included.
+    pub connect: Duration,
+    /// Waiting for the response head, and between any two reads or writes after it.
+    pub read: Duration,
+}
+
+impl Default for BackendTimeouts {
+    fn default() -> Self {
+        BackendTimeouts {
+            connect: Duration::from_secs(10),
+            read: Duration::from_secs(60),
+        }
+    }
+}
+
+impl BackendTimeouts {
+    /// Applies these defaults to `peer`.
+    pub(crate) fn apply(&self, peer: &mut HttpPeer) {
+        peer.options.connection_timeout = Some(self.connect);
+        peer.options.total_connection_timeout = Some(self.connect);
+        peer.options.read_timeout = Some(self.read);
+        peer.options.write_timeout = Some(self.read);
+    }
+}
+
 /// The peer for `endpoint` of `backend`; `client_cert` is the Gateway's client certificate for
 /// TLS backends.
 pub(crate) fn http_peer(

@@ -10,12 +10,19 @@ use std::time::Duration;
 use loom_core::status::StatusAddress;
 use loom_pingora::frontend::{ClientLimits, HeadLimits};
 use loom_pingora::handle::Published;
+use loom_pingora::upstream::peer::BackendTimeouts;
 use loom_pingora::{ServeOptions, SnapshotHandle};
 
 /// The server's request head deadlines: short, so tests of them are quick.
 pub(crate) const HEAD_LIMITS: HeadLimits = HeadLimits {
     head: Duration::from_secs(1),
     idle: Duration::from_secs(2),
+};
+
+/// The server's backend timeouts where a route sets none: short, so tests of them are quick.
+pub(crate) const BACKEND_TIMEOUTS: BackendTimeouts = BackendTimeouts {
+    connect: Duration::from_secs(1),
+    read: Duration::from_secs(2),
 };
 
 const GATEWAY_CLASS: &str = r#"
@@ -37,6 +44,7 @@ pub(crate) fn server() -> &'static SnapshotHandle {
                 head: HEAD_LIMITS,
                 ..ClientLimits::default()
             },
+            backend: BACKEND_TIMEOUTS,
             ..Default::default()
         };
         let server = loom_pingora::server(handle.clone(), &serve);

@@ -165,3 +165,83 @@ fn passive_health_leaves_a_refusing_endpoint_out_after_one_failure() {
         .count();
     assert!(failed <= 1, "{failed} of 40 requests failed");
 }
+
+/// A backend that accepts connections and never answers.
+fn silent_backend() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = vec![];
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    port
+}
+
+/// A backend whose accept queue is full, so connecting to it hangs (SYNs are dropped).
+/// The returned value holds the queue full until dropped.
+fn unreachable_backend() -> (u16, impl Sized) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let _entered = rt.enter();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Fill the queue: connections nobody accepts.
+    let fill: Vec<std::net::TcpStream> = (0..4)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(
+                &format!("127.0.0.1:{port}").parse().unwrap(),
+                Duration::from_millis(200),
+            )
+            .ok()
+        })
+        .collect();
+    drop(_entered);
+    (port, (rt, listener, fill))
+}
+
+/// Gateway `{name}` whose catch-all rule (no route timeouts) goes to a backend at `backend`.
+fn without_route_timeouts(name: &str, backend: u16) -> (u16, Owned) {
+    let port = free_port();
+    let (owned, _) = publish_owned(name, &crate::harness::web(name, port, backend, backend, ""));
+    wait_for(|| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    (port, owned)
+}
+
+#[test]
+fn a_backend_that_never_answers_gets_504_after_the_default_read_timeout() {
+    let (port, _owned) = without_route_timeouts("defaults-silent", silent_backend());
+    let _quiet = exclusive();
+    let started = Instant::now();
+    let r = get(port, "web.example.com", "/", "").unwrap();
+    let took = started.elapsed();
+    assert_eq!(r.status, 504);
+    let read = crate::harness::BACKEND_TIMEOUTS.read;
+    assert!(
+        took >= read && took < read + Duration::from_secs(2),
+        "504 after {took:?}"
+    );
+}
+
+#[test]
+fn a_backend_that_never_accepts_gets_an_error_after_the_default_connect_timeout() {
+    let (backend, _queue) = unreachable_backend();
+    let (port, _owned) = without_route_timeouts("defaults-unreachable", backend);
+    let _quiet = exclusive();
+    let started = Instant::now();
+    let r = get(port, "web.example.com", "/", "").unwrap();
+    let took = started.elapsed();
+    assert!(matches!(r.status, 502 | 504), "{}", r.status);
+    let connect = crate::harness::BACKEND_TIMEOUTS.connect;
+    // The connect timeout, not the read timeout (2 s), ended it.
+    assert!(
+        took >= connect - Duration::from_millis(100) && took < connect + Duration::from_millis(900),
+        "answered {} after {took:?}",
+        r.status
+    );
+}
