@@ -136,6 +136,9 @@ async fn serve_http1<A: HttpServerApp + Send + Sync + 'static>(
         app.server_options()
             .and_then(|options| options.keepalive_request_limit),
     );
+    // Requests sent before the previous response (RFC 9112 §9.3.2) are answered in order
+    // instead of being dropped with the connection.
+    session.set_pipelining_enabled(true);
     let mut first = true;
     loop {
         let on_head = {

@@ -52,6 +52,104 @@ pub(crate) fn framing_error(
     }
 }
 
+/// The status to refuse a request's Host with, if any (RFC 9112 §3.2: "A server MUST respond
+/// with a 400 (Bad Request) status code to any HTTP/1.1 request message that lacks a Host
+/// header field and to any request message that contains more than one Host header field line
+/// or a Host header field with an invalid field value"). Valid is RFC 3986's `host [ ":" port ]`
+/// with a DNS-style reg-name (letters, digits, `-`, `.`, `_`, `~`, and sub-delims) or an IP
+/// literal in brackets; percent-escapes are refused (no DNS name needs them). Pingora itself
+/// refuses a Host that differs from an absolute-form request target.
+pub(crate) fn host_error(req: &RequestHeader) -> Option<StatusCode> {
+    let mut hosts = req.headers.get_all(http::header::HOST).iter();
+    let host = match (hosts.next(), hosts.next()) {
+        (Some(h), None) => h.as_bytes(),
+        (Some(_), Some(_)) => return Some(StatusCode::BAD_REQUEST),
+        (None, _) => {
+            let has_authority = req.uri.authority().is_some();
+            let http11 = req.version == http::Version::HTTP_11;
+            return (http11 && !has_authority).then_some(StatusCode::BAD_REQUEST);
+        }
+    };
+    (!valid_host(host)).then_some(StatusCode::BAD_REQUEST)
+}
+
+/// `host [ ":" port ]` as described at [`host_error`].
+fn valid_host(value: &[u8]) -> bool {
+    let (host, port) = if value.first() == Some(&b'[') {
+        let Some(end) = value.iter().position(|b| *b == b']') else {
+            return false;
+        };
+        let literal = &value[1..end];
+        let ok = !literal.is_empty()
+            && literal
+                .iter()
+                .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'));
+        if !ok {
+            return false;
+        }
+        (&value[..=end], &value[end + 1..])
+    } else {
+        match value.iter().position(|b| *b == b':') {
+            Some(i) => (&value[..i], &value[i..]),
+            None => (value, &b""[..]),
+        }
+    };
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => {
+            digits.len() <= 5
+                && digits.iter().all(u8::is_ascii_digit)
+                && std::str::from_utf8(digits)
+                    .ok()
+                    .and_then(|d| d.parse::<u16>().ok())
+                    .is_some_and(|_| !digits.is_empty())
+        }
+        _ => false,
+    };
+    let host_ok = !host.is_empty()
+        && (host.first() == Some(&b'[')
+            || host.iter().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || matches!(
+                        b,
+                        b'-' | b'.'
+                            | b'_'
+                            | b'~'
+                            | b'!'
+                            | b'$'
+                            | b'&'
+                            | b'\''
+                            | b'('
+                            | b')'
+                            | b'*'
+                            | b'+'
+                            | b','
+                            | b';'
+                            | b'='
+                    )
+            }));
+    host_ok && port_ok
+}
+
+/// A Content-Length the backend can read as sent: Pingora accepts `5, 5` and repeated equal
+/// field lines (RFC 9110 §8.6 lets a recipient take them as one value) but forwards them as
+/// they came; a request with them gets one `Content-Length: 5` instead. `None`: nothing to
+/// change. Unequal values never get here (Pingora answers 400).
+pub(crate) fn normalized_content_length(req: &RequestHeader) -> Option<http::HeaderValue> {
+    let mut values = req.headers.get_all(http::header::CONTENT_LENGTH).iter();
+    let first = values.next()?;
+    let repeated = values.next().is_some();
+    if !repeated && !first.as_bytes().contains(&b',') {
+        return None;
+    }
+    let n = first
+        .as_bytes()
+        .split(|b| *b == b',')
+        .next()
+        .map(<[u8]>::trim_ascii)?;
+    http::HeaderValue::from_bytes(n).ok()
+}
+
 /// Whether a raw HTTP/1 header block (request line first) has a Content-Length field.
 pub(crate) fn raw_has_content_length(raw: &[u8]) -> bool {
     raw.split(|b| *b == b'\n')
@@ -136,6 +234,95 @@ mod tests {
             framing_error(&request(&[("x-big", &big)]), never),
             Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
         );
+    }
+
+    fn with_host(version: http::Version, host: Option<&[u8]>) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.set_version(version);
+        if let Some(h) = host {
+            req.insert_header(
+                http::header::HOST,
+                http::HeaderValue::from_bytes(h).unwrap(),
+            )
+            .unwrap();
+        }
+        req
+    }
+
+    #[test]
+    fn http11_without_host_is_400() {
+        let req = with_host(http::Version::HTTP_11, None);
+        assert_eq!(host_error(&req), Some(StatusCode::BAD_REQUEST));
+    }
+
+    #[test]
+    fn http10_without_host_is_fine() {
+        assert_eq!(host_error(&with_host(http::Version::HTTP_10, None)), None);
+    }
+
+    #[test]
+    fn valid_hosts_pass() {
+        for h in [
+            &b"example.com"[..],
+            b"example.com:8080",
+            b"EXAMPLE.com.",
+            b"127.0.0.1",
+            b"127.0.0.1:80",
+            b"[::1]",
+            b"[::1]:443",
+            b"a_b-c~d",
+        ] {
+            let req = with_host(http::Version::HTTP_11, Some(h));
+            assert_eq!(host_error(&req), None, "{}", String::from_utf8_lossy(h));
+        }
+    }
+
+    #[test]
+    fn invalid_hosts_are_400() {
+        for h in [
+            &b"x/evil"[..],
+            b"x:abc",
+            b"x%00",
+            b"x\tab",
+            b"x y",
+            b"",
+            b":80",
+            b"x:",
+            b"x:99999",
+            b"x:80:80",
+            b"user@x",
+            b"[::1",
+            b"[zz]",
+            b"x\\y",
+        ] {
+            let req = with_host(http::Version::HTTP_11, Some(h));
+            assert_eq!(
+                host_error(&req),
+                Some(StatusCode::BAD_REQUEST),
+                "{}",
+                String::from_utf8_lossy(h)
+            );
+        }
+    }
+
+    #[test]
+    fn two_host_fields_are_400() {
+        let mut req = with_host(http::Version::HTTP_11, Some(b"a"));
+        req.append_header(http::header::HOST, "a").unwrap();
+        assert_eq!(host_error(&req), Some(StatusCode::BAD_REQUEST));
+    }
+
+    #[test]
+    fn repeated_content_length_becomes_one_value() {
+        let req = request(&[("content-length", "5, 5")]);
+        assert_eq!(normalized_content_length(&req).unwrap(), "5");
+        let req = request(&[("content-length", "5"), ("content-length", "5")]);
+        assert_eq!(normalized_content_length(&req).unwrap(), "5");
+        assert_eq!(
+            normalized_content_length(&request(&[("content-length", "5")])),
+            None
+        );
+        assert_eq!(normalized_content_length(&request(&[])), None);
     }
 
     #[test]

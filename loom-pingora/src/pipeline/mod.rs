@@ -87,6 +87,20 @@ fn had_content_length(session: &Session) -> bool {
     }
 }
 
+/// What the access log says of a request that ended in `e` after a response with status
+/// `code` (0: none) was started.
+fn outcome(e: &Error, code: u16) -> String {
+    let incomplete = match (code, e.esource(), e.etype()) {
+        (0, ..) => "",
+        (_, ErrorSource::Upstream, ConnectionClosed | ReadError | ReadTimedout) => {
+            " incomplete=upstream closed mid-body"
+        }
+        (_, ErrorSource::Downstream, _) => " incomplete=client went away",
+        _ => " incomplete=response cut short",
+    };
+    format!("{incomplete} error={e}")
+}
+
 async fn respond(
     session: &mut Session,
     status: StatusCode,
@@ -121,17 +135,24 @@ impl ProxyHttp for LoomProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        if let Some(status) =
-            framing::framing_error(session.req_header(), || had_content_length(session))
-        {
+        let refused = framing::framing_error(session.req_header(), || had_content_length(session))
+            .or_else(|| framing::host_error(session.req_header()));
+        if let Some(status) = refused {
+            // Before the answer, so that it says `Connection: close` (Pingora writes the
+            // Connection header from the keep-alive setting).
+            session.set_keepalive(None);
             respond(
                 session,
                 status,
                 &[(http::header::CONNECTION, HeaderValue::from_static("close"))],
             )
             .await?;
-            session.set_keepalive(None);
             return Ok(true);
+        }
+        if let Some(length) = framing::normalized_content_length(session.req_header()) {
+            session
+                .req_header_mut()
+                .insert_header(http::header::CONTENT_LENGTH, length)?;
         }
         let published = self.shared.handle.load();
         let Some(port) = published.snapshot.port(&self.gateway, self.port) else {
@@ -312,6 +333,12 @@ impl ProxyHttp for LoomProxy {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
+        if session.response_written().is_some() {
+            // Part of the response is on its way to the client: another attempt's response
+            // cannot replace it.
+            e.set_retry(false);
+            return e;
+        }
         let truncated = session.as_ref().retry_buffer_truncated();
         // An attempt that ran out of time counts as a 504 for the retry policy.
         let timed_out = matches!(e.etype(), ConnectTimedout | ReadTimedout | WriteTimedout)
@@ -414,7 +441,7 @@ impl ProxyHttp for LoomProxy {
             rule,
             ctx.route.as_ref().map_or_else(|| "-".to_owned(), |r| r.backend.object.to_string()),
             elapsed.as_secs_f64() * 1000.0,
-            error.map(|e| format!(" error={e}")).unwrap_or_default(),
+            error.map(|e| outcome(e, code)).unwrap_or_default(),
         );
     }
 }

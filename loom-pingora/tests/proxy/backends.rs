@@ -230,3 +230,26 @@ pub(crate) fn scripted_backend() -> u16 {
     });
     port
 }
+
+/// A backend that answers `Content-Length: 100` with 10 bytes at once, then, after
+/// `pause`, the other 90 (`finish`) or nothing, closing the connection (`!finish`).
+pub(crate) fn trickling_backend(pause: Duration, finish: bool) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\nconnection: close\r\n\r\n0123456789",
+                );
+                std::thread::sleep(pause);
+                if finish {
+                    let _ = stream.write_all(&[b'x'; 90]);
+                }
+            });
+        }
+    });
+    port
+}

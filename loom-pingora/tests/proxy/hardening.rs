@@ -173,8 +173,10 @@ fn a_slow_backend_is_not_cut_off_by_the_client_deadlines() {
         crate::clients::get(port, "web.example.com", "/x/count/k/0", "")
             .is_ok_and(|r| r.status == 200)
     });
-    // Longer than both the head and the idle deadline.
+    // Longer than both the head and the idle deadline (and shorter than the backend read
+    // timeout).
     let wait = HEAD_LIMITS.idle + Duration::from_millis(500);
+    assert!(wait < crate::harness::BACKEND_TIMEOUTS.read);
     let r = crate::clients::get(
         port,
         "web.example.com",
@@ -183,4 +185,74 @@ fn a_slow_backend_is_not_cut_off_by_the_client_deadlines() {
     )
     .unwrap();
     assert_eq!((r.status, r.body.as_str()), (200, "slow"));
+}
+
+#[test]
+fn invalid_or_missing_host_is_400_before_any_route_sees_it() {
+    let web = start_web("hardening-host");
+    for request in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: web.example.com/evil\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: web.example.com:abc\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: web.example.com%00\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: web.example\tcom\r\n\r\n",
+    ] {
+        let response = raw_response(web.port, request);
+        assert!(
+            response.starts_with("HTTP/1.1 400"),
+            "{}: {response}",
+            String::from_utf8_lossy(request)
+        );
+        assert!(
+            response.to_ascii_lowercase().contains("connection: close"),
+            "{response}"
+        );
+    }
+}
+
+#[test]
+fn a_431_answer_says_connection_close() {
+    let web = start_web("hardening-431-close");
+    let mut many = b"GET / HTTP/1.1\r\nHost: web.example.com\r\n".to_vec();
+    for i in 0..150 {
+        many.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    let response = raw_response(web.port, &many);
+    assert!(response.starts_with("HTTP/1.1 431"), "{response}");
+    assert!(
+        response.to_ascii_lowercase().contains("connection: close"),
+        "{response}"
+    );
+}
+
+#[test]
+fn repeated_content_length_reaches_the_backend_as_one_value() {
+    let web = start_web("hardening-cl-list");
+    let response = raw_response(
+        web.port,
+        b"POST / HTTP/1.1\r\nHost: web.example.com\r\nContent-Length: 5, 5\r\nConnection: close\r\n\r\nhello",
+    );
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("x-seen-content-length: 5\r\n"),
+        "{response}"
+    );
+}
+
+#[test]
+fn pipelined_requests_are_all_answered_in_order() {
+    let web = start_web("hardening-pipelining");
+    let response = raw_response(
+        web.port,
+        b"GET /one HTTP/1.1\r\nHost: web.example.com\r\n\r\nGET /two HTTP/1.1\r\nHost: web.example.com\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(response.matches("HTTP/1.1 200").count(), 2, "{response}");
+    let (one, two) = (
+        response.find("a /one web.example.com").expect(&response),
+        response.find("a /two web.example.com").expect(&response),
+    );
+    assert!(one < two, "{response}");
 }

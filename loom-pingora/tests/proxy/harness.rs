@@ -22,7 +22,7 @@ pub(crate) const HEAD_LIMITS: HeadLimits = HeadLimits {
 /// The server's backend timeouts where a route sets none: short, so tests of them are quick.
 pub(crate) const BACKEND_TIMEOUTS: BackendTimeouts = BackendTimeouts {
     connect: Duration::from_secs(1),
-    read: Duration::from_secs(2),
+    read: Duration::from_secs(3),
 };
 
 const GATEWAY_CLASS: &str = r#"

@@ -15,4 +15,5 @@ mod listeners;
 mod reload;
 mod retries;
 mod routing;
+mod streaming;
 mod tls;
