@@ -267,5 +267,5 @@ fn serve_from_kubernetes(
     if let Some(admin) = serve.admin {
         log::info!("admin on http://{admin}");
     }
-    loom_pingora::server(handle, &serve).run_forever()
+    loom_pingora::server(handle, &serve)?.run_forever()
 }

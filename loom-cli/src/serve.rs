@@ -32,6 +32,10 @@ pub(crate) struct DataPlaneFlags {
     /// pod's terminationGracePeriodSeconds).
     #[arg(long, default_value_t = 5)]
     grace_period: u64,
+    /// Proxies in front of Loom whose X-Forwarded-For/-Proto/-Host headers are kept (the
+    /// client's address is appended); with 0, what a client sends in them is replaced.
+    #[arg(long, default_value_t = 0)]
+    trusted_hops: usize,
 }
 
 /// The data plane's settings from the command line (`loom serve`, `controller`, `data-plane`).
@@ -45,6 +49,7 @@ pub(crate) fn serve_options(
         default_bind: bind,
         admin: Some(admin),
         grace_period_seconds: flags.grace_period,
+        trusted_hops: flags.trusted_hops,
         client: ClientLimits {
             head: HeadLimits {
                 head: Duration::from_millis(flags.header_timeout_ms),
@@ -233,5 +238,5 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         .spawn(move || watch(watcher, args, opts, first.files))?;
 
     log::info!("admin on http://{admin}");
-    loom_pingora::server(handle, &serve).run_forever()
+    loom_pingora::server(handle, &serve)?.run_forever()
 }

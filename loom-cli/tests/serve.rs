@@ -13,7 +13,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A backend that answers every request with `backend <path>`.
+/// A backend that answers every request with `backend <path>`; a path ending in `/slow`
+/// after 1.5 s.
 fn backend() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -24,6 +25,9 @@ fn backend() -> u16 {
                 let n = s.read(&mut buf).unwrap_or(0);
                 let head = String::from_utf8_lossy(&buf[..n]);
                 let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                if path.ends_with("/slow") {
+                    std::thread::sleep(Duration::from_millis(1500));
+                }
                 let body = format!("backend {path}");
                 let _ = write!(
                     s,
@@ -357,5 +361,81 @@ fn slowloris_under_a_low_descriptor_limit_denies_no_service_past_the_head_deadli
         "served after {served_after:?}"
     );
     drop(attackers);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_admin_address_in_use_is_a_startup_error() {
+    let dir = test_dir("admin-in-use");
+    let occupied = TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = occupied.local_addr().unwrap().port();
+    std::fs::write(
+        dir.join("gateway.yaml"),
+        config(free_port(), backend(), "/v1"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_loom"))
+        .args(["serve", "-f", dir.to_str().unwrap(), "--bind", "127.0.0.1"])
+        .args(["--admin", &format!("127.0.0.1:{admin}")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("admin listener 127.0.0.1:{admin}")),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sigterm_drains_readiness_fails_and_requests_in_flight_finish() {
+    let dir = test_dir("drain");
+    let (port, admin, backend) = (free_port(), free_port(), backend());
+    std::fs::write(dir.join("gateway.yaml"), config(port, backend, "/v1")).unwrap();
+    let server = serve(&dir, admin, &["--grace-period", "3"]);
+    wait_for("the first route", || {
+        get(port, "/v1/x").is_some_and(|(s, _)| s == 200)
+    });
+    let in_flight = std::thread::spawn(move || get(port, "/v1/slow"));
+    std::thread::sleep(Duration::from_millis(300));
+    let terminated = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    // Readiness fails at once, and the admin listener keeps saying so.
+    wait_for("/readyz to fail", || {
+        get(admin, "/readyz").is_some_and(|(s, _)| s == 503)
+    });
+    // A request that arrives during the drain is still served, and told to close.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET /v1/late HTTP/1.1\r\nHost: app.example.com\r\n\r\n").unwrap();
+    let mut late = String::new();
+    let _ = s.read_to_string(&mut late);
+    assert!(late.starts_with("HTTP/1.1 200"), "{late}");
+    assert!(
+        late.to_ascii_lowercase().contains("connection: close"),
+        "{late}"
+    );
+    // The request in flight when the signal came finishes.
+    assert_eq!(
+        in_flight.join().unwrap(),
+        Some((200, "backend /v1/slow".to_owned()))
+    );
+    // And the process ends after the grace period.
+    let mut server = server;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while server.0.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "still running 15 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(terminated.elapsed() >= Duration::from_secs(3));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -32,12 +32,12 @@ pub mod upstream;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 pub use handle::{Published, SnapshotHandle};
 use pingora::server::Server;
 use pingora::server::configuration::ServerConf;
 use pingora::services::background::background_service;
-use pingora::services::listening::Service;
 
 /// How the data plane runs.
 #[derive(Clone, Debug)]
@@ -54,6 +54,9 @@ pub struct ServeOptions {
     pub client: frontend::ClientLimits,
     /// Backend timeouts where a route sets none.
     pub backend: upstream::peer::BackendTimeouts,
+    /// Proxies in front of Loom whose `X-Forwarded-For`, `-Proto` and `-Host` are kept
+    /// (0: those a client sends are replaced).
+    pub trusted_hops: usize,
 }
 
 impl Default for ServeOptions {
@@ -65,13 +68,16 @@ impl Default for ServeOptions {
             grace_period_seconds: 5,
             client: frontend::ClientLimits::default(),
             backend: upstream::peer::BackendTimeouts::default(),
+            trusted_hops: 0,
         }
     }
 }
 
 /// Builds a Pingora server that serves whatever is published on `handle`. Run it with
-/// `run_forever()` (it owns the process and handles SIGTERM/SIGINT).
-pub fn server(handle: SnapshotHandle, options: &ServeOptions) -> Server {
+/// `run_forever()` (it owns the process and handles SIGTERM/SIGINT: `/readyz` turns 503, the
+/// listeners drain for `grace_period_seconds`, then the process exits). Fails when the admin
+/// address cannot be bound.
+pub fn server(handle: SnapshotHandle, options: &ServeOptions) -> std::io::Result<Server> {
     let conf = ServerConf {
         threads: options.threads,
         grace_period_seconds: Some(options.grace_period_seconds),
@@ -88,6 +94,7 @@ pub fn server(handle: SnapshotHandle, options: &ServeOptions) -> Server {
         mirrors: Arc::default(),
         health: Arc::default(),
         backend: options.backend,
+        trusted_hops: options.trusted_hops,
     });
     let manager = frontend::listeners::ListenerManager::new(
         shared,
@@ -100,9 +107,14 @@ pub fn server(handle: SnapshotHandle, options: &ServeOptions) -> Server {
     listeners.threads = Some(options.threads);
     server.add_service(listeners);
     if let Some(addr) = options.admin {
-        let mut admin = Service::new("admin".into(), admin::Admin { handle, metrics });
-        admin.add_tcp(&addr.to_string());
-        server.add_service(admin);
+        let admin = admin::Admin {
+            handle,
+            metrics,
+            draining: AtomicBool::new(false),
+        };
+        let admin = admin::AdminService::bind(addr, admin)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("admin listener {addr}: {e}")))?;
+        server.add_service(background_service("admin", admin));
     }
-    server
+    Ok(server)
 }

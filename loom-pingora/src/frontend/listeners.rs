@@ -367,7 +367,14 @@ impl BackgroundService for ListenerManager {
             tokio::select! {
                 changed = changes.changed() => if changed.is_err() { break },
                 _ = retry => {}
-                _ = shutdown.changed() => break,
+                _ = shutdown.changed() => {
+                    // Draining: the listeners keep accepting until the grace period ends (a
+                    // load balancer may still send new connections while it learns that
+                    // /readyz fails), and every request from now on is answered with
+                    // `Connection: close`. The runtime's shutdown ends the accept loops.
+                    log::info!("shutting down: draining connections until the grace period ends");
+                    std::future::pending::<()>().await;
+                }
             }
         }
         for r in running.values() {

@@ -16,6 +16,7 @@
 
 mod ctx;
 pub(crate) mod downstream;
+pub(crate) mod forwarded;
 pub(crate) mod framing;
 pub(crate) mod headers;
 pub(crate) mod timeouts;
@@ -52,6 +53,8 @@ pub struct Shared {
     pub health: Arc<Health>,
     /// Backend timeouts where a route sets none.
     pub backend: BackendTimeouts,
+    /// Proxies in front of Loom whose `X-Forwarded-*` headers are trusted (see `forwarded`).
+    pub trusted_hops: usize,
 }
 
 /// Serves one port of one Gateway.
@@ -160,6 +163,7 @@ impl ProxyHttp for LoomProxy {
             return Ok(true);
         };
         let downstream = Downstream::of(session, self.tls);
+        let scheme = downstream.scheme;
         let header = session.req_header();
         let request = HttpRequest {
             scheme: downstream.scheme,
@@ -181,7 +185,12 @@ impl ProxyHttp for LoomProxy {
                         .mirrors
                         .send(m, session.req_header(), &f.path_and_query);
                 }
+                let peer = session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip());
                 let req = session.req_header_mut();
+                forwarded::set_forwarded(req, peer, scheme, self.shared.trusted_hops)?;
                 if req.uri.path_and_query().map(|p| p.as_str()) != Some(f.path_and_query.as_str()) {
                     let uri = f
                         .path_and_query

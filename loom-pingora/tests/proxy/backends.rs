@@ -45,6 +45,7 @@ fn serve_echo(mut stream: TcpStream, name: &str) {
         let mut test = String::new();
         let mut content_length = None;
         let mut chunked = false;
+        let mut forwarded = [String::new(), String::new(), String::new()];
         for l in lines {
             if let Some((n, v)) = l.split_once(':') {
                 match n.to_ascii_lowercase().as_str() {
@@ -52,6 +53,9 @@ fn serve_echo(mut stream: TcpStream, name: &str) {
                     "x-test" => test = v.trim().to_owned(),
                     "content-length" => content_length = v.trim().parse::<usize>().ok(),
                     "transfer-encoding" => chunked = v.to_ascii_lowercase().contains("chunked"),
+                    "x-forwarded-for" => forwarded[0] = v.trim().to_owned(),
+                    "x-forwarded-proto" => forwarded[1] = v.trim().to_owned(),
+                    "x-forwarded-host" => forwarded[2] = v.trim().to_owned(),
                     _ => {}
                 }
             }
@@ -98,8 +102,9 @@ fn serve_echo(mut stream: TcpStream, name: &str) {
         let seen_length = content_length.map_or_else(|| "-".to_owned(), |n| n.to_string());
         let body = format!("{name} {path} {host} {test}");
         let resp = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nx-backend: {name}\r\nx-seen-content-length: {seen_length}\r\n\r\n{body}",
-            body.len()
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nx-backend: {name}\r\nx-seen-content-length: {seen_length}\r\nx-seen-forwarded: {}\r\n\r\n{body}",
+            body.len(),
+            forwarded.join("|")
         );
         if stream.write_all(resp.as_bytes()).is_err() {
             return;

@@ -47,7 +47,7 @@ pub(crate) fn server() -> &'static SnapshotHandle {
             backend: BACKEND_TIMEOUTS,
             ..Default::default()
         };
-        let server = loom_pingora::server(handle.clone(), &serve);
+        let server = loom_pingora::server(handle.clone(), &serve).unwrap();
         std::thread::spawn(move || server.run_forever());
         handle
     })

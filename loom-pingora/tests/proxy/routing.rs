@@ -30,3 +30,19 @@ fn malformed_percent_escape_is_400() {
         400
     );
 }
+
+#[test]
+fn the_backend_learns_the_client_address_scheme_and_host_and_not_what_the_client_claims() {
+    let web = start_web("routing-forwarded");
+    let r = get(
+        web.port,
+        "web.example.com",
+        "/",
+        "X-Forwarded-For: 203.0.113.1\r\nX-Forwarded-Host: evil.example.com\r\n",
+    )
+    .unwrap();
+    assert_eq!(
+        r.header("x-seen-forwarded"),
+        Some("127.0.0.1|http|web.example.com")
+    );
+}
