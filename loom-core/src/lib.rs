@@ -74,6 +74,7 @@ pub use status::Status;
 /// implement. Reported in `GatewayClass.status.supportedFeatures`.
 pub const SUPPORTED_FEATURES: &[&str] = &[
     "BackendTLSPolicy",
+    "BackendTLSPolicySANValidation",
     "GRPCRoute",
     "GRPCRouteNamedRouteRule",
     "Gateway",

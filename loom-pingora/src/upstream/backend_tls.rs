@@ -12,17 +12,25 @@ use std::sync::{Arc, Mutex, OnceLock};
 use loom_core::snapshot::{BackendTls, Certificate};
 use pingora::protocols::tls::CaType;
 use pingora::utils::tls::{CertKey, WrappedX509, parse_x509};
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 /// Entries kept before the cache starts over (configurations rarely hold more).
 const CACHE_LIMIT: usize = 256;
+
+/// A CA bundle (PEM) and a list of subjectAltNames.
+type SanKey = (Vec<u8>, Vec<String>);
 
 struct Cache {
     /// By CA bundle PEM: (parsed bundle, connection-pool group).
     cas: HashMap<Vec<u8>, Trust>,
     /// By certificate PEM: (key PEM, parsed pair).
     keys: HashMap<Vec<u8>, (Vec<u8>, Arc<CertKey>)>,
+    /// By CA bundle PEM and subjectAltNames: (verifier, connection-pool group).
+    sans: HashMap<SanKey, (Arc<SanVerifier>, u64)>,
 }
 
 fn cache() -> &'static Mutex<Cache> {
@@ -31,6 +39,7 @@ fn cache() -> &'static Mutex<Cache> {
         Mutex::new(Cache {
             cas: HashMap::new(),
             keys: HashMap::new(),
+            sans: HashMap::new(),
         })
     })
 }
@@ -84,6 +93,155 @@ pub(crate) fn trust(tls: &BackendTls) -> Result<Trust, String> {
     }
     c.cas.insert(tls.ca_pem.clone(), t.clone());
     Ok(t)
+}
+
+/// Verifies a backend's certificate against a BackendTLSPolicy's `subjectAltNames` instead of
+/// its hostname, which is then only the SNI: "the certificate served by the backend MUST have
+/// at least one Subject Alternative Name matching one of the specified SubjectAltNames"
+/// (Gateway API, BackendTLSPolicyValidation). The chain is verified as usual; a name with
+/// `:` in it is a URI SAN (matched exactly), any other a DNS name (matched as webpki matches
+/// a hostname, wildcards included).
+#[derive(Debug)]
+pub(crate) struct SanVerifier {
+    webpki: Arc<WebPkiServerVerifier>,
+    dns: Vec<ServerName<'static>>,
+    uris: Vec<String>,
+}
+
+fn name_mismatch(e: &rustls::Error) -> bool {
+    matches!(
+        e,
+        rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+        )
+    )
+}
+
+/// The URI subjectAltNames of a certificate.
+fn uri_sans(der: &[u8]) -> Vec<String> {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return vec![];
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return vec![];
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::URI(u) => Some((*u).to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+impl ServerCertVerifier for SanVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verify = |name: &ServerName<'_>| {
+            self.webpki
+                .verify_server_cert(end_entity, intermediates, name, ocsp_response, now)
+        };
+        for name in &self.dns {
+            match verify(name) {
+                Ok(verified) => return Ok(verified),
+                Err(e) if name_mismatch(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !self.uris.is_empty() {
+            // The chain, whatever names the certificate has; then its URI SANs.
+            match verify(server_name) {
+                Err(e) if !name_mismatch(&e) => return Err(e),
+                _ => {}
+            }
+            if uri_sans(end_entity).iter().any(|u| self.uris.contains(u)) {
+                return Ok(ServerCertVerified::assertion());
+            }
+        }
+        Err(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName,
+        ))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// The verifier of a policy with subjectAltNames (`None` without them), and the connection-pool
+/// group its connections use.
+pub(crate) fn san_verifier(tls: &BackendTls) -> Result<Option<(Arc<SanVerifier>, u64)>, String> {
+    if tls.subject_alt_names.is_empty() {
+        return Ok(None);
+    }
+    let key = (tls.ca_pem.clone(), tls.subject_alt_names.clone());
+    let mut c = cache().lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(found) = c.sans.get(&key) {
+        return Ok(Some(found.clone()));
+    }
+    let built = build_san_verifier(tls)?;
+    if c.sans.len() >= CACHE_LIMIT {
+        c.sans.clear();
+    }
+    c.sans.insert(key, built.clone());
+    Ok(Some(built))
+}
+
+fn build_san_verifier(tls: &BackendTls) -> Result<(Arc<SanVerifier>, u64), String> {
+    let mut roots = RootCertStore::empty();
+    if tls.ca_pem.is_empty() {
+        let native = pingora::tls::load_native_certs().map_err(|e| format!("system roots: {e}"))?;
+        roots.add_parsable_certificates(native);
+    } else {
+        for der in certificates(&tls.ca_pem)? {
+            roots
+                .add(CertificateDer::from(der))
+                .map_err(|e| format!("CA: {e}"))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| format!("CA: {e}"))?;
+    let (mut dns, mut uris) = (vec![], vec![]);
+    for name in &tls.subject_alt_names {
+        if name.contains(':') {
+            uris.push(name.clone());
+        } else {
+            let n = ServerName::try_from(name.clone())
+                .map_err(|e| format!("subjectAltName {name}: {e}"))?;
+            dns.push(n);
+        }
+    }
+    let mut h = DefaultHasher::new();
+    tls.ca_pem.hash(&mut h);
+    tls.subject_alt_names.hash(&mut h);
+    Ok((Arc::new(SanVerifier { webpki, dns, uris }), h.finish() | 2))
 }
 
 /// The client certificate and key a Gateway presents to TLS backends.

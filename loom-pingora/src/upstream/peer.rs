@@ -45,17 +45,6 @@ pub(crate) fn http_peer(
     let mut peer = match &backend.tls {
         None => HttpPeer::new(endpoint, false, String::new()),
         Some(tls) => {
-            if !tls.subject_alt_names.is_empty() {
-                // Pingora verifies the certificate against the SNI only; rather than accept a
-                // certificate the policy's subjectAltNames would refuse, fail.
-                return Error::e_explain(
-                    HTTPStatus(502),
-                    format!(
-                        "{}: subjectAltNames validation is not supported",
-                        tls.policy
-                    ),
-                );
-            }
             let mut peer = HttpPeer::new(endpoint, true, tls.hostname.clone());
             peer.options.verify_cert = true;
             peer.options.verify_hostname = true;
@@ -63,6 +52,13 @@ pub(crate) fn http_peer(
                 .or_else(|e| Error::e_explain(InternalError, format!("{}: CA: {e}", tls.policy)))?;
             peer.options.ca = trust.ca;
             peer.group_key = trust.group;
+            let sans = super::backend_tls::san_verifier(tls)
+                .or_else(|e| Error::e_explain(InternalError, format!("{}: {e}", tls.policy)))?;
+            if let Some((verifier, group)) = sans {
+                // The hostname is only the SNI then.
+                peer.options.server_cert_verifier = Some(verifier);
+                peer.group_key = group;
+            }
             if let Some(c) = client_cert {
                 peer.client_cert_key = Some(super::backend_tls::client_cert(c).or_else(|e| {
                     Error::e_explain(InternalError, format!("client certificate: {e}"))

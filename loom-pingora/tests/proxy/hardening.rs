@@ -256,3 +256,30 @@ fn pipelined_requests_are_all_answered_in_order() {
     );
     assert!(one < two, "{response}");
 }
+
+#[test]
+fn chunk_size_lines_are_read_strictly() {
+    let web = start_web("hardening-chunk-size");
+    for (body, why) in [
+        (
+            &b"5 \r\nhello\r\n0\r\n\r\n"[..],
+            "whitespace after the size",
+        ),
+        (
+            b"5\r\nhello\r\n\r\n\r\n",
+            "an empty size line as the last chunk",
+        ),
+        (b"5\nhello\r\n0\r\n\r\n", "a bare LF"),
+    ] {
+        let mut request = b"POST / HTTP/1.1\r\nHost: web.example.com\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+        request.extend_from_slice(body);
+        let response = raw_response(web.port, &request);
+        assert!(response.starts_with("HTTP/1.1 400"), "{why}: {response}");
+    }
+    // With a chunk extension, as RFC 9112 §7.1.1 allows.
+    let response = raw_response(
+        web.port,
+        b"POST / HTTP/1.1\r\nHost: web.example.com\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5 ; ext=1\r\nhello\r\n0\r\n\r\n",
+    );
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}

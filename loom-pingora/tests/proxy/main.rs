@@ -3,6 +3,7 @@
 //! ports through [`harness::publish`], which republishes the union of every test's
 //! configuration, so tests are independent and run in parallel.
 
+mod backend_tls;
 mod backends;
 mod clients;
 mod harness;
