@@ -71,21 +71,22 @@ pub fn compile(input: &Input) -> Compiled {
 
 /// Compiles the input.
 pub fn compile_with(input: &Input, options: &Options) -> Compiled {
-    let world = World::new(input, options);
+    let lookup = InputLookup::new(input, options);
     let mut status = Status::default();
-    let classes = gateway::gateway_classes(&world, &mut status);
-    let tls_policies = policy::backend_tls_policies(&world);
-    let mut gateways = gateway::Gateways::build(&world, &classes);
-    let routes = routes::attach_all(&world, &mut gateways, &tls_policies, &mut status);
+    let classes = gateway::gateway_classes(&lookup, &mut status);
+    let tls_policies = policy::backend_tls_policies(&lookup);
+    let mut gateways = gateway::Gateways::build(&lookup, &classes);
+    let routes = routes::attach_all(&lookup, &mut gateways, &tls_policies, &mut status);
     let snapshot = gateways.snapshot(&routes);
     gateways.write_status(&mut status);
-    policy::write_backend_tls_status(&world, &tls_policies, &routes, &gateways, &mut status);
-    policy::write_loom_policy_status(&world, &gateways, &mut status);
+    policy::write_backend_tls_status(&lookup, &tls_policies, &routes, &gateways, &mut status);
+    policy::write_loom_policy_status(&lookup, &gateways, &mut status);
     Compiled { snapshot, status }
 }
 
-/// Lookups over the input, built once.
-pub(crate) struct World<'a> {
+/// The input's objects by namespace and name, the options, and the ReferenceGrant check:
+/// built once, read by every pass.
+pub(crate) struct InputLookup<'a> {
     pub(crate) input: &'a Input,
     pub(crate) options: &'a Options,
     namespaces: HashMap<&'a str, &'a Namespace>,
@@ -116,7 +117,7 @@ macro_rules! index {
     };
 }
 
-impl<'a> World<'a> {
+impl<'a> InputLookup<'a> {
     fn new(input: &'a Input, options: &'a Options) -> Self {
         let mut slices: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
         for s in live(&input.endpoint_slices, |o| &o.metadata) {
@@ -130,7 +131,7 @@ impl<'a> World<'a> {
         for v in slices.values_mut() {
             v.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         }
-        World {
+        InputLookup {
             input,
             options,
             namespaces: live(&input.namespaces, |o| &o.metadata)

@@ -545,12 +545,13 @@ impl Snapshot {
     ) -> Decision<'s> {
         match self.port(gateway, port) {
             Some(p) => p.decide(req, random),
-            None => local(StatusCode::NOT_FOUND, "no listener on this port", None),
+            None => respond(StatusCode::NOT_FOUND, "no listener on this port", None),
         }
     }
 }
 
-fn local<'s>(
+/// A local answer with no headers.
+fn respond<'s>(
     status: StatusCode,
     reason: impl Into<String>,
     matched: Option<Matched<'s>>,
@@ -660,11 +661,11 @@ impl PortSnapshot {
     pub fn decide<'s>(&'s self, req: &HttpRequest<'_>, random: u64) -> Decision<'s> {
         let (matched, path) = match self.find_normalized(req) {
             Ok(found) => found,
-            Err((status, reason)) => return local(status, reason, None),
+            Err((status, reason)) => return respond(status, reason, None),
         };
         let rule = matched.rule;
         if let Some(why) = &rule.invalid {
-            return local(
+            return respond(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 why.clone(),
                 Some(matched),
@@ -712,7 +713,7 @@ impl PortSnapshot {
         }
         let Some(index) = choose_weighted(rule.backends.iter().map(|b| b.weight), mix(random, 0))
         else {
-            return local(
+            return respond(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "rule has no backend with weight > 0",
                 Some(matched),
@@ -722,7 +723,7 @@ impl PortSnapshot {
         let backend = match &chosen.target {
             Ok(b) => b,
             Err(why) => {
-                return local(
+                return respond(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     why.clone(),
                     Some(matched),

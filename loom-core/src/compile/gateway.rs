@@ -7,7 +7,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::routes::Attached;
-use super::{World, by_age, group_or};
+use super::{InputLookup, by_age, group_or};
 use crate::input::*;
 use crate::route::host::{HostPattern, most_specific_first};
 use crate::route::{GrpcPrecedence, GrpcTable, HttpPrecedence, HttpTable, RouteOrder};
@@ -17,10 +17,10 @@ use crate::status::*;
 /// Loom's accepted GatewayClasses: name → accepted.
 pub(crate) type Classes = BTreeMap<String, bool>;
 
-pub(crate) fn gateway_classes(world: &World<'_>, status: &mut Status) -> Classes {
+pub(crate) fn gateway_classes(lookup: &InputLookup<'_>, status: &mut Status) -> Classes {
     let mut classes = Classes::new();
-    for class in by_age(&world.input.gateway_classes, |c| &c.metadata) {
-        if class.spec.controller_name != world.options.controller_name {
+    for class in by_age(&lookup.input.gateway_classes, |c| &c.metadata) {
+        if class.spec.controller_name != lookup.options.controller_name {
             continue;
         }
         let g = class.metadata.generation();
@@ -32,7 +32,7 @@ pub(crate) fn gateway_classes(world: &World<'_>, status: &mut Status) -> Classes
                 ));
             }
             let ns = p.namespace.as_deref().unwrap_or("default");
-            world
+            lookup
                 .class_config(ns, &p.name)
                 .is_none()
                 .then(|| format!("GatewayClassConfig {ns}/{} not found", p.name))
@@ -62,7 +62,7 @@ pub(crate) fn gateway_classes(world: &World<'_>, status: &mut Status) -> Classes
             g,
         ));
         let mut names: Vec<&str> = crate::SUPPORTED_FEATURES.to_vec();
-        names.extend(world.options.extra_features.iter().map(String::as_str));
+        names.extend(lookup.options.extra_features.iter().map(String::as_str));
         names.sort_unstable();
         names.dedup();
         let supported_features = names
@@ -129,7 +129,7 @@ impl Protocol {
 }
 
 /// One listener of a Gateway or ListenerSet, being compiled.
-pub(crate) struct ListenerIr<'a> {
+pub(crate) struct CheckedListener<'a> {
     pub(crate) gateway: usize,
     pub(crate) owner: ObjectKey,
     pub(crate) spec: &'a Listener,
@@ -146,7 +146,7 @@ pub(crate) struct ListenerIr<'a> {
     pub(crate) generation: i64,
 }
 
-impl ListenerIr<'_> {
+impl CheckedListener<'_> {
     /// Whether routes may attach (valid and not conflicted).
     pub(crate) fn is_accepted(&self) -> bool {
         self.not_accepted.is_none() && self.conflict.is_none()
@@ -157,7 +157,7 @@ impl ListenerIr<'_> {
     }
 
     /// Whether routes from this namespace may attach.
-    pub(crate) fn allows_namespace(&self, world: &World<'_>, route_ns: &str) -> bool {
+    pub(crate) fn allows_namespace(&self, lookup: &InputLookup<'_>, route_ns: &str) -> bool {
         let from = self
             .spec
             .allowed_routes
@@ -168,7 +168,7 @@ impl ListenerIr<'_> {
             "Same" => route_ns == self.owner.namespace,
             "Selector" => from
                 .and_then(|f| f.selector.as_ref())
-                .is_some_and(|s| s.matches(&world.namespace_labels(route_ns))),
+                .is_some_and(|s| s.matches(&lookup.namespace_labels(route_ns))),
             _ => false,
         }
     }
@@ -255,7 +255,7 @@ impl ListenerIr<'_> {
 }
 
 /// A Gateway being compiled.
-pub(crate) struct GatewayIr<'a> {
+pub(crate) struct CheckedGateway<'a> {
     pub(crate) gateway: &'a Gateway,
     pub(crate) name: GatewayName,
     pub(crate) listeners: Vec<usize>,
@@ -269,43 +269,43 @@ pub(crate) struct GatewayIr<'a> {
 }
 
 /// A ListenerSet being compiled.
-pub(crate) struct ListenerSetIr<'a> {
+pub(crate) struct CheckedListenerSet<'a> {
     set: &'a ListenerSet,
     pub(crate) key: ObjectKey,
     not_allowed: Option<String>,
     pub(crate) listeners: Vec<usize>,
 }
 
-impl ListenerSetIr<'_> {
+impl CheckedListenerSet<'_> {
     /// Accepted when allowed and at least one listener is valid: accepted, not conflicted and
     /// with every reference resolved (ListenerSetReferenceGrant expects a set whose only
     /// listener lacks its certificate grant to be `ListenersNotValid`).
-    pub(crate) fn is_accepted(&self, listeners: &[ListenerIr<'_>]) -> bool {
+    pub(crate) fn is_accepted(&self, listeners: &[CheckedListener<'_>]) -> bool {
         self.not_allowed.is_none() && self.listeners.iter().any(|&l| listeners[l].is_programmed())
     }
 }
 
 /// Every Gateway of Loom's classes, with its listeners.
 pub(crate) struct Gateways<'a> {
-    world: &'a World<'a>,
-    pub(crate) gateways: Vec<GatewayIr<'a>>,
-    pub(crate) listeners: Vec<ListenerIr<'a>>,
-    pub(crate) listener_sets: Vec<ListenerSetIr<'a>>,
+    lookup: &'a InputLookup<'a>,
+    pub(crate) gateways: Vec<CheckedGateway<'a>>,
+    pub(crate) listeners: Vec<CheckedListener<'a>>,
+    pub(crate) listener_sets: Vec<CheckedListenerSet<'a>>,
     by_name: HashMap<(String, String), usize>,
     sets_by_name: HashMap<(String, String), usize>,
 }
 
 impl<'a> Gateways<'a> {
-    pub(crate) fn build(world: &'a World<'a>, classes: &Classes) -> Self {
+    pub(crate) fn build(lookup: &'a InputLookup<'a>, classes: &Classes) -> Self {
         let mut this = Gateways {
-            world,
+            lookup,
             gateways: vec![],
             listeners: vec![],
             listener_sets: vec![],
             by_name: HashMap::new(),
             sets_by_name: HashMap::new(),
         };
-        for gw in by_age(&world.input.gateways, |g| &g.metadata) {
+        for gw in by_age(&lookup.input.gateways, |g| &g.metadata) {
             let Some(&class_accepted) = classes.get(&gw.spec.gateway_class_name) else {
                 continue;
             };
@@ -322,7 +322,7 @@ impl<'a> Gateways<'a> {
                 .iter()
                 .map(|l| this.push_listener(index, owner.clone(), gw, l, gw.metadata.generation()))
                 .collect();
-            let mut ir = GatewayIr {
+            let mut ir = CheckedGateway {
                 gateway: gw,
                 name: GatewayName::new(ns, &gw.metadata.name),
                 listeners,
@@ -352,15 +352,15 @@ impl<'a> Gateways<'a> {
         spec: &'a Listener,
         generation: i64,
     ) -> usize {
-        let ir = validate_listener(self.world, gateway, owner, gw, spec, generation);
+        let ir = validate_listener(self.lookup, gateway, owner, gw, spec, generation);
         self.listeners.push(ir);
         self.listeners.len() - 1
     }
 
-    fn gateway_checks(&self, ir: &mut GatewayIr<'a>) {
+    fn gateway_checks(&self, ir: &mut CheckedGateway<'a>) {
         let gw = ir.gateway;
         let ns = gw.metadata.namespace_or_default();
-        let opts = self.world.options;
+        let opts = self.lookup.options;
         if !ir.class_accepted {
             ir.not_accepted = Some((Reason::Invalid, "the GatewayClass is not accepted".into()));
         }
@@ -371,7 +371,7 @@ impl<'a> Gateways<'a> {
             .and_then(|i| i.parameters_ref.as_ref())
             && (p.group != LOOM_GROUP
                 || p.kind != "GatewayClassConfig"
-                || self.world.class_config(ns, &p.name).is_none())
+                || self.lookup.class_config(ns, &p.name).is_none())
         {
             ir.not_accepted = Some((
                 Reason::InvalidParameters,
@@ -450,7 +450,7 @@ impl<'a> Gateways<'a> {
             .and_then(|t| t.backend.as_ref())
             .and_then(|b| b.client_certificate_ref.as_ref())
         {
-            let res = resolve_secret(self.world, ("gateway.networking.k8s.io", "Gateway", ns), r)
+            let res = resolve_secret(self.lookup, ("gateway.networking.k8s.io", "Gateway", ns), r)
                 .map_err(|(reason, m)| {
                     let reason = if reason == Reason::RefNotPermitted {
                         reason
@@ -470,8 +470,8 @@ impl<'a> Gateways<'a> {
     }
 
     fn attach_listener_sets(&mut self) {
-        let world = self.world;
-        for set in by_age(&world.input.listener_sets, |s| &s.metadata) {
+        let lookup = self.lookup;
+        for set in by_age(&lookup.input.listener_sets, |s| &s.metadata) {
             let ns = set.metadata.namespace_or_default();
             let p = &set.spec.parent_ref;
             if group_or(&p.group, GATEWAY_GROUP) != GATEWAY_GROUP
@@ -495,7 +495,7 @@ impl<'a> Gateways<'a> {
                 "Selector"
                     if allowed
                         .and_then(|a| a.selector.as_ref())
-                        .is_some_and(|s| s.matches(&world.namespace_labels(ns))) =>
+                        .is_some_and(|s| s.matches(&lookup.namespace_labels(ns))) =>
                 {
                     None
                 }
@@ -523,7 +523,7 @@ impl<'a> Gateways<'a> {
             self.sets_by_name
                 .insert((ns.into(), set.metadata.name.clone()), index);
             self.gateways[gateway].listener_sets.push(index);
-            self.listener_sets.push(ListenerSetIr {
+            self.listener_sets.push(CheckedListenerSet {
                 set,
                 key,
                 not_allowed,
@@ -694,7 +694,7 @@ impl<'a> Gateways<'a> {
         for (gi, gw) in self.gateways.iter().enumerate() {
             let g = gw.gateway.metadata.generation();
             let mut c = Conditions::default();
-            let own: Vec<&ListenerIr<'_>> =
+            let own: Vec<&CheckedListener<'_>> =
                 gw.listeners.iter().map(|&l| &self.listeners[l]).collect();
             let valid = own.iter().filter(|l| l.is_accepted()).count();
             let accepted = self.gateway_accepted(gi);
@@ -858,7 +858,7 @@ impl<'a> Gateways<'a> {
     }
 }
 
-fn build_http_listener(l: &ListenerIr<'_>, li: usize, attached: &Attached) -> HttpListener {
+fn build_http_listener(l: &CheckedListener<'_>, li: usize, attached: &Attached) -> HttpListener {
     type Entries = (
         Vec<(crate::route::HttpMatch, HttpPrecedence, Arc<HttpRule>)>,
         Vec<(crate::route::GrpcMatch, GrpcPrecedence, Arc<HttpRule>)>,
@@ -911,14 +911,14 @@ fn build_http_listener(l: &ListenerIr<'_>, li: usize, attached: &Attached) -> Ht
 }
 
 fn validate_listener<'a>(
-    world: &World<'_>,
+    lookup: &InputLookup<'_>,
     gateway: usize,
     owner: ObjectKey,
     gw: &Gateway,
     spec: &'a Listener,
     generation: i64,
-) -> ListenerIr<'a> {
-    let mut ir = ListenerIr {
+) -> CheckedListener<'a> {
+    let mut ir = CheckedListener {
         gateway,
         owner,
         spec,
@@ -1027,7 +1027,7 @@ fn validate_listener<'a>(
             }
             let mut certificates = vec![];
             for r in &tls.certificate_refs {
-                match resolve_secret(world, from, r) {
+                match resolve_secret(lookup, from, r) {
                     Ok(c) => certificates.push(Arc::new(c)),
                     Err((reason, m)) => {
                         let reason = if reason == Reason::RefNotPermitted {
@@ -1044,7 +1044,7 @@ fn validate_listener<'a>(
                     .get_or_insert((Reason::InvalidCertificateRef, "no certificateRefs".into()));
             }
             let client_validation = if protocol == Protocol::Https {
-                frontend_validation(world, gw, &mut ir)
+                frontend_validation(lookup, gw, &mut ir)
             } else {
                 None
             };
@@ -1060,9 +1060,9 @@ fn validate_listener<'a>(
 
 /// Applies `spec.tls.frontend` to an HTTPS listener.
 fn frontend_validation(
-    world: &World<'_>,
+    lookup: &InputLookup<'_>,
     gw: &Gateway,
-    ir: &mut ListenerIr<'_>,
+    ir: &mut CheckedListener<'_>,
 ) -> Option<ClientValidation> {
     let frontend = gw.spec.tls.as_ref()?.frontend.as_ref()?;
     let config = frontend
@@ -1084,18 +1084,18 @@ fn frontend_validation(
                 Reason::InvalidCaCertificateKind,
                 format!("caCertificateRef kind {group}/{kind} is not supported"),
             ))
-        } else if !world.grant_allows((GATEWAY_GROUP, "Gateway", gw_ns), ("", kind, ns, &r.name)) {
+        } else if !lookup.grant_allows((GATEWAY_GROUP, "Gateway", gw_ns), ("", kind, ns, &r.name)) {
             Err((
                 Reason::RefNotPermitted,
                 format!("no ReferenceGrant allows {kind} {ns}/{}", r.name),
             ))
         } else {
             let data = match kind {
-                "ConfigMap" => world
+                "ConfigMap" => lookup
                     .config_map(ns, &r.name)
                     .and_then(|c| c.data.get("ca.crt"))
                     .map(|s| s.as_bytes().to_vec()),
-                _ => world
+                _ => lookup
                     .secret(ns, &r.name)
                     .and_then(|s| s.data.get("ca.crt"))
                     .cloned(),
@@ -1135,7 +1135,7 @@ fn frontend_validation(
 
 /// Resolves a certificate reference to a usable `kubernetes.io/tls` Secret.
 pub(crate) fn resolve_secret(
-    world: &World<'_>,
+    lookup: &InputLookup<'_>,
     from: (&str, &str, &str),
     r: &ObjectReference,
 ) -> Result<Certificate, (Reason, String)> {
@@ -1148,13 +1148,13 @@ pub(crate) fn resolve_secret(
         ));
     }
     let ns = r.namespace.as_deref().unwrap_or(from.2);
-    if !world.grant_allows(from, ("", "Secret", ns, &r.name)) {
+    if !lookup.grant_allows(from, ("", "Secret", ns, &r.name)) {
         return Err((
             Reason::RefNotPermitted,
             format!("no ReferenceGrant allows Secret {ns}/{}", r.name),
         ));
     }
-    let Some(secret) = world.secret(ns, &r.name) else {
+    let Some(secret) = lookup.secret(ns, &r.name) else {
         return Err((
             Reason::InvalidCertificateRef,
             format!("Secret {ns}/{} not found", r.name),

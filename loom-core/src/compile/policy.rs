@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::gateway::{Gateways, parses_certificates};
 use super::routes::Attached;
-use super::{World, by_age};
+use super::{InputLookup, by_age};
 use crate::input::*;
 use crate::snapshot::BackendTls;
 use crate::status::*;
@@ -57,9 +57,9 @@ impl TlsPolicies {
     }
 }
 
-pub(crate) fn backend_tls_policies(world: &World<'_>) -> TlsPolicies {
+pub(crate) fn backend_tls_policies(lookup: &InputLookup<'_>) -> TlsPolicies {
     let mut policies: Vec<TlsPolicy> = vec![];
-    for p in by_age(&world.input.backend_tls_policies, |p| &p.metadata) {
+    for p in by_age(&lookup.input.backend_tls_policies, |p| &p.metadata) {
         let ns = p.metadata.namespace_or_default();
         let key = ObjectKey {
             kind: Kind::BackendTlsPolicy,
@@ -88,7 +88,7 @@ pub(crate) fn backend_tls_policies(world: &World<'_>) -> TlsPolicies {
                 ));
                 continue;
             }
-            match world
+            match lookup
                 .config_map(ns, &r.name)
                 .and_then(|c| c.data.get("ca.crt"))
             {
@@ -154,7 +154,7 @@ fn gateway_ref(gws: &Gateways<'_>, gw: usize) -> ParentReference {
 }
 
 pub(crate) fn write_backend_tls_status(
-    world: &World<'_>,
+    lookup: &InputLookup<'_>,
     policies: &TlsPolicies,
     attached: &Attached,
     gws: &Gateways<'_>,
@@ -220,7 +220,7 @@ pub(crate) fn write_backend_tls_status(
             }
             ancestors.push(PolicyAncestorStatus {
                 ancestor_ref: gateway_ref(gws, gw),
-                controller_name: world.options.controller_name.clone(),
+                controller_name: lookup.options.controller_name.clone(),
                 conditions: c,
             });
         }
@@ -232,8 +232,12 @@ pub(crate) fn write_backend_tls_status(
 }
 
 /// Loom's policies: the target must exist; the policy's settings must be sane.
-pub(crate) fn write_loom_policy_status(world: &World<'_>, gws: &Gateways<'_>, status: &mut Status) {
-    let input = world.input;
+pub(crate) fn write_loom_policy_status(
+    lookup: &InputLookup<'_>,
+    gws: &Gateways<'_>,
+    status: &mut Status,
+) {
+    let input = lookup.input;
     let mut entries: BTreeMap<ObjectKey, (i64, Vec<&PolicyTarget>, Option<String>)> =
         BTreeMap::new();
     let key = |kind: Kind, m: &ObjectMeta| ObjectKey {
@@ -301,8 +305,8 @@ pub(crate) fn write_loom_policy_status(world: &World<'_>, gws: &Gateways<'_>, st
                     (GATEWAY_GROUP, "GRPCRoute") => input.grpc_routes.iter().any(|r| {
                         r.metadata.namespace_or_default() == ns && r.metadata.name == t.name
                     }),
-                    ("", "Service") => world.service(ns, &t.name).is_some(),
-                    (LOOM_GROUP, "Backend") => world.backend(ns, &t.name).is_some(),
+                    ("", "Service") => lookup.service(ns, &t.name).is_some(),
+                    (LOOM_GROUP, "Backend") => lookup.backend(ns, &t.name).is_some(),
                     _ => false,
                 };
             let mut c = Conditions::default();
@@ -338,7 +342,7 @@ pub(crate) fn write_loom_policy_status(world: &World<'_>, gws: &Gateways<'_>, st
                     section_name: t.section_name.clone(),
                     port: None,
                 },
-                controller_name: world.options.controller_name.clone(),
+                controller_name: lookup.options.controller_name.clone(),
                 conditions: c,
             });
         }

@@ -8,7 +8,7 @@ use http::{HeaderName, HeaderValue};
 
 use super::gateway::Gateways;
 use super::policy::TlsPolicies;
-use super::{World, by_age, group_or};
+use super::{InputLookup, by_age, group_or};
 use crate::filter::{self, Cors, HeaderEdits, PathModifier, Redirect, Rewrite};
 use crate::input::*;
 use crate::route::header::{HeaderMatch, QueryMatch, ValueMatch, parse_method};
@@ -61,14 +61,14 @@ struct RouteView<'a> {
 }
 
 pub(crate) fn attach_all(
-    world: &World<'_>,
+    lookup: &InputLookup<'_>,
     gws: &mut Gateways<'_>,
     policies: &TlsPolicies,
     status: &mut Status,
 ) -> Attached {
-    let input = world.input;
+    let input = lookup.input;
     let mut a = Attacher {
-        world,
+        lookup,
         gws,
         policies,
         status,
@@ -156,7 +156,7 @@ pub(crate) fn attach_all(
 
 /// Compiles routes one at a time and attaches them, collecting the attachments.
 struct Attacher<'a, 'w, 'g> {
-    world: &'a World<'w>,
+    lookup: &'a InputLookup<'w>,
     gws: &'a mut Gateways<'g>,
     policies: &'a TlsPolicies,
     status: &'a mut Status,
@@ -167,7 +167,7 @@ struct Attacher<'a, 'w, 'g> {
 impl Attacher<'_, '_, '_> {
     fn route(&mut self, view: RouteView<'_>, compile: impl FnOnce(&mut RouteCx<'_, '_>) -> Target) {
         let mut cx = RouteCx {
-            world: self.world,
+            lookup: self.lookup,
             policies: self.policies,
             view: &view,
             found: Findings::default(),
@@ -176,7 +176,7 @@ impl Attacher<'_, '_, '_> {
         let target = compile(&mut cx);
         let found = cx.found;
         attach_route(
-            self.world,
+            self.lookup,
             self.gws,
             &mut self.attached,
             self.status,
@@ -221,7 +221,7 @@ fn order_of(meta: &ObjectMeta) -> RouteOrder {
 }
 
 fn attach_route(
-    world: &World<'_>,
+    lookup: &InputLookup<'_>,
     gws: &mut Gateways<'_>,
     attached: &mut Attached,
     status: &mut Status,
@@ -276,7 +276,7 @@ fn attach_route(
                 format!("{}; no valid rule is left", found.dropped.join("; ")),
             ))
         } else {
-            select_listeners(world, gws, route, p, &listeners, &hostnames)
+            select_listeners(lookup, gws, route, p, &listeners, &hostnames)
         };
         let mut c = Conditions::default();
         match result {
@@ -336,7 +336,7 @@ fn attach_route(
         }
         parents.push(RouteParentStatus {
             parent_ref,
-            controller_name: world.options.controller_name.clone(),
+            controller_name: lookup.options.controller_name.clone(),
             conditions: c,
         });
     }
@@ -352,7 +352,7 @@ type Selected = Vec<(usize, Vec<Option<HostPattern>>)>;
 
 /// Which listeners of a parent accept the route, with the effective hostnames on each.
 fn select_listeners(
-    world: &World<'_>,
+    lookup: &InputLookup<'_>,
     gws: &Gateways<'_>,
     route: &RouteView<'_>,
     p: &ParentReference,
@@ -386,7 +386,7 @@ fn select_listeners(
         let ir = &gws.listeners[l];
         if !ir.is_accepted()
             || !ir.kinds.contains(&route.key.kind)
-            || !ir.allows_namespace(world, &route.key.namespace)
+            || !ir.allows_namespace(lookup, &route.key.namespace)
         {
             continue;
         }
@@ -441,7 +441,7 @@ struct Findings {
 
 /// Compiles one route's rules and resolves its references, collecting [`Findings`].
 struct RouteCx<'c, 'w> {
-    world: &'c World<'w>,
+    lookup: &'c InputLookup<'w>,
     policies: &'c TlsPolicies,
     view: &'c RouteView<'c>,
     found: Findings,
@@ -595,7 +595,7 @@ impl RouteCx<'_, '_> {
         l4: Option<AppProtocol>,
     ) -> Result<Arc<BackendTarget>, String> {
         match resolve_backend(
-            self.world,
+            self.lookup,
             self.policies,
             self.view,
             b,
@@ -742,7 +742,7 @@ fn lower_first(s: &str) -> String {
 }
 
 fn resolve_backend(
-    world: &World<'_>,
+    lookup: &InputLookup<'_>,
     policies: &TlsPolicies,
     route: &RouteView<'_>,
     b: &BackendRef,
@@ -765,14 +765,14 @@ fn resolve_backend(
         route.key.kind.as_str(),
         route.key.namespace.as_str(),
     );
-    if !world.grant_allows(from, (group, kind, ns, &b.name)) {
+    if !lookup.grant_allows(from, (group, kind, ns, &b.name)) {
         return Err((
             Reason::RefNotPermitted,
             format!("no ReferenceGrant allows {kind} {ns}/{}", b.name),
         ));
     }
     if is_backend {
-        let Some(be) = world.backend(ns, &b.name) else {
+        let Some(be) = lookup.backend(ns, &b.name) else {
             return Err((
                 Reason::BackendNotFound,
                 format!("Backend {ns}/{} not found", b.name),
@@ -796,7 +796,7 @@ fn resolve_backend(
             tls: None,
         }));
     }
-    let Some(svc) = world.service(ns, &b.name) else {
+    let Some(svc) = lookup.service(ns, &b.name) else {
         return Err((
             Reason::BackendNotFound,
             format!("Service {ns}/{} not found", b.name),
@@ -821,7 +821,7 @@ fn resolve_backend(
         _ => AppProtocol::Http,
     });
     let mut endpoints = vec![];
-    for slice in world.endpoint_slices(ns, &b.name) {
+    for slice in lookup.endpoint_slices(ns, &b.name) {
         let Some(ep_port) = slice
             .ports
             .iter()
