@@ -8,6 +8,7 @@
 //!
 //! | module | what |
 //! | --- | --- |
+//! | `error` | why an object is not accepted, resolved or programmed; each error knows its `Reason` |
 //! | `lookup` | the input's objects by namespace/name, the ReferenceGrant check |
 //! | `model` | what the passes hand each other: checked Gateways/listeners/ListenerSets, validated BackendTLSPolicies, compiled routes, attachments |
 //! | `references` | certificate Secrets, PEM parsing |
@@ -25,6 +26,7 @@
 //! condition and never affects the valid ones; the result depends on nothing but the input
 //! (objects are sorted by creation time, then namespace/name, and maps are ordered).
 
+mod error;
 mod lookup;
 mod model;
 
@@ -74,8 +76,8 @@ pub struct Options {
     pub extra_features: Vec<String>,
     /// Gateways whose data plane is not serving yet, by `(namespace, name)` (provisioned
     /// pods not ready, no address assigned): `Programmed` is `False` with this reason and
-    /// message ("Pending" or "AddressNotAssigned").
-    pub gateway_not_programmed: BTreeMap<(String, String), (Reason, String)>,
+    /// message.
+    pub gateway_not_programmed: BTreeMap<(String, String), NotServing>,
 }
 
 impl Default for Options {
@@ -87,6 +89,28 @@ impl Default for Options {
             usable_addresses: None,
             extra_features: vec![],
             gateway_not_programmed: BTreeMap::new(),
+        }
+    }
+}
+
+/// Why a Gateway's data plane is not serving yet, as the embedding knows it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotServing {
+    /// No address is assigned yet (`AddressNotAssigned`); the message says what is awaited.
+    #[error("{0}")]
+    AddressNotAssigned(String),
+    /// The data plane is not ready yet (`Pending`); the message says what is awaited.
+    #[error("{0}")]
+    Pending(String),
+}
+
+impl NotServing {
+    /// The `Programmed=False` reason.
+    pub fn reason(&self) -> Reason {
+        match self {
+            NotServing::AddressNotAssigned(_) => Reason::AddressNotAssigned,
+            NotServing::Pending(_) => Reason::Pending,
         }
     }
 }

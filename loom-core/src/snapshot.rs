@@ -19,9 +19,9 @@ use serde::Serialize;
 use crate::filter::{Cors, HeaderEdits, HeaderStore, Redirect, Rewrite};
 use crate::input::ObjectKey;
 use crate::route::host::{HostPattern, host_without_port, most_specific_first};
-use crate::route::path::{PathMatch, normalize};
+use crate::route::path::{BadRequestPath, PathMatch, normalize};
 use crate::route::{GrpcTable, HttpMatch, HttpTable, RequestView};
-use crate::status::StatusAddress;
+use crate::status::{Reason, StatusAddress};
 
 /// A Gateway's namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -203,7 +203,7 @@ pub struct HttpRule {
     /// Weighted backends.
     pub backends: Vec<WeightedBackend>,
     /// Why the whole rule answers 500 (an unresolvable filter), if it does.
-    pub invalid: Option<String>,
+    pub invalid: Option<UnsupportedExtensionRef>,
     /// Timeouts.
     pub timeouts: Timeouts,
     /// Retry policy.
@@ -265,7 +265,7 @@ pub struct WeightedBackend {
     /// Relative weight.
     pub weight: u32,
     /// The backend, or why it cannot be used (its share of traffic gets 500).
-    pub target: Result<Arc<BackendTarget>, String>,
+    pub target: Result<Arc<BackendTarget>, UnresolvedRef>,
     /// Backend-level filters.
     pub filters: Filters,
 }
@@ -347,6 +347,155 @@ pub struct L4Rule {
     pub route: ObjectKey,
     /// Weighted backends.
     pub backends: Vec<WeightedBackend>,
+}
+
+/// Why a backendRef cannot take traffic: its share of requests gets 500.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendRefError {
+    /// Neither a core Service nor a Loom Backend.
+    #[error("backendRef kind {group}/{kind} is not supported")]
+    UnsupportedKind {
+        /// The reference's group.
+        group: String,
+        /// The reference's kind.
+        kind: String,
+    },
+    /// In another namespace, and no ReferenceGrant allows it.
+    #[error("no ReferenceGrant allows {kind} {namespace}/{name}")]
+    NotPermitted {
+        /// `Service` or `Backend`.
+        kind: String,
+        /// The target's namespace.
+        namespace: String,
+        /// The target's name.
+        name: String,
+    },
+    /// No such Loom Backend.
+    #[error("Backend {namespace}/{name} not found")]
+    BackendNotFound {
+        /// The Backend's namespace.
+        namespace: String,
+        /// The Backend's name.
+        name: String,
+    },
+    /// No such Service.
+    #[error("Service {namespace}/{name} not found")]
+    ServiceNotFound {
+        /// The Service's namespace.
+        namespace: String,
+        /// The Service's name.
+        name: String,
+    },
+    /// A Service reference without `port`.
+    #[error("backendRef to Service {namespace}/{name} needs a port")]
+    MissingPort {
+        /// The Service's namespace.
+        namespace: String,
+        /// The Service's name.
+        name: String,
+    },
+    /// The Service has no such port.
+    #[error("Service {namespace}/{name} has no port {port}")]
+    NoSuchPort {
+        /// The Service's namespace.
+        namespace: String,
+        /// The Service's name.
+        name: String,
+        /// The port the reference names.
+        port: i32,
+    },
+}
+
+impl BackendRefError {
+    /// The route's `ResolvedRefs=False` reason.
+    pub fn reason(&self) -> Reason {
+        match self {
+            BackendRefError::UnsupportedKind { .. } => Reason::InvalidKind,
+            BackendRefError::NotPermitted { .. } => Reason::RefNotPermitted,
+            BackendRefError::BackendNotFound { .. }
+            | BackendRefError::ServiceNotFound { .. }
+            | BackendRefError::NoSuchPort { .. } => Reason::BackendNotFound,
+            BackendRefError::MissingPort { .. } => Reason::UnsupportedValue,
+        }
+    }
+}
+
+/// An ExtensionRef filter Loom cannot apply. The spec says such a filter "MUST NOT be
+/// skipped", so the requests it applies to get 500.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("ExtensionRef {target} is not supported; matching requests get 500")]
+pub struct UnsupportedExtensionRef {
+    /// `group/kind name`, or `(empty)`.
+    pub target: String,
+}
+
+/// A reference in a rule that does not resolve: the traffic it would take gets 500.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UnresolvedRef {
+    /// A backendRef.
+    #[error(transparent)]
+    Backend(#[from] BackendRefError),
+    /// A backendRef's ExtensionRef filter.
+    #[error(transparent)]
+    ExtensionRef(#[from] UnsupportedExtensionRef),
+}
+
+impl UnresolvedRef {
+    /// The route's `ResolvedRefs=False` reason.
+    pub fn reason(&self) -> Reason {
+        match self {
+            UnresolvedRef::Backend(e) => e.reason(),
+            UnresolvedRef::ExtensionRef(_) => Reason::InvalidKind,
+        }
+    }
+}
+
+/// Why an L4 rule cannot take a connection.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NoBackend {
+    /// Every backend has weight 0.
+    #[error("no backend with weight > 0")]
+    ZeroWeight,
+    /// The backend chosen does not resolve.
+    #[error(transparent)]
+    Unresolved(#[from] UnresolvedRef),
+}
+
+/// Why no rule takes an HTTP request.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NoRoute {
+    /// No listener on the port serves the host.
+    #[error("no listener for host {0:?}")]
+    NoListener(String),
+    /// The host belongs to another listener than the one the TLS server name chose.
+    #[error("host {host:?} is not served by the listener of SNI {sni:?}")]
+    Misdirected {
+        /// The request's host.
+        host: String,
+        /// The TLS server name.
+        sni: String,
+    },
+    /// The path cannot be normalised.
+    #[error(transparent)]
+    BadPath(#[from] BadRequestPath),
+    /// No rule matches.
+    #[error("no route matched")]
+    NoMatch,
+}
+
+impl NoRoute {
+    /// The status the request is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            NoRoute::NoListener(_) | NoRoute::NoMatch => StatusCode::NOT_FOUND,
+            NoRoute::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
+            NoRoute::BadPath(_) => StatusCode::BAD_REQUEST,
+        }
+    }
 }
 
 /// A request as the decision sees it.
@@ -582,7 +731,7 @@ impl PortSnapshot {
     }
 
     /// Finds the listener, virtual host and rule for a request without applying anything.
-    pub fn find<'s>(&'s self, req: &HttpRequest<'_>) -> Result<Matched<'s>, (StatusCode, String)> {
+    pub fn find<'s>(&'s self, req: &HttpRequest<'_>) -> Result<Matched<'s>, NoRoute> {
         self.find_normalized(req).map(|(m, _)| m)
     }
 
@@ -590,7 +739,7 @@ impl PortSnapshot {
     fn find_normalized<'s, 'r>(
         &'s self,
         req: &HttpRequest<'r>,
-    ) -> Result<(Matched<'s>, Cow<'r, str>), (StatusCode, String)> {
+    ) -> Result<(Matched<'s>, Cow<'r, str>), NoRoute> {
         let authority = Self::authority(req).unwrap_or("");
         let host = host_without_port(authority);
         let lower;
@@ -601,10 +750,7 @@ impl PortSnapshot {
             host
         };
         let Some(listener) = self.listener_for(host) else {
-            return Err((
-                StatusCode::NOT_FOUND,
-                format!("no listener for host {host:?}"),
-            ));
+            return Err(NoRoute::NoListener(host.to_owned()));
         };
         if let Some(sni) = req.sni {
             // HTTPS listener isolation: the Host must belong to the listener the SNI chose.
@@ -612,14 +758,14 @@ impl PortSnapshot {
             // a Gateway listener (or another set's) on the same port.
             let by_sni = self.listener_for(sni);
             if !by_sni.is_some_and(|l| std::ptr::eq(l, listener)) {
-                return Err((
-                    StatusCode::MISDIRECTED_REQUEST,
-                    format!("host {host:?} is not served by the listener of SNI {sni:?}"),
-                ));
+                return Err(NoRoute::Misdirected {
+                    host: host.to_owned(),
+                    sni: sni.to_owned(),
+                });
             }
         }
         let raw_path = req.uri.path();
-        let path = normalize(raw_path).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+        let path = normalize(raw_path)?;
         let is_grpc = req
             .headers
             .get(http::header::CONTENT_TYPE)
@@ -654,20 +800,20 @@ impl PortSnapshot {
         if let Some(m) = found {
             return Ok((m, path));
         }
-        Err((StatusCode::NOT_FOUND, "no route matched".into()))
+        Err(NoRoute::NoMatch)
     }
 
     /// Decides what to do with a request: see [`Snapshot::decide`].
     pub fn decide<'s>(&'s self, req: &HttpRequest<'_>, random: u64) -> Decision<'s> {
         let (matched, path) = match self.find_normalized(req) {
             Ok(found) => found,
-            Err((status, reason)) => return respond(status, reason, None),
+            Err(no_route) => return respond(no_route.status(), no_route.to_string(), None),
         };
         let rule = matched.rule;
         if let Some(why) = &rule.invalid {
             return respond(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                why.clone(),
+                why.to_string(),
                 Some(matched),
             );
         }
@@ -725,7 +871,7 @@ impl PortSnapshot {
             Err(why) => {
                 return respond(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    why.clone(),
+                    why.to_string(),
                     Some(matched),
                 );
             }
@@ -784,10 +930,13 @@ impl PortSnapshot {
 
 impl L4Rule {
     /// Chooses a backend by weight; `Err` when none can take the connection.
-    pub fn choose(&self, random: u64) -> Result<&BackendTarget, String> {
+    pub fn choose(&self, random: u64) -> Result<&BackendTarget, NoBackend> {
         let i = choose_weighted(self.backends.iter().map(|b| b.weight), random)
-            .ok_or_else(|| "no backend with weight > 0".to_owned())?;
-        self.backends[i].target.as_deref().map_err(Clone::clone)
+            .ok_or(NoBackend::ZeroWeight)?;
+        self.backends[i]
+            .target
+            .as_deref()
+            .map_err(|e| NoBackend::Unresolved(e.clone()))
     }
 }
 
@@ -802,7 +951,7 @@ pub fn describe(snapshot: &Snapshot) -> serde_json::Value {
             .map(|b| match &b.target {
                 Ok(t) => json!({"weight": b.weight, "backend": t.object.to_string(), "port": t.port,
                     "protocol": t.protocol, "endpoints": t.endpoints, "tls": t.tls.as_ref().map(|t| &t.hostname)}),
-                Err(why) => json!({"weight": b.weight, "invalid": why}),
+                Err(why) => json!({"weight": b.weight, "invalid": why.to_string()}),
             })
             .collect()
     };
@@ -831,7 +980,7 @@ pub fn describe(snapshot: &Snapshot) -> serde_json::Value {
             filters.push("CORS".to_owned());
         }
         json!({"route": r.route.to_string(), "rule": r.rule_index, "name": r.rule_name, "filters": filters,
-            "backends": backends(&r.backends), "invalid": r.invalid, "timeouts": r.timeouts, "retry": r.retry})
+            "backends": backends(&r.backends), "invalid": r.invalid.as_ref().map(ToString::to_string), "timeouts": r.timeouts, "retry": r.retry})
     };
     let mut gateways = serde_json::Map::new();
     for (name, g) in &snapshot.gateways {

@@ -18,8 +18,8 @@ use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use loom_core::input::{Gateway, Input, Kind, Object, ObjectKey, Service};
-use loom_core::status::{ConditionType, ObjectStatus, Reason, Status, StatusAddress};
-use loom_core::{Compiled, Options};
+use loom_core::status::{ConditionType, ObjectStatus, Status, StatusAddress};
+use loom_core::{Compiled, NotServing, Options};
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -918,26 +918,22 @@ fn service_readiness(
         let addresses = service.map(|s| service_addresses(s)).unwrap_or_default();
         let rollout = rollouts.map(|r| r.get(&(ns.to_owned(), name.clone())));
         let why = match (service, rollout) {
-            (None, _) => Some((
-                Reason::AddressNotAssigned,
-                format!("waiting for Service {ns}/{name} to be created"),
-            )),
-            (Some(_), _) if addresses.is_empty() && gw.spec.addresses.is_empty() => Some((
-                Reason::AddressNotAssigned,
-                format!("waiting for an address of Service {ns}/{name}"),
-            )),
-            (_, Some(None)) => Some((
-                Reason::Pending,
-                format!("waiting for Deployment {ns}/{name} to be created"),
-            )),
-            (_, Some(Some(r))) if r.available == 0 => Some((
-                Reason::Pending,
-                format!(
-                    "waiting for a data-plane pod of Deployment {ns}/{name} \
-                     (0 of {} available)",
-                    r.replicas
-                ),
-            )),
+            (None, _) => Some(NotServing::AddressNotAssigned(format!(
+                "waiting for Service {ns}/{name} to be created"
+            ))),
+            (Some(_), _) if addresses.is_empty() && gw.spec.addresses.is_empty() => {
+                Some(NotServing::AddressNotAssigned(format!(
+                    "waiting for an address of Service {ns}/{name}"
+                )))
+            }
+            (_, Some(None)) => Some(NotServing::Pending(format!(
+                "waiting for Deployment {ns}/{name} to be created"
+            ))),
+            (_, Some(Some(r))) if r.available == 0 => Some(NotServing::Pending(format!(
+                "waiting for a data-plane pod of Deployment {ns}/{name} \
+                 (0 of {} available)",
+                r.replicas
+            ))),
             _ => None,
         };
         let key = (ns.to_owned(), gw.metadata.name.clone());
@@ -1055,7 +1051,7 @@ spec:
                 .iter()
                 .map(|a| format!("{} {}", a.type_, a.value))
                 .collect();
-            (why.map(|(r, m)| format!("{}: {m}", r.as_str())), addrs)
+            (why.map(|w| format!("{}: {w}", w.reason().as_str())), addrs)
         };
         let (why, addrs) = run(gateway, Some(&rollout(1)));
         assert_eq!(

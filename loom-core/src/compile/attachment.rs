@@ -4,6 +4,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
+use super::error::{NotAttached, join};
 use super::lookup::{InputLookup, by_age, group_or};
 use super::model::*;
 use super::rules::{Findings, RouteCx};
@@ -161,7 +162,12 @@ fn attach_route(
     for h in route.hostnames {
         match HostPattern::parse(h) {
             Ok(p) => hostnames.push(p),
-            Err(e) => bad_hostname = Some(format!("hostname {h:?}: {e}")),
+            Err(error) => {
+                bad_hostname = Some(NotAttached::Hostname {
+                    hostname: h.clone(),
+                    error,
+                })
+            }
         }
     }
     let mut parents = vec![];
@@ -192,14 +198,11 @@ fn attach_route(
         if !seen.insert(parent_ref.clone()) {
             continue; // the same parentRef twice gets one entry
         }
-        let result = if let Some(m) = &bad_hostname {
-            Err((Reason::UnsupportedValue, m.clone()))
+        let result = if let Some(e) = &bad_hostname {
+            Err(e.clone())
         } else if found.kept == 0 && !found.dropped.is_empty() {
             // Spec (PartiallyInvalid): with every rule dropped, the route is not accepted.
-            Err((
-                Reason::UnsupportedValue,
-                format!("{}; no valid rule is left", found.dropped.join("; ")),
-            ))
+            Err(NotAttached::NoValidRule(found.dropped.clone()))
         } else {
             select_listeners(lookup, gws, route, p, &listeners, &hostnames)
         };
@@ -236,7 +239,13 @@ fn attach_route(
                     }
                 }
             }
-            Err((reason, m)) => c.set(Condition::new(ConditionType::Accepted, false, reason, m, g)),
+            Err(e) => c.set(Condition::new(
+                ConditionType::Accepted,
+                false,
+                e.reason(),
+                e.to_string(),
+                g,
+            )),
         }
         c.set(match found.refs.first() {
             None => Condition::new(
@@ -246,11 +255,17 @@ fn attach_route(
                 "all references resolved",
                 g,
             ),
-            Some((r, m)) => Condition::new(ConditionType::ResolvedRefs, false, *r, m.clone(), g),
+            Some(e) => Condition::new(
+                ConditionType::ResolvedRefs,
+                false,
+                e.reason(),
+                e.to_string(),
+                g,
+            ),
         });
         if found.kept > 0 && !found.dropped.is_empty() {
             // Spec: "The message for this condition MUST start with the prefix "Dropped Rule"".
-            let m = found.dropped.join("; ");
+            let m = join(&found.dropped);
             c.set(Condition::new(
                 ConditionType::PartiallyInvalid,
                 true,
@@ -283,7 +298,7 @@ fn select_listeners(
     p: &ParentReference,
     listeners: &[usize],
     hostnames: &[HostPattern],
-) -> Result<Selected, (Reason, String)> {
+) -> Result<Selected, NotAttached> {
     let candidates: Vec<usize> = listeners
         .iter()
         .copied()
@@ -298,12 +313,11 @@ fn select_listeners(
         })
         .collect();
     if candidates.is_empty() {
-        let what = match (&p.section_name, p.port) {
-            (Some(s), _) => format!("no listener named {s:?}"),
-            (None, Some(port)) => format!("no listener on port {port}"),
-            _ => "the parent has no listeners".into(),
-        };
-        return Err((Reason::NoMatchingParent, what));
+        return Err(match (&p.section_name, p.port) {
+            (Some(s), _) => NotAttached::NoListenerNamed(s.clone()),
+            (None, Some(port)) => NotAttached::NoListenerOnPort(port),
+            _ => NotAttached::NoListeners,
+        });
     }
     let mut accepted = vec![];
     let mut hostname_mismatch = false;
@@ -336,17 +350,11 @@ fn select_listeners(
     if !accepted.is_empty() {
         Ok(accepted)
     } else if hostname_mismatch {
-        Err((
-            Reason::NoMatchingListenerHostname,
-            "no listener hostname intersects the route's hostnames".into(),
-        ))
+        Err(NotAttached::NoMatchingHostname)
     } else {
-        Err((
-            Reason::NotAllowedByListeners,
-            format!(
-                "no listener admits {} from namespace {}",
-                route.key.kind, route.key.namespace
-            ),
-        ))
+        Err(NotAttached::NotAllowedByListeners {
+            kind: route.key.kind,
+            namespace: route.key.namespace.clone(),
+        })
     }
 }

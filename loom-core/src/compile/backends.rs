@@ -8,7 +8,6 @@ use super::model::*;
 
 use crate::input::*;
 use crate::snapshot::*;
-use crate::status::*;
 
 pub(crate) fn resolve_backend(
     lookup: &InputLookup<'_>,
@@ -17,17 +16,17 @@ pub(crate) fn resolve_backend(
     b: &BackendRef,
     l4: Option<AppProtocol>,
     services: &mut BTreeSet<(String, String)>,
-) -> Result<Arc<BackendTarget>, (Reason, String)> {
+) -> Result<Arc<BackendTarget>, BackendRefError> {
     let group = group_or(&b.group, "");
     let kind = b.kind.as_deref().unwrap_or("Service");
     let ns = b.namespace.as_deref().unwrap_or(&route.key.namespace);
     let is_service = group.is_empty() && kind == "Service";
     let is_backend = group == LOOM_GROUP && kind == "Backend";
     if !is_service && !is_backend {
-        return Err((
-            Reason::InvalidKind,
-            format!("backendRef kind {group}/{kind} is not supported"),
-        ));
+        return Err(BackendRefError::UnsupportedKind {
+            group: group.into(),
+            kind: kind.into(),
+        });
     }
     let from = (
         GATEWAY_GROUP,
@@ -35,17 +34,18 @@ pub(crate) fn resolve_backend(
         route.key.namespace.as_str(),
     );
     if !lookup.grant_allows(from, (group, kind, ns, &b.name)) {
-        return Err((
-            Reason::RefNotPermitted,
-            format!("no ReferenceGrant allows {kind} {ns}/{}", b.name),
-        ));
+        return Err(BackendRefError::NotPermitted {
+            kind: kind.into(),
+            namespace: ns.into(),
+            name: b.name.clone(),
+        });
     }
     if is_backend {
         let Some(be) = lookup.backend(ns, &b.name) else {
-            return Err((
-                Reason::BackendNotFound,
-                format!("Backend {ns}/{} not found", b.name),
-            ));
+            return Err(BackendRefError::BackendNotFound {
+                namespace: ns.into(),
+                name: b.name.clone(),
+            });
         };
         let protocol = match (l4, be.spec.protocol.as_deref()) {
             (Some(p), _) => p,
@@ -66,22 +66,23 @@ pub(crate) fn resolve_backend(
         }));
     }
     let Some(svc) = lookup.service(ns, &b.name) else {
-        return Err((
-            Reason::BackendNotFound,
-            format!("Service {ns}/{} not found", b.name),
-        ));
+        return Err(BackendRefError::ServiceNotFound {
+            namespace: ns.into(),
+            name: b.name.clone(),
+        });
     };
     let Some(port) = b.port else {
-        return Err((
-            Reason::UnsupportedValue,
-            format!("backendRef to Service {ns}/{} needs a port", b.name),
-        ));
+        return Err(BackendRefError::MissingPort {
+            namespace: ns.into(),
+            name: b.name.clone(),
+        });
     };
     let Some(sp) = svc.spec.ports.iter().find(|p| p.port == port) else {
-        return Err((
-            Reason::BackendNotFound,
-            format!("Service {ns}/{} has no port {port}", b.name),
-        ));
+        return Err(BackendRefError::NoSuchPort {
+            namespace: ns.into(),
+            name: b.name.clone(),
+            port,
+        });
     };
     services.insert((ns.into(), b.name.clone()));
     let protocol = l4.unwrap_or(match sp.app_protocol.as_deref() {

@@ -1,5 +1,6 @@
 //! GatewayClasses: which are Loom's, whether their parameters resolve; their status.
 
+use super::error::ClassParametersError;
 use super::lookup::{InputLookup, by_age};
 use super::model::*;
 use crate::input::*;
@@ -14,16 +15,19 @@ pub(crate) fn gateway_classes(lookup: &InputLookup<'_>, status: &mut Status) -> 
         let g = class.metadata.generation();
         let invalid = class.spec.parameters_ref.as_ref().and_then(|p| {
             if p.group != LOOM_GROUP || p.kind != "GatewayClassConfig" {
-                return Some(format!(
-                    "parametersRef must be a {LOOM_GROUP} GatewayClassConfig, not {}/{}",
-                    p.group, p.kind
-                ));
+                return Some(ClassParametersError::NotAClassConfig {
+                    group: p.group.clone(),
+                    kind: p.kind.clone(),
+                });
             }
             let ns = p.namespace.as_deref().unwrap_or("default");
             lookup
                 .class_config(ns, &p.name)
                 .is_none()
-                .then(|| format!("GatewayClassConfig {ns}/{} not found", p.name))
+                .then(|| ClassParametersError::NotFound {
+                    namespace: ns.into(),
+                    name: p.name.clone(),
+                })
         });
         let mut conditions = Conditions::default();
         conditions.set(match &invalid {
@@ -34,13 +38,7 @@ pub(crate) fn gateway_classes(lookup: &InputLookup<'_>, status: &mut Status) -> 
                 "Loom accepts this class",
                 g,
             ),
-            Some(why) => Condition::new(
-                ConditionType::Accepted,
-                false,
-                Reason::InvalidParameters,
-                why.clone(),
-                g,
-            ),
+            Some(e) => Condition::new(ConditionType::Accepted, false, e.reason(), e.to_string(), g),
         });
         conditions.set(Condition::new(
             ConditionType::SupportedVersion,

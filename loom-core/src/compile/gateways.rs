@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use super::error::*;
 use super::listeners::check_listener;
 use super::lookup::{InputLookup, by_age, group_or};
 use super::model::*;
@@ -78,7 +79,7 @@ impl<'a> Gateways<'a> {
         let ns = gw.metadata.namespace_or_default();
         let opts = self.lookup.options;
         if !ir.class_accepted {
-            ir.not_accepted = Some((Reason::Invalid, "the GatewayClass is not accepted".into()));
+            ir.not_accepted = Some(GatewayError::ClassNotAccepted);
         }
         if let Some(p) = gw
             .spec
@@ -89,13 +90,11 @@ impl<'a> Gateways<'a> {
                 || p.kind != "GatewayClassConfig"
                 || self.lookup.class_config(ns, &p.name).is_none())
         {
-            ir.not_accepted = Some((
-                Reason::InvalidParameters,
-                format!(
-                    "infrastructure.parametersRef {}/{} {} does not name a GatewayClassConfig",
-                    p.group, p.kind, p.name
-                ),
-            ));
+            ir.not_accepted = Some(GatewayError::InfrastructureParameters {
+                group: p.group.clone(),
+                kind: p.kind.clone(),
+                name: p.name.clone(),
+            });
         }
         // Addresses.
         let defaults = opts
@@ -108,19 +107,13 @@ impl<'a> Gateways<'a> {
             match type_ {
                 "IPAddress" | "Hostname" => {}
                 other => {
-                    ir.not_accepted = Some((
-                        Reason::UnsupportedAddress,
-                        format!("address type {other:?} is not supported"),
-                    ));
+                    ir.not_accepted = Some(GatewayError::AddressType(other.into()));
                     continue;
                 }
             }
             if type_ == "IPAddress" && value.is_some_and(|v| v.parse::<std::net::IpAddr>().is_err())
             {
-                ir.not_accepted = Some((
-                    Reason::UnsupportedAddress,
-                    format!("{:?} is not an IP address", value.unwrap_or("")),
-                ));
+                ir.not_accepted = Some(GatewayError::NotAnIpAddress(value.unwrap_or("").into()));
                 continue;
             }
             let value = match value {
@@ -128,10 +121,7 @@ impl<'a> Gateways<'a> {
                 None => match defaults.iter().find(|d| d.type_ == type_) {
                     Some(d) => d.value.clone(),
                     None => {
-                        ir.not_programmed = Some((
-                            Reason::AddressNotUsable,
-                            format!("no {type_} address to assign"),
-                        ));
+                        ir.not_programmed = Some(GatewayNotProgrammed::NoAddress(type_.into()));
                         continue;
                     }
                 },
@@ -141,10 +131,7 @@ impl<'a> Gateways<'a> {
                 .as_ref()
                 .is_some_and(|u| !u.contains(&value))
             {
-                ir.not_programmed = Some((
-                    Reason::AddressNotUsable,
-                    format!("address {value} cannot be served"),
-                ));
+                ir.not_programmed = Some(GatewayNotProgrammed::AddressNotUsable(value.clone()));
             }
             ir.addresses.push(StatusAddress {
                 type_: type_.into(),
@@ -158,7 +145,7 @@ impl<'a> Gateways<'a> {
             .gateway_not_programmed
             .get(&(ns.to_owned(), gw.metadata.name.clone()))
         {
-            ir.not_programmed = Some(why.clone());
+            ir.not_programmed = Some(why.clone().into());
         }
         // Backend client certificate.
         let tls = gw.spec.tls.as_ref();
@@ -166,15 +153,7 @@ impl<'a> Gateways<'a> {
             .and_then(|t| t.backend.as_ref())
             .and_then(|b| b.client_certificate_ref.as_ref())
         {
-            let res = resolve_secret(self.lookup, ("gateway.networking.k8s.io", "Gateway", ns), r)
-                .map_err(|(reason, m)| {
-                    let reason = if reason == Reason::RefNotPermitted {
-                        reason
-                    } else {
-                        Reason::InvalidClientCertificateRef
-                    };
-                    (reason, m)
-                });
+            let res = resolve_secret(self.lookup, ("gateway.networking.k8s.io", "Gateway", ns), r);
             ir.backend_client_cert = Some(res);
         }
         if let Some(f) = tls.and_then(|t| t.frontend.as_ref()) {
@@ -215,9 +194,7 @@ impl<'a> Gateways<'a> {
                 {
                     None
                 }
-                from => Some(format!(
-                    "the Gateway's allowedListeners (from: {from}) does not admit this ListenerSet"
-                )),
+                from => Some(ListenerSetNotAllowed { from: from.into() }),
             };
             let key = ObjectKey {
                 kind: Kind::ListenerSet,

@@ -4,13 +4,13 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use super::error::{ListenerError, ListenerRefError};
 use super::lookup::{InputLookup, group_or};
 use super::model::*;
-use super::references::{parses_certificates, resolve_secret};
+use super::references::{resolve_ca_certificate, resolve_secret};
 use crate::input::*;
 use crate::route::host::HostPattern;
 use crate::snapshot::*;
-use crate::status::*;
 
 pub(crate) fn check_listener<'a>(
     lookup: &InputLookup<'_>,
@@ -37,24 +37,21 @@ pub(crate) fn check_listener<'a>(
         generation,
     };
     let Some(protocol) = ir.protocol else {
-        ir.not_accepted = Some((
-            Reason::UnsupportedProtocol,
-            format!("protocol {:?} is not supported", spec.protocol),
-        ));
+        ir.not_accepted = Some(ListenerError::UnsupportedProtocol(spec.protocol.clone()));
         return ir;
     };
     if ir.port == 0 {
-        ir.not_accepted = Some((
-            Reason::UnsupportedValue,
-            format!("port {} is out of range", spec.port),
-        ));
+        ir.not_accepted = Some(ListenerError::PortOutOfRange(spec.port));
         return ir;
     }
     if let Some(h) = &spec.hostname {
         match HostPattern::parse(h) {
             Ok(p) => ir.hostname = Some(p),
             Err(e) => {
-                ir.not_accepted = Some((Reason::UnsupportedValue, format!("hostname {h:?}: {e}")));
+                ir.not_accepted = Some(ListenerError::Hostname {
+                    hostname: h.clone(),
+                    error: e,
+                });
                 return ir;
             }
         }
@@ -83,14 +80,10 @@ pub(crate) fn check_listener<'a>(
                 }
             }
             if !invalid.is_empty() {
-                ir.unresolved = Some((
-                    Reason::InvalidRouteKinds,
-                    format!(
-                        "route kinds {} are not supported on {:?} listeners",
-                        invalid.join(", "),
-                        spec.protocol
-                    ),
-                ));
+                ir.unresolved = Some(ListenerRefError::InvalidRouteKinds {
+                    kinds: invalid.join(", "),
+                    protocol: spec.protocol.clone(),
+                });
             }
         }
     }
@@ -103,10 +96,7 @@ pub(crate) fn check_listener<'a>(
     match protocol {
         Protocol::Https | Protocol::Tls => {
             let Some(tls) = &spec.tls else {
-                ir.not_accepted = Some((
-                    Reason::UnsupportedValue,
-                    format!("{:?} listeners need tls", spec.protocol),
-                ));
+                ir.not_accepted = Some(ListenerError::MissingTls(spec.protocol.clone()));
                 return ir;
             };
             let mode = tls.mode.as_deref().unwrap_or("Terminate");
@@ -117,13 +107,10 @@ pub(crate) fn check_listener<'a>(
                 }
                 (_, "Terminate") => {}
                 (_, m) => {
-                    ir.not_accepted = Some((
-                        Reason::UnsupportedValue,
-                        format!(
-                            "tls mode {m:?} is not supported on {:?} listeners",
-                            spec.protocol
-                        ),
-                    ));
+                    ir.not_accepted = Some(ListenerError::UnsupportedTlsMode {
+                        mode: m.into(),
+                        protocol: spec.protocol.clone(),
+                    });
                     return ir;
                 }
             }
@@ -131,19 +118,15 @@ pub(crate) fn check_listener<'a>(
             for r in &tls.certificate_refs {
                 match resolve_secret(lookup, from, r) {
                     Ok(c) => certificates.push(Arc::new(c)),
-                    Err((reason, m)) => {
-                        let reason = if reason == Reason::RefNotPermitted {
-                            reason
-                        } else {
-                            Reason::InvalidCertificateRef
-                        };
-                        ir.unresolved.get_or_insert((reason, m));
+                    Err(e) => {
+                        ir.unresolved
+                            .get_or_insert(ListenerRefError::Certificate(e));
                     }
                 }
             }
             if tls.certificate_refs.is_empty() {
                 ir.unresolved
-                    .get_or_insert((Reason::InvalidCertificateRef, "no certificateRefs".into()));
+                    .get_or_insert(ListenerRefError::NoCertificateRefs);
             }
             let client_validation = if protocol == Protocol::Https {
                 frontend_validation(lookup, gw, &mut ir)
@@ -178,55 +161,16 @@ fn frontend_validation(
     let mut ca_pem = vec![];
     let mut failure = None;
     for r in &v.ca_certificate_refs {
-        let kind = r.kind.as_deref().unwrap_or("ConfigMap");
-        let group = r.group.as_deref().unwrap_or("");
-        let ns = r.namespace.as_deref().unwrap_or(gw_ns);
-        let res = if !group.is_empty() || !matches!(kind, "ConfigMap" | "Secret") {
-            Err((
-                Reason::InvalidCaCertificateKind,
-                format!("caCertificateRef kind {group}/{kind} is not supported"),
-            ))
-        } else if !lookup.grant_allows((GATEWAY_GROUP, "Gateway", gw_ns), ("", kind, ns, &r.name)) {
-            Err((
-                Reason::RefNotPermitted,
-                format!("no ReferenceGrant allows {kind} {ns}/{}", r.name),
-            ))
-        } else {
-            let data = match kind {
-                "ConfigMap" => lookup
-                    .config_map(ns, &r.name)
-                    .and_then(|c| c.data.get("ca.crt"))
-                    .map(|s| s.as_bytes().to_vec()),
-                _ => lookup
-                    .secret(ns, &r.name)
-                    .and_then(|s| s.data.get("ca.crt"))
-                    .cloned(),
-            };
-            match data {
-                Some(d) if parses_certificates(&d) => Ok(d),
-                Some(_) => Err((
-                    Reason::InvalidCaCertificateRef,
-                    format!("{kind} {ns}/{} has no valid ca.crt", r.name),
-                )),
-                None => Err((
-                    Reason::InvalidCaCertificateRef,
-                    format!("{kind} {ns}/{} not found or has no ca.crt", r.name),
-                )),
-            }
-        };
-        match res {
+        match resolve_ca_certificate(lookup, gw_ns, r) {
             Ok(d) => ca_pem.extend_from_slice(&d),
             Err(e) => {
                 failure.get_or_insert(e);
             }
         }
     }
-    if let Some((reason, m)) = failure {
-        ir.unresolved = Some((reason, m));
-        ir.not_accepted = Some((
-            Reason::NoValidCaCertificate,
-            "client certificate validation has no valid CA certificate".into(),
-        ));
+    if let Some(e) = failure {
+        ir.unresolved = Some(ListenerRefError::CaCertificate(e));
+        ir.not_accepted = Some(ListenerError::NoValidCaCertificate);
         return None;
     }
     Some(ClientValidation {

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use super::error::*;
 use super::lookup::InputLookup;
 use crate::input::*;
 use crate::route::host::HostPattern;
@@ -66,8 +67,8 @@ pub(crate) struct CheckedListener<'a> {
     pub(crate) protocol: Option<Protocol>,
     pub(crate) hostname: Option<HostPattern>,
     pub(crate) kinds: Vec<Kind>,
-    pub(crate) not_accepted: Option<(Reason, String)>,
-    pub(crate) unresolved: Option<(Reason, String)>,
+    pub(crate) not_accepted: Option<ListenerError>,
+    pub(crate) unresolved: Option<ListenerRefError>,
     pub(crate) conflict: Option<Reason>,
     pub(crate) tls: Option<ServerTls>,
     pub(crate) passthrough: bool,
@@ -110,9 +111,9 @@ pub(crate) struct CheckedGateway<'a> {
     pub(crate) listeners: Vec<usize>,
     pub(crate) listener_sets: Vec<usize>,
     pub(crate) class_accepted: bool,
-    pub(crate) not_accepted: Option<(Reason, String)>,
-    pub(crate) not_programmed: Option<(Reason, String)>,
-    pub(crate) backend_client_cert: Option<Result<Certificate, (Reason, String)>>,
+    pub(crate) not_accepted: Option<GatewayError>,
+    pub(crate) not_programmed: Option<GatewayNotProgrammed>,
+    pub(crate) backend_client_cert: Option<Result<Certificate, SecretRefError>>,
     pub(crate) insecure_fallback: bool,
     pub(crate) addresses: Vec<StatusAddress>,
 }
@@ -121,7 +122,7 @@ pub(crate) struct CheckedGateway<'a> {
 pub(crate) struct CheckedListenerSet<'a> {
     pub(crate) set: &'a ListenerSet,
     pub(crate) key: ObjectKey,
-    pub(crate) not_allowed: Option<String>,
+    pub(crate) not_allowed: Option<ListenerSetNotAllowed>,
     pub(crate) listeners: Vec<usize>,
 }
 
@@ -170,8 +171,7 @@ pub(crate) struct TlsPolicy {
     pub(crate) key: ObjectKey,
     pub(crate) generation: i64,
     pub(crate) targets: Vec<(String, Option<String>)>,
-    /// `Err((accepted reason, resolved reason, message))` when invalid.
-    pub(crate) validity: Result<BackendTls, (Reason, Reason, String)>,
+    pub(crate) validity: Result<BackendTls, BackendTlsPolicyError>,
     pub(crate) conflicted: bool,
 }
 

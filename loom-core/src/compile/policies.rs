@@ -1,11 +1,11 @@
 //! BackendTLSPolicies: validated, conflicts settled (GEP-713: the older policy wins).
 
+use super::error::BackendTlsPolicyError;
 use super::lookup::{InputLookup, by_age};
 use super::model::*;
 use super::references::parses_certificates;
 use crate::input::*;
 use crate::snapshot::*;
-use crate::status::*;
 
 pub(crate) fn backend_tls_policies(lookup: &InputLookup<'_>) -> TlsPolicies {
     let mut policies: Vec<TlsPolicy> = vec![];
@@ -28,14 +28,10 @@ pub(crate) fn backend_tls_policies(lookup: &InputLookup<'_>) -> TlsPolicies {
         let mut failure = None;
         for r in &v.ca_certificate_refs {
             if !r.group.is_empty() || r.kind != "ConfigMap" {
-                failure.get_or_insert((
-                    Reason::NoValidCaCertificate,
-                    Reason::InvalidKind,
-                    format!(
-                        "caCertificateRef kind {}/{} is not supported",
-                        r.group, r.kind
-                    ),
-                ));
+                failure.get_or_insert(BackendTlsPolicyError::UnsupportedCaKind {
+                    group: r.group.clone(),
+                    kind: r.kind.clone(),
+                });
                 continue;
             }
             match lookup
@@ -46,21 +42,16 @@ pub(crate) fn backend_tls_policies(lookup: &InputLookup<'_>) -> TlsPolicies {
                     ca_pem.extend_from_slice(pem.as_bytes())
                 }
                 _ => {
-                    failure.get_or_insert((
-                        Reason::NoValidCaCertificate,
-                        Reason::InvalidCaCertificateRef,
-                        format!("ConfigMap {ns}/{} has no valid ca.crt", r.name),
-                    ));
+                    failure.get_or_insert(BackendTlsPolicyError::InvalidCa {
+                        namespace: ns.into(),
+                        name: r.name.clone(),
+                    });
                 }
             }
         }
         let system_roots = v.well_known_ca_certificates.as_deref() == Some("System");
         if v.ca_certificate_refs.is_empty() && !system_roots {
-            failure.get_or_insert((
-                Reason::NoValidCaCertificate,
-                Reason::InvalidCaCertificateRef,
-                "no CA certificates configured".into(),
-            ));
+            failure.get_or_insert(BackendTlsPolicyError::NoCaCertificates);
         }
         let validity = match failure {
             Some(f) => Err(f),

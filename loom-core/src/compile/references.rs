@@ -1,64 +1,100 @@
-//! References to Secrets and ConfigMaps: certificate Secrets and PEM parsing.
-
-use super::lookup::InputLookup;
-use crate::input::*;
-use crate::snapshot::*;
-use crate::status::*;
+//! References to Secrets and ConfigMaps: certificates and CA bundles, and PEM parsing.
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::error::{CaRefError, SecretRefError};
+use super::lookup::InputLookup;
+use crate::input::*;
+use crate::snapshot::Certificate;
 
 /// Resolves a certificate reference to a usable `kubernetes.io/tls` Secret.
 pub(crate) fn resolve_secret(
     lookup: &InputLookup<'_>,
     from: (&str, &str, &str),
     r: &ObjectReference,
-) -> Result<Certificate, (Reason, String)> {
+) -> Result<Certificate, SecretRefError> {
     let group = r.group.as_deref().unwrap_or("");
     let kind = r.kind.as_deref().unwrap_or("Secret");
     if !group.is_empty() || kind != "Secret" {
-        return Err((
-            Reason::InvalidKind,
-            format!("certificate reference {group}/{kind} is not a Secret"),
-        ));
+        return Err(SecretRefError::NotASecret {
+            group: group.into(),
+            kind: kind.into(),
+        });
     }
     let ns = r.namespace.as_deref().unwrap_or(from.2);
+    let (namespace, name) = (ns.to_owned(), r.name.clone());
     if !lookup.grant_allows(from, ("", "Secret", ns, &r.name)) {
-        return Err((
-            Reason::RefNotPermitted,
-            format!("no ReferenceGrant allows Secret {ns}/{}", r.name),
-        ));
+        return Err(SecretRefError::NotPermitted { namespace, name });
     }
     let Some(secret) = lookup.secret(ns, &r.name) else {
-        return Err((
-            Reason::InvalidCertificateRef,
-            format!("Secret {ns}/{} not found", r.name),
-        ));
+        return Err(SecretRefError::NotFound { namespace, name });
     };
     let (Some(cert), Some(key)) = (secret.data.get("tls.crt"), secret.data.get("tls.key")) else {
-        return Err((
-            Reason::InvalidCertificateRef,
-            format!("Secret {ns}/{} has no tls.crt and tls.key", r.name),
-        ));
+        return Err(SecretRefError::MissingKeys { namespace, name });
     };
     if !parses_certificates(cert) || PrivateKeyDer::from_pem_slice(key).is_err() {
-        return Err((
-            Reason::InvalidCertificateRef,
-            format!(
-                "Secret {ns}/{} does not hold a PEM certificate and key",
-                r.name
-            ),
-        ));
+        return Err(SecretRefError::NotPem { namespace, name });
     }
     Ok(Certificate {
         secret: ObjectKey {
             kind: Kind::Secret,
-            namespace: ns.into(),
-            name: r.name.clone(),
+            namespace,
+            name,
         },
         cert_pem: cert.clone(),
         key_pem: key.clone(),
     })
+}
+
+/// Resolves a Gateway's `caCertificateRef` (frontend client validation) to the PEM bundle in
+/// a ConfigMap's or Secret's `ca.crt`.
+pub(crate) fn resolve_ca_certificate(
+    lookup: &InputLookup<'_>,
+    gateway_namespace: &str,
+    r: &ObjectReference,
+) -> Result<Vec<u8>, CaRefError> {
+    let kind = r.kind.as_deref().unwrap_or("ConfigMap");
+    let group = r.group.as_deref().unwrap_or("");
+    let ns = r.namespace.as_deref().unwrap_or(gateway_namespace);
+    if !group.is_empty() || !matches!(kind, "ConfigMap" | "Secret") {
+        return Err(CaRefError::UnsupportedKind {
+            group: group.into(),
+            kind: kind.into(),
+        });
+    }
+    let (kind_, namespace, name) = (kind.to_owned(), ns.to_owned(), r.name.clone());
+    let from = (GATEWAY_GROUP, "Gateway", gateway_namespace);
+    if !lookup.grant_allows(from, ("", kind, ns, &r.name)) {
+        return Err(CaRefError::NotPermitted {
+            kind: kind_,
+            namespace,
+            name,
+        });
+    }
+    let data = match kind {
+        "ConfigMap" => lookup
+            .config_map(ns, &r.name)
+            .and_then(|c| c.data.get("ca.crt"))
+            .map(|s| s.as_bytes().to_vec()),
+        _ => lookup
+            .secret(ns, &r.name)
+            .and_then(|s| s.data.get("ca.crt"))
+            .cloned(),
+    };
+    match data {
+        Some(d) if parses_certificates(&d) => Ok(d),
+        Some(_) => Err(CaRefError::Invalid {
+            kind: kind_,
+            namespace,
+            name,
+        }),
+        None => Err(CaRefError::Missing {
+            kind: kind_,
+            namespace,
+            name,
+        }),
+    }
 }
 
 /// Whether the bytes hold at least one PEM certificate and nothing malformed.

@@ -3,11 +3,11 @@
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
+use super::error::{DroppedRule, InvalidRule};
 use super::lookup::InputLookup;
 use super::model::*;
 use crate::input::*;
 use crate::snapshot::*;
-use crate::status::*;
 use http::{HeaderName, HeaderValue};
 
 use super::backends::resolve_backend;
@@ -20,9 +20,9 @@ use crate::route::{GrpcMatch, HttpMatch};
 #[derive(Default)]
 pub(crate) struct Findings {
     /// Unresolvable references, in order: `ResolvedRefs=False` with the first reason.
-    pub(crate) refs: Vec<(Reason, String)>,
-    /// Rules dropped for invalid values (`Dropped Rule N: ...`).
-    pub(crate) dropped: Vec<String>,
+    pub(crate) refs: Vec<UnresolvedRef>,
+    /// Rules dropped for invalid values.
+    pub(crate) dropped: Vec<DroppedRule>,
     /// Rules kept.
     pub(crate) kept: usize,
     /// Services the route refers to (BackendTLSPolicy ancestors).
@@ -39,9 +39,6 @@ pub(crate) struct RouteCx<'c, 'w> {
     /// one `BackendTarget` (and one endpoint list) in the snapshot.
     pub(crate) interned: &'c mut HashSet<Arc<BackendTarget>>,
 }
-
-/// Why a rule cannot be used at all (it is dropped and reported).
-type Dropped = String;
 
 impl RouteCx<'_, '_> {
     pub(crate) fn http_route(&mut self, r: &HttpRoute) -> Arc<CompiledRoute> {
@@ -87,10 +84,7 @@ impl RouteCx<'_, '_> {
             });
             match compiled {
                 Ok(c) => http.push(c),
-                Err(why) => self
-                    .found
-                    .dropped
-                    .push(format!("Dropped Rule {index}: {why}")),
+                Err(why) => self.found.dropped.push(DroppedRule { index, why }),
             }
         }
         self.found.kept = http.len();
@@ -121,10 +115,7 @@ impl RouteCx<'_, '_> {
             });
             match compiled {
                 Ok(c) => grpc.push(c),
-                Err(why) => self
-                    .found
-                    .dropped
-                    .push(format!("Dropped Rule {index}: {why}")),
+                Err(why) => self.found.dropped.push(DroppedRule { index, why }),
             }
         }
         self.found.kept = grpc.len();
@@ -141,14 +132,14 @@ impl RouteCx<'_, '_> {
         name: Option<String>,
         filters: &[HttpRouteFilter],
         backend_refs: &[HttpBackendRef],
-    ) -> Result<HttpRule, Dropped> {
+    ) -> Result<HttpRule, InvalidRule> {
         let (rule_filters, invalid) = self.filters(filters)?;
         let mut backends = vec![];
         for b in backend_refs {
             let (f, backend_invalid) = self.filters(&b.filters)?;
             let mut w = self.weighted(&b.backend_ref, None, f);
             if let Some(why) = backend_invalid {
-                w.target = Err(why);
+                w.target = Err(why.into());
             }
             backends.push(w);
         }
@@ -183,7 +174,7 @@ impl RouteCx<'_, '_> {
         &mut self,
         b: &BackendRef,
         l4: Option<AppProtocol>,
-    ) -> Result<Arc<BackendTarget>, String> {
+    ) -> Result<Arc<BackendTarget>, UnresolvedRef> {
         match resolve_backend(
             self.lookup,
             self.policies,
@@ -199,9 +190,10 @@ impl RouteCx<'_, '_> {
                     target
                 }
             }),
-            Err((reason, m)) => {
-                self.found.refs.push((reason, m.clone()));
-                Err(m)
+            Err(e) => {
+                let e = UnresolvedRef::from(e);
+                self.found.refs.push(e.clone());
+                Err(e)
             }
         }
     }
@@ -212,16 +204,13 @@ impl RouteCx<'_, '_> {
     fn filters(
         &mut self,
         filters: &[HttpRouteFilter],
-    ) -> Result<(Filters, Option<String>), Dropped> {
+    ) -> Result<(Filters, Option<UnsupportedExtensionRef>), InvalidRule> {
         let mut out = Filters::default();
         let mut invalid = None;
         for f in filters {
-            let missing = || {
-                format!(
-                    "{} filter without its {} field",
-                    f.type_,
-                    lower_first(&f.type_)
-                )
+            let missing = || InvalidRule::MissingFilterField {
+                filter: f.type_.clone(),
+                field: lower_first(&f.type_),
             };
             match f.type_.as_str() {
                 "RequestHeaderModifier" => {
@@ -238,12 +227,12 @@ impl RouteCx<'_, '_> {
                     let r = f.request_redirect.as_ref().ok_or_else(missing)?;
                     let status = r.status_code.map_or(Ok(302), |s| match s {
                         301 | 302 | 303 | 307 | 308 => Ok(s as u16),
-                        other => Err(format!("redirect status {other} is not supported")),
+                        other => Err(InvalidRule::RedirectStatus(other)),
                     })?;
                     let scheme = match r.scheme.as_deref() {
                         None | Some("http" | "https") => r.scheme.clone(),
                         Some(other) => {
-                            return Err(format!("redirect scheme {other:?} is not supported"));
+                            return Err(InvalidRule::RedirectScheme(other.into()));
                         }
                     };
                     out.redirect = Some(Redirect {
@@ -252,10 +241,7 @@ impl RouteCx<'_, '_> {
                         path: r.path.as_ref().map(path_modifier).transpose()?,
                         port: r
                             .port
-                            .map(|p| {
-                                u16::try_from(p)
-                                    .map_err(|_| format!("redirect port {p} is out of range"))
-                            })
+                            .map(|p| u16::try_from(p).map_err(|_| InvalidRule::RedirectPort(p)))
                             .transpose()?,
                         status,
                     });
@@ -267,7 +253,7 @@ impl RouteCx<'_, '_> {
                         .as_deref()
                         .map(|h| {
                             HeaderValue::from_str(h)
-                                .map_err(|_| format!("invalid rewrite hostname {h:?}"))
+                                .map_err(|_| InvalidRule::RewriteHostname(h.into()))
                         })
                         .transpose()?;
                     out.rewrite = Some(Rewrite {
@@ -307,17 +293,16 @@ impl RouteCx<'_, '_> {
                 }
                 "ExtensionRef" => {
                     let e = f.extension_ref.as_ref();
-                    let m = format!(
-                        "ExtensionRef {} is not supported; matching requests get 500",
-                        e.map_or_else(
+                    let unsupported = UnsupportedExtensionRef {
+                        target: e.map_or_else(
                             || "(empty)".to_owned(),
-                            |e| format!("{}/{} {}", e.group, e.kind, e.name)
-                        )
-                    );
-                    self.found.refs.push((Reason::InvalidKind, m.clone()));
-                    invalid.get_or_insert(m);
+                            |e| format!("{}/{} {}", e.group, e.kind, e.name),
+                        ),
+                    };
+                    self.found.refs.push(unsupported.clone().into());
+                    invalid.get_or_insert(unsupported);
                 }
-                other => return Err(format!("filter type {other:?} is not supported")),
+                other => return Err(InvalidRule::UnsupportedFilter(other.into())),
             }
         }
         Ok((out, invalid))
@@ -331,7 +316,7 @@ fn lower_first(s: &str) -> String {
         .unwrap_or_default()
 }
 
-fn compile_http_matches(matches: &[HttpRouteMatch]) -> Result<Vec<HttpMatch>, String> {
+fn compile_http_matches(matches: &[HttpRouteMatch]) -> Result<Vec<HttpMatch>, InvalidRule> {
     if matches.is_empty() {
         return Ok(vec![HttpMatch {
             path: PathMatch::Prefix("/".into()),
@@ -344,14 +329,12 @@ fn compile_http_matches(matches: &[HttpRouteMatch]) -> Result<Vec<HttpMatch>, St
         .iter()
         .map(|m| {
             let path = match &m.path {
-                Some(p) => PathMatch::parse(p.type_.as_deref(), p.value.as_deref())
-                    .map_err(|e| e.to_string())?,
+                Some(p) => PathMatch::parse(p.type_.as_deref(), p.value.as_deref())?,
                 None => PathMatch::Prefix("/".into()),
             };
             let mut headers: Vec<HeaderMatch> = vec![];
             for h in &m.headers {
-                let hm = HeaderMatch::parse(h.type_.as_deref(), &h.name, &h.value)
-                    .map_err(|e| e.to_string())?;
+                let hm = HeaderMatch::parse(h.type_.as_deref(), &h.name, &h.value)?;
                 // Spec: "only the first entry with an equivalent name MUST be considered".
                 if !headers.iter().any(|x| x.name == hm.name) {
                     headers.push(hm);
@@ -362,17 +345,11 @@ fn compile_http_matches(matches: &[HttpRouteMatch]) -> Result<Vec<HttpMatch>, St
                 if !query.iter().any(|x| x.name == q.name) {
                     query.push(QueryMatch {
                         name: q.name.clone(),
-                        value: ValueMatch::parse(q.type_.as_deref(), &q.value)
-                            .map_err(|e| e.to_string())?,
+                        value: ValueMatch::parse(q.type_.as_deref(), &q.value)?,
                     });
                 }
             }
-            let method = m
-                .method
-                .as_deref()
-                .map(parse_method)
-                .transpose()
-                .map_err(|e| e.to_string())?;
+            let method = m.method.as_deref().map(parse_method).transpose()?;
             Ok(HttpMatch {
                 path,
                 method,
@@ -383,7 +360,7 @@ fn compile_http_matches(matches: &[HttpRouteMatch]) -> Result<Vec<HttpMatch>, St
         .collect()
 }
 
-fn compile_grpc_matches(matches: &[GrpcRouteMatch]) -> Result<Vec<GrpcMatch>, String> {
+fn compile_grpc_matches(matches: &[GrpcRouteMatch]) -> Result<Vec<GrpcMatch>, InvalidRule> {
     if matches.is_empty() {
         return Ok(vec![GrpcMatch {
             service: None,
@@ -399,10 +376,7 @@ fn compile_grpc_matches(matches: &[GrpcRouteMatch]) -> Result<Vec<GrpcMatch>, St
                 Some(mm) => {
                     let t = mm.type_.as_deref();
                     let parse = |v: &Option<String>| {
-                        v.as_deref()
-                            .map(|v| ValueMatch::parse(t, v))
-                            .transpose()
-                            .map_err(|e| e.to_string())
+                        v.as_deref().map(|v| ValueMatch::parse(t, v)).transpose()
                     };
                     (parse(&mm.service)?, parse(&mm.method)?)
                 }
@@ -410,10 +384,7 @@ fn compile_grpc_matches(matches: &[GrpcRouteMatch]) -> Result<Vec<GrpcMatch>, St
             let headers = m
                 .headers
                 .iter()
-                .map(|h| {
-                    HeaderMatch::parse(h.type_.as_deref(), &h.name, &h.value)
-                        .map_err(|e| e.to_string())
-                })
+                .map(|h| HeaderMatch::parse(h.type_.as_deref(), &h.name, &h.value))
                 .collect::<Result<_, _>>()?;
             Ok(GrpcMatch {
                 service,
@@ -424,13 +395,13 @@ fn compile_grpc_matches(matches: &[GrpcRouteMatch]) -> Result<Vec<GrpcMatch>, St
         .collect()
 }
 
-fn header_edits(m: &HeaderModifier) -> Result<HeaderEdits, String> {
-    let pair = |h: &HttpHeader| -> Result<(HeaderName, HeaderValue), String> {
+fn header_edits(m: &HeaderModifier) -> Result<HeaderEdits, InvalidRule> {
+    let pair = |h: &HttpHeader| -> Result<(HeaderName, HeaderValue), InvalidRule> {
         Ok((
             HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| format!("invalid header name {:?}", h.name))?,
+                .map_err(|_| InvalidRule::HeaderName(h.name.clone()))?,
             HeaderValue::from_str(&h.value)
-                .map_err(|_| format!("invalid header value {:?}", h.value))?,
+                .map_err(|_| InvalidRule::HeaderValue(h.value.clone()))?,
         ))
     };
     Ok(HeaderEdits {
@@ -440,14 +411,13 @@ fn header_edits(m: &HeaderModifier) -> Result<HeaderEdits, String> {
             .remove
             .iter()
             .map(|n| {
-                HeaderName::from_bytes(n.as_bytes())
-                    .map_err(|_| format!("invalid header name {n:?}"))
+                HeaderName::from_bytes(n.as_bytes()).map_err(|_| InvalidRule::HeaderName(n.clone()))
             })
             .collect::<Result<_, _>>()?,
     })
 }
 
-fn path_modifier(p: &HttpPathModifier) -> Result<PathModifier, String> {
+fn path_modifier(p: &HttpPathModifier) -> Result<PathModifier, InvalidRule> {
     match p.type_.as_str() {
         "ReplaceFullPath" => Ok(PathModifier::Full(
             p.replace_full_path.clone().unwrap_or_else(|| "/".into()),
@@ -455,6 +425,6 @@ fn path_modifier(p: &HttpPathModifier) -> Result<PathModifier, String> {
         "ReplacePrefixMatch" => Ok(PathModifier::Prefix(
             p.replace_prefix_match.clone().unwrap_or_else(|| "/".into()),
         )),
-        t => Err(format!("unsupported path modifier {t:?}")),
+        t => Err(InvalidRule::PathModifier(t.into())),
     }
 }

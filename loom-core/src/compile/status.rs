@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::error::LoomPolicyError;
 use super::lookup::InputLookup;
 use super::model::*;
 use crate::input::*;
@@ -13,7 +14,9 @@ impl CheckedListener<'_> {
         let mut c = Conditions::default();
         let conflict = self.conflict;
         c.set(match (&self.not_accepted, conflict) {
-            (Some((r, m)), _) => Condition::new(ConditionType::Accepted, false, *r, m.clone(), g),
+            (Some(e), _) => {
+                Condition::new(ConditionType::Accepted, false, e.reason(), e.to_string(), g)
+            }
             (None, Some(r)) => Condition::new(
                 ConditionType::Accepted,
                 false,
@@ -30,7 +33,13 @@ impl CheckedListener<'_> {
             ),
         });
         c.set(match &self.unresolved {
-            Some((r, m)) => Condition::new(ConditionType::ResolvedRefs, false, *r, m.clone(), g),
+            Some(e) => Condition::new(
+                ConditionType::ResolvedRefs,
+                false,
+                e.reason(),
+                e.to_string(),
+                g,
+            ),
             None => Condition::new(
                 ConditionType::ResolvedRefs,
                 true,
@@ -99,8 +108,8 @@ impl Gateways<'_> {
             let valid = own.iter().filter(|l| l.is_accepted()).count();
             let accepted = self.gateway_accepted(gi);
             c.set(match (&gw.not_accepted, valid, own.len()) {
-                (Some((r, m)), _, _) => {
-                    Condition::new(ConditionType::Accepted, false, *r, m.clone(), g)
+                (Some(e), _, _) => {
+                    Condition::new(ConditionType::Accepted, false, e.reason(), e.to_string(), g)
                 }
                 (None, 0, n) if n > 0 => Condition::new(
                     ConditionType::Accepted,
@@ -132,9 +141,13 @@ impl Gateways<'_> {
                     "Gateway is not accepted",
                     g,
                 ),
-                (Some((r, m)), true) => {
-                    Condition::new(ConditionType::Programmed, false, *r, m.clone(), g)
-                }
+                (Some(e), true) => Condition::new(
+                    ConditionType::Programmed,
+                    false,
+                    e.reason(),
+                    e.to_string(),
+                    g,
+                ),
                 (None, true) => Condition::new(
                     ConditionType::Programmed,
                     true,
@@ -152,9 +165,13 @@ impl Gateways<'_> {
                         "backend client certificate resolved",
                         g,
                     ),
-                    Err((r, m)) => {
-                        Condition::new(ConditionType::ResolvedRefs, false, *r, m.clone(), g)
-                    }
+                    Err(e) => Condition::new(
+                        ConditionType::ResolvedRefs,
+                        false,
+                        e.client_certificate_reason(),
+                        e.to_string(),
+                        g,
+                    ),
                 });
             }
             if gw.insecure_fallback {
@@ -190,19 +207,19 @@ impl Gateways<'_> {
             let mut c = Conditions::default();
             let accepted = set.is_accepted(&self.listeners);
             match &set.not_allowed {
-                Some(m) => {
+                Some(e) => {
                     c.set(Condition::new(
                         ConditionType::Accepted,
                         false,
-                        Reason::NotAllowed,
-                        m.clone(),
+                        e.reason(),
+                        e.to_string(),
                         g,
                     ));
                     c.set(Condition::new(
                         ConditionType::Programmed,
                         false,
-                        Reason::NotAllowed,
-                        m.clone(),
+                        e.reason(),
+                        e.to_string(),
                         g,
                     ));
                 }
@@ -318,19 +335,19 @@ pub(crate) fn write_backend_tls_status(
                         g,
                     ));
                 }
-                (Err((accepted, resolved, m)), false) => {
+                (Err(e), false) => {
                     c.set(Condition::new(
                         ConditionType::Accepted,
                         false,
-                        *accepted,
-                        m.clone(),
+                        e.accepted_reason(),
+                        e.to_string(),
                         g,
                     ));
                     c.set(Condition::new(
                         ConditionType::ResolvedRefs,
                         false,
-                        *resolved,
-                        m.clone(),
+                        e.resolved_reason(),
+                        e.to_string(),
                         g,
                     ));
                 }
@@ -355,7 +372,7 @@ pub(crate) fn write_loom_policy_status(
     status: &mut Status,
 ) {
     let input = lookup.input;
-    let mut entries: BTreeMap<ObjectKey, (i64, Vec<&PolicyTarget>, Option<String>)> =
+    let mut entries: BTreeMap<ObjectKey, (i64, Vec<&PolicyTarget>, Option<LoomPolicyError>)> =
         BTreeMap::new();
     let key = |kind: Kind, m: &ObjectMeta| ObjectKey {
         kind,
@@ -364,12 +381,9 @@ pub(crate) fn write_loom_policy_status(
     };
     for p in &input.rate_limit_policies {
         let invalid = if p.spec.requests <= 0 {
-            Some("requests must be positive".to_owned())
+            Some(LoomPolicyError::RequestsNotPositive)
         } else if !matches!(p.spec.unit.as_str(), "Second" | "Minute" | "Hour") {
-            Some(format!(
-                "unit {:?} must be Second, Minute or Hour",
-                p.spec.unit
-            ))
+            Some(LoomPolicyError::Unit(p.spec.unit.clone()))
         } else {
             None
         };
@@ -388,7 +402,7 @@ pub(crate) fn write_loom_policy_status(
             .ejection_time
             .as_deref()
             .filter(|t| crate::filter::parse_duration_ms(t).is_none())
-            .map(|t| format!("ejectionTime {t:?} is not a duration"));
+            .map(|t| LoomPolicyError::EjectionTime(t.into()));
         entries.insert(
             key(Kind::CircuitBreakerPolicy, &p.metadata),
             (
@@ -399,7 +413,7 @@ pub(crate) fn write_loom_policy_status(
         );
     }
     for p in &input.wasm_plugins {
-        let invalid = p.spec.url.is_empty().then(|| "url is required".to_owned());
+        let invalid = p.spec.url.is_empty().then_some(LoomPolicyError::MissingUrl);
         entries.insert(
             key(Kind::WasmPlugin, &p.metadata),
             (
@@ -428,13 +442,9 @@ pub(crate) fn write_loom_policy_status(
                 };
             let mut c = Conditions::default();
             c.set(match (&invalid, exists) {
-                (Some(m), _) => Condition::new(
-                    ConditionType::Accepted,
-                    false,
-                    Reason::Invalid,
-                    m.clone(),
-                    g,
-                ),
+                (Some(e), _) => {
+                    Condition::new(ConditionType::Accepted, false, e.reason(), e.to_string(), g)
+                }
                 (None, false) => Condition::new(
                     ConditionType::Accepted,
                     false,

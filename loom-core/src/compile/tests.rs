@@ -331,7 +331,7 @@ fn a_gateway_assigned_its_own_address_reports_and_serves_it() {
 
 #[test]
 fn a_gateway_whose_data_plane_is_not_ready_is_accepted_but_not_programmed() {
-    let why = (Reason::Pending, "waiting for a data-plane pod".to_owned());
+    let why = NotServing::Pending("waiting for a data-plane pod".to_owned());
     let opts = Options {
         gateway_not_programmed: [(("infra".into(), "gw".into()), why)].into(),
         ..Options::default()
@@ -434,7 +434,7 @@ fn misdirected_request_check_tells_same_named_listeners_apart() {
         };
         port.find(&req)
             .map(|m| m.listener.owner.to_string())
-            .map_err(|(status, _)| status)
+            .map_err(|no_route| no_route.status())
     };
     assert_eq!(
         find("b.example.com", "https://b.example.com/"),

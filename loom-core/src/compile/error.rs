@@ -1,0 +1,345 @@
+//! Why an object, or a part of one, is not accepted, not resolved or not programmed. Each error
+//! knows the status [`Reason`] it is reported with; its `Display` is the condition's message.
+
+use crate::input::{Kind, LOOM_GROUP};
+use crate::route::header::InvalidMatch;
+use crate::route::host::InvalidHostname;
+use crate::route::path::InvalidPath;
+use crate::status::Reason;
+
+/// Why a GatewayClass's `parametersRef` is invalid (`Accepted=False`, `InvalidParameters`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ClassParametersError {
+    #[error("parametersRef must be a {LOOM_GROUP} GatewayClassConfig, not {group}/{kind}")]
+    NotAClassConfig { group: String, kind: String },
+    #[error("GatewayClassConfig {namespace}/{name} not found")]
+    NotFound { namespace: String, name: String },
+}
+
+impl ClassParametersError {
+    pub(crate) fn reason(&self) -> Reason {
+        Reason::InvalidParameters
+    }
+}
+
+/// Why a Gateway is not accepted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum GatewayError {
+    #[error("the GatewayClass is not accepted")]
+    ClassNotAccepted,
+    #[error(
+        "infrastructure.parametersRef {group}/{kind} {name} does not name a GatewayClassConfig"
+    )]
+    InfrastructureParameters {
+        group: String,
+        kind: String,
+        name: String,
+    },
+    #[error("address type {0:?} is not supported")]
+    AddressType(String),
+    #[error("{0:?} is not an IP address")]
+    NotAnIpAddress(String),
+}
+
+impl GatewayError {
+    pub(crate) fn reason(&self) -> Reason {
+        match self {
+            GatewayError::ClassNotAccepted => Reason::Invalid,
+            GatewayError::InfrastructureParameters { .. } => Reason::InvalidParameters,
+            GatewayError::AddressType(_) | GatewayError::NotAnIpAddress(_) => {
+                Reason::UnsupportedAddress
+            }
+        }
+    }
+}
+
+/// Why an accepted Gateway is not programmed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum GatewayNotProgrammed {
+    #[error("no {0} address to assign")]
+    NoAddress(String),
+    #[error("address {0} cannot be served")]
+    AddressNotUsable(String),
+    /// What the embedding reports ([`Options::gateway_not_programmed`](super::Options)).
+    #[error(transparent)]
+    NotServing(#[from] super::NotServing),
+}
+
+impl GatewayNotProgrammed {
+    pub(crate) fn reason(&self) -> Reason {
+        match self {
+            GatewayNotProgrammed::NoAddress(_) | GatewayNotProgrammed::AddressNotUsable(_) => {
+                Reason::AddressNotUsable
+            }
+            GatewayNotProgrammed::NotServing(n) => n.reason(),
+        }
+    }
+}
+
+/// Why a certificate reference does not resolve to a usable `kubernetes.io/tls` Secret.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum SecretRefError {
+    #[error("certificate reference {group}/{kind} is not a Secret")]
+    NotASecret { group: String, kind: String },
+    #[error("no ReferenceGrant allows Secret {namespace}/{name}")]
+    NotPermitted { namespace: String, name: String },
+    #[error("Secret {namespace}/{name} not found")]
+    NotFound { namespace: String, name: String },
+    #[error("Secret {namespace}/{name} has no tls.crt and tls.key")]
+    MissingKeys { namespace: String, name: String },
+    #[error("Secret {namespace}/{name} does not hold a PEM certificate and key")]
+    NotPem { namespace: String, name: String },
+}
+
+impl SecretRefError {
+    /// The reason for a listener's certificate (`ResolvedRefs=False`).
+    pub(crate) fn certificate_reason(&self) -> Reason {
+        self.reason_or(Reason::InvalidCertificateRef)
+    }
+
+    /// The reason for a Gateway's backend client certificate (`ResolvedRefs=False`).
+    pub(crate) fn client_certificate_reason(&self) -> Reason {
+        self.reason_or(Reason::InvalidClientCertificateRef)
+    }
+
+    fn reason_or(&self, invalid: Reason) -> Reason {
+        match self {
+            SecretRefError::NotPermitted { .. } => Reason::RefNotPermitted,
+            _ => invalid,
+        }
+    }
+}
+
+/// Why a listener's `caCertificateRef` (frontend client validation) does not resolve.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum CaRefError {
+    #[error("caCertificateRef kind {group}/{kind} is not supported")]
+    UnsupportedKind { group: String, kind: String },
+    #[error("no ReferenceGrant allows {kind} {namespace}/{name}")]
+    NotPermitted {
+        kind: String,
+        namespace: String,
+        name: String,
+    },
+    #[error("{kind} {namespace}/{name} has no valid ca.crt")]
+    Invalid {
+        kind: String,
+        namespace: String,
+        name: String,
+    },
+    #[error("{kind} {namespace}/{name} not found or has no ca.crt")]
+    Missing {
+        kind: String,
+        namespace: String,
+        name: String,
+    },
+}
+
+impl CaRefError {
+    pub(crate) fn reason(&self) -> Reason {
+        match self {
+            CaRefError::UnsupportedKind { .. } => Reason::InvalidCaCertificateKind,
+            CaRefError::NotPermitted { .. } => Reason::RefNotPermitted,
+            CaRefError::Invalid { .. } | CaRefError::Missing { .. } => {
+                Reason::InvalidCaCertificateRef
+            }
+        }
+    }
+}
+
+/// Why a listener is not accepted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ListenerError {
+    #[error("protocol {0:?} is not supported")]
+    UnsupportedProtocol(String),
+    #[error("port {0} is out of range")]
+    PortOutOfRange(i32),
+    #[error("hostname {hostname:?}: {error}")]
+    Hostname {
+        hostname: String,
+        error: InvalidHostname,
+    },
+    #[error("{0:?} listeners need tls")]
+    MissingTls(String),
+    #[error("tls mode {mode:?} is not supported on {protocol:?} listeners")]
+    UnsupportedTlsMode { mode: String, protocol: String },
+    #[error("client certificate validation has no valid CA certificate")]
+    NoValidCaCertificate,
+}
+
+impl ListenerError {
+    pub(crate) fn reason(&self) -> Reason {
+        match self {
+            ListenerError::UnsupportedProtocol(_) => Reason::UnsupportedProtocol,
+            ListenerError::NoValidCaCertificate => Reason::NoValidCaCertificate,
+            ListenerError::PortOutOfRange(_)
+            | ListenerError::Hostname { .. }
+            | ListenerError::MissingTls(_)
+            | ListenerError::UnsupportedTlsMode { .. } => Reason::UnsupportedValue,
+        }
+    }
+}
+
+/// Why a listener's references do not resolve (`ResolvedRefs=False`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ListenerRefError {
+    #[error("route kinds {kinds} are not supported on {protocol:?} listeners")]
+    InvalidRouteKinds { kinds: String, protocol: String },
+    #[error(transparent)]
+    Certificate(SecretRefError),
+    #[error("no certificateRefs")]
+    NoCertificateRefs,
+    #[error(transparent)]
+    CaCertificate(CaRefError),
+}
+
+impl ListenerRefError {
+    pub(crate) fn reason(&self) -> Reason {
+        match self {
+            ListenerRefError::InvalidRouteKinds { .. } => Reason::InvalidRouteKinds,
+            ListenerRefError::Certificate(e) => e.certificate_reason(),
+            ListenerRefError::NoCertificateRefs => Reason::InvalidCertificateRef,
+            ListenerRefError::CaCertificate(e) => e.reason(),
+        }
+    }
+}
+
+/// Why a ListenerSet is not allowed to attach to its Gateway (`NotAllowed`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the Gateway's allowedListeners (from: {from}) does not admit this ListenerSet")]
+pub(crate) struct ListenerSetNotAllowed {
+    pub(crate) from: String,
+}
+
+impl ListenerSetNotAllowed {
+    pub(crate) fn reason(&self) -> Reason {
+        Reason::NotAllowed
+    }
+}
+
+/// Why a BackendTLSPolicy is invalid: `Accepted=False` and `ResolvedRefs=False`, each with its
+/// own reason.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum BackendTlsPolicyError {
+    #[error("caCertificateRef kind {group}/{kind} is not supported")]
+    UnsupportedCaKind { group: String, kind: String },
+    #[error("ConfigMap {namespace}/{name} has no valid ca.crt")]
+    InvalidCa { namespace: String, name: String },
+    #[error("no CA certificates configured")]
+    NoCaCertificates,
+}
+
+impl BackendTlsPolicyError {
+    pub(crate) fn accepted_reason(&self) -> Reason {
+        Reason::NoValidCaCertificate
+    }
+
+    pub(crate) fn resolved_reason(&self) -> Reason {
+        match self {
+            BackendTlsPolicyError::UnsupportedCaKind { .. } => Reason::InvalidKind,
+            BackendTlsPolicyError::InvalidCa { .. } | BackendTlsPolicyError::NoCaCertificates => {
+                Reason::InvalidCaCertificateRef
+            }
+        }
+    }
+}
+
+/// Why one of Loom's policies (RateLimitPolicy, CircuitBreakerPolicy, WASMPlugin) is invalid
+/// (`Accepted=False`, `Invalid`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum LoomPolicyError {
+    #[error("requests must be positive")]
+    RequestsNotPositive,
+    #[error("unit {0:?} must be Second, Minute or Hour")]
+    Unit(String),
+    #[error("ejectionTime {0:?} is not a duration")]
+    EjectionTime(String),
+    #[error("url is required")]
+    MissingUrl,
+}
+
+impl LoomPolicyError {
+    pub(crate) fn reason(&self) -> Reason {
+        Reason::Invalid
+    }
+}
+
+/// Why a route rule is dropped (`PartiallyInvalid`, or `Accepted=False` when no rule is left).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum InvalidRule {
+    #[error(transparent)]
+    Path(#[from] InvalidPath),
+    #[error(transparent)]
+    Match(#[from] InvalidMatch),
+    #[error("{filter} filter without its {field} field")]
+    MissingFilterField { filter: String, field: String },
+    #[error("filter type {0:?} is not supported")]
+    UnsupportedFilter(String),
+    #[error("redirect status {0} is not supported")]
+    RedirectStatus(i32),
+    #[error("redirect scheme {0:?} is not supported")]
+    RedirectScheme(String),
+    #[error("redirect port {0} is out of range")]
+    RedirectPort(i32),
+    #[error("invalid rewrite hostname {0:?}")]
+    RewriteHostname(String),
+    #[error("unsupported path modifier {0:?}")]
+    PathModifier(String),
+    #[error("invalid header name {0:?}")]
+    HeaderName(String),
+    #[error("invalid header value {0:?}")]
+    HeaderValue(String),
+}
+
+/// A dropped rule, as the `PartiallyInvalid` message lists it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+// Spec: "The message for this condition MUST start with the prefix "Dropped Rule"".
+#[error("Dropped Rule {index}: {why}")]
+pub(crate) struct DroppedRule {
+    pub(crate) index: usize,
+    pub(crate) why: InvalidRule,
+}
+
+/// Why a route is not attached to a parent (`Accepted=False`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum NotAttached {
+    #[error("hostname {hostname:?}: {error}")]
+    Hostname {
+        hostname: String,
+        error: InvalidHostname,
+    },
+    #[error("{}; no valid rule is left", join(.0))]
+    NoValidRule(Vec<DroppedRule>),
+    #[error("no listener named {0:?}")]
+    NoListenerNamed(String),
+    #[error("no listener on port {0}")]
+    NoListenerOnPort(i32),
+    #[error("the parent has no listeners")]
+    NoListeners,
+    #[error("no listener hostname intersects the route's hostnames")]
+    NoMatchingHostname,
+    #[error("no listener admits {kind} from namespace {namespace}")]
+    NotAllowedByListeners { kind: Kind, namespace: String },
+}
+
+impl NotAttached {
+    pub(crate) fn reason(&self) -> Reason {
+        match self {
+            NotAttached::Hostname { .. } | NotAttached::NoValidRule(_) => Reason::UnsupportedValue,
+            NotAttached::NoListenerNamed(_)
+            | NotAttached::NoListenerOnPort(_)
+            | NotAttached::NoListeners => Reason::NoMatchingParent,
+            NotAttached::NoMatchingHostname => Reason::NoMatchingListenerHostname,
+            NotAttached::NotAllowedByListeners { .. } => Reason::NotAllowedByListeners,
+        }
+    }
+}
+
+/// The dropped rules, as one message.
+pub(crate) fn join(dropped: &[DroppedRule]) -> String {
+    dropped
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
