@@ -343,3 +343,107 @@ pub(crate) fn join(dropped: &[DroppedRule]) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret_error(namespace: &str) -> SecretRefError {
+        SecretRefError::NotFound {
+            namespace: namespace.into(),
+            name: "cert".into(),
+        }
+    }
+
+    #[test]
+    fn a_secret_reference_error_has_the_reason_of_where_it_is_used() {
+        let not_permitted = SecretRefError::NotPermitted {
+            namespace: "other".into(),
+            name: "cert".into(),
+        };
+        assert_eq!(not_permitted.certificate_reason(), Reason::RefNotPermitted);
+        assert_eq!(
+            not_permitted.client_certificate_reason(),
+            Reason::RefNotPermitted
+        );
+        let not_a_secret = SecretRefError::NotASecret {
+            group: "".into(),
+            kind: "ConfigMap".into(),
+        };
+        assert_eq!(
+            not_a_secret.certificate_reason(),
+            Reason::InvalidCertificateRef
+        );
+        assert_eq!(
+            not_a_secret.client_certificate_reason(),
+            Reason::InvalidClientCertificateRef
+        );
+        let listener = ListenerRefError::Certificate(secret_error("infra"));
+        assert_eq!(listener.reason(), Reason::InvalidCertificateRef);
+        assert_eq!(listener.to_string(), "Secret infra/cert not found");
+    }
+
+    #[test]
+    fn a_route_with_every_rule_dropped_lists_them_all() {
+        let dropped = vec![
+            DroppedRule {
+                index: 0,
+                why: InvalidRule::RedirectStatus(404),
+            },
+            DroppedRule {
+                index: 2,
+                why: InvalidRule::UnsupportedFilter("Magic".into()),
+            },
+        ];
+        assert_eq!(
+            join(&dropped),
+            "Dropped Rule 0: redirect status 404 is not supported; \
+             Dropped Rule 2: filter type \"Magic\" is not supported"
+        );
+        let e = NotAttached::NoValidRule(dropped);
+        assert_eq!(e.reason(), Reason::UnsupportedValue);
+        assert!(e.to_string().ends_with("; no valid rule is left"), "{e}");
+    }
+
+    #[test]
+    fn errors_carry_the_reasons_the_spec_names() {
+        assert_eq!(
+            NotAttached::NoListenerOnPort(81).reason(),
+            Reason::NoMatchingParent
+        );
+        assert_eq!(
+            NotAttached::NoMatchingHostname.reason(),
+            Reason::NoMatchingListenerHostname
+        );
+        assert_eq!(
+            ListenerError::UnsupportedProtocol("SCTP".into()).to_string(),
+            "protocol \"SCTP\" is not supported"
+        );
+        assert_eq!(
+            ListenerError::NoValidCaCertificate.reason(),
+            Reason::NoValidCaCertificate
+        );
+        assert_eq!(GatewayError::ClassNotAccepted.reason(), Reason::Invalid);
+        assert_eq!(
+            GatewayNotProgrammed::from(super::super::NotServing::Pending("waiting".into()))
+                .reason(),
+            Reason::Pending
+        );
+        let kind = BackendTlsPolicyError::UnsupportedCaKind {
+            group: "".into(),
+            kind: "Secret".into(),
+        };
+        assert_eq!(
+            (kind.accepted_reason(), kind.resolved_reason()),
+            (Reason::NoValidCaCertificate, Reason::InvalidKind)
+        );
+        assert_eq!(
+            ClassParametersError::NotAClassConfig {
+                group: "example.com".into(),
+                kind: "Config".into()
+            }
+            .to_string(),
+            "parametersRef must be a gateway.loom.dev GatewayClassConfig, not example.com/Config"
+        );
+    }
+}

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::error::*;
-use super::listeners::check_listener;
+use super::listeners::{PortClaim, check_listener};
 use super::lookup::{InputLookup, by_age, group_or};
 use super::model::*;
 use super::references::resolve_secret;
@@ -229,6 +229,7 @@ impl<'a> Gateways<'a> {
     /// first (then by namespace/name). A later listener that clashes with an earlier one on
     /// the same port loses with `ProtocolConflict` or `HostnameConflict`.
     fn resolve_conflicts(&mut self) {
+        let mut settled = vec![];
         for gw in &self.gateways {
             let order: Vec<usize> = gw
                 .listeners
@@ -240,37 +241,28 @@ impl<'a> Gateways<'a> {
                         .flat_map(|&s| self.listener_sets[s].listeners.iter().copied()),
                 )
                 .collect();
-            let mut kept: Vec<usize> = vec![];
+            let mut kept: Vec<PortClaim<'_>> = vec![];
+            let mut conflicts = vec![];
             for i in order {
                 let l = &self.listeners[i];
-                let (Some(proto), None) = (l.protocol, &l.not_accepted) else {
+                let (Some(protocol), None) = (l.protocol, &l.not_accepted) else {
                     continue;
                 };
-                let mut conflict = None;
-                for &j in &kept {
-                    let k = &self.listeners[j];
-                    if k.port != l.port {
-                        continue;
-                    }
-                    match proto.shares_port_with(k.protocol.unwrap_or(proto)) {
-                        None => {}
-                        Some(false) => conflict = Some(Reason::ProtocolConflict),
-                        Some(true) => {
-                            let host_matters = !matches!(proto, Protocol::Tcp | Protocol::Udp);
-                            if !host_matters || k.hostname == l.hostname {
-                                conflict = Some(Reason::HostnameConflict);
-                            }
-                        }
-                    }
-                    if conflict.is_some() {
-                        break;
-                    }
-                }
+                let claim = PortClaim {
+                    port: l.port,
+                    protocol,
+                    hostname: l.hostname.as_ref(),
+                };
+                let conflict = claim.conflict(&kept);
                 match conflict {
-                    Some(r) => self.listeners[i].conflict = Some(r),
-                    None => kept.push(i),
+                    Some(r) => conflicts.push((i, r)),
+                    None => kept.push(claim),
                 }
             }
+            settled.extend(conflicts);
+        }
+        for (i, r) in settled {
+            self.listeners[i].conflict = Some(r);
         }
     }
 }

@@ -11,6 +11,7 @@ use super::references::{resolve_ca_certificate, resolve_secret};
 use crate::input::*;
 use crate::route::host::HostPattern;
 use crate::snapshot::*;
+use crate::status::Reason;
 
 pub(crate) fn check_listener<'a>(
     lookup: &InputLookup<'_>,
@@ -177,4 +178,89 @@ fn frontend_validation(
         ca_pem,
         allow_insecure_fallback: v.mode.as_deref() == Some("AllowInsecureFallback"),
     })
+}
+
+/// What a listener claims on its Gateway: a port, for a protocol, for a hostname.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PortClaim<'l> {
+    pub(crate) port: u16,
+    pub(crate) protocol: Protocol,
+    pub(crate) hostname: Option<&'l HostPattern>,
+}
+
+impl PortClaim<'_> {
+    /// How this claim clashes with the ones kept before it on its port: a protocol that
+    /// cannot share the port, TCP with TCP included (`ProtocolConflict`), or the same hostname,
+    /// or for UDP any earlier UDP listener (`HostnameConflict`). TCP and UDP never meet.
+    pub(crate) fn conflict(&self, earlier: &[PortClaim<'_>]) -> Option<Reason> {
+        earlier
+            .iter()
+            .filter(|k| k.port == self.port)
+            .find_map(|k| match self.protocol.shares_port_with(k.protocol) {
+                None => None,
+                Some(false) => Some(Reason::ProtocolConflict),
+                Some(true) => {
+                    let host_matters = !matches!(self.protocol, Protocol::Tcp | Protocol::Udp);
+                    (!host_matters || k.hostname == self.hostname)
+                        .then_some(Reason::HostnameConflict)
+                }
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(port: u16, protocol: Protocol, hostname: Option<&HostPattern>) -> PortClaim<'_> {
+        PortClaim {
+            port,
+            protocol,
+            hostname,
+        }
+    }
+
+    #[test]
+    fn listeners_on_one_port_conflict_by_protocol_then_hostname() {
+        let a = HostPattern::parse("a.example.com").unwrap();
+        let b = HostPattern::parse("b.example.com").unwrap();
+        let kept = [
+            claim(443, Protocol::Https, Some(&a)),
+            claim(80, Protocol::Http, None),
+        ];
+        // TLS passthrough and HTTPS share a port; only a hostname may clash.
+        assert_eq!(claim(443, Protocol::Tls, Some(&b)).conflict(&kept), None);
+        assert_eq!(
+            claim(443, Protocol::Tls, Some(&a)).conflict(&kept),
+            Some(Reason::HostnameConflict)
+        );
+        assert_eq!(
+            claim(443, Protocol::Http, Some(&b)).conflict(&kept),
+            Some(Reason::ProtocolConflict)
+        );
+        assert_eq!(
+            claim(80, Protocol::Http, None).conflict(&kept),
+            Some(Reason::HostnameConflict)
+        );
+        assert_eq!(claim(8080, Protocol::Http, None).conflict(&kept), None);
+    }
+
+    #[test]
+    fn udp_shares_a_port_with_tcp_but_each_takes_it_alone() {
+        let kept = [claim(53, Protocol::Tcp, None)];
+        assert_eq!(claim(53, Protocol::Udp, None).conflict(&kept), None);
+        let kept = [
+            claim(53, Protocol::Tcp, None),
+            claim(53, Protocol::Udp, None),
+        ];
+        assert_eq!(
+            claim(53, Protocol::Udp, None).conflict(&kept),
+            Some(Reason::HostnameConflict)
+        );
+        // Two TCP listeners never share a port (`shares_port_with` says no).
+        assert_eq!(
+            claim(53, Protocol::Tcp, None).conflict(&kept),
+            Some(Reason::ProtocolConflict)
+        );
+    }
 }

@@ -108,3 +108,75 @@ pub(crate) fn parses_certificates(pem: &[u8]) -> bool {
     }
     n > 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::Options;
+    use crate::load::load_str;
+    use crate::status::Reason;
+
+    fn input(yaml: &str) -> Input {
+        let loaded = load_str("test.yaml", yaml);
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let mut input = Input::default();
+        for (_, object) in loaded.objects {
+            input.upsert(object);
+        }
+        input
+    }
+
+    fn ca_ref(kind: Option<&str>, namespace: Option<&str>, name: &str) -> ObjectReference {
+        ObjectReference {
+            group: None,
+            kind: kind.map(Into::into),
+            name: name.into(),
+            namespace: namespace.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn nothing_but_pem_certificates_parse() {
+        assert!(!parses_certificates(b""));
+        assert!(!parses_certificates(b"not a certificate"));
+        assert!(!parses_certificates(
+            b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n"
+        ));
+    }
+
+    #[test]
+    fn a_ca_certificate_reference_says_why_it_does_not_resolve() {
+        let input = input(
+            r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: garbage, namespace: infra}
+data: {ca.crt: "not a certificate"}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: elsewhere, namespace: other}
+data: {ca.crt: "not a certificate"}
+"#,
+        );
+        let options = Options::default();
+        let lookup = InputLookup::new(&input, &options);
+        let resolve = |r| resolve_ca_certificate(&lookup, "infra", &r).unwrap_err();
+        assert_eq!(
+            resolve(ca_ref(Some("Service"), None, "svc")).to_string(),
+            "caCertificateRef kind /Service is not supported"
+        );
+        assert_eq!(
+            resolve(ca_ref(None, Some("other"), "elsewhere")).reason(),
+            Reason::RefNotPermitted
+        );
+        assert_eq!(
+            resolve(ca_ref(None, None, "garbage")).to_string(),
+            "ConfigMap infra/garbage has no valid ca.crt"
+        );
+        assert_eq!(
+            resolve(ca_ref(Some("Secret"), None, "absent")).to_string(),
+            "Secret infra/absent not found or has no ca.crt"
+        );
+    }
+}
