@@ -61,19 +61,59 @@ pub struct GatewaySnapshot {
     pub backend_client_certificate: Option<Certificate>,
 }
 
-/// Everything on one port of one Gateway.
+/// Everything on one port of one Gateway: what listens on TCP, and what on UDP.
 #[derive(Clone, Debug, Default)]
 pub struct PortSnapshot {
     /// The port.
     pub port: u16,
-    /// HTTP or HTTPS listeners, most specific hostname first.
-    pub http: Vec<HttpListener>,
-    /// TLS listeners (passthrough or terminate), most specific hostname first.
-    pub tls: Vec<TlsListener>,
-    /// The TCP listener's route.
-    pub tcp: Option<L4Listener>,
-    /// The UDP listener's route.
+    /// What serves TCP connections; `None` when nothing does (only UDP listens here, or no
+    /// route has attached to the TCP listener yet).
+    pub listeners: Option<PortListeners>,
+    /// The UDP listener's route. UDP shares a port with any TCP listener.
     pub udp: Option<L4Listener>,
+}
+
+/// What serves TCP connections on a port. Listener conflicts leave one kind per port.
+#[derive(Clone, Debug)]
+pub enum PortListeners {
+    /// Plain HTTP listeners, most specific hostname first.
+    Http(Vec<HttpListener>),
+    /// TLS: the SNI chooses among HTTPS listeners (Loom terminates, then routes HTTP) and TLS
+    /// listeners (TLSRoutes, passthrough or terminate); each list most specific hostname first.
+    Tls {
+        /// HTTPS listeners.
+        https: Vec<HttpListener>,
+        /// TLS listeners.
+        tls: Vec<TlsListener>,
+    },
+    /// A TCP listener and the route that gets its connections.
+    Tcp(L4Listener),
+}
+
+impl PortSnapshot {
+    /// The HTTP or HTTPS listeners, most specific hostname first.
+    pub fn http_listeners(&self) -> &[HttpListener] {
+        match &self.listeners {
+            Some(PortListeners::Http(http) | PortListeners::Tls { https: http, .. }) => http,
+            Some(PortListeners::Tcp(_)) | None => &[],
+        }
+    }
+
+    /// The TLS listeners, most specific hostname first.
+    pub fn tls_listeners(&self) -> &[TlsListener] {
+        match &self.listeners {
+            Some(PortListeners::Tls { tls, .. }) => tls,
+            Some(PortListeners::Http(_) | PortListeners::Tcp(_)) | None => &[],
+        }
+    }
+
+    /// The TCP listener.
+    pub fn tcp_listener(&self) -> Option<&L4Listener> {
+        match &self.listeners {
+            Some(PortListeners::Tcp(l)) => Some(l),
+            _ => None,
+        }
+    }
 }
 
 /// TLS settings of a terminating listener.
@@ -716,7 +756,7 @@ fn respond<'s>(
 impl PortSnapshot {
     /// The listener a host belongs to (listener isolation: the most specific hostname wins).
     pub fn listener_for(&self, host: &str) -> Option<&HttpListener> {
-        self.http
+        self.http_listeners()
             .iter()
             .find(|l| l.hostname.as_ref().is_none_or(|h| h.matches(host)))
     }
@@ -917,7 +957,7 @@ impl PortSnapshot {
     pub fn tls_route(&self, sni: Option<&str>) -> Option<(&TlsListener, &L4Rule)> {
         let sni = sni.unwrap_or("");
         let listener = self
-            .tls
+            .tls_listeners()
             .iter()
             .find(|l| l.hostname.as_ref().is_none_or(|h| h.matches(sni)))?;
         let rule = listener
@@ -987,7 +1027,7 @@ pub fn describe(snapshot: &Snapshot) -> serde_json::Value {
         let mut ports = serde_json::Map::new();
         for (port, p) in &g.ports {
             let http: Vec<Value> = p
-                .http
+                .http_listeners()
                 .iter()
                 .map(|l| {
                     let vhosts: Vec<Value> = l
@@ -1007,17 +1047,17 @@ pub fn describe(snapshot: &Snapshot) -> serde_json::Value {
                 })
                 .collect();
             let tls: Vec<Value> = p
-                .tls
+                .tls_listeners()
                 .iter()
                 .map(|l| json!({"listener": l.name, "terminate": l.terminate.is_some(),
                     "routes": l.routes.iter().map(|(h, r)| json!({"sni": h.as_ref().map(|h| h.to_string()), "route": r.route.to_string(), "backends": backends(&r.backends)})).collect::<Vec<_>>()}))
                 .collect();
-            let l4 = |l: &Option<L4Listener>| {
-                l.as_ref().map(|l| json!({"listener": l.name, "route": l.rule.route.to_string(), "backends": backends(&l.rule.backends)}))
+            let l4 = |l: Option<&L4Listener>| {
+                l.map(|l| json!({"listener": l.name, "route": l.rule.route.to_string(), "backends": backends(&l.rule.backends)}))
             };
             ports.insert(
                 port.to_string(),
-                json!({"http": http, "tls": tls, "tcp": l4(&p.tcp), "udp": l4(&p.udp)}),
+                json!({"http": http, "tls": tls, "tcp": l4(p.tcp_listener()), "udp": l4(p.udp.as_ref())}),
             );
         }
         gateways.insert(

@@ -382,7 +382,9 @@ fn misdirected_request_check_tells_same_named_listeners_apart() {
     // only unique within their owner); SNI for one and Host for the other is still a 421.
     use crate::route::host::HostPattern;
     use crate::route::{GrpcTable, HttpMatch, HttpPrecedence, HttpTable, RouteOrder};
-    use crate::snapshot::{Filters, HttpListener, HttpRule, PortSnapshot, Timeouts, VirtualHost};
+    use crate::snapshot::{
+        Filters, HttpListener, HttpRule, PortListeners, PortSnapshot, Timeouts, VirtualHost,
+    };
     let host = |h: &str| Some(HostPattern::parse(h).unwrap());
     let owner = |kind: Kind, name: &str| ObjectKey {
         kind,
@@ -416,10 +418,13 @@ fn misdirected_request_check_tells_same_named_listeners_apart() {
     };
     let port = PortSnapshot {
         port: 443,
-        http: vec![
-            listener(owner(Kind::Gateway, "gw"), "a.example.com"),
-            listener(owner(Kind::ListenerSet, "set"), "b.example.com"),
-        ],
+        listeners: Some(PortListeners::Tls {
+            https: vec![
+                listener(owner(Kind::Gateway, "gw"), "a.example.com"),
+                listener(owner(Kind::ListenerSet, "set"), "b.example.com"),
+            ],
+            tls: vec![],
+        }),
         ..Default::default()
     };
     let headers = HeaderMap::new();
@@ -952,7 +957,7 @@ proptest! {
                         let _ = compiled.snapshot.decide(name, *port, &req, 3);
                     }
                 }
-                for listener in &ps.http {
+                for listener in ps.http_listeners() {
                     for vhost in &listener.vhosts {
                         for path in ["/", "/a", "/a/", "/a/1", "/b"] {
                             let view = crate::route::RequestView { method: &Method::GET, path, query: Some("q=1"), headers: &headers };
