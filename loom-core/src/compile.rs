@@ -49,12 +49,13 @@ mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use error::NotServing;
 use lookup::InputLookup;
 use model::Gateways;
 
 use crate::input::*;
 use crate::snapshot::Snapshot;
-use crate::status::{Reason, Status, StatusAddress};
+use crate::status::{Status, StatusAddress};
 
 /// Loom's controller name (`GatewayClass.spec.controllerName`).
 pub const CONTROLLER_NAME: &str = "loom.dev/gateway-controller";
@@ -89,28 +90,6 @@ impl Default for Options {
             usable_addresses: None,
             extra_features: vec![],
             gateway_not_programmed: BTreeMap::new(),
-        }
-    }
-}
-
-/// Why a Gateway's data plane is not serving yet, as the embedding knows it.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum NotServing {
-    /// No address is assigned yet (`AddressNotAssigned`); the message says what is awaited.
-    #[error("{0}")]
-    AddressNotAssigned(String),
-    /// The data plane is not ready yet (`Pending`); the message says what is awaited.
-    #[error("{0}")]
-    Pending(String),
-}
-
-impl NotServing {
-    /// The `Programmed=False` reason.
-    pub fn reason(&self) -> Reason {
-        match self {
-            NotServing::AddressNotAssigned(_) => Reason::AddressNotAssigned,
-            NotServing::Pending(_) => Reason::Pending,
         }
     }
 }

@@ -322,19 +322,19 @@ fn select_listeners(
     let mut accepted = vec![];
     let mut hostname_mismatch = false;
     for l in candidates {
-        let ir = &gws.listeners[l];
-        if !ir.is_accepted()
-            || !ir.kinds.contains(&route.key.kind)
-            || !ir.allows_namespace(lookup, &route.key.namespace)
+        let listener = &gws.listeners[l];
+        if !listener.is_accepted()
+            || !listener.kinds.contains(&route.key.kind)
+            || !listener.allows_namespace(lookup, &route.key.namespace)
         {
             continue;
         }
         let hosts: Vec<Option<HostPattern>> = if hostnames.is_empty() {
-            vec![ir.hostname.clone()]
+            vec![listener.hostname.clone()]
         } else {
             let mut v: Vec<_> = hostnames
                 .iter()
-                .filter_map(|h| HostPattern::intersect(ir.hostname.as_ref(), h))
+                .filter_map(|h| HostPattern::intersect(listener.hostname.as_ref(), h))
                 .map(Some)
                 .collect();
             v.sort();

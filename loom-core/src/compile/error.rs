@@ -7,6 +7,28 @@ use crate::route::host::InvalidHostname;
 use crate::route::path::InvalidPath;
 use crate::status::Reason;
 
+/// Why a Gateway's data plane is not serving yet, as the embedding knows it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotServing {
+    /// No address is assigned yet (`AddressNotAssigned`); the message says what is awaited.
+    #[error("{0}")]
+    AddressNotAssigned(String),
+    /// The data plane is not ready yet (`Pending`); the message says what is awaited.
+    #[error("{0}")]
+    Pending(String),
+}
+
+impl NotServing {
+    /// The `Programmed=False` reason.
+    pub fn reason(&self) -> Reason {
+        match self {
+            NotServing::AddressNotAssigned(_) => Reason::AddressNotAssigned,
+            NotServing::Pending(_) => Reason::Pending,
+        }
+    }
+}
+
 /// Why a GatewayClass's `parametersRef` is invalid (`Accepted=False`, `InvalidParameters`).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum ClassParametersError {
@@ -62,7 +84,7 @@ pub(crate) enum GatewayNotProgrammed {
     AddressNotUsable(String),
     /// What the embedding reports ([`Options::gateway_not_programmed`](super::Options)).
     #[error(transparent)]
-    NotServing(#[from] super::NotServing),
+    NotServing(#[from] NotServing),
 }
 
 impl GatewayNotProgrammed {
@@ -425,8 +447,7 @@ mod tests {
         );
         assert_eq!(GatewayError::ClassNotAccepted.reason(), Reason::Invalid);
         assert_eq!(
-            GatewayNotProgrammed::from(super::super::NotServing::Pending("waiting".into()))
-                .reason(),
+            GatewayNotProgrammed::from(NotServing::Pending("waiting".into())).reason(),
             Reason::Pending
         );
         let kind = BackendTlsPolicyError::UnsupportedCaKind {

@@ -39,7 +39,7 @@ impl<'a> Gateways<'a> {
                 .iter()
                 .map(|l| this.push_listener(index, owner.clone(), gw, l, gw.metadata.generation()))
                 .collect();
-            let mut ir = CheckedGateway {
+            let mut checked = CheckedGateway {
                 gateway: gw,
                 name: GatewayName::new(ns, &gw.metadata.name),
                 listeners,
@@ -51,10 +51,10 @@ impl<'a> Gateways<'a> {
                 insecure_fallback: false,
                 addresses: vec![],
             };
-            this.gateway_checks(&mut ir);
+            this.gateway_checks(&mut checked);
             this.by_name
                 .insert((ns.into(), gw.metadata.name.clone()), index);
-            this.gateways.push(ir);
+            this.gateways.push(checked);
         }
         this.attach_listener_sets();
         this.resolve_conflicts();
@@ -69,17 +69,17 @@ impl<'a> Gateways<'a> {
         spec: &'a Listener,
         generation: i64,
     ) -> usize {
-        let ir = check_listener(self.lookup, gateway, owner, gw, spec, generation);
-        self.listeners.push(ir);
+        let checked = check_listener(self.lookup, gateway, owner, gw, spec, generation);
+        self.listeners.push(checked);
         self.listeners.len() - 1
     }
 
-    fn gateway_checks(&self, ir: &mut CheckedGateway<'a>) {
-        let gw = ir.gateway;
+    fn gateway_checks(&self, checked: &mut CheckedGateway<'a>) {
+        let gw = checked.gateway;
         let ns = gw.metadata.namespace_or_default();
         let opts = self.lookup.options;
-        if !ir.class_accepted {
-            ir.not_accepted = Some(GatewayError::ClassNotAccepted);
+        if !checked.class_accepted {
+            checked.not_accepted = Some(GatewayError::ClassNotAccepted);
         }
         if let Some(p) = gw
             .spec
@@ -90,7 +90,7 @@ impl<'a> Gateways<'a> {
                 || p.kind != "GatewayClassConfig"
                 || self.lookup.class_config(ns, &p.name).is_none())
         {
-            ir.not_accepted = Some(GatewayError::InfrastructureParameters {
+            checked.not_accepted = Some(GatewayError::InfrastructureParameters {
                 group: p.group.clone(),
                 kind: p.kind.clone(),
                 name: p.name.clone(),
@@ -107,13 +107,14 @@ impl<'a> Gateways<'a> {
             match type_ {
                 "IPAddress" | "Hostname" => {}
                 other => {
-                    ir.not_accepted = Some(GatewayError::AddressType(other.into()));
+                    checked.not_accepted = Some(GatewayError::AddressType(other.into()));
                     continue;
                 }
             }
             if type_ == "IPAddress" && value.is_some_and(|v| v.parse::<std::net::IpAddr>().is_err())
             {
-                ir.not_accepted = Some(GatewayError::NotAnIpAddress(value.unwrap_or("").into()));
+                checked.not_accepted =
+                    Some(GatewayError::NotAnIpAddress(value.unwrap_or("").into()));
                 continue;
             }
             let value = match value {
@@ -121,7 +122,8 @@ impl<'a> Gateways<'a> {
                 None => match defaults.iter().find(|d| d.type_ == type_) {
                     Some(d) => d.value.clone(),
                     None => {
-                        ir.not_programmed = Some(GatewayNotProgrammed::NoAddress(type_.into()));
+                        checked.not_programmed =
+                            Some(GatewayNotProgrammed::NoAddress(type_.into()));
                         continue;
                     }
                 },
@@ -131,21 +133,22 @@ impl<'a> Gateways<'a> {
                 .as_ref()
                 .is_some_and(|u| !u.contains(&value))
             {
-                ir.not_programmed = Some(GatewayNotProgrammed::AddressNotUsable(value.clone()));
+                checked.not_programmed =
+                    Some(GatewayNotProgrammed::AddressNotUsable(value.clone()));
             }
-            ir.addresses.push(StatusAddress {
+            checked.addresses.push(StatusAddress {
                 type_: type_.into(),
                 value,
             });
         }
         if gw.spec.addresses.is_empty() {
-            ir.addresses = defaults.clone();
+            checked.addresses = defaults.clone();
         }
         if let Some(why) = opts
             .gateway_not_programmed
             .get(&(ns.to_owned(), gw.metadata.name.clone()))
         {
-            ir.not_programmed = Some(why.clone().into());
+            checked.not_programmed = Some(why.clone().into());
         }
         // Backend client certificate.
         let tls = gw.spec.tls.as_ref();
@@ -154,11 +157,11 @@ impl<'a> Gateways<'a> {
             .and_then(|b| b.client_certificate_ref.as_ref())
         {
             let res = resolve_secret(self.lookup, ("gateway.networking.k8s.io", "Gateway", ns), r);
-            ir.backend_client_cert = Some(res);
+            checked.backend_client_cert = Some(res);
         }
         if let Some(f) = tls.and_then(|t| t.frontend.as_ref()) {
             let modes = f.default.iter().chain(f.per_port.iter().map(|p| &p.tls));
-            ir.insecure_fallback = modes
+            checked.insecure_fallback = modes
                 .filter_map(|t| t.validation.as_ref())
                 .any(|v| v.mode.as_deref() == Some("AllowInsecureFallback"));
         }

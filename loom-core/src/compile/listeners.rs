@@ -21,7 +21,7 @@ pub(crate) fn check_listener<'a>(
     spec: &'a Listener,
     generation: i64,
 ) -> CheckedListener<'a> {
-    let mut ir = CheckedListener {
+    let mut listener = CheckedListener {
         gateway,
         owner,
         spec,
@@ -37,23 +37,23 @@ pub(crate) fn check_listener<'a>(
         attached: BTreeSet::new(),
         generation,
     };
-    let Some(protocol) = ir.protocol else {
-        ir.not_accepted = Some(ListenerError::UnsupportedProtocol(spec.protocol.clone()));
-        return ir;
+    let Some(protocol) = listener.protocol else {
+        listener.not_accepted = Some(ListenerError::UnsupportedProtocol(spec.protocol.clone()));
+        return listener;
     };
-    if ir.port == 0 {
-        ir.not_accepted = Some(ListenerError::PortOutOfRange(spec.port));
-        return ir;
+    if listener.port == 0 {
+        listener.not_accepted = Some(ListenerError::PortOutOfRange(spec.port));
+        return listener;
     }
     if let Some(h) = &spec.hostname {
         match HostPattern::parse(h) {
-            Ok(p) => ir.hostname = Some(p),
+            Ok(p) => listener.hostname = Some(p),
             Err(e) => {
-                ir.not_accepted = Some(ListenerError::Hostname {
+                listener.not_accepted = Some(ListenerError::Hostname {
                     hostname: h.clone(),
                     error: e,
                 });
-                return ir;
+                return listener;
             }
         }
     }
@@ -65,7 +65,7 @@ pub(crate) fn check_listener<'a>(
         .map(|a| &a.kinds)
         .filter(|k| !k.is_empty())
     {
-        None => ir.kinds = supported.to_vec(),
+        None => listener.kinds = supported.to_vec(),
         Some(kinds) => {
             let mut invalid = vec![];
             for k in kinds {
@@ -73,7 +73,7 @@ pub(crate) fn check_listener<'a>(
                     s.as_str() == k.kind && group_or(&k.group, GATEWAY_GROUP) == GATEWAY_GROUP
                 });
                 match found {
-                    Some(s) if !ir.kinds.contains(s) => ir.kinds.push(*s),
+                    Some(s) if !listener.kinds.contains(s) => listener.kinds.push(*s),
                     Some(_) => {}
                     None => {
                         invalid.push(format!("{}/{}", group_or(&k.group, GATEWAY_GROUP), k.kind))
@@ -81,7 +81,7 @@ pub(crate) fn check_listener<'a>(
                 }
             }
             if !invalid.is_empty() {
-                ir.unresolved = Some(ListenerRefError::InvalidRouteKinds {
+                listener.unresolved = Some(ListenerRefError::InvalidRouteKinds {
                     kinds: invalid.join(", "),
                     protocol: spec.protocol.clone(),
                 });
@@ -91,28 +91,28 @@ pub(crate) fn check_listener<'a>(
     // TLS.
     let from = (
         GATEWAY_GROUP,
-        ir.owner.kind.as_str(),
-        ir.owner.namespace.as_str(),
+        listener.owner.kind.as_str(),
+        listener.owner.namespace.as_str(),
     );
     match protocol {
         Protocol::Https | Protocol::Tls => {
             let Some(tls) = &spec.tls else {
-                ir.not_accepted = Some(ListenerError::MissingTls(spec.protocol.clone()));
-                return ir;
+                listener.not_accepted = Some(ListenerError::MissingTls(spec.protocol.clone()));
+                return listener;
             };
             let mode = tls.mode.as_deref().unwrap_or("Terminate");
             match (protocol, mode) {
                 (Protocol::Tls, "Passthrough") => {
-                    ir.passthrough = true;
-                    return ir;
+                    listener.passthrough = true;
+                    return listener;
                 }
                 (_, "Terminate") => {}
                 (_, m) => {
-                    ir.not_accepted = Some(ListenerError::UnsupportedTlsMode {
+                    listener.not_accepted = Some(ListenerError::UnsupportedTlsMode {
                         mode: m.into(),
                         protocol: spec.protocol.clone(),
                     });
-                    return ir;
+                    return listener;
                 }
             }
             let mut certificates = vec![];
@@ -120,41 +120,43 @@ pub(crate) fn check_listener<'a>(
                 match resolve_secret(lookup, from, r) {
                     Ok(c) => certificates.push(Arc::new(c)),
                     Err(e) => {
-                        ir.unresolved
+                        listener
+                            .unresolved
                             .get_or_insert(ListenerRefError::Certificate(e));
                     }
                 }
             }
             if tls.certificate_refs.is_empty() {
-                ir.unresolved
+                listener
+                    .unresolved
                     .get_or_insert(ListenerRefError::NoCertificateRefs);
             }
             let client_validation = if protocol == Protocol::Https {
-                frontend_validation(lookup, gw, &mut ir)
+                frontend_validation(lookup, gw, &mut listener)
             } else {
                 None
             };
-            ir.tls = Some(ServerTls {
+            listener.tls = Some(ServerTls {
                 certificates,
                 client_validation,
             });
         }
         _ => {}
     }
-    ir
+    listener
 }
 
 /// Applies `spec.tls.frontend` to an HTTPS listener.
 fn frontend_validation(
     lookup: &InputLookup<'_>,
     gw: &Gateway,
-    ir: &mut CheckedListener<'_>,
+    listener: &mut CheckedListener<'_>,
 ) -> Option<ClientValidation> {
     let frontend = gw.spec.tls.as_ref()?.frontend.as_ref()?;
     let config = frontend
         .per_port
         .iter()
-        .find(|p| p.port == i32::from(ir.port))
+        .find(|p| p.port == i32::from(listener.port))
         .map(|p| &p.tls)
         .or(frontend.default.as_ref())?;
     let v = config.validation.as_ref()?;
@@ -170,8 +172,8 @@ fn frontend_validation(
         }
     }
     if let Some(e) = failure {
-        ir.unresolved = Some(ListenerRefError::CaCertificate(e));
-        ir.not_accepted = Some(ListenerError::NoValidCaCertificate);
+        listener.unresolved = Some(ListenerRefError::CaCertificate(e));
+        listener.not_accepted = Some(ListenerError::NoValidCaCertificate);
         return None;
     }
     Some(ClientValidation {

@@ -157,10 +157,10 @@ impl Gateways<'_> {
     }
 
     pub(crate) fn gateway_accepted(&self, gw: usize) -> bool {
-        let ir = &self.gateways[gw];
-        ir.not_accepted.is_none()
-            && (ir.listeners.is_empty()
-                || ir
+        let gateway = &self.gateways[gw];
+        gateway.not_accepted.is_none()
+            && (gateway.listeners.is_empty()
+                || gateway
                     .listeners
                     .iter()
                     .any(|&l| self.listeners[l].is_accepted()))
