@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::error::LoomPolicyError;
 use super::lookup::InputLookup;
 use super::model::*;
+use super::policies::{circuit_breaker_error, rate_limit_error, wasm_plugin_error};
 use crate::input::*;
 use crate::status::*;
 
@@ -380,13 +381,7 @@ pub(crate) fn write_loom_policy_status(
         name: m.name.clone(),
     };
     for p in &input.rate_limit_policies {
-        let invalid = if p.spec.requests <= 0 {
-            Some(LoomPolicyError::RequestsNotPositive)
-        } else if !matches!(p.spec.unit.as_str(), "Second" | "Minute" | "Hour") {
-            Some(LoomPolicyError::Unit(p.spec.unit.clone()))
-        } else {
-            None
-        };
+        let invalid = rate_limit_error(&p.spec);
         entries.insert(
             key(Kind::RateLimitPolicy, &p.metadata),
             (
@@ -397,12 +392,7 @@ pub(crate) fn write_loom_policy_status(
         );
     }
     for p in &input.circuit_breaker_policies {
-        let invalid = p
-            .spec
-            .ejection_time
-            .as_deref()
-            .filter(|t| crate::filter::parse_duration_ms(t).is_none())
-            .map(|t| LoomPolicyError::EjectionTime(t.into()));
+        let invalid = circuit_breaker_error(&p.spec);
         entries.insert(
             key(Kind::CircuitBreakerPolicy, &p.metadata),
             (
@@ -413,7 +403,7 @@ pub(crate) fn write_loom_policy_status(
         );
     }
     for p in &input.wasm_plugins {
-        let invalid = p.spec.url.is_empty().then_some(LoomPolicyError::MissingUrl);
+        let invalid = wasm_plugin_error(&p.spec);
         entries.insert(
             key(Kind::WasmPlugin, &p.metadata),
             (
