@@ -8,12 +8,12 @@
 //!
 //! | module | what |
 //! | --- | --- |
-//! | `error` | why an object is not accepted, resolved or programmed; each error knows its `Reason` |
+//! | `error` | why an object is not accepted, resolved or programmed; each knows its `Reason` |
 //! | `lookup` | the input's objects by namespace/name, the ReferenceGrant check |
-//! | `model` | what the passes hand each other: checked Gateways/listeners/ListenerSets, validated BackendTLSPolicies, compiled routes, attachments |
-//! | `references` | certificate Secrets, PEM parsing |
+//! | `model` | what passes hand on: checked Gateways, listeners, ListenerSets; attached routes |
+//! | `references` | certificate Secrets, CA bundles, PEM parsing |
 //! | `classes` | GatewayClasses |
-//! | `policies` | BackendTLSPolicies |
+//! | `policies` | BackendTLSPolicies; the settings of Loom's own policies |
 //! | `listeners` | one listener: protocol, port, hostname, route kinds, TLS |
 //! | `gateways` | Gateways: addresses, ListenerSets, listener conflicts |
 //! | `backends` | backendRefs → Services, Loom Backends, endpoints |

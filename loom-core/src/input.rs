@@ -8,7 +8,7 @@
 
 #![allow(
     missing_docs,
-    reason = "fields mirror the Gateway API and Kubernetes schemas; one-word docs restating them were noise"
+    reason = "fields mirror the Gateway API and Kubernetes schemas; docs restating names are noise"
 )]
 
 mod core;
