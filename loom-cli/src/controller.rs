@@ -94,6 +94,8 @@ pub(crate) struct Args {
     /// Write status without a Lease (only for a single replica).
     #[arg(long)]
     no_leader_election: bool,
+    #[command(flatten)]
+    data_plane: crate::serve::DataPlaneFlags,
 }
 
 async fn client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client> {
@@ -172,7 +174,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         }),
         ..Default::default()
     };
-    let serve = crate::serve::serve_options(args.bind, args.admin, args.threads);
+    let serve = crate::serve::serve_options(args.bind, args.admin, args.threads, &args.data_plane);
     // Provisioned: the data-plane pods serve the Gateways, this process only its admin port.
     serve_from_kubernetes(opts, args.kubeconfig, serve, !args.provision)
 }
@@ -198,6 +200,8 @@ pub(crate) struct DataPlaneArgs {
     /// Worker threads (default: one per CPU).
     #[arg(long)]
     threads: Option<usize>,
+    #[command(flatten)]
+    data_plane: crate::serve::DataPlaneFlags,
 }
 
 /// `loom data-plane`: serve one Gateway from the API, read-only (the pods `--provision`
@@ -213,7 +217,7 @@ pub(crate) fn run_data_plane(args: DataPlaneArgs) -> Result<ExitCode> {
         ..Default::default()
     };
     log::info!("serving Gateway {}/{}", args.gateway.0, args.gateway.1);
-    let serve = crate::serve::serve_options(args.bind, args.admin, args.threads);
+    let serve = crate::serve::serve_options(args.bind, args.admin, args.threads, &args.data_plane);
     serve_from_kubernetes(opts, args.kubeconfig, serve, true)
 }
 
@@ -263,5 +267,5 @@ fn serve_from_kubernetes(
     if let Some(admin) = serve.admin {
         log::info!("admin on http://{admin}");
     }
-    loom_pingora::server(handle, &serve).run_forever()
+    loom_pingora::server(handle, &serve)?.run_forever()
 }

@@ -11,12 +11,12 @@ macro_rules! say {
     }};
 }
 
-mod conformance;
 mod controller;
 mod files;
+mod reload;
 mod serve;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -66,23 +66,7 @@ enum Command {
     /// Serve Gateway API manifests: listeners follow the Gateways, and file changes are live
     /// within milliseconds (a broken change is reported and the last good configuration keeps
     /// serving).
-    Serve {
-        /// YAML files or directories.
-        #[arg(short = 'f', long = "file", required = true)]
-        paths: Vec<PathBuf>,
-        /// Where Gateways without an IPAddress in spec.addresses listen.
-        #[arg(long, default_value = "0.0.0.0")]
-        bind: std::net::IpAddr,
-        /// The admin listener (/metrics, /healthz, /readyz, /config).
-        #[arg(long, default_value = "127.0.0.1:9901")]
-        admin: std::net::SocketAddr,
-        /// Worker threads (default: one per CPU).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// How often to look for file changes, in milliseconds.
-        #[arg(long, default_value_t = 25)]
-        poll_ms: u64,
-    },
+    Serve(serve::Args),
     /// Run against Kubernetes: watch Gateway API objects, serve every Gateway of Loom's
     /// classes from this process, and write their status (when holding the Lease).
     Controller(Box<controller::Args>),
@@ -116,13 +100,7 @@ fn main() -> ExitCode {
             headers,
             gateway,
         } => explain(&paths, &request, &headers, gateway.as_deref()),
-        Command::Serve {
-            paths,
-            bind,
-            admin,
-            threads,
-            poll_ms,
-        } => serve::run(&paths, bind, admin, threads, poll_ms),
+        Command::Serve(args) => serve::run(args),
         Command::Controller(args) => controller::run(*args),
         Command::DataPlane(args) => controller::run_data_plane(args),
         Command::Crds => crds(),
@@ -130,7 +108,7 @@ fn main() -> ExitCode {
             corpus,
             only,
             verbose,
-        } => conformance::run(&corpus, only.as_deref(), verbose),
+        } => conformance(&corpus, only.as_deref(), verbose),
     };
     match result {
         Ok(code) => code,
@@ -139,6 +117,23 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `loom conformance`: one line per test (with its failed or undecided checks), then the counts;
+/// fails when a test failed.
+fn conformance(corpus: &Path, only: Option<&str>, verbose: bool) -> Result<ExitCode> {
+    let report = loom_conformance::run(corpus, only)?;
+    for test in &report.tests {
+        for line in test.lines(verbose) {
+            say!("{line}");
+        }
+    }
+    say!("{}", report.summary());
+    Ok(if report.failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn crds() -> Result<ExitCode> {

@@ -7,19 +7,56 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Result, bail};
 use loom_core::status::StatusAddress;
+use loom_pingora::frontend::{ClientLimits, HeadLimits};
 use loom_pingora::{ServeOptions, SnapshotHandle};
 
 use crate::files;
+use crate::reload::{self, Files};
+
+/// The data plane's flags shared by `loom serve`, `controller` and `data-plane`.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct DataPlaneFlags {
+    /// Milliseconds a client has to send a whole request head (HTTP/1), counted from its first
+    /// byte, or for a connection's first request from accept. Slower clients are disconnected.
+    #[arg(long, default_value_t = 15_000)]
+    header_timeout_ms: u64,
+    /// Milliseconds an idle keep-alive connection (HTTP/1 between requests, HTTP/2 with no
+    /// open stream) stays open.
+    #[arg(long, default_value_t = 60_000)]
+    idle_timeout_ms: u64,
+    /// Connections each listener holds at most; more are closed as they are accepted. All
+    /// listeners together also stay within the file-descriptor limit (`ulimit -n`).
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
+    /// Seconds to let requests in flight finish on SIGTERM (on Kubernetes, keep it below the
+    /// pod's terminationGracePeriodSeconds).
+    #[arg(long, default_value_t = 5)]
+    grace_period: u64,
+    /// Proxies in front of Loom whose X-Forwarded-For/-Proto/-Host headers are kept (the
+    /// client's address is appended); with 0, what a client sends in them is replaced.
+    #[arg(long, default_value_t = 0)]
+    trusted_hops: usize,
+}
 
 /// The data plane's settings from the command line (`loom serve`, `controller`, `data-plane`).
 pub(crate) fn serve_options(
     bind: IpAddr,
     admin: SocketAddr,
     threads: Option<usize>,
+    flags: &DataPlaneFlags,
 ) -> ServeOptions {
     let mut serve = ServeOptions {
         default_bind: bind,
         admin: Some(admin),
+        grace_period_seconds: flags.grace_period,
+        trusted_hops: flags.trusted_hops,
+        client: ClientLimits {
+            head: HeadLimits {
+                head: Duration::from_millis(flags.header_timeout_ms),
+                idle: Duration::from_millis(flags.idle_timeout_ms),
+            },
+            max_connections_per_listener: flags.max_connections,
+        },
         ..ServeOptions::default()
     };
     if let Some(t) = threads {
@@ -29,7 +66,7 @@ pub(crate) fn serve_options(
 }
 
 /// What the watcher compares to notice a change: every file's path, size and mtime.
-fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
     let mut files = vec![];
     for p in paths {
         let _ = files::collect(p, &mut files);
@@ -60,11 +97,15 @@ fn options(bind: IpAddr) -> loom_core::Options {
     }
 }
 
+/// A load that may be published: the compiled configuration and what each file held.
+struct Load {
+    compiled: loom_core::Compiled,
+    files: Files,
+    took: Duration,
+}
+
 /// Loads and compiles; `Err` lists every load error (nothing is published then).
-fn load(
-    paths: &[PathBuf],
-    options: &loom_core::Options,
-) -> Result<(loom_core::Compiled, Duration)> {
+fn load(paths: &[PathBuf], options: &loom_core::Options) -> Result<Load> {
     let started = Instant::now();
     let loaded = files::load_paths(paths)?;
     let mut errors = vec![];
@@ -79,7 +120,11 @@ fn load(
         bail!("{}", errors.join("\n"));
     }
     let compiled = loom_core::compile_with(&loaded.input, options);
-    Ok((compiled, started.elapsed()))
+    Ok(Load {
+        compiled,
+        files: loaded.files,
+        took: started.elapsed(),
+    })
 }
 
 fn report(compiled: &loom_core::Compiled) {
@@ -93,47 +138,105 @@ fn report(compiled: &loom_core::Compiled) {
     }
 }
 
-pub(crate) fn run(
-    paths: &[PathBuf],
+/// `loom serve`'s arguments.
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {
+    /// YAML files or directories.
+    #[arg(short = 'f', long = "file", required = true)]
+    paths: Vec<PathBuf>,
+    /// Where Gateways without an IPAddress in spec.addresses listen.
+    #[arg(long, default_value = "0.0.0.0")]
     bind: IpAddr,
+    /// The admin listener (/metrics, /healthz, /readyz, /config).
+    #[arg(long, default_value = "127.0.0.1:9901")]
     admin: SocketAddr,
+    /// Worker threads (default: one per CPU).
+    #[arg(long)]
     threads: Option<usize>,
+    /// How often to look for file changes, in milliseconds.
+    #[arg(long, default_value_t = 25)]
     poll_ms: u64,
-) -> Result<ExitCode> {
-    let opts = options(bind);
-    let (compiled, took) = load(paths, &opts)?;
-    report(&compiled);
-    let handle = SnapshotHandle::new();
-    let generation = handle.publish(compiled, took);
-    log::info!("configuration {generation} loaded in {took:?}");
+    /// A change is read once the files have not changed for this many milliseconds, so a
+    /// file caught half written never goes live.
+    #[arg(long, default_value_t = 50)]
+    settle_ms: u64,
+    /// Accept a configuration that empties a file or removes every Gateway. Without it such
+    /// a change is refused (the last good configuration keeps serving): delete the files
+    /// whose objects should go instead.
+    #[arg(long)]
+    allow_empty: bool,
+    #[command(flatten)]
+    data_plane: DataPlaneFlags,
+}
 
+/// Reads the files once they have stopped changing: returns their fingerprint when two looks
+/// `settle` apart agree.
+fn settled(paths: &[PathBuf], mut seen: Fingerprint, settle: Duration) -> Fingerprint {
+    loop {
+        std::thread::sleep(settle);
+        let again = fingerprint(paths);
+        if again == seen {
+            return seen;
+        }
+        seen = again;
+    }
+}
+
+type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+/// Follows the files: every settled change is loaded, judged and published.
+fn watch(handle: SnapshotHandle, args: Args, opts: loom_core::Options, mut served: Files) {
+    let (poll, settle) = (
+        Duration::from_millis(args.poll_ms),
+        Duration::from_millis(args.settle_ms),
+    );
+    let mut last = fingerprint(&args.paths);
+    loop {
+        std::thread::sleep(poll);
+        let now = fingerprint(&args.paths);
+        if now == last {
+            continue;
+        }
+        let now = settled(&args.paths, now, settle);
+        let result = load(&args.paths, &opts);
+        if fingerprint(&args.paths) != now {
+            // Changed while it was read: read it again once it settles.
+            continue;
+        }
+        last = now;
+        let load = match result {
+            Ok(load) => load,
+            Err(e) => {
+                log::error!("configuration not changed, the last good one keeps serving:\n{e:#}");
+                continue;
+            }
+        };
+        if let Err(refused) = reload::judge(&served, &load.files, args.allow_empty) {
+            log::error!("configuration not changed, the last good one keeps serving: {refused}");
+            continue;
+        }
+        report(&load.compiled);
+        let g = handle.publish(load.compiled, load.took);
+        served = load.files;
+        log::info!("configuration {g} loaded in {:?}", load.took);
+    }
+}
+
+pub(crate) fn run(args: Args) -> Result<ExitCode> {
+    let opts = options(args.bind);
+    let first = load(&args.paths, &opts)?;
+    report(&first.compiled);
+    let handle = SnapshotHandle::new();
+    let generation = handle.publish(first.compiled, first.took);
+    log::info!("configuration {generation} loaded in {:?}", first.took);
+
+    let serve = serve_options(args.bind, args.admin, args.threads, &args.data_plane);
+    let admin = args.admin;
     let watcher = handle.clone();
-    let watched = paths.to_vec();
     std::thread::Builder::new()
         .name("loom-watch".into())
-        .spawn(move || {
-            let mut last = fingerprint(&watched);
-            loop {
-                std::thread::sleep(Duration::from_millis(poll_ms));
-                let now = fingerprint(&watched);
-                if now == last {
-                    continue;
-                }
-                last = now;
-                match load(&watched, &opts) {
-                    Ok((compiled, took)) => {
-                        report(&compiled);
-                        let g = watcher.publish(compiled, took);
-                        log::info!("configuration {g} loaded in {took:?}");
-                    }
-                    Err(e) => log::error!(
-                        "configuration not changed, the last good one keeps serving:\n{e:#}"
-                    ),
-                }
-            }
-        })?;
+        .spawn(move || watch(watcher, args, opts, first.files))?;
 
-    let serve = serve_options(bind, admin, threads);
     log::info!("admin on http://{admin}");
-    loom_pingora::server(handle, &serve).run_forever()
+    loom_pingora::server(handle, &serve)?.run_forever()
 }

@@ -13,7 +13,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A backend that answers every request with `backend <path>`.
+/// A backend that answers every request with `backend <path>`; a path ending in `/slow`
+/// after 1.5 s.
 fn backend() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -24,6 +25,9 @@ fn backend() -> u16 {
                 let n = s.read(&mut buf).unwrap_or(0);
                 let head = String::from_utf8_lossy(&buf[..n]);
                 let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                if path.ends_with("/slow") {
+                    std::thread::sleep(Duration::from_millis(1500));
+                }
                 let body = format!("backend {path}");
                 let _ = write!(
                     s,
@@ -94,6 +98,35 @@ spec:
 
 struct Server(Child);
 
+/// `loom serve -f path` on loopback with one worker thread, its admin listener on `admin`.
+fn serve(path: &std::path::Path, admin: u16, extra: &[&str]) -> Server {
+    let child = Command::new(env!("CARGO_BIN_EXE_loom"))
+        .args([
+            "serve",
+            "-f",
+            path.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1",
+            "--threads",
+            "1",
+        ])
+        .args(["--admin", &format!("127.0.0.1:{admin}")])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Server(child)
+}
+
+/// A directory of its own for one test.
+fn test_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("loom-serve-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -157,5 +190,252 @@ fn serves_follows_file_changes_and_keeps_the_last_good_config() {
     assert_eq!(get(port, "/v3/x").unwrap().0, 404);
     let config = get(admin, "/config").unwrap().1;
     assert!(config.contains(r#""generation": 2"#), "{config}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_emptied_file_keeps_the_last_good_configuration() {
+    let dir = test_dir("emptied");
+    let file = dir.join("gateway.yaml");
+    let (port, admin, backend) = (free_port(), free_port(), backend());
+    std::fs::write(&file, config(port, backend, "/v1")).unwrap();
+    let _server = serve(&dir, admin, &[]);
+    wait_for("the first route", || {
+        get(port, "/v1/x").is_some_and(|(s, _)| s == 200)
+    });
+
+    // `: > gateway.yaml`: refused, the listener stays and so does readiness.
+    std::fs::write(&file, "").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(get(port, "/v1/x").map(|r| r.0), Some(200));
+    assert_eq!(get(admin, "/readyz").map(|r| r.0), Some(200));
+
+    // Written again: live.
+    std::fs::write(&file, config(port, backend, "/v2")).unwrap();
+    wait_for("the rewritten route", || {
+        get(port, "/v2/x").is_some_and(|(s, _)| s == 200)
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn rewriting_a_file_in_two_steps_never_takes_the_listener_down() {
+    let dir = test_dir("rewrites");
+    let file = dir.join("gateway.yaml");
+    let (port, admin, backend) = (free_port(), free_port(), backend());
+    let yaml = config(port, backend, "/v1");
+    std::fs::write(&file, &yaml).unwrap();
+    let _server = serve(&dir, admin, &[]);
+    wait_for("the first route", || {
+        get(port, "/v1/x").is_some_and(|(s, _)| s == 200)
+    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut sent, mut failed) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                sent += 1;
+                if get(port, "/v1/x").is_none_or(|(s, _)| s != 200) {
+                    failed += 1;
+                }
+            }
+            (sent, failed)
+        })
+    };
+    // What a shell's `>` and many editors do: truncate, then write (a bounded 40 rounds,
+    // each leaving the file empty for a while).
+    for i in 0..40u64 {
+        let f = std::fs::File::create(&file).unwrap(); // truncates
+        std::thread::sleep(Duration::from_millis(5 + i % 30));
+        use std::io::Write as _;
+        let mut f = f;
+        f.write_all(yaml.as_bytes()).unwrap();
+        drop(f);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, failed) = client.join().unwrap();
+    assert!(sent > 20, "only {sent} requests sent");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {sent} requests failed during 40 rewrites"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn removing_every_gateway_is_refused_until_its_file_is_deleted() {
+    let dir = test_dir("no-gateway");
+    let (port, admin, backend) = (free_port(), free_port(), backend());
+    let yaml = config(port, backend, "/v1");
+    let (class_and_gateway, rest) =
+        yaml.split_at(yaml.find("---\napiVersion: gateway.loom.dev").unwrap());
+    let class = &class_and_gateway[..class_and_gateway.find("---").unwrap()];
+    std::fs::write(dir.join("class.yaml"), class).unwrap();
+    std::fs::write(dir.join("gateway.yaml"), &class_and_gateway[class.len()..]).unwrap();
+    std::fs::write(dir.join("routes.yaml"), rest).unwrap();
+    let _server = serve(&dir, admin, &[]);
+    wait_for("the first route", || {
+        get(port, "/v1/x").is_some_and(|(s, _)| s == 200)
+    });
+
+    // The Gateway's file keeps only a comment and a ConfigMap: no Gateway is left, refused.
+    std::fs::write(
+        dir.join("gateway.yaml"),
+        "# no gateway here\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: default}\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(get(port, "/v1/x").map(|r| r.0), Some(200));
+
+    // Deleting the file is the signal: the Gateway goes, and its listener with it.
+    std::fs::remove_file(dir.join("gateway.yaml")).unwrap();
+    wait_for("the listener to close", || {
+        TcpStream::connect(("127.0.0.1", port)).is_err()
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn readyz_is_503_naming_the_address_while_a_listener_cannot_bind() {
+    let dir = test_dir("port-in-use");
+    let occupied = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = occupied.local_addr().unwrap().port();
+    let (admin, backend) = (free_port(), backend());
+    std::fs::write(dir.join("gateway.yaml"), config(port, backend, "/v1")).unwrap();
+    let _server = serve(&dir, admin, &[]);
+    wait_for("the admin listener", || get(admin, "/readyz").is_some());
+    wait_for("readiness to name the address", || {
+        get(admin, "/readyz")
+            .is_some_and(|(s, body)| s == 503 && body.contains(&format!("127.0.0.1:{port}")))
+    });
+    drop(occupied);
+    wait_for("the listener to bind", || {
+        get(port, "/v1/x").is_some_and(|(s, _)| s == 200)
+    });
+    assert_eq!(get(admin, "/readyz").map(|r| r.0), Some(200));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn slowloris_under_a_low_descriptor_limit_denies_no_service_past_the_head_deadline() {
+    let dir = test_dir("slowloris");
+    let (port, admin, backend) = (free_port(), free_port(), backend());
+    std::fs::write(dir.join("gateway.yaml"), config(port, backend, "/v1")).unwrap();
+    // `loom serve` with 256 file descriptors, as the probe that found this ran it.
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 256 && exec '{}' serve -f '{}' --bind 127.0.0.1 --threads 1 --admin 127.0.0.1:{admin} --header-timeout-ms 1000",
+            env!("CARGO_BIN_EXE_loom"),
+            dir.display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = Server(child);
+    wait_for("the first route", || {
+        get(port, "/v1/x").is_some_and(|(s, _)| s == 200)
+    });
+
+    // 300 clients that start a request head and never finish it.
+    let attackers: Vec<TcpStream> = (0..300)
+        .filter_map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+            let _ = s.write_all(b"GET /v1/x HTTP/1.1\r\nHost: app.example.com\r\n");
+            Some(s)
+        })
+        .collect();
+    let started = Instant::now();
+    // The admin listener keeps its descriptors: readiness answers during the attack.
+    assert_eq!(get(admin, "/readyz").map(|r| r.0), Some(200));
+    // Within the head deadline (1 s) and a margin, a real client is served again.
+    wait_for("a request during the attack", || {
+        get(port, "/v1/x").is_some_and(|(s, _)| s == 200)
+    });
+    let served_after = started.elapsed();
+    assert!(
+        served_after < Duration::from_secs(5),
+        "served after {served_after:?}"
+    );
+    drop(attackers);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_admin_address_in_use_is_a_startup_error() {
+    let dir = test_dir("admin-in-use");
+    let occupied = TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = occupied.local_addr().unwrap().port();
+    std::fs::write(
+        dir.join("gateway.yaml"),
+        config(free_port(), backend(), "/v1"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_loom"))
+        .args(["serve", "-f", dir.to_str().unwrap(), "--bind", "127.0.0.1"])
+        .args(["--admin", &format!("127.0.0.1:{admin}")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("admin listener 127.0.0.1:{admin}")),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sigterm_drains_readiness_fails_and_requests_in_flight_finish() {
+    let dir = test_dir("drain");
+    let (port, admin, backend) = (free_port(), free_port(), backend());
+    std::fs::write(dir.join("gateway.yaml"), config(port, backend, "/v1")).unwrap();
+    let server = serve(&dir, admin, &["--grace-period", "3"]);
+    wait_for("the first route", || {
+        get(port, "/v1/x").is_some_and(|(s, _)| s == 200)
+    });
+    let in_flight = std::thread::spawn(move || get(port, "/v1/slow"));
+    std::thread::sleep(Duration::from_millis(300));
+    let terminated = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    // Readiness fails at once, and the admin listener keeps saying so.
+    wait_for("/readyz to fail", || {
+        get(admin, "/readyz").is_some_and(|(s, _)| s == 503)
+    });
+    // A request that arrives during the drain is still served, and told to close.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET /v1/late HTTP/1.1\r\nHost: app.example.com\r\n\r\n").unwrap();
+    let mut late = String::new();
+    let _ = s.read_to_string(&mut late);
+    assert!(late.starts_with("HTTP/1.1 200"), "{late}");
+    assert!(
+        late.to_ascii_lowercase().contains("connection: close"),
+        "{late}"
+    );
+    // The request in flight when the signal came finishes.
+    assert_eq!(
+        in_flight.join().unwrap(),
+        Some((200, "backend /v1/slow".to_owned()))
+    );
+    // And the process ends after the grace period.
+    let mut server = server;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while server.0.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "still running 15 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(terminated.elapsed() >= Duration::from_secs(3));
     let _ = std::fs::remove_dir_all(&dir);
 }

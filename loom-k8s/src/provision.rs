@@ -99,9 +99,9 @@ pub fn service_name(gateway: &str) -> String {
 pub struct Shape {
     /// Data-plane replicas.
     pub replicas: Option<i32>,
-    /// Container resources.
+    /// The container's `resources` (requests, limits).
     pub resources: Option<Value>,
-    /// Service type.
+    /// The Service's `type`.
     pub service_type: Option<String>,
     /// Extra labels for every provisioned object.
     pub labels: BTreeMap<String, String>,

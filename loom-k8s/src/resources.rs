@@ -8,7 +8,6 @@ use loom_core::input::{Kind, Object};
 /// A kind Loom watches, as the API server serves it.
 #[derive(Clone, Debug)]
 pub struct Watched {
-    /// Loom's kind.
     pub kind: Kind,
     /// Group, version, plural as served (the most stable version).
     pub resource: ApiResource,

@@ -1,10 +1,12 @@
 //! The one place the data plane reads configuration from: an `ArcSwap` of the published
 //! snapshot. A reload is one `store`; requests in flight keep the `Arc` they loaded.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use loom_core::snapshot::GatewayName;
 use loom_core::{Compiled, Snapshot, Status};
 use tokio::sync::watch;
 
@@ -21,11 +23,50 @@ pub struct Published {
     pub compile_time: Duration,
 }
 
+/// What the data plane's listeners are doing with a published configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listening {
+    /// The generation the listeners were last reconciled with (0: none yet).
+    pub generation: u64,
+    /// The sockets that configuration asks for and that could not be opened (retried).
+    pub failed: Vec<ListenFailure>,
+}
+
+impl Listening {
+    /// Whether every listener of `generation` is open.
+    pub fn all_bound(&self, generation: u64) -> bool {
+        self.generation == generation && generation > 0 && self.failed.is_empty()
+    }
+}
+
+/// A socket a Gateway asks for that is not open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenFailure {
+    /// The Gateway.
+    pub gateway: GatewayName,
+    /// Its port.
+    pub port: u16,
+    /// The address that could not be bound.
+    pub address: SocketAddr,
+    /// UDP rather than TCP.
+    pub udp: bool,
+    /// Why (the bind error, or the TLS material that could not be loaded).
+    pub error: String,
+}
+
+impl std::fmt::Display for ListenFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let proto = if self.udp { "udp" } else { "tcp" };
+        write!(f, "{proto} {}: {}", self.address, self.error)
+    }
+}
+
 /// A cheap-to-clone handle to the published configuration.
 #[derive(Clone)]
 pub struct SnapshotHandle {
     current: Arc<ArcSwap<Published>>,
     changes: Arc<watch::Sender<u64>>,
+    listening: Arc<watch::Sender<Listening>>,
 }
 
 impl Default for SnapshotHandle {
@@ -41,6 +82,7 @@ impl SnapshotHandle {
         SnapshotHandle {
             current: Arc::new(ArcSwap::from_pointee(Published::default())),
             changes: Arc::new(tx),
+            listening: Arc::new(watch::channel(Listening::default()).0),
         }
     }
 
@@ -65,5 +107,25 @@ impl SnapshotHandle {
     /// A receiver that changes on every publish.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
+    }
+
+    /// What the listeners are doing: every reconcile reports here (sockets that could not be
+    /// opened, for readiness and status).
+    pub fn listening(&self) -> watch::Receiver<Listening> {
+        self.listening.subscribe()
+    }
+
+    /// Whether the published configuration is served: published, and every listener it asks
+    /// for is open.
+    pub fn is_serving(&self) -> bool {
+        self.listening.borrow().all_bound(self.load().generation)
+    }
+
+    pub(crate) fn report_listening(&self, listening: Listening) {
+        self.listening.send_if_modified(|current| {
+            let changed = *current != listening;
+            *current = listening;
+            changed
+        });
     }
 }

@@ -9,23 +9,26 @@
 //!
 //! A reload is one atomic store; a request uses the snapshot it loaded for its whole life, so no
 //! request fails because of a reload.
+//!
+//! Modules by role:
+//!
+//! ```text
+//! frontend   sockets: listeners that follow the snapshot, accept loops, TLS, L4 routes
+//! pipeline   the ProxyHttp phases every HTTP request goes through, whatever its frontend
+//! upstream   the backend side: endpoint choice, passive health, backend TLS, mirrors
+//! handle     the published snapshot (one ArcSwap) and its change notifications
+//! metrics    Prometheus metrics; admin: /metrics /healthz /readyz /config
+//! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod admin;
-mod backend_tls;
-mod buffered;
+pub mod frontend;
 pub mod handle;
-mod headers;
-pub mod health;
-mod l4;
-pub mod listeners;
 pub mod metrics;
-pub mod mirror;
-pub mod proxy;
-pub mod sni;
-pub mod tls;
+pub mod pipeline;
+pub mod upstream;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -35,7 +38,6 @@ pub use handle::{Published, SnapshotHandle};
 use pingora::server::Server;
 use pingora::server::configuration::ServerConf;
 use pingora::services::background::background_service;
-use pingora::services::listening::Service;
 
 /// How the data plane runs.
 #[derive(Clone, Debug)]
@@ -48,6 +50,13 @@ pub struct ServeOptions {
     pub threads: usize,
     /// Seconds to let requests in flight finish on SIGTERM.
     pub grace_period_seconds: u64,
+    /// What a client may hold (request head and idle deadlines, connections).
+    pub client: frontend::ClientLimits,
+    /// Backend timeouts where a route sets none.
+    pub backend: upstream::peer::BackendTimeouts,
+    /// Proxies in front of Loom whose `X-Forwarded-For`, `-Proto` and `-Host` are kept
+    /// (0: those a client sends are replaced).
+    pub trusted_hops: usize,
 }
 
 impl Default for ServeOptions {
@@ -57,13 +66,18 @@ impl Default for ServeOptions {
             admin: None,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             grace_period_seconds: 5,
+            client: frontend::ClientLimits::default(),
+            backend: upstream::peer::BackendTimeouts::default(),
+            trusted_hops: 0,
         }
     }
 }
 
 /// Builds a Pingora server that serves whatever is published on `handle`. Run it with
-/// `run_forever()` (it owns the process and handles SIGTERM/SIGINT).
-pub fn server(handle: SnapshotHandle, options: &ServeOptions) -> Server {
+/// `run_forever()` (it owns the process and handles SIGTERM/SIGINT: `/readyz` turns 503, the
+/// listeners drain for `grace_period_seconds`, then the process exits). Fails when the admin
+/// address cannot be bound.
+pub fn server(handle: SnapshotHandle, options: &ServeOptions) -> std::io::Result<Server> {
     let conf = ServerConf {
         threads: options.threads,
         grace_period_seconds: Some(options.grace_period_seconds),
@@ -74,30 +88,33 @@ pub fn server(handle: SnapshotHandle, options: &ServeOptions) -> Server {
     server.bootstrap();
     let conf = server.configuration.clone();
     let metrics = metrics::Metrics::new();
-    let ready = Arc::new(AtomicBool::new(false));
-    let manager = listeners::ListenerManager::new(
-        handle.clone(),
+    let shared = Arc::new(pipeline::Shared {
+        handle: handle.clone(),
+        metrics: metrics.clone(),
+        mirrors: Arc::default(),
+        health: Arc::default(),
+        backend: options.backend,
+        trusted_hops: options.trusted_hops,
+    });
+    let manager = frontend::listeners::ListenerManager::new(
+        shared,
         conf,
         options.default_bind,
-        metrics.clone(),
-        Arc::new(mirror::Mirrors::default()),
-        ready.clone(),
+        options.client,
     );
     // Loom's accept loops run on this service's runtime, so it gets the worker threads.
     let mut listeners = background_service("listeners", manager);
     listeners.threads = Some(options.threads);
     server.add_service(listeners);
     if let Some(addr) = options.admin {
-        let mut admin = Service::new(
-            "admin".into(),
-            admin::Admin {
-                handle,
-                metrics,
-                ready,
-            },
-        );
-        admin.add_tcp(&addr.to_string());
-        server.add_service(admin);
+        let admin = admin::Admin {
+            handle,
+            metrics,
+            draining: AtomicBool::new(false),
+        };
+        let admin = admin::AdminService::bind(addr, admin)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("admin listener {addr}: {e}")))?;
+        server.add_service(background_service("admin", admin));
     }
-    server
+    Ok(server)
 }

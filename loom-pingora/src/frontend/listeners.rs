@@ -8,48 +8,41 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use loom_core::snapshot::{GatewayName, PortListeners, PortSnapshot};
-use pingora::apps::{HttpServerOptions, ServerApp};
+use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::Acceptor;
-use pingora::protocols::GetSocketDigest;
-use pingora::protocols::SocketDigest;
-use pingora::protocols::Stream;
-use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use pingora::server::configuration::ServerConf;
 use pingora::services::background::BackgroundService;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-
-use crate::buffered::Buffered;
-use crate::handle::SnapshotHandle;
-use crate::metrics::Metrics;
-use crate::mirror::Mirrors;
-use crate::proxy::LoomProxy;
-use crate::{l4, tls};
 use pingora::tls::TlsAcceptor;
+use tokio::sync::{Semaphore, watch};
 
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use super::ClientLimits;
+use super::admission::{self, Admission};
+use super::http::{Apps, accept_loop, bind};
+use super::{l4, tls};
+use crate::handle::{ListenFailure, Listening, SnapshotHandle};
+use crate::pipeline::{LoomProxy, Shared};
+
+/// How often a socket that could not be opened is tried again.
+const BIND_RETRY: Duration = Duration::from_secs(1);
 
 /// Starts and stops accept loops as the published configuration changes.
 pub struct ListenerManager {
     handle: SnapshotHandle,
     conf: Arc<ServerConf>,
     default_bind: IpAddr,
-    metrics: Arc<Metrics>,
-    mirrors: Arc<Mirrors>,
-    /// Passive health, shared by every HTTP listener.
-    health: Arc<crate::health::Health>,
-    ready: Arc<AtomicBool>,
+    /// What every listener's proxy shares.
+    shared: Arc<Shared>,
+    limits: ClientLimits,
+    /// Connections every listener together may hold (from the file-descriptor limit).
+    process_connections: Arc<Semaphore>,
 }
 
 /// What a socket serves. A change of kind restarts the listener; a change of TLS material
@@ -98,23 +91,21 @@ struct Running {
 }
 
 impl ListenerManager {
-    /// A manager; `ready` turns true once the first configuration's listeners are bound.
+    /// A manager. Every reconcile reports the sockets it could not open to
+    /// [`SnapshotHandle::listening`].
     pub fn new(
-        handle: SnapshotHandle,
+        shared: Arc<Shared>,
         conf: Arc<ServerConf>,
         default_bind: IpAddr,
-        metrics: Arc<Metrics>,
-        mirrors: Arc<Mirrors>,
-        ready: Arc<AtomicBool>,
+        limits: ClientLimits,
     ) -> Self {
         ListenerManager {
-            handle,
+            handle: shared.handle.clone(),
             conf,
             default_bind,
-            metrics,
-            mirrors,
-            health: Arc::default(),
-            ready,
+            shared,
+            limits,
+            process_connections: Arc::new(Semaphore::new(admission::this_process_budget())),
         }
     }
 
@@ -173,24 +164,15 @@ impl ListenerManager {
 
     fn proxy(&self, w: &Wanted, h2c: bool) -> Arc<HttpProxy<LoomProxy>> {
         let tls = matches!(w.kind, PortKind::Https(_) | PortKind::Tls { .. });
-        let proxy = LoomProxy::new(
-            self.handle.clone(),
-            w.gateway.clone(),
-            w.port,
-            tls,
-            self.metrics.clone(),
-            self.mirrors.clone(),
-            self.health.clone(),
-        );
+        let proxy = LoomProxy::new(self.shared.clone(), w.gateway.clone(), w.port, tls);
         let mut app = HttpProxy::new(proxy, self.conf.clone());
-        if h2c {
-            // Only connections that already sent the HTTP/2 preface get here (see
-            // `starts_with_h2_preface`): Pingora's own check blocks on requests shorter than
-            // the preface and runs again for every request of a keep-alive connection.
-            let mut options = HttpServerOptions::default();
-            options.h2c = true;
-            app.server_options = Some(options);
-        }
+        let mut options = HttpServerOptions::default();
+        // Only connections that already sent the HTTP/2 preface get to the h2c app (see
+        // `starts_with_h2_preface`): Pingora's own check blocks on requests shorter than the
+        // preface and runs again for every request of a keep-alive connection.
+        options.h2c = h2c;
+        options.h2_idle_timeout = Some(self.limits.h2_idle());
+        app.server_options = Some(options);
         app.handle_init_modules();
         Arc::new(app)
     }
@@ -200,42 +182,40 @@ impl ListenerManager {
         Apps {
             http: self.proxy(w, false),
             h2c: cleartext.then(|| self.proxy(w, true)),
+            head: self.limits.head,
         }
     }
 
     /// Loads the TLS material of a port into the running listener's slots.
-    fn load_tls(addr: SocketAddr, w: &Wanted, port: &PortSnapshot, r: &Running) -> bool {
+    fn load_tls(w: &Wanted, port: &PortSnapshot, r: &Running) -> Result<(), String> {
         let https = match w.kind {
             PortKind::Https(_) | PortKind::Tls { https: Some(_), .. } => {
                 Some(tls::settings_for_port(port))
             }
             _ => None,
         };
-        match https {
-            Some(Ok(s)) => r.https.store(Some(Arc::new(s.build()))),
-            Some(Err(e)) => {
-                log::error!("listener {addr}: {e}");
-                return false;
-            }
-            None => {}
+        if let Some(settings) = https {
+            r.https.store(Some(Arc::new(settings?.build())));
         }
-        if let PortKind::Tls { .. } = w.kind {
-            match tls::terminate_config(port) {
-                Ok(Some(c)) => r.terminate.store(Some(Arc::new(TlsAcceptor::from(c)))),
-                Ok(None) => {}
-                Err(e) => {
-                    log::error!("listener {addr}: {e}");
-                    return false;
-                }
-            }
+        if let PortKind::Tls { .. } = w.kind
+            && let Some(c) = tls::terminate_config(port)?
+        {
+            r.terminate.store(Some(Arc::new(TlsAcceptor::from(c))));
         }
-        true
+        Ok(())
     }
 
-    async fn reconcile(&self, running: &mut HashMap<SocketKey, Running>, shutdown: &ShutdownWatch) {
+    /// Opens and closes sockets to match the published configuration; returns whether every
+    /// socket it asks for is open.
+    async fn reconcile(
+        &self,
+        running: &mut HashMap<SocketKey, Running>,
+        shutdown: &ShutdownWatch,
+    ) -> bool {
         let published = self.handle.load();
-        self.metrics.published(&published);
+        self.shared.metrics.published(&published);
         let wanted = self.wanted(&published);
+        let mut failed = vec![];
         running.retain(|key, r| {
             let keep = wanted.get(key).is_some_and(|(w, _)| {
                 w.gateway == r.wanted.gateway && w.kind.same_listener(r.wanted.kind)
@@ -253,9 +233,22 @@ impl ListenerManager {
         });
         for (key, (w, port)) in wanted {
             let (addr, udp) = key;
+            let failure = |error: String| ListenFailure {
+                gateway: w.gateway.clone(),
+                port: w.port,
+                address: addr,
+                udp,
+                error,
+            };
             if let Some(r) = running.get_mut(&key) {
-                if r.wanted.kind != w.kind && Self::load_tls(addr, &w, port, r) {
-                    r.wanted = w;
+                if r.wanted.kind != w.kind {
+                    match Self::load_tls(&w, port, r) {
+                        Ok(()) => r.wanted = w,
+                        Err(e) => {
+                            log::error!("listener {addr}: {e}");
+                            failed.push(failure(e));
+                        }
+                    }
                 }
                 continue;
             }
@@ -266,7 +259,9 @@ impl ListenerManager {
                 https: Arc::default(),
                 terminate: Arc::default(),
             };
-            if !Self::load_tls(addr, &w, port, &r) {
+            if let Err(e) = Self::load_tls(&w, port, &r) {
+                log::error!("listener {addr}: {e}");
+                failed.push(failure(e));
                 continue;
             }
             let bound = if udp {
@@ -280,12 +275,17 @@ impl ListenerManager {
                     ));
                 })
             } else {
+                let admission = Admission::new(
+                    self.process_connections.clone(),
+                    self.limits.max_connections_per_listener,
+                );
                 bind(addr).map(|listener| match w.kind {
                     PortKind::Http | PortKind::Https(_) => {
                         tokio::spawn(accept_loop(
                             listener,
                             Arc::new(self.apps(&w)),
                             r.https.clone(),
+                            admission,
                             stopped,
                             shutdown.clone(),
                         ));
@@ -294,6 +294,7 @@ impl ListenerManager {
                         let tls_port = l4::TlsPort {
                             terminate: r.terminate.clone(),
                             https: https.map(|_| (Arc::new(self.apps(&w)), r.https.clone())),
+                            admission,
                         };
                         let (h, g, p) = (self.handle.clone(), w.gateway.clone(), w.port);
                         tokio::spawn(l4::tls_loop(
@@ -312,6 +313,7 @@ impl ListenerManager {
                             self.handle.clone(),
                             w.gateway.clone(),
                             w.port,
+                            admission,
                             stopped,
                         ));
                     }
@@ -327,16 +329,22 @@ impl ListenerManager {
                     );
                     running.insert(key, r);
                 }
-                Err(e) => log::error!(
-                    "listener {addr} ({}/{}): {e}",
-                    w.gateway.namespace,
-                    w.gateway.name
-                ),
+                Err(e) => {
+                    log::error!(
+                        "listener {addr} ({}/{}): {e}; retrying every {BIND_RETRY:?}",
+                        w.gateway.namespace,
+                        w.gateway.name
+                    );
+                    failed.push(failure(e.to_string()));
+                }
             }
         }
-        if published.generation > 0 {
-            self.ready.store(true, Ordering::Release);
-        }
+        let all_bound = failed.is_empty();
+        self.handle.report_listening(Listening {
+            generation: published.generation,
+            failed,
+        });
+        all_bound
     }
 }
 
@@ -346,27 +354,31 @@ impl BackgroundService for ListenerManager {
         let mut changes = self.handle.subscribe();
         let mut running = HashMap::new();
         loop {
-            self.reconcile(&mut running, &shutdown).await;
+            let all_bound = self.reconcile(&mut running, &shutdown).await;
+            // Sockets that could not be opened (the address in use, say) are tried again.
+            let retry = async {
+                if all_bound {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(BIND_RETRY).await;
+            };
             tokio::select! {
                 changed = changes.changed() => if changed.is_err() { break },
-                _ = shutdown.changed() => break,
+                _ = retry => {}
+                _ = shutdown.changed() => {
+                    // Draining: the listeners keep accepting until the grace period ends (a
+                    // load balancer may still send new connections while it learns that
+                    // /readyz fails), and every request from now on is answered with
+                    // `Connection: close`. The runtime's shutdown ends the accept loops.
+                    log::info!("shutting down: draining connections until the grace period ends");
+                    std::future::pending::<()>().await;
+                }
             }
         }
         for r in running.values() {
             r.stop.send_replace(true);
         }
     }
-}
-
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(4096)
 }
 
 fn https_fingerprint(port: &PortSnapshot) -> u64 {
@@ -399,96 +411,5 @@ fn hash_tls(t: &loom_core::snapshot::ServerTls, h: &mut DefaultHasher) {
     if let Some(v) = &t.client_validation {
         v.ca_pem.hash(h);
         v.allow_insecure_fallback.hash(h);
-    }
-}
-
-/// The HTTP applications of a port: HTTP/1 (and HTTP/2 over TLS, by ALPN), and for cleartext
-/// ports HTTP/2 with prior knowledge.
-pub(crate) struct Apps<A> {
-    http: Arc<A>,
-    h2c: Option<Arc<A>>,
-}
-
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// Whether a cleartext connection starts with the HTTP/2 preface. Peeks without consuming and
-/// stops waiting as soon as the bytes so far differ from it, so a short HTTP/1.0 request is
-/// never held up.
-async fn starts_with_h2_preface(tcp: &tokio::net::TcpStream) -> bool {
-    let mut buf = [0u8; H2_PREFACE.len()];
-    let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
-    loop {
-        let n = match tokio::time::timeout_at(deadline, tcp.peek(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => n,
-            _ => return false,
-        };
-        if buf[..n] != H2_PREFACE[..n] {
-            return false;
-        }
-        if n == H2_PREFACE.len() {
-            return true;
-        }
-        // A strict prefix of the preface so far: wait for the rest.
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-/// Serves one HTTP connection (TLS first, when an acceptor is given) with keep-alive reuse.
-pub(crate) async fn serve_http<A: ServerApp + Send + Sync + 'static>(
-    tcp: tokio::net::TcpStream,
-    apps: Arc<Apps<A>>,
-    acceptor: Option<Arc<Acceptor>>,
-    shutdown: ShutdownWatch,
-) {
-    let app = match &apps.h2c {
-        Some(h2c) if acceptor.is_none() && starts_with_h2_preface(&tcp).await => h2c.clone(),
-        _ => apps.http.clone(),
-    };
-    let mut l4 = L4Stream::from(tcp);
-    let digest = SocketDigest::from_raw_fd(l4.as_raw_fd());
-    l4.set_socket_digest(digest);
-    let l4 = Buffered::new(l4);
-    let stream: Stream = match acceptor {
-        None => Box::new(l4),
-        Some(a) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, a.tls_handshake(l4)).await {
-            Ok(Ok(s)) => Box::new(s),
-            Ok(Err(e)) => return log::debug!("TLS handshake: {e}"),
-            Err(_) => return,
-        },
-    };
-    let mut next = app.process_new(stream, &shutdown).await;
-    while let Some(s) = next {
-        next = app.process_new(s, &shutdown).await;
-    }
-}
-
-async fn accept_loop<A: ServerApp + Send + Sync + 'static>(
-    listener: TcpListener,
-    apps: Arc<Apps<A>>,
-    acceptor: Arc<ArcSwapOption<Acceptor>>,
-    mut stop: watch::Receiver<bool>,
-    shutdown: ShutdownWatch,
-) {
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stop.changed() => break,
-        };
-        let tcp = match accepted {
-            Ok((tcp, _)) => tcp,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                log::warn!("accept: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        tokio::spawn(serve_http(
-            tcp,
-            apps.clone(),
-            acceptor.load_full(),
-            shutdown.clone(),
-        ));
     }
 }

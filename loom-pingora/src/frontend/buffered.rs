@@ -22,22 +22,30 @@ use pingora::protocols::{
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::deadline::HeadClock;
+
 /// Writes up to this many bytes are held until a flush (one TCP segment on most links).
 const WRITE_BUFFER: usize = 1460;
 
-/// An accepted TCP connection whose small writes are coalesced until flushed.
+/// An accepted TCP connection whose small writes are coalesced until flushed, or until the
+/// connection reads again: what was written by then is all there is for now, so a response
+/// head and the first bytes of a body that trickles in reach the client at once, while a head
+/// and body written together still leave in one `send`.
 pub(crate) struct Buffered {
     inner: L4Stream,
     pending: Vec<u8>,
     written: usize,
+    /// Told when bytes arrive (HTTP/1 request head deadlines).
+    clock: Option<Arc<HeadClock>>,
 }
 
 impl Buffered {
-    pub(crate) fn new(inner: L4Stream) -> Self {
+    pub(crate) fn new(inner: L4Stream, clock: Option<Arc<HeadClock>>) -> Self {
         Buffered {
             inner,
             pending: Vec::with_capacity(WRITE_BUFFER),
             written: 0,
+            clock,
         }
     }
 
@@ -72,7 +80,19 @@ impl AsyncRead for Buffered {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        if !self.pending.is_empty()
+            && let Poll::Ready(Err(e)) = self.poll_drain(cx)
+        {
+            return Poll::Ready(Err(e));
+        }
+        let filled = buf.filled().len();
+        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Some(clock) = &self.clock
+            && buf.filled().len() > filled
+        {
+            clock.saw_bytes(tokio::time::Instant::now);
+        }
+        read
     }
 }
 

@@ -12,15 +12,17 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use loom_core::snapshot::{BackendTarget, GatewayName, L4Rule};
-use pingora::apps::ServerApp;
+use pingora::apps::HttpServerApp;
 use pingora::listeners::tls::Acceptor;
 use pingora::server::ShutdownWatch;
 use pingora::tls::TlsAcceptor;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Mutex, watch};
 
+use super::admission::Admission;
+use super::http::admit;
+use super::sni::{MAX_HELLO, Peeked, parse_client_hello};
 use crate::handle::SnapshotHandle;
-use crate::sni::{MAX_HELLO, Peeked, parse_client_hello};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const PEEK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,17 +65,22 @@ pub(crate) async fn tcp_loop(
     handle: SnapshotHandle,
     gateway: GatewayName,
     port: u16,
+    admission: Admission,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        let (mut client, _) = tokio::select! {
-            a = listener.accept() => match a { Ok(a) => a, Err(e) => { log::warn!("accept: {e}"); tokio::time::sleep(Duration::from_millis(50)).await; continue } },
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
             _ = stop.changed() => break,
+        };
+        let Some((mut client, admitted)) = admit(accepted, &admission).await else {
+            continue;
         };
         let Some(rule) = tcp_rule(&handle, &gateway, port) else {
             continue;
         };
         tokio::spawn(async move {
+            let _admitted = admitted;
             let backend = match rule.choose(fastrand::u64(..)) {
                 Ok(b) => b,
                 Err(why) => return log::debug!("TCP {}: {why}", rule.route),
@@ -89,7 +96,7 @@ pub(crate) async fn tcp_loop(
 }
 
 /// HTTPS listeners sharing a TLS port: their HTTP applications and TLS acceptor.
-pub(crate) type HttpsOnTlsPort<A> = (Arc<crate::listeners::Apps<A>>, Arc<ArcSwapOption<Acceptor>>);
+pub(crate) type HttpsOnTlsPort<A> = (Arc<super::http::Apps<A>>, Arc<ArcSwapOption<Acceptor>>);
 
 /// What a TLS port needs besides the snapshot.
 pub(crate) struct TlsPort<A> {
@@ -97,6 +104,8 @@ pub(crate) struct TlsPort<A> {
     pub(crate) terminate: Arc<ArcSwapOption<TlsAcceptor>>,
     /// HTTPS listeners on the same port: their proxy and TLS acceptor.
     pub(crate) https: Option<HttpsOnTlsPort<A>>,
+    /// The port's connection limits.
+    pub(crate) admission: Admission,
 }
 
 async fn peek_sni(stream: &TcpStream) -> Option<Peeked> {
@@ -127,7 +136,7 @@ async fn peek_sni(stream: &TcpStream) -> Option<Peeked> {
 }
 
 /// Serves a TLS listener port until `stop` fires.
-pub(crate) async fn tls_loop<A: ServerApp + Send + Sync + 'static>(
+pub(crate) async fn tls_loop<A: HttpServerApp + Send + Sync + 'static>(
     listener: TcpListener,
     handle: SnapshotHandle,
     gateway: GatewayName,
@@ -138,9 +147,12 @@ pub(crate) async fn tls_loop<A: ServerApp + Send + Sync + 'static>(
 ) {
     let tls = Arc::new(tls);
     loop {
-        let (client, _) = tokio::select! {
-            a = listener.accept() => match a { Ok(a) => a, Err(e) => { log::warn!("accept: {e}"); tokio::time::sleep(Duration::from_millis(50)).await; continue } },
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
             _ = stop.changed() => break,
+        };
+        let Some((client, admitted)) = admit(accepted, &tls.admission).await else {
+            continue;
         };
         let (handle, gateway, tls, shutdown) = (
             handle.clone(),
@@ -149,7 +161,7 @@ pub(crate) async fn tls_loop<A: ServerApp + Send + Sync + 'static>(
             shutdown.clone(),
         );
         tokio::spawn(async move {
-            let _ = client.set_nodelay(true);
+            let _admitted = admitted;
             let sni = match peek_sni(&client).await {
                 Some(Peeked::Hello(sni)) => sni,
                 _ => return,
@@ -194,8 +206,7 @@ pub(crate) async fn tls_loop<A: ServerApp + Send + Sync + 'static>(
                     let Some(acceptor) = acceptor.load_full() else {
                         return;
                     };
-                    crate::listeners::serve_http(client, app.clone(), Some(acceptor), shutdown)
-                        .await;
+                    super::http::serve_http(client, app.clone(), Some(acceptor), shutdown).await;
                 }
             }
         });

@@ -15,9 +15,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 
-/// The SNI a client sent, attached to the connection after the handshake.
-#[derive(Debug)]
-pub struct ClientSni(pub Option<String>);
+use crate::pipeline::downstream::ClientSni;
 
 struct CaptureSni;
 

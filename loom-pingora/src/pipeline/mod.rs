@@ -14,142 +14,94 @@
 //! logging          metrics and the access log
 //! ```
 
+mod ctx;
+pub(crate) mod downstream;
+pub(crate) mod forwarded;
+pub(crate) mod framing;
+pub(crate) mod headers;
+pub(crate) mod timeouts;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
-use loom_core::snapshot::{
-    AppProtocol, BackendTarget, Decision, GatewayName, HttpRequest, HttpRule, Timeouts,
-};
+use loom_core::snapshot::{Decision, GatewayName, HttpRequest};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
 
 use crate::handle::SnapshotHandle;
-use crate::headers;
-use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::mirror::Mirrors;
-use crate::tls::ClientSni;
+use crate::upstream::health::{self, Health};
+use crate::upstream::mirror::Mirrors;
+use crate::upstream::peer::{self, BackendTimeouts};
+pub use ctx::RequestCtx;
+use ctx::Routed;
+use downstream::Downstream;
+
+/// What the proxies of every listener share.
+pub struct Shared {
+    /// The published configuration.
+    pub handle: SnapshotHandle,
+    /// Request metrics.
+    pub metrics: Arc<Metrics>,
+    /// Mirrored requests in flight.
+    pub mirrors: Arc<Mirrors>,
+    /// Passive health of every endpoint.
+    pub health: Arc<Health>,
+    /// Backend timeouts where a route sets none.
+    pub backend: BackendTimeouts,
+    /// Proxies in front of Loom whose `X-Forwarded-*` headers are trusted (see `forwarded`).
+    pub trusted_hops: usize,
+}
 
 /// Serves one port of one Gateway.
 pub struct LoomProxy {
-    handle: SnapshotHandle,
+    shared: Arc<Shared>,
     gateway: GatewayName,
     port: u16,
     tls: bool,
-    metrics: Arc<Metrics>,
-    mirrors: Arc<Mirrors>,
-    health: Arc<Health>,
 }
 
 impl LoomProxy {
     /// A proxy for a Gateway's port (`tls` for HTTPS listeners).
-    pub fn new(
-        handle: SnapshotHandle,
-        gateway: GatewayName,
-        port: u16,
-        tls: bool,
-        metrics: Arc<Metrics>,
-        mirrors: Arc<Mirrors>,
-        health: Arc<Health>,
-    ) -> Self {
+    pub fn new(shared: Arc<Shared>, gateway: GatewayName, port: u16, tls: bool) -> Self {
         LoomProxy {
-            handle,
+            shared,
             gateway,
             port,
             tls,
-            metrics,
-            mirrors,
-            health,
         }
     }
 }
 
-/// What a request carries from one phase to the next.
-pub struct RequestCtx {
-    started: Instant,
-    route: Option<Routed>,
-    /// Backend attempts made so far.
-    tries: u32,
-    /// The endpoint of the current attempt (an index into the backend's endpoints).
-    endpoint: usize,
-    /// The last attempt's response was dropped to retry it.
-    retrying: bool,
-    /// `namespace/name` of the route and the rule index, for metrics (`-` when none matched).
-    label: Option<(String, String)>,
-}
-
-struct Routed {
-    /// The Gateway's client certificate for TLS backends.
-    client_cert: Option<loom_core::snapshot::Certificate>,
-    rule: Arc<HttpRule>,
-    backend_index: usize,
-    backend: Arc<BackendTarget>,
-    origin: Option<HeaderValue>,
-    timeouts: Timeouts,
-}
-
-/// Header lines a request may carry.
-pub const MAX_HEADERS: usize = 100;
-/// Bytes of request target and headers a request may carry.
-pub const MAX_HEADER_BYTES: usize = 64 * 1024;
-
-/// Request framing Loom refuses: any transfer coding other than a lone `chunked` (RFC 9112
-/// §6.1: a server SHOULD answer 501 to a transfer coding it does not understand; forwarding it
-/// would leave the backend to agree with Loom on framing), and both Content-Length and
-/// Transfer-Encoding (400: "a server MAY reject a request that contains both … as such a
-/// message might indicate an attempt to perform request smuggling", RFC 9112 §6.1). Pingora
-/// itself refuses conflicting Content-Lengths and a non-chunked final coding (400).
-///
-/// Requests with more than [`MAX_HEADERS`] header lines or more than [`MAX_HEADER_BYTES`] of
-/// request line and headers get 431 (Pingora's own limits are far larger: about 1 MB).
-fn framing_error(session: &Session) -> Option<StatusCode> {
-    let req = session.req_header();
-    if req.headers.len() > MAX_HEADERS {
-        return Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
-    }
-    let size: usize = req.raw_path().len()
-        + req
-            .headers
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 4)
-            .sum::<usize>();
-    if size > MAX_HEADER_BYTES {
-        return Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
-    }
-    let te = req.headers.get_all(http::header::TRANSFER_ENCODING);
-    let codings: Vec<&[u8]> = te
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .map(<[u8]>::trim_ascii)
-        .collect();
-    match codings.as_slice() {
-        [] => None,
-        [only] if only.eq_ignore_ascii_case(b"chunked") => {
-            has_content_length(session).then_some(StatusCode::BAD_REQUEST)
+/// Whether the request as received carried a Content-Length (see [`framing::framing_error`]).
+fn had_content_length(session: &Session) -> bool {
+    match session.as_ref() {
+        pingora::protocols::http::ServerSession::H1(h1) => {
+            framing::raw_has_content_length(h1.get_headers_raw_bytes().as_ref())
         }
-        _ => Some(StatusCode::NOT_IMPLEMENTED),
-    }
-}
-
-/// Whether the request as received carried a Content-Length. Pingora drops Content-Length
-/// from an HTTP/1 request that also has Transfer-Encoding before Loom sees the headers, so
-/// the raw header block is read instead (only for requests with Transfer-Encoding).
-fn has_content_length(session: &Session) -> bool {
-    let pingora::protocols::http::ServerSession::H1(h1) = session.as_ref() else {
-        return session
+        _ => session
             .req_header()
             .headers
-            .contains_key(http::header::CONTENT_LENGTH);
+            .contains_key(http::header::CONTENT_LENGTH),
+    }
+}
+
+/// What the access log says of a request that ended in `e` after a response with status
+/// `code` (0: none) was started.
+fn outcome(e: &Error, code: u16) -> String {
+    let incomplete = match (code, e.esource(), e.etype()) {
+        (0, ..) => "",
+        (_, ErrorSource::Upstream, ConnectionClosed | ReadError | ReadTimedout) => {
+            " incomplete=upstream closed mid-body"
+        }
+        (_, ErrorSource::Downstream, _) => " incomplete=client went away",
+        _ => " incomplete=response cut short",
     };
-    h1.get_headers_raw_bytes()
-        .split(|b| *b == b'\n')
-        .skip(1) // the request line
-        .filter_map(|line| line.split(|b| *b == b':').next())
-        .any(|name| name.trim_ascii().eq_ignore_ascii_case(b"content-length"))
+    format!("{incomplete} error={e}")
 }
 
 async fn respond(
@@ -171,41 +123,51 @@ impl ProxyHttp for LoomProxy {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx {
-            started: Instant::now(),
-            route: None,
-            tries: 0,
-            endpoint: 0,
-            retrying: false,
-            label: None,
+        RequestCtx::new(Instant::now())
+    }
+
+    fn on_connection_reuse(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+        frontend: Box<dyn std::any::Any + Send + Sync>,
+    ) {
+        if let Ok(on_head) = frontend.downcast::<downstream::OnRequestHead>() {
+            (on_head.0)();
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        if let Some(status) = framing_error(session) {
+        let refused = framing::framing_error(session.req_header(), || had_content_length(session))
+            .or_else(|| framing::host_error(session.req_header()));
+        if let Some(status) = refused {
+            // Before the answer, so that it says `Connection: close` (Pingora writes the
+            // Connection header from the keep-alive setting).
+            session.set_keepalive(None);
             respond(
                 session,
                 status,
                 &[(http::header::CONNECTION, HeaderValue::from_static("close"))],
             )
             .await?;
-            session.set_keepalive(None);
             return Ok(true);
         }
-        let published = self.handle.load();
+        if let Some(length) = framing::normalized_content_length(session.req_header()) {
+            session
+                .req_header_mut()
+                .insert_header(http::header::CONTENT_LENGTH, length)?;
+        }
+        let published = self.shared.handle.load();
         let Some(port) = published.snapshot.port(&self.gateway, self.port) else {
             respond(session, StatusCode::NOT_FOUND, &[]).await?;
             return Ok(true);
         };
-        let sni = session
-            .digest()
-            .and_then(|d| d.ssl_digest.as_ref())
-            .and_then(|d| d.extension.get::<ClientSni>())
-            .and_then(|s| s.0.clone());
+        let downstream = Downstream::of(session, self.tls);
+        let scheme = downstream.scheme;
         let header = session.req_header();
         let request = HttpRequest {
-            scheme: if self.tls { "https" } else { "http" },
-            sni: sni.as_deref(),
+            scheme: downstream.scheme,
+            sni: downstream.sni,
             method: &header.method,
             uri: &header.uri,
             headers: &header.headers,
@@ -219,10 +181,16 @@ impl ProxyHttp for LoomProxy {
                     f.matched.rule.rule_index.to_string(),
                 ));
                 for m in &f.mirrors {
-                    self.mirrors
+                    self.shared
+                        .mirrors
                         .send(m, session.req_header(), &f.path_and_query);
                 }
+                let peer = session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip());
                 let req = session.req_header_mut();
+                forwarded::set_forwarded(req, peer, scheme, self.shared.trusted_hops)?;
                 if req.uri.path_and_query().map(|p| p.as_str()) != Some(f.path_and_query.as_str()) {
                     let uri = f
                         .path_and_query
@@ -291,81 +259,29 @@ impl ProxyHttp for LoomProxy {
             );
         }
         ctx.endpoint = self
+            .shared
             .health
             .pick(endpoints, fastrand::usize(..), Instant::now());
         let endpoint = &endpoints[ctx.endpoint];
-        let mut peer = match &routed.backend.tls {
-            None => HttpPeer::new(endpoint.as_str(), false, String::new()),
-            Some(tls) => {
-                if !tls.subject_alt_names.is_empty() {
-                    // Pingora verifies the certificate against the SNI only; rather than
-                    // accept a certificate the policy's subjectAltNames would refuse, fail.
-                    return Error::e_explain(
-                        HTTPStatus(502),
-                        format!(
-                            "{}: subjectAltNames validation is not supported",
-                            tls.policy
-                        ),
-                    );
-                }
-                let mut peer = HttpPeer::new(endpoint.as_str(), true, tls.hostname.clone());
-                peer.options.verify_cert = true;
-                peer.options.verify_hostname = true;
-                let trust = crate::backend_tls::trust(tls).or_else(|e| {
-                    Error::e_explain(InternalError, format!("{}: CA: {e}", tls.policy))
-                })?;
-                peer.options.ca = trust.ca;
-                peer.group_key = trust.group;
-                if let Some(c) = &routed.client_cert {
-                    peer.client_cert_key =
-                        Some(crate::backend_tls::client_cert(c).or_else(|e| {
-                            Error::e_explain(InternalError, format!("client certificate: {e}"))
-                        })?);
-                }
-                peer
-            }
-        };
-        if routed.backend.protocol == AppProtocol::H2c {
-            if routed.backend.tls.is_some() {
-                peer.options.alpn = pingora::protocols::ALPN::H2;
-            } else {
-                // Prior knowledge: the backend speaks HTTP/2 in cleartext.
-                peer.options.set_http_version(2, 2);
-            }
-        }
+        let mut peer = peer::http_peer(&routed.backend, endpoint, routed.client_cert.as_ref())?;
         ctx.tries += 1;
         ctx.retrying = false;
-        // "request": the whole request, every attempt included; "backendRequest": each
-        // attempt (GEP-1742). Pingora's timeouts are per connect/read/write, so an attempt
-        // gets the smaller of the two, measured from when it starts.
-        let started = ctx.started;
-        let left = || {
-            let request = routed.timeouts.request_ms.map(Duration::from_millis);
-            request.map(|r| r.saturating_sub(started.elapsed()))
-        };
-        if ctx.tries > 1
-            && let Some(backoff) = routed.rule.retry.as_ref().and_then(|r| r.backoff_ms)
-        {
-            let backoff = Duration::from_millis(backoff);
-            tokio::time::sleep(left().map_or(backoff, |l| l.min(backoff))).await;
+        let backoff_ms = routed.rule.retry.as_ref().and_then(|r| r.backoff_ms);
+        if let Some(backoff) = timeouts::backoff(
+            backoff_ms,
+            &routed.timeouts,
+            ctx.started,
+            Instant::now(),
+            ctx.tries,
+        ) {
+            tokio::time::sleep(backoff).await;
         }
-        let left = left();
-        if left.is_some_and(|l| l.is_zero()) {
-            return Error::e_explain(HTTPStatus(504), "request timeout");
-        }
-        let attempt = routed
-            .timeouts
-            .backend_request_ms
-            .map(Duration::from_millis);
-        let timeout = match (attempt, left) {
-            (Some(a), Some(l)) => Some(a.min(l)),
-            (a, l) => a.or(l),
-        };
-        if let Some(d) = timeout {
-            peer.options.connection_timeout = Some(d);
-            peer.options.total_connection_timeout = Some(d);
-            peer.options.read_timeout = Some(d);
-            peer.options.write_timeout = Some(d);
+        match timeouts::attempt_timeout(&routed.timeouts, ctx.started, Instant::now()) {
+            Err(timeouts::RequestTimedOut) => {
+                return Error::e_explain(HTTPStatus(504), "request timeout");
+            }
+            Ok(Some(timeout)) => peer::set_timeout(&mut peer, timeout),
+            Ok(None) => self.shared.backend.apply(&mut peer),
         }
         Ok(Box::new(peer))
     }
@@ -405,11 +321,8 @@ impl ProxyHttp for LoomProxy {
             .as_ref()
             .and_then(|r| r.backend.endpoints.get(ctx.endpoint))
         {
-            log::warn!(
-                "{endpoint}: {e}; left out for {:?}",
-                crate::health::EJECT_FOR
-            );
-            self.health.eject(endpoint, Instant::now());
+            log::warn!("{endpoint}: {e}; left out for {:?}", health::EJECT_FOR);
+            self.shared.health.eject(endpoint, Instant::now());
         }
         // A connection that could not be made is retried while the policy has attempts left.
         if let Some(retry) = ctx.route.as_ref().and_then(|r| r.rule.retry.as_ref())
@@ -429,6 +342,12 @@ impl ProxyHttp for LoomProxy {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
+        if session.response_written().is_some() {
+            // Part of the response is on its way to the client: another attempt's response
+            // cannot replace it.
+            e.set_retry(false);
+            return e;
+        }
         let truncated = session.as_ref().retry_buffer_truncated();
         // An attempt that ran out of time counts as a 504 for the retry policy.
         let timed_out = matches!(e.etype(), ConnectTimedout | ReadTimedout | WriteTimedout)
@@ -515,7 +434,8 @@ impl ProxyHttp for LoomProxy {
             .label
             .as_ref()
             .map_or(("-", "-"), |(r, i)| (r.as_str(), i.as_str()));
-        self.metrics
+        self.shared
+            .metrics
             .request(route, rule, code, elapsed.as_secs_f64());
         let req = session.req_header();
         log::info!(
@@ -530,7 +450,7 @@ impl ProxyHttp for LoomProxy {
             rule,
             ctx.route.as_ref().map_or_else(|| "-".to_owned(), |r| r.backend.object.to_string()),
             elapsed.as_secs_f64() * 1000.0,
-            error.map(|e| format!(" error={e}")).unwrap_or_default(),
+            error.map(|e| outcome(e, code)).unwrap_or_default(),
         );
     }
 }

@@ -1,0 +1,222 @@
+//! HTTP connections: the accept loop of HTTP and HTTPS ports, TLS handshakes, and the choice
+//! between HTTP/1 (HTTP/2 over TLS by ALPN) and HTTP/2 with prior knowledge on cleartext ports.
+//! Every connection ends up in Pingora's `ServerApp::process_new`, i.e. in the pipeline.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::listeners::tls::Acceptor;
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::{ALPN, GetSocketDigest, SocketDigest, Stream};
+use pingora::server::ShutdownWatch;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::admission::{Admission, Admitted};
+use super::buffered::Buffered;
+use super::deadline::{HeadClock, HeadLimits};
+use crate::pipeline::downstream::OnRequestHead;
+
+/// How long a client may take to finish the TLS handshake.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Binds a TCP listener (address reuse, a backlog of 4096).
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
+/// The HTTP applications of a port: HTTP/1 (and HTTP/2 over TLS, by ALPN), and for cleartext
+/// ports HTTP/2 with prior knowledge.
+pub(crate) struct Apps<A> {
+    pub(crate) http: Arc<A>,
+    pub(crate) h2c: Option<Arc<A>>,
+    /// Deadlines for HTTP/1 request heads.
+    pub(crate) head: HeadLimits,
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a cleartext connection starts with the HTTP/2 preface. Peeks without consuming and
+/// stops waiting as soon as the bytes so far differ from it, so a short HTTP/1.0 request is
+/// never held up.
+/// Gives up at `deadline` (the request head deadline).
+async fn starts_with_h2_preface(
+    tcp: &tokio::net::TcpStream,
+    deadline: tokio::time::Instant,
+) -> bool {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, tcp.peek(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return false,
+        };
+        if buf[..n] != H2_PREFACE[..n] {
+            return false;
+        }
+        if n == H2_PREFACE.len() {
+            return true;
+        }
+        // A strict prefix of the preface so far: wait for the rest.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Serves one HTTP connection (TLS first, when an acceptor is given) with keep-alive reuse.
+pub(crate) async fn serve_http<A: HttpServerApp + Send + Sync + 'static>(
+    tcp: tokio::net::TcpStream,
+    apps: Arc<Apps<A>>,
+    acceptor: Option<Arc<Acceptor>>,
+    shutdown: ShutdownWatch,
+) {
+    let accepted = tokio::time::Instant::now();
+    let h2c = match &apps.h2c {
+        Some(h2c)
+            if acceptor.is_none()
+                && starts_with_h2_preface(&tcp, accepted + apps.head.head).await =>
+        {
+            Some(h2c.clone())
+        }
+        _ => None,
+    };
+    let clock = Arc::new(HeadClock::new());
+    clock.arm(accepted);
+    let mut l4 = L4Stream::from(tcp);
+    let digest = SocketDigest::from_raw_fd(l4.as_raw_fd());
+    l4.set_socket_digest(digest);
+    let l4 = Buffered::new(l4, h2c.is_none().then(|| clock.clone()));
+    let stream: Stream = match acceptor {
+        None => Box::new(l4),
+        Some(a) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, a.tls_handshake(l4)).await {
+            Ok(Ok(s)) => Box::new(s),
+            Ok(Err(e)) => return log::debug!("TLS handshake: {e}"),
+            Err(_) => return,
+        },
+    };
+    match h2c {
+        Some(app) => {
+            app.process_new(stream, &shutdown).await;
+        }
+        None if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) => {
+            apps.http.process_new(stream, &shutdown).await;
+        }
+        None => serve_http1(stream, &apps.http, apps.head, &clock, &shutdown).await,
+    }
+}
+
+/// HTTP/1's keep-alive loop (Pingora's own, `ServerApp::process_new`, with request head
+/// deadlines): every wait for a request head is bounded by `limits` (see [`HeadClock`]); the
+/// pipeline disarms the clock once the head is read (`OnRequestHead`).
+async fn serve_http1<A: HttpServerApp + Send + Sync + 'static>(
+    stream: Stream,
+    app: &Arc<A>,
+    limits: HeadLimits,
+    clock: &Arc<HeadClock>,
+    shutdown: &ShutdownWatch,
+) {
+    let idle_secs = limits.idle.as_secs().max(1);
+    let mut session = ServerSession::new_http1(stream);
+    session.set_keepalive(if *shutdown.borrow() {
+        None
+    } else {
+        Some(idle_secs)
+    });
+    session.set_keepalive_reuses_remaining(
+        app.server_options()
+            .and_then(|options| options.keepalive_request_limit),
+    );
+    // Requests sent before the previous response (RFC 9112 §9.3.2) are answered in order
+    // instead of being dropped with the connection.
+    session.set_pipelining_enabled(true);
+    let mut first = true;
+    loop {
+        let on_head = {
+            let clock = clock.clone();
+            OnRequestHead(Arc::new(move || clock.disarm()))
+        };
+        session.set_connection_user_context(Some(Box::new(on_head)));
+        let reused = tokio::select! {
+            reused = app.process_new_http(session, shutdown) => reused,
+            _ = clock.expired(limits, first) => {
+                return log::debug!(
+                    "closing a connection that sent no complete request head in time"
+                );
+            }
+        };
+        let Some((stream, settings)) = reused.map(|r| r.consume()) else {
+            return;
+        };
+        session = ServerSession::new_http1(stream);
+        if let Some(settings) = settings {
+            settings.apply_to_session(&mut session);
+        }
+        // Pingora keeps HTTP/1.1 connections open forever between requests; Loom's idle
+        // timeout applies instead (and none once shutting down).
+        if *shutdown.borrow() {
+            session.set_keepalive(None);
+        } else if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(idle_secs));
+        }
+        first = false;
+        clock.arm(tokio::time::Instant::now());
+    }
+}
+
+pub(crate) async fn accept_loop<A: HttpServerApp + Send + Sync + 'static>(
+    listener: TcpListener,
+    apps: Arc<Apps<A>>,
+    acceptor: Arc<ArcSwapOption<Acceptor>>,
+    admission: Admission,
+    mut stop: watch::Receiver<bool>,
+    shutdown: ShutdownWatch,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => break,
+        };
+        let Some(tcp) = admit(accepted, &admission).await else {
+            continue;
+        };
+        let (apps, acceptor, shutdown) = (apps.clone(), acceptor.load_full(), shutdown.clone());
+        tokio::spawn(async move {
+            serve_http(tcp.0, apps, acceptor, shutdown).await;
+            drop(tcp.1);
+        });
+    }
+}
+
+/// An accepted connection with its place, or `None` when it was refused (over a connection
+/// limit: closed at once) or the accept failed (backs off first).
+pub(crate) async fn admit(
+    accepted: std::io::Result<(tokio::net::TcpStream, SocketAddr)>,
+    admission: &Admission,
+) -> Option<(tokio::net::TcpStream, Admitted)> {
+    match accepted {
+        Ok((tcp, peer)) => {
+            let Some(admitted) = admission.try_admit() else {
+                log::debug!("{peer}: refused, over the connection limit");
+                return None;
+            };
+            let _ = tcp.set_nodelay(true);
+            Some((tcp, admitted))
+        }
+        Err(e) => {
+            // Out of file descriptors and the like: back off instead of spinning.
+            log::warn!("accept: {e}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
+    }
+}

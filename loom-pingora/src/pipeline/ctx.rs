@@ -1,0 +1,44 @@
+//! What a request carries from one phase of the pipeline to the next.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::HeaderValue;
+use loom_core::snapshot::{BackendTarget, Certificate, HttpRule, Timeouts};
+
+/// What a request carries from one phase to the next.
+pub struct RequestCtx {
+    pub(super) started: Instant,
+    pub(super) route: Option<Routed>,
+    /// Backend attempts made so far.
+    pub(super) tries: u32,
+    /// The endpoint of the current attempt (an index into the backend's endpoints).
+    pub(super) endpoint: usize,
+    /// The last attempt's response was dropped to retry it.
+    pub(super) retrying: bool,
+    /// `namespace/name` of the route and the rule index, for metrics (`-` when none matched).
+    pub(super) label: Option<(String, String)>,
+}
+
+pub(super) struct Routed {
+    /// The Gateway's client certificate for TLS backends.
+    pub(super) client_cert: Option<Certificate>,
+    pub(super) rule: Arc<HttpRule>,
+    pub(super) backend_index: usize,
+    pub(super) backend: Arc<BackendTarget>,
+    pub(super) origin: Option<HeaderValue>,
+    pub(super) timeouts: Timeouts,
+}
+
+impl RequestCtx {
+    pub(super) fn new(started: Instant) -> Self {
+        RequestCtx {
+            started,
+            route: None,
+            tries: 0,
+            endpoint: 0,
+            retrying: false,
+            label: None,
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! `X-Forwarded-For`, `-Proto` and `-Host`: what the backend learns of the client.
+//!
+//! With no trusted proxy in front of Loom (`trusted_hops` 0, the default) whatever a client
+//! sent in these headers is replaced: `X-Forwarded-For` is the client's address, `-Proto` the
+//! scheme it used, `-Host` the Host it asked for. With `trusted_hops` N > 0 the peer is a
+//! proxy Loom trusts: its `X-Forwarded-For` is kept and the peer's address appended, and its
+//! `-Proto` and `-Host` are kept when present.
+
+use std::net::IpAddr;
+
+use http::HeaderValue;
+use http::header::HOST;
+use pingora::http::RequestHeader;
+
+const XFF: &str = "x-forwarded-for";
+const XFP: &str = "x-forwarded-proto";
+const XFH: &str = "x-forwarded-host";
+
+/// Sets the forwarding headers of a request from `peer` over `scheme`.
+pub(crate) fn set_forwarded(
+    req: &mut RequestHeader,
+    peer: Option<IpAddr>,
+    scheme: &'static str,
+    trusted_hops: usize,
+) -> pingora::Result<()> {
+    let trusted = trusted_hops > 0;
+    let peer = peer.map(|ip| ip.to_string());
+    let chain = match (trusted, req.headers.get(XFF), &peer) {
+        (true, Some(prior), Some(p)) => {
+            let prior = String::from_utf8_lossy(prior.as_bytes());
+            Some(format!("{}, {p}", prior.trim()))
+        }
+        (true, Some(prior), None) => Some(String::from_utf8_lossy(prior.as_bytes()).into()),
+        (_, _, p) => p.clone(),
+    };
+    req.remove_header(XFF);
+    if let Some(chain) = chain
+        && let Ok(v) = HeaderValue::from_str(&chain)
+    {
+        req.insert_header(XFF, v)?;
+    }
+    if !(trusted && req.headers.contains_key(XFP)) {
+        req.insert_header(XFP, scheme)?;
+    }
+    if !(trusted && req.headers.contains_key(XFH)) {
+        let host = req.headers.get(HOST).cloned().or_else(|| {
+            req.uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        match host {
+            Some(h) => req.insert_header(XFH, h)?,
+            None => {
+                req.remove_header(XFH);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        for (n, v) in headers {
+            req.append_header(n.to_string(), *v).unwrap();
+        }
+        req
+    }
+
+    fn get<'r>(req: &'r RequestHeader, name: &str) -> Vec<&'r str> {
+        req.headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    }
+
+    const CLIENT: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7)));
+
+    #[test]
+    fn untrusted_client_values_are_replaced() {
+        let mut req = request(&[
+            ("host", "shop.example.com"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-for", "10.0.0.2"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example.com"),
+        ]);
+        set_forwarded(&mut req, CLIENT, "http", 0).unwrap();
+        assert_eq!(get(&req, XFF), ["192.0.2.7"]);
+        assert_eq!(get(&req, XFP), ["http"]);
+        assert_eq!(get(&req, XFH), ["shop.example.com"]);
+    }
+
+    #[test]
+    fn a_trusted_proxy_chain_is_kept_and_the_peer_appended() {
+        let mut req = request(&[
+            ("host", "shop.example.com"),
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "www.example.com"),
+        ]);
+        set_forwarded(&mut req, CLIENT, "http", 1).unwrap();
+        assert_eq!(get(&req, XFF), ["203.0.113.9, 192.0.2.7"]);
+        assert_eq!(get(&req, XFP), ["https"]);
+        assert_eq!(get(&req, XFH), ["www.example.com"]);
+    }
+
+    #[test]
+    fn a_trusted_proxy_that_sent_nothing_gets_fresh_values() {
+        let mut req = request(&[("host", "shop.example.com")]);
+        set_forwarded(&mut req, CLIENT, "https", 2).unwrap();
+        assert_eq!(get(&req, XFF), ["192.0.2.7"]);
+        assert_eq!(get(&req, XFP), ["https"]);
+        assert_eq!(get(&req, XFH), ["shop.example.com"]);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_written_bare() {
+        let mut req = request(&[("host", "a")]);
+        set_forwarded(&mut req, Some("2001:db8::1".parse().unwrap()), "http", 0).unwrap();
+        assert_eq!(get(&req, XFF), ["2001:db8::1"]);
+    }
+}

@@ -1,0 +1,260 @@
+//! Backends on loopback that the tests route to: HTTP echo, a scripted failing backend, TCP and
+//! UDP echo, a TLS server for passthrough. Each runs on its own threads for the life of the test
+//! process.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An HTTP/1.1 echo backend: answers every request with `name path host x-test-header`.
+pub(crate) fn echo_backend(name: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || serve_echo(stream, name));
+        }
+    });
+    port
+}
+
+fn serve_echo(mut stream: TcpStream, name: &str) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        buf.drain(..end);
+        let mut lines = head.lines();
+        let path = lines
+            .next()
+            .unwrap_or("")
+            .split(' ')
+            .nth(1)
+            .unwrap_or("")
+            .to_owned();
+        let mut host = String::new();
+        let mut test = String::new();
+        let mut content_length = None;
+        let mut chunked = false;
+        let mut forwarded = [String::new(), String::new(), String::new()];
+        for l in lines {
+            if let Some((n, v)) = l.split_once(':') {
+                match n.to_ascii_lowercase().as_str() {
+                    "host" => host = v.trim().to_owned(),
+                    "x-test" => test = v.trim().to_owned(),
+                    "content-length" => content_length = v.trim().parse::<usize>().ok(),
+                    "transfer-encoding" => chunked = v.to_ascii_lowercase().contains("chunked"),
+                    "x-forwarded-for" => forwarded[0] = v.trim().to_owned(),
+                    "x-forwarded-proto" => forwarded[1] = v.trim().to_owned(),
+                    "x-forwarded-host" => forwarded[2] = v.trim().to_owned(),
+                    _ => {}
+                }
+            }
+        }
+        // Drain the body so the next request on this connection starts where it should.
+        let mut need = |n: usize, buf: &mut Vec<u8>| {
+            while buf.len() < n {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => return false,
+                    Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                }
+            }
+            true
+        };
+        if let Some(n) = content_length {
+            if !need(n, &mut buf) {
+                return;
+            }
+            buf.drain(..n);
+        } else if chunked {
+            loop {
+                let Some(eol) = (|| loop {
+                    if let Some(p) = buf.windows(2).position(|w| w == b"\r\n") {
+                        return Some(p);
+                    }
+                    if !need(buf.len() + 1, &mut buf) {
+                        return None;
+                    }
+                })() else {
+                    return;
+                };
+                let size = usize::from_str_radix(String::from_utf8_lossy(&buf[..eol]).trim(), 16)
+                    .unwrap_or(0);
+                buf.drain(..eol + 2);
+                if !need(size + 2, &mut buf) {
+                    return;
+                }
+                buf.drain(..size + 2);
+                if size == 0 {
+                    break;
+                }
+            }
+        }
+        let seen_length = content_length.map_or_else(|| "-".to_owned(), |n| n.to_string());
+        let body = format!("{name} {path} {host} {test}");
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nx-backend: {name}\r\nx-seen-content-length: {seen_length}\r\nx-seen-forwarded: {}\r\n\r\n{body}",
+            body.len(),
+            forwarded.join("|")
+        );
+        if stream.write_all(resp.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// A TCP line echo backend: replies `name: <line>` to every line.
+pub(crate) fn tcp_echo(name: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                let mut line = String::new();
+                while std::io::BufRead::read_line(&mut reader, &mut line).is_ok_and(|n| n > 0) {
+                    let _ = write!(writer, "{name}: {line}");
+                    line.clear();
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A TLS server backend (for passthrough): answers `tls-backend` after the handshake.
+pub(crate) fn tls_backend(cert_pem: &str, key_pem: &str) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .map(Result::unwrap)
+        .collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut s = rustls::StreamOwned::new(conn, tcp);
+                let _ = s.write_all(b"tls-backend\n");
+                let _ = s.flush();
+                let mut sink = [0u8; 64];
+                let _ = s.read(&mut sink);
+            });
+        }
+    });
+    port
+}
+
+pub(crate) fn udp_echo() -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let mut reply = b"udp: ".to_vec();
+            reply.extend_from_slice(&buf[..n]);
+            let _ = socket.send_to(&reply, from);
+        }
+    });
+    port
+}
+
+/// A backend that fails on purpose. Every path is `[/PREFIX]/ACTION/KEY/N`; requests are
+/// counted per KEY. `flaky`: 500 to the first N requests, then 200 `try T`; `slow`: waits N
+/// milliseconds, then 200; `count`: answers how many requests KEY has seen.
+pub(crate) fn scripted_backend() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let counts = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+        String,
+        u32,
+    >::new()));
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let counts = counts.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let n = stream.read(&mut buf).unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                let parts: Vec<&str> = path.rsplitn(4, '/').collect();
+                let (status, body) = match parts.as_slice() {
+                    [n, key, action, _] => {
+                        let n: u64 = n.parse().unwrap_or(0);
+                        let tries = {
+                            let mut c = counts.lock().unwrap();
+                            let t = c.entry((*key).to_owned()).or_default();
+                            if *action != "count" {
+                                *t += 1;
+                            }
+                            *t
+                        };
+                        match *action {
+                            "flaky" => (
+                                if u64::from(tries) <= n { 500 } else { 200 },
+                                format!("try {tries}"),
+                            ),
+                            "slow" => {
+                                std::thread::sleep(Duration::from_millis(n));
+                                (200, "slow".to_owned())
+                            }
+                            "count" => (200, tries.to_string()),
+                            _ => (404, String::new()),
+                        }
+                    }
+                    _ => (404, String::new()),
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    port
+}
+
+/// A backend that answers `Content-Length: 100` with 10 bytes at once, then, after
+/// `pause`, the other 90 (`finish`) or nothing, closing the connection (`!finish`).
+pub(crate) fn trickling_backend(pause: Duration, finish: bool) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\nconnection: close\r\n\r\n0123456789",
+                );
+                std::thread::sleep(pause);
+                if finish {
+                    let _ = stream.write_all(&[b'x'; 90]);
+                }
+            });
+        }
+    });
+    port
+}
