@@ -33,7 +33,7 @@ struct Echo {
 /// and a cleartext request to such a port is not HTTP to it at all. `None` when the HTTP
 /// decision answers the request as the data plane would.
 fn decided_by_sni(port: &PortSnapshot, https: bool, sni: Option<&str>) -> Option<String> {
-    if port.tls.is_empty() {
+    if port.tls_listeners().is_empty() {
         return None;
     }
     if !https {
@@ -47,7 +47,7 @@ fn decided_by_sni(port: &PortSnapshot, https: bool, sni: Option<&str>) -> Option
             listener.name
         ));
     }
-    if port.http.iter().all(|l| l.tls.is_none()) {
+    if port.http_listeners().iter().all(|l| l.tls.is_none()) {
         return Some(format!(
             "TLS for SNI {:?} matches no TLSRoute and no HTTPS listener: the data plane closes \
              the connection",

@@ -172,7 +172,7 @@ fn bench_routes(c: &mut Criterion) {
         let req = Req::get(&format!("http://example.com/svc-{last:05}/items/42"));
         expect_forward(&compiled, &req, &format!("route-{last:05}"));
         let port = compiled.snapshot.port(&gw, 80).unwrap();
-        assert_eq!(port.http[0].vhosts[0].http.len(), n);
+        assert_eq!(port.http_listeners()[0].vhosts[0].http.len(), n);
 
         group.bench_with_input(BenchmarkId::new("decide", n), &req, |b, req| {
             b.iter(|| {
@@ -183,7 +183,7 @@ fn bench_routes(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("find", n), &req, |b, req| {
             b.iter(|| black_box(port.find(black_box(&req.view())).is_ok()))
         });
-        let table = &port.http[0].vhosts[0].http;
+        let table = &port.http_listeners()[0].vhosts[0].http;
         let path = format!("/svc-{last:05}/items/42");
         let view = RequestView {
             method: &req.method,
@@ -209,7 +209,7 @@ fn bench_hosts(c: &mut Criterion) {
     let req = Req::get("http://host-0999.example.com/p-099/items/42");
     expect_forward(&compiled, &req, "route-00999");
     let port = compiled.snapshot.port(&gw, 80).unwrap();
-    assert_eq!(port.http[0].vhosts.len(), 1_000);
+    assert_eq!(port.http_listeners()[0].vhosts.len(), 1_000);
     // A host with no virtual host of its own: every lookup step misses.
     let miss = Req::get("http://unknown.example.com/p-099/items/42");
 

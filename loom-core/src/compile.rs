@@ -4,19 +4,58 @@
 //! Gateways and their listeners → ListenerSets → listener conflicts → routes (attachment,
 //! backend resolution, rule compilation) → listener route counts → snapshot → statuses.
 //!
+//! Modules, each using only the ones above it:
+//!
+//! | module | what |
+//! | --- | --- |
+//! | `error` | why an object is not accepted, resolved or programmed; each knows its `Reason` |
+//! | `lookup` | the input's objects by namespace/name, the ReferenceGrant check |
+//! | `model` | what passes hand on: checked Gateways, listeners, ListenerSets; attached routes |
+//! | `references` | certificate Secrets, CA bundles, PEM parsing |
+//! | `classes` | GatewayClasses |
+//! | `policies` | BackendTLSPolicies; the settings of Loom's own policies |
+//! | `listeners` | one listener: protocol, port, hostname, route kinds, TLS |
+//! | `gateways` | Gateways: addresses, ListenerSets, listener conflicts |
+//! | `backends` | backendRefs → Services, Loom Backends, endpoints |
+//! | `rules` | route rules: matches, filters, backends |
+//! | `attachment` | routes → listeners (parentRefs, allowedRoutes, hostnames), route status |
+//! | `assembly` | the snapshot |
+//! | `status` | Gateway, listener, ListenerSet and policy status |
+//!
 //! Invariants: `compile` never fails as a whole and never panics; a bad object becomes a
 //! condition and never affects the valid ones; the result depends on nothing but the input
 //! (objects are sorted by creation time, then namespace/name, and maps are ordered).
 
-mod gateway;
-mod policy;
-mod routes;
+mod error;
+mod lookup;
+mod model;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+mod references;
+
+mod classes;
+mod policies;
+
+mod listeners;
+
+mod gateways;
+
+mod backends;
+mod rules;
+
+mod attachment;
+
+mod assembly;
+mod status;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+pub use error::NotServing;
+use lookup::InputLookup;
+use model::Gateways;
 
 use crate::input::*;
 use crate::snapshot::Snapshot;
-use crate::status::{Reason, Status, StatusAddress};
+use crate::status::{Status, StatusAddress};
 
 /// Loom's controller name (`GatewayClass.spec.controllerName`).
 pub const CONTROLLER_NAME: &str = "loom.dev/gateway-controller";
@@ -38,8 +77,8 @@ pub struct Options {
     pub extra_features: Vec<String>,
     /// Gateways whose data plane is not serving yet, by `(namespace, name)` (provisioned
     /// pods not ready, no address assigned): `Programmed` is `False` with this reason and
-    /// message ("Pending" or "AddressNotAssigned").
-    pub gateway_not_programmed: BTreeMap<(String, String), (Reason, String)>,
+    /// message.
+    pub gateway_not_programmed: BTreeMap<(String, String), NotServing>,
 }
 
 impl Default for Options {
@@ -71,158 +110,17 @@ pub fn compile(input: &Input) -> Compiled {
 
 /// Compiles the input.
 pub fn compile_with(input: &Input, options: &Options) -> Compiled {
-    let world = World::new(input, options);
+    let lookup = InputLookup::new(input, options);
     let mut status = Status::default();
-    let classes = gateway::gateway_classes(&world, &mut status);
-    let tls_policies = policy::backend_tls_policies(&world);
-    let mut gateways = gateway::Gateways::build(&world, &classes);
-    let routes = routes::attach_all(&world, &mut gateways, &tls_policies, &mut status);
+    let classes = classes::gateway_classes(&lookup, &mut status);
+    let tls_policies = policies::backend_tls_policies(&lookup);
+    let mut gateways = Gateways::build(&lookup, &classes);
+    let routes = attachment::attach_all(&lookup, &mut gateways, &tls_policies, &mut status);
     let snapshot = gateways.snapshot(&routes);
     gateways.write_status(&mut status);
-    policy::write_backend_tls_status(&world, &tls_policies, &routes, &gateways, &mut status);
-    policy::write_loom_policy_status(&world, &gateways, &mut status);
+    status::write_backend_tls_status(&lookup, &tls_policies, &routes, &gateways, &mut status);
+    status::write_loom_policy_status(&lookup, &gateways, &mut status);
     Compiled { snapshot, status }
-}
-
-/// Lookups over the input, built once.
-pub(crate) struct World<'a> {
-    pub(crate) input: &'a Input,
-    pub(crate) options: &'a Options,
-    namespaces: HashMap<&'a str, &'a Namespace>,
-    services: HashMap<(&'a str, &'a str), &'a Service>,
-    secrets: HashMap<(&'a str, &'a str), &'a Secret>,
-    config_maps: HashMap<(&'a str, &'a str), &'a ConfigMap>,
-    backends: HashMap<(&'a str, &'a str), &'a Backend>,
-    class_configs: HashMap<(&'a str, &'a str), &'a GatewayClassConfig>,
-    slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
-}
-
-fn live<T>(items: &[T], meta: impl Fn(&T) -> &ObjectMeta) -> impl Iterator<Item = &T> {
-    items
-        .iter()
-        .filter(move |o| meta(o).deletion_timestamp.is_none())
-}
-
-macro_rules! index {
-    ($items:expr) => {
-        live($items, |o| &o.metadata)
-            .map(|o| {
-                (
-                    (o.metadata.namespace_or_default(), o.metadata.name.as_str()),
-                    o,
-                )
-            })
-            .collect()
-    };
-}
-
-impl<'a> World<'a> {
-    fn new(input: &'a Input, options: &'a Options) -> Self {
-        let mut slices: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
-        for s in live(&input.endpoint_slices, |o| &o.metadata) {
-            if let Some(svc) = s.metadata.labels.get("kubernetes.io/service-name") {
-                slices
-                    .entry((s.metadata.namespace_or_default(), svc.as_str()))
-                    .or_default()
-                    .push(s);
-            }
-        }
-        for v in slices.values_mut() {
-            v.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-        }
-        World {
-            input,
-            options,
-            namespaces: live(&input.namespaces, |o| &o.metadata)
-                .map(|n| (n.metadata.name.as_str(), n))
-                .collect(),
-            services: index!(&input.services),
-            secrets: index!(&input.secrets),
-            config_maps: index!(&input.config_maps),
-            backends: index!(&input.backends),
-            class_configs: index!(&input.gateway_class_configs),
-            slices,
-        }
-    }
-
-    /// A namespace's labels, with the `kubernetes.io/metadata.name` label Kubernetes adds.
-    pub(crate) fn namespace_labels(&self, ns: &str) -> BTreeMap<String, String> {
-        let mut labels = self
-            .namespaces
-            .get(ns)
-            .map(|n| n.metadata.labels.clone())
-            .unwrap_or_default();
-        labels.insert("kubernetes.io/metadata.name".into(), ns.into());
-        labels
-    }
-
-    pub(crate) fn service(&self, ns: &str, name: &str) -> Option<&'a Service> {
-        self.services.get(&(ns, name)).copied()
-    }
-
-    pub(crate) fn secret(&self, ns: &str, name: &str) -> Option<&'a Secret> {
-        self.secrets.get(&(ns, name)).copied()
-    }
-
-    pub(crate) fn config_map(&self, ns: &str, name: &str) -> Option<&'a ConfigMap> {
-        self.config_maps.get(&(ns, name)).copied()
-    }
-
-    pub(crate) fn backend(&self, ns: &str, name: &str) -> Option<&'a Backend> {
-        self.backends.get(&(ns, name)).copied()
-    }
-
-    pub(crate) fn class_config(&self, ns: &str, name: &str) -> Option<&'a GatewayClassConfig> {
-        self.class_configs.get(&(ns, name)).copied()
-    }
-
-    pub(crate) fn endpoint_slices<'s>(
-        &'s self,
-        ns: &'s str,
-        service: &'s str,
-    ) -> &'s [&'a EndpointSlice] {
-        self.slices.get(&(ns, service)).map_or(&[], Vec::as_slice)
-    }
-
-    /// Whether a ReferenceGrant in `to_ns` lets `from` refer to the object.
-    pub(crate) fn grant_allows(
-        &self,
-        from: (&str, &str, &str),
-        to: (&str, &str, &str, &str),
-    ) -> bool {
-        let (from_group, from_kind, from_ns) = from;
-        let (to_group, to_kind, to_ns, to_name) = to;
-        if from_ns == to_ns {
-            return true;
-        }
-        live(&self.input.reference_grants, |o| &o.metadata)
-            .filter(|g| g.metadata.namespace_or_default() == to_ns)
-            .any(|g| {
-                g.spec
-                    .from
-                    .iter()
-                    .any(|f| f.group == from_group && f.kind == from_kind && f.namespace == from_ns)
-                    && g.spec.to.iter().any(|t| {
-                        t.group == to_group
-                            && t.kind == to_kind
-                            && t.name.as_deref().is_none_or(|n| n == to_name)
-                    })
-            })
-    }
-}
-
-/// Sorts objects the way the spec breaks ties: oldest first, then namespace/name.
-pub(crate) fn by_age<T>(items: &[T], meta: impl Fn(&T) -> &ObjectMeta) -> Vec<&T> {
-    let mut v: Vec<&T> = live(items, &meta).collect();
-    v.sort_by(|a, b| meta(a).age_key().cmp(&meta(b).age_key()));
-    v
-}
-
-/// Group defaulting: an absent group takes the field's default (the Gateway API group for
-/// parentRefs and route kinds, the core group for backendRefs). An explicit `""` is the core
-/// group, so a parentRef with `group: ""` names no Gateway.
-pub(crate) fn group_or<'s>(group: &'s Option<String>, default: &'s str) -> &'s str {
-    group.as_deref().unwrap_or(default)
 }
 
 #[cfg(test)]

@@ -3,7 +3,13 @@
 //!
 //! [`Input`] is the whole world, level-triggered: the Kubernetes adapter and the file loader both
 //! build one and hand it to [`compile`](crate::compile). Fields mirror the API (`camelCase`);
-//! anything the compiler does not read is ignored when deserializing.
+//! anything the compiler does not read is ignored when deserializing. A field is documented
+//! where its name and the API reference do not say it all (not `metadata`, `spec`, `name`, ...).
+
+#![allow(
+    missing_docs,
+    reason = "fields mirror the Gateway API and Kubernetes schemas; docs restating names are noise"
+)]
 
 mod core;
 mod gateway;

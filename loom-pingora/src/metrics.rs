@@ -144,7 +144,7 @@ impl Metrics {
         self.backend_healthy.reset();
         for g in p.snapshot.gateways.values() {
             for port in g.ports.values() {
-                for l in &port.http {
+                for l in port.http_listeners() {
                     for v in &l.vhosts {
                         for (_, rule) in v.http.entries() {
                             for b in rule.backends.iter().filter_map(|b| b.target.as_ref().ok()) {

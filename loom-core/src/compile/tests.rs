@@ -331,7 +331,7 @@ fn a_gateway_assigned_its_own_address_reports_and_serves_it() {
 
 #[test]
 fn a_gateway_whose_data_plane_is_not_ready_is_accepted_but_not_programmed() {
-    let why = (Reason::Pending, "waiting for a data-plane pod".to_owned());
+    let why = NotServing::Pending("waiting for a data-plane pod".to_owned());
     let opts = Options {
         gateway_not_programmed: [(("infra".into(), "gw".into()), why)].into(),
         ..Options::default()
@@ -382,7 +382,9 @@ fn misdirected_request_check_tells_same_named_listeners_apart() {
     // only unique within their owner); SNI for one and Host for the other is still a 421.
     use crate::route::host::HostPattern;
     use crate::route::{GrpcTable, HttpMatch, HttpPrecedence, HttpTable, RouteOrder};
-    use crate::snapshot::{Filters, HttpListener, HttpRule, PortSnapshot, Timeouts, VirtualHost};
+    use crate::snapshot::{
+        Filters, HttpListener, HttpRule, PortListeners, PortSnapshot, Timeouts, VirtualHost,
+    };
     let host = |h: &str| Some(HostPattern::parse(h).unwrap());
     let owner = |kind: Kind, name: &str| ObjectKey {
         kind,
@@ -416,10 +418,13 @@ fn misdirected_request_check_tells_same_named_listeners_apart() {
     };
     let port = PortSnapshot {
         port: 443,
-        http: vec![
-            listener(owner(Kind::Gateway, "gw"), "a.example.com"),
-            listener(owner(Kind::ListenerSet, "set"), "b.example.com"),
-        ],
+        listeners: Some(PortListeners::Tls {
+            https: vec![
+                listener(owner(Kind::Gateway, "gw"), "a.example.com"),
+                listener(owner(Kind::ListenerSet, "set"), "b.example.com"),
+            ],
+            tls: vec![],
+        }),
         ..Default::default()
     };
     let headers = HeaderMap::new();
@@ -434,7 +439,7 @@ fn misdirected_request_check_tells_same_named_listeners_apart() {
         };
         port.find(&req)
             .map(|m| m.listener.owner.to_string())
-            .map_err(|(status, _)| status)
+            .map_err(|no_route| no_route.status())
     };
     assert_eq!(
         find("b.example.com", "https://b.example.com/"),
@@ -952,7 +957,7 @@ proptest! {
                         let _ = compiled.snapshot.decide(name, *port, &req, 3);
                     }
                 }
-                for listener in &ps.http {
+                for listener in ps.http_listeners() {
                     for vhost in &listener.vhosts {
                         for path in ["/", "/a", "/a/", "/a/1", "/b"] {
                             let view = crate::route::RequestView { method: &Method::GET, path, query: Some("q=1"), headers: &headers };

@@ -11,7 +11,6 @@ use super::ObjectMeta;
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Namespace {
-    /// Metadata.
     pub metadata: ObjectMeta,
 }
 
@@ -19,9 +18,7 @@ pub struct Namespace {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Service {
-    /// Metadata.
     pub metadata: ObjectMeta,
-    /// Spec.
     pub spec: ServiceSpec,
     /// Status (the load balancer's addresses, for Services Loom provisions).
     pub status: ServiceStatus,
@@ -60,7 +57,6 @@ pub struct ServiceSpec {
     /// `ClusterIP` (default), `NodePort`, `LoadBalancer` or `ExternalName`.
     #[serde(rename = "type")]
     pub type_: Option<String>,
-    /// Ports.
     pub ports: Vec<ServicePort>,
     /// Pod selector.
     pub selector: BTreeMap<String, String>,
@@ -75,11 +71,9 @@ pub struct ServiceSpec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ServicePort {
-    /// Name.
     pub name: Option<String>,
     /// `TCP` (default), `UDP`, `SCTP`.
     pub protocol: Option<String>,
-    /// Port.
     pub port: i32,
     /// Target port (number or name).
     pub target_port: Option<serde_json::Value>,
@@ -95,9 +89,7 @@ pub struct EndpointSlice {
     pub metadata: ObjectMeta,
     /// `IPv4`, `IPv6` or `FQDN`.
     pub address_type: String,
-    /// Endpoints.
     pub endpoints: Vec<Endpoint>,
-    /// Ports.
     pub ports: Vec<EndpointPort>,
 }
 
@@ -105,9 +97,7 @@ pub struct EndpointSlice {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Endpoint {
-    /// Addresses.
     pub addresses: Vec<String>,
-    /// Readiness.
     pub conditions: EndpointConditions,
 }
 
@@ -115,11 +105,8 @@ pub struct Endpoint {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct EndpointConditions {
-    /// Ready.
     pub ready: Option<bool>,
-    /// Serving.
     pub serving: Option<bool>,
-    /// Terminating.
     pub terminating: Option<bool>,
 }
 
@@ -131,7 +118,6 @@ pub struct EndpointPort {
     pub name: Option<String>,
     /// The port on the endpoints.
     pub port: Option<i32>,
-    /// Protocol.
     pub protocol: Option<String>,
     /// App protocol.
     pub app_protocol: Option<String>,
@@ -141,7 +127,6 @@ pub struct EndpointPort {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Secret {
-    /// Metadata.
     pub metadata: ObjectMeta,
     /// e.g. `kubernetes.io/tls`.
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
@@ -188,8 +173,6 @@ impl<'de> Deserialize<'de> for Secret {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ConfigMap {
-    /// Metadata.
     pub metadata: ObjectMeta,
-    /// Data.
     pub data: BTreeMap<String, String>,
 }

@@ -10,9 +10,7 @@ use super::{LabelSelector, LocalObjectReference, ObjectMeta, ObjectReference, Pa
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct GatewayClass {
-    /// Metadata.
     pub metadata: ObjectMeta,
-    /// Spec.
     pub spec: GatewayClassSpec,
 }
 
@@ -46,9 +44,7 @@ pub struct ParametersReference {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Gateway {
-    /// Metadata.
     pub metadata: ObjectMeta,
-    /// Spec.
     pub spec: GatewaySpec,
 }
 
@@ -58,7 +54,6 @@ pub struct Gateway {
 pub struct GatewaySpec {
     /// The class.
     pub gateway_class_name: String,
-    /// Listeners.
     pub listeners: Vec<Listener>,
     /// Requested addresses.
     pub addresses: Vec<GatewaySpecAddress>,
@@ -222,9 +217,7 @@ pub struct RouteGroupKind {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ListenerSet {
-    /// Metadata.
     pub metadata: ObjectMeta,
-    /// Spec.
     pub spec: ListenerSetSpec,
 }
 

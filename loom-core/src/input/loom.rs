@@ -11,9 +11,7 @@ use super::ObjectMeta;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct GatewayClassConfig {
-    /// Metadata.
     pub metadata: ObjectMeta,
-    /// Spec.
     pub spec: GatewayClassConfigSpec,
 }
 
@@ -38,7 +36,6 @@ pub struct GatewayClassConfigSpec {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct PolicyTarget {
-    /// Group.
     pub group: String,
     /// Kind: `Gateway`, `HTTPRoute`, `GRPCRoute` or `Service`.
     pub kind: String,
@@ -52,9 +49,7 @@ pub struct PolicyTarget {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct RateLimitPolicy {
-    /// Metadata.
     pub metadata: ObjectMeta,
-    /// Spec.
     pub spec: RateLimitPolicySpec,
 }
 
@@ -63,7 +58,6 @@ pub struct RateLimitPolicy {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct RateLimitPolicySpec {
-    /// Targets.
     pub target_refs: Vec<PolicyTarget>,
     /// Requests allowed per `unit`.
     pub requests: i64,
@@ -79,9 +73,7 @@ pub struct RateLimitPolicySpec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct CircuitBreakerPolicy {
-    /// Metadata.
     pub metadata: ObjectMeta,
-    /// Spec.
     pub spec: CircuitBreakerPolicySpec,
 }
 
@@ -106,9 +98,7 @@ pub struct CircuitBreakerPolicySpec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct WasmPlugin {
-    /// Metadata.
     pub metadata: ObjectMeta,
-    /// Spec.
     pub spec: WasmPluginSpec,
 }
 
@@ -117,7 +107,6 @@ pub struct WasmPlugin {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct WasmPluginSpec {
-    /// Targets.
     pub target_refs: Vec<PolicyTarget>,
     /// Where the module is: a file path or an OCI/HTTP URL.
     pub url: String,
@@ -134,9 +123,7 @@ pub struct WasmPluginSpec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Backend {
-    /// Metadata.
     pub metadata: ObjectMeta,
-    /// Spec.
     pub spec: BackendSpec,
 }
 

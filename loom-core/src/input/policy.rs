@@ -8,9 +8,7 @@ use super::ObjectMeta;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ReferenceGrant {
-    /// Metadata.
     pub metadata: ObjectMeta,
-    /// Spec.
     pub spec: ReferenceGrantSpec,
 }
 
@@ -28,11 +26,8 @@ pub struct ReferenceGrantSpec {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ReferenceGrantFrom {
-    /// Group.
     pub group: String,
-    /// Kind.
     pub kind: String,
-    /// Namespace.
     pub namespace: String,
 }
 
@@ -40,9 +35,7 @@ pub struct ReferenceGrantFrom {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ReferenceGrantTo {
-    /// Group.
     pub group: String,
-    /// Kind.
     pub kind: String,
     /// Optional name; absent means every object of the kind.
     pub name: Option<String>,
@@ -52,9 +45,7 @@ pub struct ReferenceGrantTo {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct BackendTlsPolicy {
-    /// Metadata.
     pub metadata: ObjectMeta,
-    /// Spec.
     pub spec: BackendTlsPolicySpec,
 }
 
@@ -74,11 +65,8 @@ pub struct BackendTlsPolicySpec {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct PolicyTargetReference {
-    /// Group.
     pub group: String,
-    /// Kind.
     pub kind: String,
-    /// Name.
     pub name: String,
     /// Section (a Service port name).
     pub section_name: Option<String>,

@@ -8,9 +8,7 @@ use super::{BackendRef, ObjectMeta, ParentReference};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct HttpRoute {
-    /// Metadata.
     pub metadata: ObjectMeta,
-    /// Spec.
     pub spec: HttpRouteSpec,
 }
 
@@ -18,9 +16,7 @@ pub struct HttpRoute {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct HttpRouteSpec {
-    /// Parents.
     pub parent_refs: Vec<ParentReference>,
-    /// Hostnames.
     pub hostnames: Vec<String>,
     /// Rules; an empty list means one rule matching `/` with no backends.
     pub rules: Vec<HttpRouteRule>,
@@ -34,11 +30,8 @@ pub struct HttpRouteRule {
     pub name: Option<String>,
     /// Matches, ORed; none means `PathPrefix /`.
     pub matches: Vec<HttpRouteMatch>,
-    /// Filters.
     pub filters: Vec<HttpRouteFilter>,
-    /// Backends.
     pub backend_refs: Vec<HttpBackendRef>,
-    /// Timeouts.
     pub timeouts: Option<HttpRouteTimeouts>,
     /// Retry policy.
     pub retry: Option<HttpRouteRetry>,
@@ -56,7 +49,6 @@ pub struct HttpRouteMatch {
     pub headers: Vec<HttpHeaderMatch>,
     /// Query parameter matches, ANDed.
     pub query_params: Vec<HttpHeaderMatch>,
-    /// Method.
     pub method: Option<String>,
 }
 
@@ -78,9 +70,7 @@ pub struct HttpHeaderMatch {
     /// `Exact` (default) or `RegularExpression`.
     #[serde(rename = "type")]
     pub type_: Option<String>,
-    /// Name.
     pub name: String,
-    /// Value.
     pub value: String,
 }
 
@@ -124,9 +114,7 @@ pub struct HeaderModifier {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct HttpHeader {
-    /// Name.
     pub name: String,
-    /// Value.
     pub value: String,
 }
 
@@ -146,7 +134,6 @@ pub struct RequestMirror {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Fraction {
-    /// Numerator.
     pub numerator: i32,
     /// Denominator (default 100).
     pub denominator: Option<i32>,
@@ -158,11 +145,9 @@ pub struct Fraction {
 pub struct RequestRedirect {
     /// `http` or `https`.
     pub scheme: Option<String>,
-    /// Hostname.
     pub hostname: Option<String>,
     /// Path modifier.
     pub path: Option<HttpPathModifier>,
-    /// Port.
     pub port: Option<i32>,
     /// 301, 302 (default), 303, 307 or 308.
     pub status_code: Option<i32>,
@@ -172,7 +157,6 @@ pub struct RequestRedirect {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct UrlRewrite {
-    /// Hostname.
     pub hostname: Option<String>,
     /// Path modifier.
     pub path: Option<HttpPathModifier>,
@@ -284,9 +268,7 @@ impl<'de> Deserialize<'de> for HttpBackendRef {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct GrpcRoute {
-    /// Metadata.
     pub metadata: ObjectMeta,
-    /// Spec.
     pub spec: GrpcRouteSpec,
 }
 
@@ -294,11 +276,8 @@ pub struct GrpcRoute {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct GrpcRouteSpec {
-    /// Parents.
     pub parent_refs: Vec<ParentReference>,
-    /// Hostnames.
     pub hostnames: Vec<String>,
-    /// Rules.
     pub rules: Vec<GrpcRouteRule>,
 }
 
@@ -310,9 +289,7 @@ pub struct GrpcRouteRule {
     pub name: Option<String>,
     /// Matches, ORed; none matches every request.
     pub matches: Vec<GrpcRouteMatch>,
-    /// Filters.
     pub filters: Vec<HttpRouteFilter>,
-    /// Backends.
     pub backend_refs: Vec<HttpBackendRef>,
 }
 
@@ -343,9 +320,7 @@ pub struct GrpcMethodMatch {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct TlsRoute {
-    /// Metadata.
     pub metadata: ObjectMeta,
-    /// Spec.
     pub spec: L4RouteSpec,
 }
 
@@ -353,9 +328,7 @@ pub struct TlsRoute {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct TcpRoute {
-    /// Metadata.
     pub metadata: ObjectMeta,
-    /// Spec.
     pub spec: L4RouteSpec,
 }
 
@@ -363,9 +336,7 @@ pub struct TcpRoute {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct UdpRoute {
-    /// Metadata.
     pub metadata: ObjectMeta,
-    /// Spec.
     pub spec: L4RouteSpec,
 }
 
@@ -373,11 +344,9 @@ pub struct UdpRoute {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct L4RouteSpec {
-    /// Parents.
     pub parent_refs: Vec<ParentReference>,
     /// SNI hostnames (TLSRoute only).
     pub hostnames: Vec<String>,
-    /// Rules.
     pub rules: Vec<L4RouteRule>,
 }
 
@@ -387,6 +356,5 @@ pub struct L4RouteSpec {
 pub struct L4RouteRule {
     /// The rule's name.
     pub name: Option<String>,
-    /// Backends.
     pub backend_refs: Vec<BackendRef>,
 }

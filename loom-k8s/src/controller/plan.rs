@@ -11,8 +11,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::ApiResource;
 use loom_core::input::{Gateway, Input, Kind, ObjectKey, Service};
-use loom_core::status::{ConditionType, ObjectStatus, Reason, Status, StatusAddress};
-use loom_core::{Compiled, Options};
+use loom_core::status::{ConditionType, ObjectStatus, Status, StatusAddress};
+use loom_core::{Compiled, NotServing, Options};
 use serde_json::Value;
 
 use super::index::{Index, Rollouts};
@@ -274,26 +274,22 @@ fn service_readiness(input: &Input, rollouts: Option<&Rollouts>, opts: &mut Opti
         let addresses = service.map(|s| service_addresses(s)).unwrap_or_default();
         let rollout = rollouts.map(|r| r.get(&(ns.to_owned(), name.clone())));
         let why = match (service, rollout) {
-            (None, _) => Some((
-                Reason::AddressNotAssigned,
-                format!("waiting for Service {ns}/{name} to be created"),
-            )),
-            (Some(_), _) if addresses.is_empty() && gw.spec.addresses.is_empty() => Some((
-                Reason::AddressNotAssigned,
-                format!("waiting for an address of Service {ns}/{name}"),
-            )),
-            (_, Some(None)) => Some((
-                Reason::Pending,
-                format!("waiting for Deployment {ns}/{name} to be created"),
-            )),
-            (_, Some(Some(r))) if r.available == 0 => Some((
-                Reason::Pending,
-                format!(
-                    "waiting for a data-plane pod of Deployment {ns}/{name} \
-                     (0 of {} available)",
-                    r.replicas
-                ),
-            )),
+            (None, _) => Some(NotServing::AddressNotAssigned(format!(
+                "waiting for Service {ns}/{name} to be created"
+            ))),
+            (Some(_), _) if addresses.is_empty() && gw.spec.addresses.is_empty() => {
+                Some(NotServing::AddressNotAssigned(format!(
+                    "waiting for an address of Service {ns}/{name}"
+                )))
+            }
+            (_, Some(None)) => Some(NotServing::Pending(format!(
+                "waiting for Deployment {ns}/{name} to be created"
+            ))),
+            (_, Some(Some(r))) if r.available == 0 => Some(NotServing::Pending(format!(
+                "waiting for a data-plane pod of Deployment {ns}/{name} \
+                 (0 of {} available)",
+                r.replicas
+            ))),
             _ => None,
         };
         let key = (ns.to_owned(), gw.metadata.name.clone());

@@ -55,8 +55,7 @@ fn tcp_rule(handle: &SnapshotHandle, gateway: &GatewayName, port: u16) -> Option
         .load()
         .snapshot
         .port(gateway, port)?
-        .tcp
-        .as_ref()
+        .tcp_listener()
         .map(|l| l.rule.clone())
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
-use loom_core::snapshot::{GatewayName, PortSnapshot};
+use loom_core::snapshot::{GatewayName, PortListeners, PortSnapshot};
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::Acceptor;
 use pingora::proxy::HttpProxy;
@@ -125,26 +125,24 @@ impl ListenerManager {
                 ips.push(self.default_bind);
             }
             for (port, p) in &g.ports {
-                let https = p
-                    .http
-                    .iter()
-                    .any(|l| l.tls.is_some())
-                    .then(|| https_fingerprint(p));
                 let mut kinds = vec![];
-                if !p.tls.is_empty() {
-                    kinds.push((
-                        false,
-                        PortKind::Tls {
-                            terminate: terminate_fingerprint(p),
-                            https,
-                        },
-                    ));
-                } else if let Some(f) = https {
-                    kinds.push((false, PortKind::Https(f)));
-                } else if !p.http.is_empty() {
-                    kinds.push((false, PortKind::Http));
-                } else if p.tcp.is_some() {
-                    kinds.push((false, PortKind::Tcp));
+                match &p.listeners {
+                    Some(PortListeners::Tls { https, tls }) => {
+                        let https = (!https.is_empty()).then(|| https_fingerprint(p));
+                        kinds.push((
+                            false,
+                            match https {
+                                Some(f) if tls.is_empty() => PortKind::Https(f),
+                                https => PortKind::Tls {
+                                    terminate: terminate_fingerprint(p),
+                                    https,
+                                },
+                            },
+                        ));
+                    }
+                    Some(PortListeners::Http(_)) => kinds.push((false, PortKind::Http)),
+                    Some(PortListeners::Tcp(_)) => kinds.push((false, PortKind::Tcp)),
+                    None => {}
                 }
                 if p.udp.is_some() {
                     kinds.push((true, PortKind::Udp));
@@ -385,7 +383,7 @@ impl BackgroundService for ListenerManager {
 
 fn https_fingerprint(port: &PortSnapshot) -> u64 {
     let mut h = DefaultHasher::new();
-    for l in &port.http {
+    for l in port.http_listeners() {
         l.hostname.hash(&mut h);
         if let Some(t) = &l.tls {
             hash_tls(t, &mut h);
@@ -396,7 +394,7 @@ fn https_fingerprint(port: &PortSnapshot) -> u64 {
 
 fn terminate_fingerprint(port: &PortSnapshot) -> u64 {
     let mut h = DefaultHasher::new();
-    for l in &port.tls {
+    for l in port.tls_listeners() {
         l.hostname.hash(&mut h);
         if let Some(t) = &l.terminate {
             hash_tls(t, &mut h);

@@ -64,7 +64,7 @@ fn certified_key(c: &Certificate) -> Result<Arc<CertifiedKey>, String> {
 pub(crate) fn settings_for_port(port: &PortSnapshot) -> Result<TlsSettings, String> {
     let mut entries = vec![];
     let mut validation = None;
-    for l in &port.http {
+    for l in port.http_listeners() {
         let Some(tls) = &l.tls else { continue };
         if let Some(c) = tls.certificates.first() {
             entries.push((l.hostname.clone(), certified_key(c)?));
@@ -111,7 +111,7 @@ pub(crate) fn terminate_config(
     port: &PortSnapshot,
 ) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
     let mut entries = vec![];
-    for l in &port.tls {
+    for l in port.tls_listeners() {
         if let Some(c) = l.terminate.as_ref().and_then(|t| t.certificates.first()) {
             entries.push((l.hostname.clone(), certified_key(c)?));
         }

@@ -48,7 +48,7 @@ spec:
             .iter()
             .map(|a| format!("{} {}", a.type_, a.value))
             .collect();
-        (why.map(|(r, m)| format!("{}: {m}", r.as_str())), addrs)
+        (why.map(|w| format!("{}: {w}", w.reason().as_str())), addrs)
     };
     let (why, addrs) = run(gateway, Some(&rollout(1)));
     assert_eq!(

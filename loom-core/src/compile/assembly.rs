@@ -1,0 +1,296 @@
+//! Assembly: the snapshot from the programmed listeners and the routes attached to them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::model::*;
+use crate::route::host::{HostPattern, most_specific_first};
+use crate::route::{GrpcPrecedence, GrpcTable, HttpPrecedence, HttpTable, RouteOrder};
+use crate::snapshot::*;
+
+impl Gateways<'_> {
+    /// Builds the snapshot from the programmed listeners and the routes attached to them.
+    pub(crate) fn snapshot(&self, attached: &Attached) -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        for (gi, gw) in self.gateways.iter().enumerate() {
+            if !self.gateway_accepted(gi) {
+                continue;
+            }
+            let mut ports: BTreeMap<u16, PortBuilder> = BTreeMap::new();
+            let all = gw.listeners.iter().copied().chain(
+                gw.listener_sets
+                    .iter()
+                    .flat_map(|&s| self.listener_sets[s].listeners.iter().copied()),
+            );
+            for li in all {
+                let l = &self.listeners[li];
+                if !l.is_programmed() {
+                    continue;
+                }
+                let port = ports.entry(l.port).or_default();
+                match l.protocol {
+                    Some(Protocol::Http) => port.http.push(build_http_listener(l, li, attached)),
+                    Some(Protocol::Https) => port.https.push(build_http_listener(l, li, attached)),
+                    Some(Protocol::Tls) => port.tls.push(build_tls_listener(l, li, attached)),
+                    Some(p @ (Protocol::Tcp | Protocol::Udp)) => {
+                        // Several routes may attach; the oldest gets the traffic.
+                        let first = attached
+                            .l4
+                            .iter()
+                            .filter(|a| a.listener == li)
+                            .min_by(|a, b| a.order.cmp(&b.order));
+                        if let Some(a) = first {
+                            let l4 = L4Listener {
+                                name: l.spec.name.clone(),
+                                rule: a.rule.clone(),
+                            };
+                            if p == Protocol::Tcp {
+                                port.tcp = Some(l4);
+                            } else {
+                                port.udp = Some(l4);
+                            }
+                        }
+                    }
+                    None => {}
+                }
+            }
+            let g = GatewaySnapshot {
+                addresses: gw.addresses.clone(),
+                ports: ports
+                    .into_iter()
+                    .map(|(port, p)| (port, p.build(port)))
+                    .collect(),
+                backend_client_certificate: gw
+                    .backend_client_cert
+                    .as_ref()
+                    .and_then(|r| r.as_ref().ok())
+                    .cloned(),
+            };
+            snapshot.gateways.insert(gw.name.clone(), g);
+        }
+        snapshot
+    }
+}
+
+/// The listeners of one port, gathered by protocol.
+#[derive(Default)]
+struct PortBuilder {
+    http: Vec<HttpListener>,
+    https: Vec<HttpListener>,
+    tls: Vec<TlsListener>,
+    tcp: Option<L4Listener>,
+    udp: Option<L4Listener>,
+}
+
+impl PortBuilder {
+    /// What the port is. Listener conflicts leave one kind of TCP listener on a port: HTTP,
+    /// or HTTPS and TLS (the SNI chooses), or one TCP listener; UDP shares any port.
+    fn build(self, port: u16) -> PortSnapshot {
+        let by_hostname = |a: &Option<HostPattern>, b: &Option<HostPattern>| {
+            most_specific_first(a.as_ref(), b.as_ref())
+        };
+        let PortBuilder {
+            mut http,
+            mut https,
+            mut tls,
+            tcp,
+            udp,
+        } = self;
+        http.sort_by(|a, b| by_hostname(&a.hostname, &b.hostname));
+        https.sort_by(|a, b| by_hostname(&a.hostname, &b.hostname));
+        tls.sort_by(|a, b| by_hostname(&a.hostname, &b.hostname));
+        let listeners = if !https.is_empty() || !tls.is_empty() {
+            Some(PortListeners::Tls { https, tls })
+        } else if !http.is_empty() {
+            Some(PortListeners::Http(http))
+        } else {
+            tcp.map(PortListeners::Tcp)
+        };
+        PortSnapshot {
+            port,
+            listeners,
+            udp,
+        }
+    }
+}
+
+fn build_tls_listener(l: &CheckedListener<'_>, li: usize, attached: &Attached) -> TlsListener {
+    let mut routes: Vec<_> = attached
+        .l4
+        .iter()
+        .filter(|a| a.listener == li)
+        .flat_map(|a| {
+            a.hostnames
+                .iter()
+                .map(move |h| (h.clone(), a.order.clone(), a.rule.clone()))
+        })
+        .collect();
+    routes.sort_by(|a, b| {
+        most_specific_first(a.0.as_ref(), b.0.as_ref()).then_with(|| a.1.cmp(&b.1))
+    });
+    TlsListener {
+        name: l.spec.name.clone(),
+        hostname: l.hostname.clone(),
+        terminate: if l.passthrough { None } else { l.tls.clone() },
+        routes: routes.into_iter().map(|(h, _, r)| (h, r)).collect(),
+    }
+}
+
+fn build_http_listener(l: &CheckedListener<'_>, li: usize, attached: &Attached) -> HttpListener {
+    type Entries = (
+        Vec<(crate::route::HttpMatch, HttpPrecedence, Arc<HttpRule>)>,
+        Vec<(crate::route::GrpcMatch, GrpcPrecedence, Arc<HttpRule>)>,
+    );
+    let mut vhosts: BTreeMap<Option<HostPattern>, Entries> = BTreeMap::new();
+    for a in attached.http.iter().filter(|a| a.listener == li) {
+        for host in &a.hostnames {
+            let entry = vhosts.entry(host.clone()).or_default();
+            for r in &a.route.http {
+                for (mi, m) in r.matches.iter().enumerate() {
+                    let order = RouteOrder {
+                        match_index: mi,
+                        rule: r.index,
+                        ..a.route.order.clone()
+                    };
+                    entry
+                        .0
+                        .push((m.clone(), HttpPrecedence::of(m, order), r.rule.clone()));
+                }
+            }
+            for r in &a.route.grpc {
+                for (mi, m) in r.matches.iter().enumerate() {
+                    let order = RouteOrder {
+                        match_index: mi,
+                        rule: r.index,
+                        ..a.route.order.clone()
+                    };
+                    entry
+                        .1
+                        .push((m.clone(), GrpcPrecedence::of(m, order), r.rule.clone()));
+                }
+            }
+        }
+    }
+    let vhosts = vhosts
+        .into_iter()
+        .map(|(hostname, (http, grpc))| VirtualHost {
+            hostname,
+            http: HttpTable::new(http),
+            grpc: GrpcTable::new(grpc),
+        })
+        .collect();
+    HttpListener::new(
+        l.spec.name.clone(),
+        l.owner.clone(),
+        l.hostname.clone(),
+        l.tls.clone(),
+        vhosts,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::{Kind, ObjectKey};
+
+    fn key(name: &str) -> ObjectKey {
+        ObjectKey {
+            kind: Kind::Gateway,
+            namespace: "default".into(),
+            name: name.into(),
+        }
+    }
+
+    fn host(h: &str) -> Option<HostPattern> {
+        Some(HostPattern::parse(h).unwrap())
+    }
+
+    fn http(name: &str, hostname: Option<HostPattern>, tls: bool) -> HttpListener {
+        let tls = tls.then(ServerTls::default);
+        HttpListener::new(name.into(), key("gw"), hostname, tls, vec![])
+    }
+
+    fn l4(name: &str) -> L4Listener {
+        L4Listener {
+            name: name.into(),
+            rule: Arc::new(L4Rule {
+                route: key("route"),
+                backends: vec![],
+            }),
+        }
+    }
+
+    fn names(listeners: &[HttpListener]) -> Vec<&str> {
+        listeners.iter().map(|l| l.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_port_is_http_most_specific_hostname_first() {
+        let port = PortBuilder {
+            http: vec![
+                http("any", None, false),
+                http("wild", host("*.example.com"), false),
+                http("exact", host("a.example.com"), false),
+            ],
+            ..Default::default()
+        }
+        .build(80);
+        let Some(PortListeners::Http(listeners)) = &port.listeners else {
+            panic!("{port:?}");
+        };
+        assert_eq!(names(listeners), ["exact", "wild", "any"]);
+        assert!(port.tls_listeners().is_empty() && port.tcp_listener().is_none());
+    }
+
+    #[test]
+    fn https_and_tls_listeners_share_a_tls_port() {
+        let passthrough = TlsListener {
+            name: "passthrough".into(),
+            hostname: host("db.example.com"),
+            terminate: None,
+            routes: vec![],
+        };
+        let port = PortBuilder {
+            https: vec![http("web", host("*.example.com"), true)],
+            tls: vec![passthrough],
+            udp: Some(l4("quic")),
+            ..Default::default()
+        }
+        .build(443);
+        let Some(PortListeners::Tls { https, tls }) = &port.listeners else {
+            panic!("{port:?}");
+        };
+        assert_eq!(names(https), ["web"]);
+        assert_eq!(tls[0].name, "passthrough");
+        assert_eq!(names(port.http_listeners()), ["web"]);
+        assert_eq!(port.udp.as_ref().map(|l| l.name.as_str()), Some("quic"));
+        // HTTPS alone is a TLS port too.
+        let port = PortBuilder {
+            https: vec![http("web", None, true)],
+            ..Default::default()
+        }
+        .build(443);
+        assert!(matches!(&port.listeners, Some(PortListeners::Tls { tls, .. }) if tls.is_empty()));
+    }
+
+    #[test]
+    fn a_tcp_port_has_its_route_and_a_udp_only_port_has_no_tcp_side() {
+        let port = PortBuilder {
+            tcp: Some(l4("db")),
+            udp: Some(l4("dns")),
+            ..Default::default()
+        }
+        .build(53);
+        assert_eq!(port.tcp_listener().map(|l| l.name.as_str()), Some("db"));
+        let port = PortBuilder {
+            udp: Some(l4("dns")),
+            ..Default::default()
+        }
+        .build(53);
+        assert!(port.listeners.is_none());
+        assert!(port.http_listeners().is_empty());
+        // A TCP listener no route attached to serves nothing yet.
+        let port = PortBuilder::default().build(9000);
+        assert!(port.listeners.is_none() && port.udp.is_none());
+    }
+}

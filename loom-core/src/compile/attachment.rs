@@ -1,0 +1,360 @@
+//! Attachment: which listeners accept each route (parentRefs, allowedRoutes, hostnames); the
+//! routes' status.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+use super::error::{NotAttached, join};
+use super::lookup::{InputLookup, by_age, group_or};
+use super::model::*;
+use super::rules::{Findings, RouteCx};
+use crate::input::*;
+use crate::route::RouteOrder;
+use crate::route::host::HostPattern;
+use crate::snapshot::*;
+use crate::status::*;
+
+pub(crate) fn attach_all(
+    lookup: &InputLookup<'_>,
+    gws: &mut Gateways<'_>,
+    policies: &TlsPolicies,
+    status: &mut Status,
+) -> Attached {
+    let input = lookup.input;
+    let mut a = Attacher {
+        lookup,
+        gws,
+        policies,
+        status,
+        attached: Attached::default(),
+        interned: HashSet::new(),
+    };
+    for r in by_age(&input.http_routes, |r| &r.metadata) {
+        let v = RouteView::new(
+            Kind::HttpRoute,
+            &r.metadata,
+            &r.spec.parent_refs,
+            &r.spec.hostnames,
+        );
+        a.route(v, |cx| Target::Http(cx.http_route(r)));
+    }
+    for r in by_age(&input.grpc_routes, |r| &r.metadata) {
+        let v = RouteView::new(
+            Kind::GrpcRoute,
+            &r.metadata,
+            &r.spec.parent_refs,
+            &r.spec.hostnames,
+        );
+        a.route(v, |cx| Target::Http(cx.grpc_route(r)));
+    }
+    let l4 = [
+        (
+            Kind::TlsRoute,
+            input
+                .tls_routes
+                .iter()
+                .map(|r| (&r.metadata, &r.spec))
+                .collect::<Vec<_>>(),
+            AppProtocol::Tcp,
+        ),
+        (
+            Kind::TcpRoute,
+            input
+                .tcp_routes
+                .iter()
+                .map(|r| (&r.metadata, &r.spec))
+                .collect(),
+            AppProtocol::Tcp,
+        ),
+        (
+            Kind::UdpRoute,
+            input
+                .udp_routes
+                .iter()
+                .map(|r| (&r.metadata, &r.spec))
+                .collect(),
+            AppProtocol::Udp,
+        ),
+    ];
+    for (kind, mut routes, proto) in l4 {
+        routes.retain(|(m, _)| m.deletion_timestamp.is_none());
+        routes.sort_by(|a, b| a.0.age_key().cmp(&b.0.age_key()));
+        for (meta, spec) in routes {
+            // Only TLSRoute has hostnames (SNI).
+            let hostnames: &[String] = if kind == Kind::TlsRoute {
+                &spec.hostnames
+            } else {
+                &[]
+            };
+            let v = RouteView::new(kind, meta, &spec.parent_refs, hostnames);
+            a.route(v, |cx| {
+                let backends = spec
+                    .rules
+                    .iter()
+                    .flat_map(|rule| &rule.backend_refs)
+                    .map(|b| cx.weighted(b, Some(proto), Filters::default()))
+                    .collect();
+                cx.found.kept = spec.rules.len().max(1);
+                Target::L4(
+                    Arc::new(L4Rule {
+                        route: cx.view.key.clone(),
+                        backends,
+                    }),
+                    route_order(meta),
+                )
+            });
+        }
+    }
+    a.attached
+}
+
+/// Compiles routes one at a time and attaches them, collecting the attachments.
+struct Attacher<'a, 'w, 'g> {
+    lookup: &'a InputLookup<'w>,
+    gws: &'a mut Gateways<'g>,
+    policies: &'a TlsPolicies,
+    status: &'a mut Status,
+    attached: Attached,
+    interned: HashSet<Arc<BackendTarget>>,
+}
+
+impl Attacher<'_, '_, '_> {
+    fn route(&mut self, view: RouteView<'_>, compile: impl FnOnce(&mut RouteCx<'_, '_>) -> Target) {
+        let mut cx = RouteCx {
+            lookup: self.lookup,
+            policies: self.policies,
+            view: &view,
+            found: Findings::default(),
+            interned: &mut self.interned,
+        };
+        let target = compile(&mut cx);
+        let found = cx.found;
+        attach_route(
+            self.lookup,
+            self.gws,
+            &mut self.attached,
+            self.status,
+            &view,
+            found,
+            target,
+        );
+    }
+}
+
+enum Target {
+    Http(Arc<CompiledRoute>),
+    L4(Arc<L4Rule>, RouteOrder),
+}
+
+fn attach_route(
+    lookup: &InputLookup<'_>,
+    gws: &mut Gateways<'_>,
+    attached: &mut Attached,
+    status: &mut Status,
+    route: &RouteView<'_>,
+    found: Findings,
+    target: Target,
+) {
+    let g = route.meta.generation();
+    let ns = route.key.namespace.as_str();
+    let mut hostnames = vec![];
+    let mut bad_hostname = None;
+    for h in route.hostnames {
+        match HostPattern::parse(h) {
+            Ok(p) => hostnames.push(p),
+            Err(error) => {
+                bad_hostname = Some(NotAttached::Hostname {
+                    hostname: h.clone(),
+                    error,
+                })
+            }
+        }
+    }
+    let mut parents = vec![];
+    let mut seen = BTreeSet::new();
+    for p in route.parent_refs {
+        let group = group_or(&p.group, GATEWAY_GROUP);
+        let kind = p.kind.as_deref().unwrap_or("Gateway");
+        let parent_ns = p.namespace.as_deref().unwrap_or(ns);
+        let listeners: Vec<usize> = match (group, kind) {
+            (GATEWAY_GROUP, "Gateway") => match gws.gateway_index(parent_ns, &p.name) {
+                Some(gi) => gws.gateways[gi].listeners.clone(),
+                None => continue,
+            },
+            (GATEWAY_GROUP, "ListenerSet") => match gws.listener_set_index(parent_ns, &p.name) {
+                Some(si) => gws.listener_sets[si].listeners.clone(),
+                None => continue,
+            },
+            _ => continue,
+        };
+        let parent_ref = ParentReference {
+            group: Some(group.into()),
+            kind: Some(kind.into()),
+            namespace: Some(parent_ns.into()),
+            name: p.name.clone(),
+            section_name: p.section_name.clone(),
+            port: p.port,
+        };
+        if !seen.insert(parent_ref.clone()) {
+            continue; // the same parentRef twice gets one entry
+        }
+        let result = if let Some(e) = &bad_hostname {
+            Err(e.clone())
+        } else if found.kept == 0 && !found.dropped.is_empty() {
+            // Spec (PartiallyInvalid): with every rule dropped, the route is not accepted.
+            Err(NotAttached::NoValidRule(found.dropped.clone()))
+        } else {
+            select_listeners(lookup, gws, route, p, &listeners, &hostnames)
+        };
+        let mut c = Conditions::default();
+        match result {
+            Ok(accepted) => {
+                c.set(Condition::new(
+                    ConditionType::Accepted,
+                    true,
+                    Reason::Accepted,
+                    "route is attached",
+                    g,
+                ));
+                for (li, hosts) in accepted {
+                    gws.listeners[li].attached.insert(route.key.clone());
+                    let gateway = gws.listeners[li].gateway;
+                    attached
+                        .services_by_gateway
+                        .entry(gateway)
+                        .or_default()
+                        .extend(found.services.iter().cloned());
+                    match &target {
+                        Target::Http(r) => attached.http.push(HttpAttachment {
+                            listener: li,
+                            hostnames: hosts,
+                            route: r.clone(),
+                        }),
+                        Target::L4(r, order) => attached.l4.push(L4Attachment {
+                            listener: li,
+                            hostnames: hosts,
+                            order: order.clone(),
+                            rule: r.clone(),
+                        }),
+                    }
+                }
+            }
+            Err(e) => c.set(Condition::new(
+                ConditionType::Accepted,
+                false,
+                e.reason(),
+                e.to_string(),
+                g,
+            )),
+        }
+        c.set(match found.refs.first() {
+            None => Condition::new(
+                ConditionType::ResolvedRefs,
+                true,
+                Reason::ResolvedRefs,
+                "all references resolved",
+                g,
+            ),
+            Some(e) => Condition::new(
+                ConditionType::ResolvedRefs,
+                false,
+                e.reason(),
+                e.to_string(),
+                g,
+            ),
+        });
+        if found.kept > 0 && !found.dropped.is_empty() {
+            // Spec: "The message for this condition MUST start with the prefix "Dropped Rule"".
+            let m = join(&found.dropped);
+            c.set(Condition::new(
+                ConditionType::PartiallyInvalid,
+                true,
+                Reason::UnsupportedValue,
+                m,
+                g,
+            ));
+        }
+        parents.push(RouteParentStatus {
+            parent_ref,
+            controller_name: lookup.options.controller_name.clone(),
+            conditions: c,
+        });
+    }
+    if !parents.is_empty() {
+        status.objects.insert(
+            route.key.clone(),
+            ObjectStatus::Route(RouteStatus { parents }),
+        );
+    }
+}
+
+type Selected = Vec<(usize, Vec<Option<HostPattern>>)>;
+
+/// Which listeners of a parent accept the route, with the effective hostnames on each.
+fn select_listeners(
+    lookup: &InputLookup<'_>,
+    gws: &Gateways<'_>,
+    route: &RouteView<'_>,
+    p: &ParentReference,
+    listeners: &[usize],
+    hostnames: &[HostPattern],
+) -> Result<Selected, NotAttached> {
+    let candidates: Vec<usize> = listeners
+        .iter()
+        .copied()
+        .filter(|&l| {
+            p.section_name
+                .as_ref()
+                .is_none_or(|s| &gws.listeners[l].spec.name == s)
+        })
+        .filter(|&l| {
+            p.port
+                .is_none_or(|port| i32::from(gws.listeners[l].port) == port)
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Err(match (&p.section_name, p.port) {
+            (Some(s), _) => NotAttached::NoListenerNamed(s.clone()),
+            (None, Some(port)) => NotAttached::NoListenerOnPort(port),
+            _ => NotAttached::NoListeners,
+        });
+    }
+    let mut accepted = vec![];
+    let mut hostname_mismatch = false;
+    for l in candidates {
+        let listener = &gws.listeners[l];
+        if !listener.is_accepted()
+            || !listener.kinds.contains(&route.key.kind)
+            || !listener.allows_namespace(lookup, &route.key.namespace)
+        {
+            continue;
+        }
+        let hosts: Vec<Option<HostPattern>> = if hostnames.is_empty() {
+            vec![listener.hostname.clone()]
+        } else {
+            let mut v: Vec<_> = hostnames
+                .iter()
+                .filter_map(|h| HostPattern::intersect(listener.hostname.as_ref(), h))
+                .map(Some)
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        if hosts.is_empty() {
+            hostname_mismatch = true;
+            continue;
+        }
+        accepted.push((l, hosts));
+    }
+    if !accepted.is_empty() {
+        Ok(accepted)
+    } else if hostname_mismatch {
+        Err(NotAttached::NoMatchingHostname)
+    } else {
+        Err(NotAttached::NotAllowedByListeners {
+            kind: route.key.kind,
+            namespace: route.key.namespace.clone(),
+        })
+    }
+}

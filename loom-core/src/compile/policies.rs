@@ -1,0 +1,149 @@
+//! Policies: BackendTLSPolicies validated, conflicts settled (GEP-713: the older policy wins);
+//! the settings of Loom's own policies checked.
+
+use super::error::{BackendTlsPolicyError, LoomPolicyError};
+use super::lookup::{InputLookup, by_age};
+use super::model::*;
+use super::references::parses_certificates;
+use crate::input::*;
+use crate::snapshot::*;
+
+pub(crate) fn backend_tls_policies(lookup: &InputLookup<'_>) -> TlsPolicies {
+    let mut policies: Vec<TlsPolicy> = vec![];
+    for p in by_age(&lookup.input.backend_tls_policies, |p| &p.metadata) {
+        let ns = p.metadata.namespace_or_default();
+        let key = ObjectKey {
+            kind: Kind::BackendTlsPolicy,
+            namespace: ns.into(),
+            name: p.metadata.name.clone(),
+        };
+        let targets: Vec<(String, Option<String>)> = p
+            .spec
+            .target_refs
+            .iter()
+            .filter(|t| t.group.is_empty() && t.kind == "Service")
+            .map(|t| (t.name.clone(), t.section_name.clone()))
+            .collect();
+        let v = &p.spec.validation;
+        let mut ca_pem = vec![];
+        let mut failure = None;
+        for r in &v.ca_certificate_refs {
+            if !r.group.is_empty() || r.kind != "ConfigMap" {
+                failure.get_or_insert(BackendTlsPolicyError::UnsupportedCaKind {
+                    group: r.group.clone(),
+                    kind: r.kind.clone(),
+                });
+                continue;
+            }
+            match lookup
+                .config_map(ns, &r.name)
+                .and_then(|c| c.data.get("ca.crt"))
+            {
+                Some(pem) if parses_certificates(pem.as_bytes()) => {
+                    ca_pem.extend_from_slice(pem.as_bytes())
+                }
+                _ => {
+                    failure.get_or_insert(BackendTlsPolicyError::InvalidCa {
+                        namespace: ns.into(),
+                        name: r.name.clone(),
+                    });
+                }
+            }
+        }
+        let system_roots = v.well_known_ca_certificates.as_deref() == Some("System");
+        if v.ca_certificate_refs.is_empty() && !system_roots {
+            failure.get_or_insert(BackendTlsPolicyError::NoCaCertificates);
+        }
+        let validity = match failure {
+            Some(f) => Err(f),
+            None => Ok(BackendTls {
+                policy: key.clone(),
+                hostname: v.hostname.clone(),
+                ca_pem,
+                system_roots,
+                subject_alt_names: v
+                    .subject_alt_names
+                    .iter()
+                    .filter_map(|s| s.hostname.clone().or_else(|| s.uri.clone()))
+                    .collect(),
+            }),
+        };
+        // GEP-713: the older policy wins a target (Service + sectionName) they share.
+        let conflicted = policies.iter().any(|older| {
+            older.key.namespace == ns && older.targets.iter().any(|t| targets.contains(t))
+        });
+        policies.push(TlsPolicy {
+            key,
+            generation: p.metadata.generation(),
+            targets,
+            validity,
+            conflicted,
+        });
+    }
+    TlsPolicies { policies }
+}
+
+/// Why a RateLimitPolicy's settings are unusable, if they are.
+pub(crate) fn rate_limit_error(spec: &RateLimitPolicySpec) -> Option<LoomPolicyError> {
+    if spec.requests <= 0 {
+        Some(LoomPolicyError::RequestsNotPositive)
+    } else if !matches!(spec.unit.as_str(), "Second" | "Minute" | "Hour") {
+        Some(LoomPolicyError::Unit(spec.unit.clone()))
+    } else {
+        None
+    }
+}
+
+/// Why a CircuitBreakerPolicy's settings are unusable, if they are.
+pub(crate) fn circuit_breaker_error(spec: &CircuitBreakerPolicySpec) -> Option<LoomPolicyError> {
+    spec.ejection_time
+        .as_deref()
+        .filter(|t| crate::filter::parse_duration_ms(t).is_none())
+        .map(|t| LoomPolicyError::EjectionTime(t.into()))
+}
+
+/// Why a WASMPlugin's settings are unusable, if they are.
+pub(crate) fn wasm_plugin_error(spec: &WasmPluginSpec) -> Option<LoomPolicyError> {
+    spec.url.is_empty().then_some(LoomPolicyError::MissingUrl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rate_limit_needs_positive_requests_per_second_minute_or_hour() {
+        let spec = |requests, unit: &str| RateLimitPolicySpec {
+            requests,
+            unit: unit.into(),
+            ..Default::default()
+        };
+        assert_eq!(rate_limit_error(&spec(10, "Minute")), None);
+        assert_eq!(
+            rate_limit_error(&spec(0, "Minute")),
+            Some(LoomPolicyError::RequestsNotPositive)
+        );
+        assert_eq!(
+            rate_limit_error(&spec(10, "Day")).map(|e| e.to_string()),
+            Some("unit \"Day\" must be Second, Minute or Hour".into())
+        );
+    }
+
+    #[test]
+    fn a_circuit_breaker_ejection_time_is_a_duration_and_a_plugin_has_a_url() {
+        let breaker = |t: Option<&str>| CircuitBreakerPolicySpec {
+            ejection_time: t.map(Into::into),
+            ..Default::default()
+        };
+        assert_eq!(circuit_breaker_error(&breaker(None)), None);
+        assert_eq!(circuit_breaker_error(&breaker(Some("30s"))), None);
+        assert_eq!(
+            circuit_breaker_error(&breaker(Some("soon"))),
+            Some(LoomPolicyError::EjectionTime("soon".into()))
+        );
+        assert_eq!(
+            wasm_plugin_error(&WasmPluginSpec::default()),
+            Some(LoomPolicyError::MissingUrl)
+        );
+    }
+}

@@ -1,0 +1,430 @@
+//! Route rules: matches, filters, timeouts, retries, and their backends.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+use super::error::{DroppedRule, InvalidRule};
+use super::lookup::InputLookup;
+use super::model::*;
+use crate::input::*;
+use crate::snapshot::*;
+use http::{HeaderName, HeaderValue};
+
+use super::backends::resolve_backend;
+use crate::filter::{self, Cors, HeaderEdits, PathModifier, Redirect, Rewrite};
+use crate::route::header::{HeaderMatch, QueryMatch, ValueMatch, parse_method};
+use crate::route::path::PathMatch;
+use crate::route::{GrpcMatch, HttpMatch};
+
+/// What compiling one route found.
+#[derive(Default)]
+pub(crate) struct Findings {
+    /// Unresolvable references, in order: `ResolvedRefs=False` with the first reason.
+    pub(crate) refs: Vec<UnresolvedRef>,
+    /// Rules dropped for invalid values.
+    pub(crate) dropped: Vec<DroppedRule>,
+    /// Rules kept.
+    pub(crate) kept: usize,
+    /// Services the route refers to (BackendTLSPolicy ancestors).
+    pub(crate) services: BTreeSet<(String, String)>,
+}
+
+/// Compiles one route's rules and resolves its references, collecting [`Findings`].
+pub(crate) struct RouteCx<'c, 'w> {
+    pub(crate) lookup: &'c InputLookup<'w>,
+    pub(crate) policies: &'c TlsPolicies,
+    pub(crate) view: &'c RouteView<'c>,
+    pub(crate) found: Findings,
+    /// Every distinct backend resolved so far: routes that name the same Service port share
+    /// one `BackendTarget` (and one endpoint list) in the snapshot.
+    pub(crate) interned: &'c mut HashSet<Arc<BackendTarget>>,
+}
+
+impl RouteCx<'_, '_> {
+    pub(crate) fn http_route(&mut self, r: &HttpRoute) -> Arc<CompiledRoute> {
+        // The API server defaults `rules` to one rule matching `PathPrefix /`.
+        let default_rule = [HttpRouteRule::default()];
+        let rules: &[HttpRouteRule] = if r.spec.rules.is_empty() {
+            &default_rule
+        } else {
+            &r.spec.rules
+        };
+        let mut http = vec![];
+        for (index, rule) in rules.iter().enumerate() {
+            let compiled = compile_http_matches(&rule.matches).and_then(|matches| {
+                let mut compiled =
+                    self.rule(index, rule.name.clone(), &rule.filters, &rule.backend_refs)?;
+                if let Some(t) = &rule.timeouts {
+                    let ms = |s: &Option<String>| {
+                        s.as_deref()
+                            .and_then(filter::parse_duration_ms)
+                            .filter(|&ms| ms > 0)
+                    };
+                    compiled.timeouts = Timeouts {
+                        request_ms: ms(&t.request),
+                        backend_request_ms: ms(&t.backend_request),
+                    };
+                }
+                if let Some(retry) = &rule.retry {
+                    compiled.retry = Some(Retry {
+                        codes: retry
+                            .codes
+                            .iter()
+                            .filter_map(|c| u16::try_from(*c).ok())
+                            .collect(),
+                        attempts: u32::try_from(retry.attempts.unwrap_or(1)).unwrap_or(0),
+                        backoff_ms: retry.backoff.as_deref().and_then(filter::parse_duration_ms),
+                    });
+                }
+                Ok(CompiledRule {
+                    index,
+                    matches,
+                    rule: Arc::new(compiled),
+                })
+            });
+            match compiled {
+                Ok(c) => http.push(c),
+                Err(why) => self.found.dropped.push(DroppedRule { index, why }),
+            }
+        }
+        self.found.kept = http.len();
+        Arc::new(CompiledRoute {
+            order: route_order(self.view.meta),
+            http,
+            grpc: vec![],
+        })
+    }
+
+    pub(crate) fn grpc_route(&mut self, r: &GrpcRoute) -> Arc<CompiledRoute> {
+        let default_rule = [GrpcRouteRule::default()];
+        let rules: &[GrpcRouteRule] = if r.spec.rules.is_empty() {
+            &default_rule
+        } else {
+            &r.spec.rules
+        };
+        let mut grpc = vec![];
+        for (index, rule) in rules.iter().enumerate() {
+            let compiled = compile_grpc_matches(&rule.matches).and_then(|matches| {
+                let compiled =
+                    self.rule(index, rule.name.clone(), &rule.filters, &rule.backend_refs)?;
+                Ok(CompiledRule {
+                    index,
+                    matches,
+                    rule: Arc::new(compiled),
+                })
+            });
+            match compiled {
+                Ok(c) => grpc.push(c),
+                Err(why) => self.found.dropped.push(DroppedRule { index, why }),
+            }
+        }
+        self.found.kept = grpc.len();
+        Arc::new(CompiledRoute {
+            order: route_order(self.view.meta),
+            http: vec![],
+            grpc,
+        })
+    }
+
+    fn rule(
+        &mut self,
+        index: usize,
+        name: Option<String>,
+        filters: &[HttpRouteFilter],
+        backend_refs: &[HttpBackendRef],
+    ) -> Result<HttpRule, InvalidRule> {
+        let (rule_filters, invalid) = self.filters(filters)?;
+        let mut backends = vec![];
+        for b in backend_refs {
+            let (f, backend_invalid) = self.filters(&b.filters)?;
+            let mut w = self.weighted(&b.backend_ref, None, f);
+            if let Some(why) = backend_invalid {
+                w.target = Err(why.into());
+            }
+            backends.push(w);
+        }
+        Ok(HttpRule {
+            route: self.view.key.clone(),
+            rule_index: index,
+            rule_name: name,
+            filters: rule_filters,
+            backends,
+            invalid,
+            timeouts: Timeouts::default(),
+            retry: None,
+        })
+    }
+
+    /// Resolves one backendRef; a failure is recorded and gives 500 for its share of traffic.
+    pub(crate) fn weighted(
+        &mut self,
+        b: &BackendRef,
+        l4: Option<AppProtocol>,
+        filters: Filters,
+    ) -> WeightedBackend {
+        let target = self.backend(b, l4);
+        WeightedBackend {
+            weight: u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0),
+            target,
+            filters,
+        }
+    }
+
+    fn backend(
+        &mut self,
+        b: &BackendRef,
+        l4: Option<AppProtocol>,
+    ) -> Result<Arc<BackendTarget>, UnresolvedRef> {
+        match resolve_backend(
+            self.lookup,
+            self.policies,
+            self.view,
+            b,
+            l4,
+            &mut self.found.services,
+        ) {
+            Ok(target) => Ok(match self.interned.get(&target) {
+                Some(shared) => shared.clone(),
+                None => {
+                    self.interned.insert(target.clone());
+                    target
+                }
+            }),
+            Err(e) => {
+                let e = UnresolvedRef::from(e);
+                self.found.refs.push(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// Compiles filters. `Err` drops the rule (an invalid value); `Ok((_, Some(why)))` keeps the
+    /// rule but answers 500 (an ExtensionRef Loom cannot resolve: "the filter MUST NOT be
+    /// skipped").
+    fn filters(
+        &mut self,
+        filters: &[HttpRouteFilter],
+    ) -> Result<(Filters, Option<UnsupportedExtensionRef>), InvalidRule> {
+        let mut out = Filters::default();
+        let mut invalid = None;
+        for f in filters {
+            let missing = || InvalidRule::MissingFilterField {
+                filter: f.type_.clone(),
+                field: lower_first(&f.type_),
+            };
+            match f.type_.as_str() {
+                "RequestHeaderModifier" => {
+                    out.request_headers = Some(header_edits(
+                        f.request_header_modifier.as_ref().ok_or_else(missing)?,
+                    )?);
+                }
+                "ResponseHeaderModifier" => {
+                    out.response_headers = Some(header_edits(
+                        f.response_header_modifier.as_ref().ok_or_else(missing)?,
+                    )?);
+                }
+                "RequestRedirect" => {
+                    let r = f.request_redirect.as_ref().ok_or_else(missing)?;
+                    let status = r.status_code.map_or(Ok(302), |s| match s {
+                        301 | 302 | 303 | 307 | 308 => Ok(s as u16),
+                        other => Err(InvalidRule::RedirectStatus(other)),
+                    })?;
+                    let scheme = match r.scheme.as_deref() {
+                        None | Some("http" | "https") => r.scheme.clone(),
+                        Some(other) => {
+                            return Err(InvalidRule::RedirectScheme(other.into()));
+                        }
+                    };
+                    out.redirect = Some(Redirect {
+                        scheme,
+                        hostname: r.hostname.clone(),
+                        path: r.path.as_ref().map(path_modifier).transpose()?,
+                        port: r
+                            .port
+                            .map(|p| u16::try_from(p).map_err(|_| InvalidRule::RedirectPort(p)))
+                            .transpose()?,
+                        status,
+                    });
+                }
+                "URLRewrite" => {
+                    let r = f.url_rewrite.as_ref().ok_or_else(missing)?;
+                    let hostname = r
+                        .hostname
+                        .as_deref()
+                        .map(|h| {
+                            HeaderValue::from_str(h)
+                                .map_err(|_| InvalidRule::RewriteHostname(h.into()))
+                        })
+                        .transpose()?;
+                    out.rewrite = Some(Rewrite {
+                        hostname,
+                        path: r.path.as_ref().map(path_modifier).transpose()?,
+                    });
+                }
+                "RequestMirror" => {
+                    let m = f.request_mirror.as_ref().ok_or_else(missing)?;
+                    let (numerator, denominator) = match (&m.percent, &m.fraction) {
+                        (Some(p), _) => (u32::try_from(*p).unwrap_or(0), 100),
+                        (None, Some(fr)) => (
+                            u32::try_from(fr.numerator).unwrap_or(0),
+                            u32::try_from(fr.denominator.unwrap_or(100)).unwrap_or(100),
+                        ),
+                        (None, None) => (1, 1),
+                    };
+                    // An unresolvable mirror is reported (ResolvedRefs) and not mirrored to.
+                    if let Ok(backend) = self.backend(&m.backend_ref, None) {
+                        out.mirrors.push(Mirror {
+                            backend,
+                            numerator,
+                            denominator,
+                        });
+                    }
+                }
+                "CORS" => {
+                    let c = f.cors.as_ref().ok_or_else(missing)?;
+                    out.cors = Some(Cors {
+                        allow_origins: c.allow_origins.clone(),
+                        allow_credentials: c.allow_credentials.unwrap_or(false),
+                        allow_methods: c.allow_methods.clone(),
+                        allow_headers: c.allow_headers.clone(),
+                        expose_headers: c.expose_headers.clone(),
+                        max_age: c.max_age.unwrap_or(5),
+                    });
+                }
+                "ExtensionRef" => {
+                    let e = f.extension_ref.as_ref();
+                    let unsupported = UnsupportedExtensionRef {
+                        target: e.map_or_else(
+                            || "(empty)".to_owned(),
+                            |e| format!("{}/{} {}", e.group, e.kind, e.name),
+                        ),
+                    };
+                    self.found.refs.push(unsupported.clone().into());
+                    invalid.get_or_insert(unsupported);
+                }
+                other => return Err(InvalidRule::UnsupportedFilter(other.into())),
+            }
+        }
+        Ok((out, invalid))
+    }
+}
+
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_lowercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+fn compile_http_matches(matches: &[HttpRouteMatch]) -> Result<Vec<HttpMatch>, InvalidRule> {
+    if matches.is_empty() {
+        return Ok(vec![HttpMatch {
+            path: PathMatch::Prefix("/".into()),
+            method: None,
+            headers: vec![],
+            query: vec![],
+        }]);
+    }
+    matches
+        .iter()
+        .map(|m| {
+            let path = match &m.path {
+                Some(p) => PathMatch::parse(p.type_.as_deref(), p.value.as_deref())?,
+                None => PathMatch::Prefix("/".into()),
+            };
+            let mut headers: Vec<HeaderMatch> = vec![];
+            for h in &m.headers {
+                let hm = HeaderMatch::parse(h.type_.as_deref(), &h.name, &h.value)?;
+                // Spec: "only the first entry with an equivalent name MUST be considered".
+                if !headers.iter().any(|x| x.name == hm.name) {
+                    headers.push(hm);
+                }
+            }
+            let mut query: Vec<QueryMatch> = vec![];
+            for q in &m.query_params {
+                if !query.iter().any(|x| x.name == q.name) {
+                    query.push(QueryMatch {
+                        name: q.name.clone(),
+                        value: ValueMatch::parse(q.type_.as_deref(), &q.value)?,
+                    });
+                }
+            }
+            let method = m.method.as_deref().map(parse_method).transpose()?;
+            Ok(HttpMatch {
+                path,
+                method,
+                headers,
+                query,
+            })
+        })
+        .collect()
+}
+
+fn compile_grpc_matches(matches: &[GrpcRouteMatch]) -> Result<Vec<GrpcMatch>, InvalidRule> {
+    if matches.is_empty() {
+        return Ok(vec![GrpcMatch {
+            service: None,
+            method: None,
+            headers: vec![],
+        }]);
+    }
+    matches
+        .iter()
+        .map(|m| {
+            let (service, method) = match &m.method {
+                None => (None, None),
+                Some(mm) => {
+                    let t = mm.type_.as_deref();
+                    let parse = |v: &Option<String>| {
+                        v.as_deref().map(|v| ValueMatch::parse(t, v)).transpose()
+                    };
+                    (parse(&mm.service)?, parse(&mm.method)?)
+                }
+            };
+            let headers = m
+                .headers
+                .iter()
+                .map(|h| HeaderMatch::parse(h.type_.as_deref(), &h.name, &h.value))
+                .collect::<Result<_, _>>()?;
+            Ok(GrpcMatch {
+                service,
+                method,
+                headers,
+            })
+        })
+        .collect()
+}
+
+fn header_edits(m: &HeaderModifier) -> Result<HeaderEdits, InvalidRule> {
+    let pair = |h: &HttpHeader| -> Result<(HeaderName, HeaderValue), InvalidRule> {
+        Ok((
+            HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|_| InvalidRule::HeaderName(h.name.clone()))?,
+            HeaderValue::from_str(&h.value)
+                .map_err(|_| InvalidRule::HeaderValue(h.value.clone()))?,
+        ))
+    };
+    Ok(HeaderEdits {
+        set: m.set.iter().map(pair).collect::<Result<_, _>>()?,
+        add: m.add.iter().map(pair).collect::<Result<_, _>>()?,
+        remove: m
+            .remove
+            .iter()
+            .map(|n| {
+                HeaderName::from_bytes(n.as_bytes()).map_err(|_| InvalidRule::HeaderName(n.clone()))
+            })
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn path_modifier(p: &HttpPathModifier) -> Result<PathModifier, InvalidRule> {
+    match p.type_.as_str() {
+        "ReplaceFullPath" => Ok(PathModifier::Full(
+            p.replace_full_path.clone().unwrap_or_else(|| "/".into()),
+        )),
+        "ReplacePrefixMatch" => Ok(PathModifier::Prefix(
+            p.replace_prefix_match.clone().unwrap_or_else(|| "/".into()),
+        )),
+        t => Err(InvalidRule::PathModifier(t.into())),
+    }
+}

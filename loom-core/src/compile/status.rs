@@ -1,0 +1,470 @@
+//! Status: Gateways, listeners, ListenerSets, BackendTLSPolicies and Loom's policies.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::error::LoomPolicyError;
+use super::lookup::InputLookup;
+use super::model::*;
+use super::policies::{circuit_breaker_error, rate_limit_error, wasm_plugin_error};
+use crate::input::*;
+use crate::status::*;
+
+impl CheckedListener<'_> {
+    fn status(&self) -> ListenerStatus {
+        let g = self.generation;
+        let mut c = Conditions::default();
+        let conflict = self.conflict;
+        c.set(match (&self.not_accepted, conflict) {
+            (Some(e), _) => {
+                Condition::new(ConditionType::Accepted, false, e.reason(), e.to_string(), g)
+            }
+            (None, Some(r)) => Condition::new(
+                ConditionType::Accepted,
+                false,
+                r,
+                "listener conflicts with an earlier one",
+                g,
+            ),
+            (None, None) => Condition::new(
+                ConditionType::Accepted,
+                true,
+                Reason::Accepted,
+                "listener is valid",
+                g,
+            ),
+        });
+        c.set(match &self.unresolved {
+            Some(e) => Condition::new(
+                ConditionType::ResolvedRefs,
+                false,
+                e.reason(),
+                e.to_string(),
+                g,
+            ),
+            None => Condition::new(
+                ConditionType::ResolvedRefs,
+                true,
+                Reason::ResolvedRefs,
+                "all references resolved",
+                g,
+            ),
+        });
+        c.set(match conflict {
+            Some(r) => Condition::new(
+                ConditionType::Conflicted,
+                true,
+                r,
+                "listener conflicts with an earlier one",
+                g,
+            ),
+            None => Condition::new(
+                ConditionType::Conflicted,
+                false,
+                Reason::NoConflicts,
+                "no conflicts",
+                g,
+            ),
+        });
+        c.set(if self.is_programmed() {
+            Condition::new(
+                ConditionType::Programmed,
+                true,
+                Reason::Programmed,
+                "listener is serving",
+                g,
+            )
+        } else {
+            let r = conflict.unwrap_or(Reason::Invalid);
+            Condition::new(
+                ConditionType::Programmed,
+                false,
+                r,
+                "listener is not serving",
+                g,
+            )
+        });
+        ListenerStatus {
+            name: self.spec.name.clone(),
+            supported_kinds: self
+                .kinds
+                .iter()
+                .map(|k| RouteGroupKind {
+                    group: Some(GATEWAY_GROUP.into()),
+                    kind: k.as_str().into(),
+                })
+                .collect(),
+            attached_routes: self.attached.len() as i32,
+            conditions: c,
+        }
+    }
+}
+
+impl Gateways<'_> {
+    pub(crate) fn write_status(&self, status: &mut Status) {
+        for (gi, gw) in self.gateways.iter().enumerate() {
+            let g = gw.gateway.metadata.generation();
+            let mut c = Conditions::default();
+            let own: Vec<&CheckedListener<'_>> =
+                gw.listeners.iter().map(|&l| &self.listeners[l]).collect();
+            let valid = own.iter().filter(|l| l.is_accepted()).count();
+            let accepted = self.gateway_accepted(gi);
+            c.set(match (&gw.not_accepted, valid, own.len()) {
+                (Some(e), _, _) => {
+                    Condition::new(ConditionType::Accepted, false, e.reason(), e.to_string(), g)
+                }
+                (None, 0, n) if n > 0 => Condition::new(
+                    ConditionType::Accepted,
+                    false,
+                    Reason::ListenersNotValid,
+                    "no listener is valid",
+                    g,
+                ),
+                (None, v, n) if v < n => Condition::new(
+                    ConditionType::Accepted,
+                    true,
+                    Reason::ListenersNotValid,
+                    "some listeners are not valid",
+                    g,
+                ),
+                _ => Condition::new(
+                    ConditionType::Accepted,
+                    true,
+                    Reason::Accepted,
+                    "Gateway is valid",
+                    g,
+                ),
+            });
+            c.set(match (&gw.not_programmed, accepted) {
+                (_, false) => Condition::new(
+                    ConditionType::Programmed,
+                    false,
+                    Reason::Invalid,
+                    "Gateway is not accepted",
+                    g,
+                ),
+                (Some(e), true) => Condition::new(
+                    ConditionType::Programmed,
+                    false,
+                    e.reason(),
+                    e.to_string(),
+                    g,
+                ),
+                (None, true) => Condition::new(
+                    ConditionType::Programmed,
+                    true,
+                    Reason::Programmed,
+                    "Gateway is serving",
+                    g,
+                ),
+            });
+            if let Some(res) = &gw.backend_client_cert {
+                c.set(match res {
+                    Ok(_) => Condition::new(
+                        ConditionType::ResolvedRefs,
+                        true,
+                        Reason::ResolvedRefs,
+                        "backend client certificate resolved",
+                        g,
+                    ),
+                    Err(e) => Condition::new(
+                        ConditionType::ResolvedRefs,
+                        false,
+                        e.client_certificate_reason(),
+                        e.to_string(),
+                        g,
+                    ),
+                });
+            }
+            if gw.insecure_fallback {
+                c.set(Condition::new(
+                    ConditionType::InsecureFrontendValidationMode,
+                    true,
+                    Reason::ConfigurationChanged,
+                    "AllowInsecureFallback accepts clients without a valid certificate",
+                    g,
+                ));
+            }
+            let attached_listener_sets = gw
+                .listener_sets
+                .iter()
+                .filter(|&&s| self.listener_sets[s].is_accepted(&self.listeners))
+                .count() as i32;
+            status.objects.insert(
+                ObjectKey {
+                    kind: Kind::Gateway,
+                    namespace: gw.name.namespace.clone(),
+                    name: gw.name.name.clone(),
+                },
+                ObjectStatus::Gateway(GatewayStatus {
+                    addresses: gw.addresses.clone(),
+                    conditions: c,
+                    listeners: own.iter().map(|l| l.status()).collect(),
+                    attached_listener_sets,
+                }),
+            );
+        }
+        for set in &self.listener_sets {
+            let g = set.set.metadata.generation();
+            let mut c = Conditions::default();
+            let accepted = set.is_accepted(&self.listeners);
+            match &set.not_allowed {
+                Some(e) => {
+                    c.set(Condition::new(
+                        ConditionType::Accepted,
+                        false,
+                        e.reason(),
+                        e.to_string(),
+                        g,
+                    ));
+                    c.set(Condition::new(
+                        ConditionType::Programmed,
+                        false,
+                        e.reason(),
+                        e.to_string(),
+                        g,
+                    ));
+                }
+                None if !accepted => {
+                    let m = "no listener is valid";
+                    c.set(Condition::new(
+                        ConditionType::Accepted,
+                        false,
+                        Reason::ListenersNotValid,
+                        m,
+                        g,
+                    ));
+                    c.set(Condition::new(
+                        ConditionType::Programmed,
+                        false,
+                        Reason::ListenersNotValid,
+                        m,
+                        g,
+                    ));
+                }
+                None => {
+                    let all_valid = set
+                        .listeners
+                        .iter()
+                        .all(|&l| self.listeners[l].is_programmed());
+                    let (r, m) = if all_valid {
+                        (Reason::Accepted, "ListenerSet is attached")
+                    } else {
+                        (Reason::ListenersNotValid, "some listeners are not valid")
+                    };
+                    c.set(Condition::new(ConditionType::Accepted, true, r, m, g));
+                    c.set(Condition::new(
+                        ConditionType::Programmed,
+                        true,
+                        Reason::Programmed,
+                        "ListenerSet is serving",
+                        g,
+                    ));
+                }
+            }
+            status.objects.insert(
+                set.key.clone(),
+                ObjectStatus::ListenerSet(ListenerSetStatus {
+                    conditions: c,
+                    listeners: set
+                        .listeners
+                        .iter()
+                        .map(|&l| self.listeners[l].status())
+                        .collect(),
+                }),
+            );
+        }
+    }
+}
+
+fn gateway_ref(gws: &Gateways<'_>, gw: usize) -> ParentReference {
+    let g = &gws.gateways[gw].name;
+    ParentReference {
+        group: Some(GATEWAY_GROUP.into()),
+        kind: Some("Gateway".into()),
+        namespace: Some(g.namespace.clone()),
+        name: g.name.clone(),
+        section_name: None,
+        port: None,
+    }
+}
+
+pub(crate) fn write_backend_tls_status(
+    lookup: &InputLookup<'_>,
+    policies: &TlsPolicies,
+    attached: &Attached,
+    gws: &Gateways<'_>,
+    status: &mut Status,
+) {
+    for p in &policies.policies {
+        let g = p.generation;
+        let mut ancestors = vec![];
+        let gateways: BTreeSet<usize> = attached
+            .services_by_gateway
+            .iter()
+            .filter(|(_, svcs)| {
+                p.targets
+                    .iter()
+                    .any(|(t, _)| svcs.contains(&(p.key.namespace.clone(), t.clone())))
+            })
+            .map(|(gw, _)| *gw)
+            .collect();
+        for gw in gateways {
+            let mut c = Conditions::default();
+            match (&p.validity, p.conflicted) {
+                (_, true) => {
+                    c.set(Condition::new(
+                        ConditionType::Accepted,
+                        false,
+                        Reason::Conflicted,
+                        "an older policy targets the same Service",
+                        g,
+                    ));
+                }
+                (Ok(_), false) => {
+                    c.set(Condition::new(
+                        ConditionType::Accepted,
+                        true,
+                        Reason::Accepted,
+                        "policy is applied",
+                        g,
+                    ));
+                    c.set(Condition::new(
+                        ConditionType::ResolvedRefs,
+                        true,
+                        Reason::ResolvedRefs,
+                        "all references resolved",
+                        g,
+                    ));
+                }
+                (Err(e), false) => {
+                    c.set(Condition::new(
+                        ConditionType::Accepted,
+                        false,
+                        e.accepted_reason(),
+                        e.to_string(),
+                        g,
+                    ));
+                    c.set(Condition::new(
+                        ConditionType::ResolvedRefs,
+                        false,
+                        e.resolved_reason(),
+                        e.to_string(),
+                        g,
+                    ));
+                }
+            }
+            ancestors.push(PolicyAncestorStatus {
+                ancestor_ref: gateway_ref(gws, gw),
+                controller_name: lookup.options.controller_name.clone(),
+                conditions: c,
+            });
+        }
+        status.objects.insert(
+            p.key.clone(),
+            ObjectStatus::Policy(PolicyStatus { ancestors }),
+        );
+    }
+}
+
+/// Loom's policies: the target must exist; the policy's settings must be sane.
+pub(crate) fn write_loom_policy_status(
+    lookup: &InputLookup<'_>,
+    gws: &Gateways<'_>,
+    status: &mut Status,
+) {
+    let input = lookup.input;
+    let mut entries: BTreeMap<ObjectKey, (i64, Vec<&PolicyTarget>, Option<LoomPolicyError>)> =
+        BTreeMap::new();
+    let key = |kind: Kind, m: &ObjectMeta| ObjectKey {
+        kind,
+        namespace: m.namespace_or_default().into(),
+        name: m.name.clone(),
+    };
+    for p in &input.rate_limit_policies {
+        let invalid = rate_limit_error(&p.spec);
+        entries.insert(
+            key(Kind::RateLimitPolicy, &p.metadata),
+            (
+                p.metadata.generation(),
+                p.spec.target_refs.iter().collect(),
+                invalid,
+            ),
+        );
+    }
+    for p in &input.circuit_breaker_policies {
+        let invalid = circuit_breaker_error(&p.spec);
+        entries.insert(
+            key(Kind::CircuitBreakerPolicy, &p.metadata),
+            (
+                p.metadata.generation(),
+                p.spec.target_refs.iter().collect(),
+                invalid,
+            ),
+        );
+    }
+    for p in &input.wasm_plugins {
+        let invalid = wasm_plugin_error(&p.spec);
+        entries.insert(
+            key(Kind::WasmPlugin, &p.metadata),
+            (
+                p.metadata.generation(),
+                p.spec.target_refs.iter().collect(),
+                invalid,
+            ),
+        );
+    }
+    for (k, (g, targets, invalid)) in entries {
+        let mut ancestors = vec![];
+        for t in targets {
+            let ns = k.namespace.as_str();
+            let exists =
+                match (t.group.as_str(), t.kind.as_str()) {
+                    (GATEWAY_GROUP, "Gateway") => gws.gateway_index(ns, &t.name).is_some(),
+                    (GATEWAY_GROUP, "HTTPRoute") => input.http_routes.iter().any(|r| {
+                        r.metadata.namespace_or_default() == ns && r.metadata.name == t.name
+                    }),
+                    (GATEWAY_GROUP, "GRPCRoute") => input.grpc_routes.iter().any(|r| {
+                        r.metadata.namespace_or_default() == ns && r.metadata.name == t.name
+                    }),
+                    ("", "Service") => lookup.service(ns, &t.name).is_some(),
+                    (LOOM_GROUP, "Backend") => lookup.backend(ns, &t.name).is_some(),
+                    _ => false,
+                };
+            let mut c = Conditions::default();
+            c.set(match (&invalid, exists) {
+                (Some(e), _) => {
+                    Condition::new(ConditionType::Accepted, false, e.reason(), e.to_string(), g)
+                }
+                (None, false) => Condition::new(
+                    ConditionType::Accepted,
+                    false,
+                    Reason::TargetNotFound,
+                    format!("{} {ns}/{} not found", t.kind, t.name),
+                    g,
+                ),
+                (None, true) => Condition::new(
+                    ConditionType::Accepted,
+                    true,
+                    Reason::Accepted,
+                    "policy is attached",
+                    g,
+                ),
+            });
+            ancestors.push(PolicyAncestorStatus {
+                ancestor_ref: ParentReference {
+                    group: Some(t.group.clone()),
+                    kind: Some(t.kind.clone()),
+                    namespace: Some(ns.into()),
+                    name: t.name.clone(),
+                    section_name: t.section_name.clone(),
+                    port: None,
+                },
+                controller_name: lookup.options.controller_name.clone(),
+                conditions: c,
+            });
+        }
+        status
+            .objects
+            .insert(k, ObjectStatus::Policy(PolicyStatus { ancestors }));
+    }
+}
