@@ -95,6 +95,7 @@ pub fn server(handle: SnapshotHandle, options: &ServeOptions) -> std::io::Result
         health: Arc::default(),
         backend: options.backend,
         trusted_hops: options.trusted_hops,
+        dns: upstream::dns::Resolver::default(),
     });
     let manager = frontend::listeners::ListenerManager::new(
         shared,

@@ -47,6 +47,18 @@ pub(crate) fn resolve_backend(
                 name: b.name.clone(),
             });
         };
+        if let Some(error) = be
+            .spec
+            .endpoints
+            .iter()
+            .find_map(|e| crate::snapshot::Endpoint::parse(e).err())
+        {
+            return Err(BackendRefError::InvalidEndpoint {
+                namespace: ns.into(),
+                name: b.name.clone(),
+                error,
+            });
+        }
         let protocol = match (l4, be.spec.protocol.as_deref()) {
             (Some(p), _) => p,
             (None, Some("h2c")) => AppProtocol::H2c,

@@ -132,6 +132,54 @@ fn missing_backend_service_is_backend_not_found_but_accepted() {
 }
 
 #[test]
+fn a_backend_with_an_unusable_endpoint_is_unresolved_and_its_share_answers_500() {
+    for (endpoint, why) in [
+        (
+            "127.0.0.1:99999",
+            "the port must be a number from 1 to 65535",
+        ),
+        ("not-an-address", "has no port"),
+        ("not an address:80", "the host must be an IP address"),
+    ] {
+        let compiled = compile(&input(&format!(
+            r#"
+apiVersion: gateway.loom.dev/v1alpha1
+kind: Backend
+metadata: {{name: be, namespace: app}}
+spec: {{endpoints: ["127.0.0.1:8080", "{endpoint}"]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: web, namespace: app}}
+spec:
+  parentRefs: [{{name: gw, namespace: infra}}]
+  rules: [{{backendRefs: [{{group: gateway.loom.dev, kind: Backend, name: be}}]}}]
+"#
+        )));
+        let p = &route_parents(&compiled.status, "app", "web")[0];
+        assert_eq!(
+            condition(p, ConditionType::ResolvedRefs),
+            (false, Reason::UnsupportedValue),
+            "{endpoint}"
+        );
+        let message = &p
+            .conditions
+            .get(ConditionType::ResolvedRefs)
+            .unwrap()
+            .message;
+        assert!(
+            message.contains(endpoint) && message.contains(why),
+            "{endpoint}: {message}"
+        );
+        assert_eq!(
+            decide_status(&compiled, "/"),
+            Err(StatusCode::INTERNAL_SERVER_ERROR),
+            "{endpoint}"
+        );
+    }
+}
+
+#[test]
 fn section_name_without_listener_is_no_matching_parent() {
     let compiled = compile(&input(
         r#"

@@ -1,5 +1,6 @@
 //! Backends: resolved backendRefs, their weights, and why one cannot take traffic.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -123,6 +124,16 @@ pub enum BackendRefError {
         /// The port the reference names.
         port: i32,
     },
+    /// A Loom Backend endpoint Loom cannot connect to.
+    #[error("Backend {namespace}/{name}: endpoint {error}")]
+    InvalidEndpoint {
+        /// The Backend's namespace.
+        namespace: String,
+        /// The Backend's name.
+        name: String,
+        /// What is wrong with which endpoint.
+        error: EndpointError,
+    },
 }
 
 impl BackendRefError {
@@ -134,7 +145,9 @@ impl BackendRefError {
             BackendRefError::BackendNotFound { .. }
             | BackendRefError::ServiceNotFound { .. }
             | BackendRefError::NoSuchPort { .. } => Reason::BackendNotFound,
-            BackendRefError::MissingPort { .. } => Reason::UnsupportedValue,
+            BackendRefError::MissingPort { .. } | BackendRefError::InvalidEndpoint { .. } => {
+                Reason::UnsupportedValue
+            }
         }
     }
 }
@@ -208,5 +221,154 @@ mod tests {
         assert_eq!(counts, [70, 30, 0]);
         assert_eq!(choose_weighted([0u32, 0].iter().copied(), 5), None);
         assert_eq!(choose_weighted([].iter().copied(), 5), None);
+    }
+}
+
+/// Where a backend endpoint is: `ip:port`, `[ipv6]:port` or `dns-name:port`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint<'a> {
+    /// An IP address and port.
+    Socket(SocketAddr),
+    /// A DNS name (RFC 1123) to resolve, and a port.
+    Dns {
+        /// The name, as written.
+        host: &'a str,
+        /// The port.
+        port: u16,
+    },
+}
+
+/// Why an endpoint is unusable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    /// No `:port`.
+    #[error("{0:?} has no port (write host:port)")]
+    NoPort(String),
+    /// The port is not a number from 1 to 65535.
+    #[error("{0:?}: the port must be a number from 1 to 65535")]
+    BadPort(String),
+    /// The host is neither an IP address nor a DNS name.
+    #[error("{0:?}: the host must be an IP address ([ ] around IPv6) or a DNS name")]
+    BadHost(String),
+}
+
+impl<'a> Endpoint<'a> {
+    /// Parses `ip:port`, `[ipv6]:port` or `dns-name:port`.
+    pub fn parse(s: &'a str) -> Result<Self, EndpointError> {
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return if addr.port() == 0 {
+                Err(EndpointError::BadPort(s.into()))
+            } else {
+                Ok(Endpoint::Socket(addr))
+            };
+        }
+        let Some((host, port)) = s.rsplit_once(':') else {
+            return Err(EndpointError::NoPort(s.into()));
+        };
+        let port = match port.parse::<u16>() {
+            Ok(p) if p > 0 && port.bytes().all(|b| b.is_ascii_digit()) => p,
+            _ => return Err(EndpointError::BadPort(s.into())),
+        };
+        if !is_dns_name(host) {
+            return Err(EndpointError::BadHost(s.into()));
+        }
+        Ok(Endpoint::Dns { host, port })
+    }
+}
+
+/// RFC 1123 host names: dot-separated labels of letters, digits and `-` (not at either end),
+/// 1 to 63 characters each, 253 in all; a trailing dot is allowed; not all digits (that would
+/// be a malformed IPv4 address).
+fn is_dns_name(host: &str) -> bool {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    !name.is_empty()
+        && name.len() <= 253
+        && !name.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+#[cfg(test)]
+mod endpoint_tests {
+    use super::*;
+
+    #[test]
+    fn socket_addresses_parse() {
+        assert_eq!(
+            Endpoint::parse("127.0.0.1:8080"),
+            Ok(Endpoint::Socket("127.0.0.1:8080".parse().unwrap()))
+        );
+        assert_eq!(
+            Endpoint::parse("[::1]:443"),
+            Ok(Endpoint::Socket("[::1]:443".parse().unwrap()))
+        );
+    }
+
+    #[test]
+    fn dns_names_parse() {
+        assert_eq!(
+            Endpoint::parse("backend.default.svc.cluster.local:80"),
+            Ok(Endpoint::Dns {
+                host: "backend.default.svc.cluster.local",
+                port: 80
+            })
+        );
+        assert_eq!(
+            Endpoint::parse("localhost.:3000"),
+            Ok(Endpoint::Dns {
+                host: "localhost.",
+                port: 3000
+            })
+        );
+    }
+
+    #[test]
+    fn bad_ports_are_refused() {
+        for s in [
+            "127.0.0.1:99999",
+            "127.0.0.1:0",
+            "a.example:http",
+            "a.example:",
+            "a:+80",
+        ] {
+            assert_eq!(
+                Endpoint::parse(s),
+                Err(EndpointError::BadPort(s.into())),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_port_is_refused() {
+        assert_eq!(
+            Endpoint::parse("not-an-address"),
+            Err(EndpointError::NoPort("not-an-address".into()))
+        );
+    }
+
+    #[test]
+    fn bad_hosts_are_refused() {
+        for s in [
+            "not an address:80",
+            ":80",
+            "a_b.example:80",
+            "-a.example:80",
+            "999.1.1.1:80",
+            "::1:80",
+            "a..b:80",
+        ] {
+            assert!(
+                matches!(Endpoint::parse(s), Err(EndpointError::BadHost(_))),
+                "{s}: {:?}",
+                Endpoint::parse(s)
+            );
+        }
     }
 }

@@ -28,8 +28,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 pub use backend::{
-    AppProtocol, BackendRefError, BackendTarget, BackendTls, UnresolvedRef,
-    UnsupportedExtensionRef, WeightedBackend, choose_weighted,
+    AppProtocol, BackendRefError, BackendTarget, BackendTls, Endpoint, EndpointError,
+    UnresolvedRef, UnsupportedExtensionRef, WeightedBackend, choose_weighted,
 };
 pub use decide::{Decision, Forward, HttpRequest, LocalResponse, Matched, NoRoute};
 pub use describe::describe;

@@ -27,13 +27,14 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
-use loom_core::snapshot::{Decision, GatewayName, HttpRequest};
+use loom_core::snapshot::{Decision, Endpoint, GatewayName, HttpRequest};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
 
 use crate::handle::SnapshotHandle;
 use crate::metrics::Metrics;
+use crate::upstream::dns::Resolver;
 use crate::upstream::health::{self, Health};
 use crate::upstream::mirror::Mirrors;
 use crate::upstream::peer::{self, BackendTimeouts};
@@ -55,6 +56,8 @@ pub struct Shared {
     pub backend: BackendTimeouts,
     /// Proxies in front of Loom whose `X-Forwarded-*` headers are trusted (see `forwarded`).
     pub trusted_hops: usize,
+    /// Endpoint DNS names, resolved and cached.
+    pub dns: Resolver,
 }
 
 /// Serves one port of one Gateway.
@@ -263,7 +266,19 @@ impl ProxyHttp for LoomProxy {
             .health
             .pick(endpoints, fastrand::usize(..), Instant::now());
         let endpoint = &endpoints[ctx.endpoint];
-        let mut peer = peer::http_peer(&routed.backend, endpoint, routed.client_cert.as_ref())?;
+        // The compiler refuses endpoints that do not parse; this only guards against a
+        // snapshot built some other way.
+        let address = match Endpoint::parse(endpoint) {
+            Ok(Endpoint::Socket(address)) => address,
+            Ok(Endpoint::Dns { host, port }) => self
+                .shared
+                .dns
+                .resolve(host, port, fastrand::usize(..))
+                .await
+                .or_else(|e| Error::e_explain(ConnectNoRoute, format!("{endpoint}: {e}")))?,
+            Err(e) => return Error::e_explain(HTTPStatus(502), e.to_string()),
+        };
+        let mut peer = peer::http_peer(&routed.backend, address, routed.client_cert.as_ref())?;
         ctx.tries += 1;
         ctx.retrying = false;
         let backoff_ms = routed.rule.retry.as_ref().and_then(|r| r.backoff_ms);

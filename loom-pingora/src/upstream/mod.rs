@@ -2,6 +2,7 @@
 //! (backend TLS, HTTP/2), and the copies of requests sent to mirrors.
 
 pub(crate) mod backend_tls;
+pub mod dns;
 pub mod health;
 pub mod mirror;
 pub mod peer;

@@ -1,6 +1,7 @@
 //! The connection to one backend endpoint: Pingora's `HttpPeer` with backend TLS
 //! (BackendTLSPolicy), HTTP/2 for `kubernetes.io/h2c` backends and the attempt's timeout.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use loom_core::snapshot::{AppProtocol, BackendTarget, Certificate};
@@ -39,7 +40,7 @@ impl BackendTimeouts {
 /// TLS backends.
 pub(crate) fn http_peer(
     backend: &BackendTarget,
-    endpoint: &str,
+    endpoint: SocketAddr,
     client_cert: Option<&Certificate>,
 ) -> Result<HttpPeer> {
     let mut peer = match &backend.tls {

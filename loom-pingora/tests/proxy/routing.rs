@@ -46,3 +46,70 @@ fn the_backend_learns_the_client_address_scheme_and_host_and_not_what_the_client
         Some("127.0.0.1|http|web.example.com")
     );
 }
+
+/// Gateway `{name}` routing `/` to a Loom Backend with these endpoints.
+fn backend_endpoints(name: &str, endpoints: &str) -> (u16, crate::harness::Owned) {
+    let port = crate::clients::free_port();
+    let yaml = format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: {name}, namespace: default}}
+spec:
+  gatewayClassName: loom
+  listeners: [{{name: http, port: {port}, protocol: HTTP}}]
+---
+apiVersion: gateway.loom.dev/v1alpha1
+kind: Backend
+metadata: {{name: {name}, namespace: default}}
+spec: {{endpoints: [{endpoints}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}, namespace: default}}
+spec:
+  parentRefs: [{{name: {name}}}]
+  rules: [{{backendRefs: [{{group: gateway.loom.dev, kind: Backend, name: {name}}}]}}]
+"#
+    );
+    let (owned, _) = crate::harness::publish_owned(name, &yaml);
+    crate::clients::wait_for(|| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    (port, owned)
+}
+
+#[test]
+fn an_endpoint_named_by_dns_is_resolved_and_served() {
+    use std::net::ToSocketAddrs;
+    // The echo backend listens on 127.0.0.1 only.
+    if ("localhost", 80)
+        .to_socket_addrs()
+        .is_ok_and(|mut a| a.any(|a| !a.ip().is_loopback() || a.is_ipv6()))
+    {
+        return eprintln!("skipped: localhost resolves to more than 127.0.0.1 here");
+    }
+    let echo = crate::backends::echo_backend("dns");
+    let (port, _owned) =
+        backend_endpoints("routing-dns-endpoint", &format!("\"localhost:{echo}\""));
+    let r = get(port, "web.example.com", "/by-name", "").unwrap();
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "dns /by-name web.example.com ")
+    );
+}
+
+#[test]
+fn unusable_endpoints_answer_500_and_never_panic() {
+    for (i, endpoint) in ["127.0.0.1:99999", "not-an-address", "bad host:80"]
+        .iter()
+        .enumerate()
+    {
+        let (port, _owned) = backend_endpoints(
+            &format!("routing-bad-endpoint-{i}"),
+            &format!("\"{endpoint}\""),
+        );
+        for _ in 0..3 {
+            let r = get(port, "web.example.com", "/", "").unwrap();
+            assert_eq!(r.status, 500, "{endpoint}");
+        }
+    }
+}
