@@ -233,12 +233,16 @@ fn namespaced_name(s: &str) -> Result<(String, String), String> {
 /// Runs the controller loop on its own thread and the data plane on this one. Without
 /// `serve_gateways` the snapshots keep no Gateway (only the admin listener runs).
 fn serve_from_kubernetes(
-    opts: ControllerOptions,
+    mut opts: ControllerOptions,
     kubeconfig: Option<PathBuf>,
     serve: ServeOptions,
     serve_gateways: bool,
 ) -> Result<ExitCode> {
     let handle = SnapshotHandle::new();
+    // The ports the data plane could not open go into listener status.
+    let (ports_tx, ports_rx) = tokio::sync::watch::channel(Default::default());
+    opts.ports_not_serving = Some(ports_rx);
+    let mut listening = handle.listening();
     let publisher = handle.clone();
     let publish: loom_k8s::Publish = Arc::new(move |mut compiled: loom_core::Compiled, took| {
         if !serve_gateways {
@@ -255,6 +259,16 @@ fn serve_from_kubernetes(
                 .build()
                 .expect("a tokio runtime");
             let result = rt.block_on(async move {
+                tokio::spawn(async move {
+                    while listening.changed().await.is_ok() {
+                        let ports = listening.borrow_and_update().ports_not_serving();
+                        ports_tx.send_if_modified(|current| {
+                            let changed = *current != ports;
+                            *current = ports;
+                            changed
+                        });
+                    }
+                });
                 let client = client(kubeconfig.as_ref()).await?;
                 loom_k8s::run(client, opts, publish).await;
                 anyhow::Ok(())

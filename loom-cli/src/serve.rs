@@ -97,8 +97,9 @@ fn options(bind: IpAddr) -> loom_core::Options {
     }
 }
 
-/// A load that may be published: the compiled configuration and what each file held.
+/// A load that may be published: the objects, what each file held, and their compiled form.
 struct Load {
+    input: loom_core::Input,
     compiled: loom_core::Compiled,
     files: Files,
     took: Duration,
@@ -121,6 +122,7 @@ fn load(paths: &[PathBuf], options: &loom_core::Options) -> Result<Load> {
     }
     let compiled = loom_core::compile_with(&loaded.input, options);
     Ok(Load {
+        input: loaded.input,
         compiled,
         files: loaded.files,
         took: started.elapsed(),
@@ -184,15 +186,34 @@ fn settled(paths: &[PathBuf], mut seen: Fingerprint, settle: Duration) -> Finger
 
 type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
 
-/// Follows the files: every settled change is loaded, judged and published.
-fn watch(handle: SnapshotHandle, args: Args, opts: loom_core::Options, mut served: Files) {
+/// Follows the files: every settled change is loaded, judged and published. Also follows what
+/// the listeners report: a port that cannot be opened (or is open again) is compiled into the
+/// status of its listeners (`Programmed=False`, `Pending`).
+fn watch(
+    handle: SnapshotHandle,
+    args: Args,
+    mut opts: loom_core::Options,
+    (mut served, mut input): (Files, loom_core::Input),
+) {
     let (poll, settle) = (
         Duration::from_millis(args.poll_ms),
         Duration::from_millis(args.settle_ms),
     );
+    let mut listening = handle.listening();
     let mut last = fingerprint(&args.paths);
     loop {
         std::thread::sleep(poll);
+        if listening.has_changed().unwrap_or(false) {
+            let not_serving = listening.borrow_and_update().ports_not_serving();
+            if not_serving != opts.ports_not_serving {
+                opts.ports_not_serving = not_serving;
+                let started = Instant::now();
+                let compiled = loom_core::compile_with(&input, &opts);
+                report(&compiled);
+                let g = handle.publish(compiled, started.elapsed());
+                log::info!("configuration {g}: listener status follows the open ports");
+            }
+        }
         let now = fingerprint(&args.paths);
         if now == last {
             continue;
@@ -217,25 +238,30 @@ fn watch(handle: SnapshotHandle, args: Args, opts: loom_core::Options, mut serve
         }
         report(&load.compiled);
         let g = handle.publish(load.compiled, load.took);
-        served = load.files;
+        (served, input) = (load.files, load.input);
         log::info!("configuration {g} loaded in {:?}", load.took);
     }
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let opts = options(args.bind);
-    let first = load(&args.paths, &opts)?;
-    report(&first.compiled);
+    let Load {
+        input,
+        compiled,
+        files,
+        took,
+    } = load(&args.paths, &opts)?;
+    report(&compiled);
     let handle = SnapshotHandle::new();
-    let generation = handle.publish(first.compiled, first.took);
-    log::info!("configuration {generation} loaded in {:?}", first.took);
+    let generation = handle.publish(compiled, took);
+    log::info!("configuration {generation} loaded in {took:?}");
 
     let serve = serve_options(args.bind, args.admin, args.threads, &args.data_plane);
     let admin = args.admin;
     let watcher = handle.clone();
     std::thread::Builder::new()
         .name("loom-watch".into())
-        .spawn(move || watch(watcher, args, opts, first.files))?;
+        .spawn(move || watch(watcher, args, opts, (files, input)))?;
 
     log::info!("admin on http://{admin}");
     loom_pingora::server(handle, &serve)?.run_forever()

@@ -79,7 +79,13 @@ pub struct Options {
     /// pods not ready, no address assigned): `Programmed` is `False` with this reason and
     /// message.
     pub gateway_not_programmed: BTreeMap<(String, String), NotServing>,
+    /// Ports the data plane could not open, by Gateway `(namespace, name)` and port, with why
+    /// (the address and the error): their listeners are `Programmed=False`, reason `Pending`.
+    pub ports_not_serving: PortsNotServing,
 }
+
+/// Why the data plane has not opened a port, by Gateway `(namespace, name)` and port.
+pub type PortsNotServing = BTreeMap<(String, String, u16), String>;
 
 impl Default for Options {
     fn default() -> Self {
@@ -90,6 +96,7 @@ impl Default for Options {
             usable_addresses: None,
             extra_features: vec![],
             gateway_not_programmed: BTreeMap::new(),
+            ports_not_serving: BTreeMap::new(),
         }
     }
 }

@@ -65,7 +65,9 @@ pub mod route;
 pub mod snapshot;
 pub mod status;
 
-pub use compile::{CONTROLLER_NAME, Compiled, NotServing, Options, compile, compile_with};
+pub use compile::{
+    CONTROLLER_NAME, Compiled, NotServing, Options, PortsNotServing, compile, compile_with,
+};
 pub use input::{Input, Object};
 pub use snapshot::Snapshot;
 pub use status::Status;

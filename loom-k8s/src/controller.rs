@@ -73,6 +73,9 @@ pub struct ControllerOptions {
     /// Run as the data plane of this one Gateway `(namespace, name)`: watch (read-only), serve
     /// only it, on the pod's own addresses, and never write.
     pub data_plane_of: Option<(String, String)>,
+    /// The ports this process's data plane could not open (`Options::ports_not_serving`);
+    /// a change compiles again, so listener status follows.
+    pub ports_not_serving: Option<watch::Receiver<loom_core::PortsNotServing>>,
 }
 
 /// The Lease that elects the status writer.
@@ -98,6 +101,7 @@ impl Default for ControllerOptions {
             lease: None,
             resync: Duration::from_secs(30),
             rediscover: Duration::from_secs(10),
+            ports_not_serving: None,
             provision: None,
             data_plane_of: None,
         }
@@ -204,6 +208,7 @@ async fn watch_and_compile(
     let mut rediscover = tokio::time::interval(opts.rediscover);
     rediscover.reset();
     let mut leader_open = true;
+    let mut ports_not_serving = opts.ports_not_serving.clone();
     loop {
         let deadline = debounce.deadline();
         let ready = index.initial_list_complete();
@@ -229,6 +234,12 @@ async fn watch_and_compile(
                 }
                 Err(e) => log::warn!("watching data-plane Deployments: {e}"),
             },
+            Ok(()) = async {
+                match &mut ports_not_serving {
+                    Some(rx) => rx.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => debounce.changed(Instant::now()),
             Some((key, ev)) = refs_rx.recv() => match ev {
                 Ok(ev) => {
                     if index.apply_reference(&key, ev) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use loom_core::snapshot::GatewayName;
-use loom_core::{Compiled, Snapshot, Status};
+use loom_core::{Compiled, PortsNotServing, Snapshot, Status};
 use tokio::sync::watch;
 
 /// What is being served: a compiled snapshot, its status, and a generation number.
@@ -33,6 +33,21 @@ pub struct Listening {
 }
 
 impl Listening {
+    /// The ports that could not be opened, by Gateway `(namespace, name)` and port, with why:
+    /// what `loom_core::Options::ports_not_serving` takes.
+    pub fn ports_not_serving(&self) -> PortsNotServing {
+        let mut out = PortsNotServing::new();
+        for f in &self.failed {
+            let key = (f.gateway.namespace.clone(), f.gateway.name.clone(), f.port);
+            let why = out.entry(key).or_default();
+            if !why.is_empty() {
+                why.push_str("; ");
+            }
+            why.push_str(&f.to_string());
+        }
+        out
+    }
+
     /// Whether every listener of `generation` is open.
     pub fn all_bound(&self, generation: u64) -> bool {
         self.generation == generation && generation > 0 && self.failed.is_empty()

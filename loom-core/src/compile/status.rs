@@ -7,10 +7,12 @@ use super::lookup::InputLookup;
 use super::model::*;
 use super::policies::{circuit_breaker_error, rate_limit_error, wasm_plugin_error};
 use crate::input::*;
+use crate::snapshot::GatewayName;
 use crate::status::*;
 
 impl CheckedListener<'_> {
-    fn status(&self) -> ListenerStatus {
+    /// `not_serving`: why the data plane has not opened the listener's port, if it has not.
+    fn status(&self, not_serving: Option<&str>) -> ListenerStatus {
         let g = self.generation;
         let mut c = Conditions::default();
         let conflict = self.conflict;
@@ -65,24 +67,34 @@ impl CheckedListener<'_> {
                 g,
             ),
         });
-        c.set(if self.is_programmed() {
-            Condition::new(
-                ConditionType::Programmed,
-                true,
-                Reason::Programmed,
-                "listener is serving",
-                g,
-            )
-        } else {
-            let r = conflict.unwrap_or(Reason::Invalid);
-            Condition::new(
-                ConditionType::Programmed,
-                false,
-                r,
-                "listener is not serving",
-                g,
-            )
-        });
+        c.set(
+            if let (true, Some(why)) = (self.is_programmed(), not_serving) {
+                Condition::new(
+                    ConditionType::Programmed,
+                    false,
+                    Reason::Pending,
+                    format!("port {} is not open: {why}", self.port),
+                    g,
+                )
+            } else if self.is_programmed() {
+                Condition::new(
+                    ConditionType::Programmed,
+                    true,
+                    Reason::Programmed,
+                    "listener is serving",
+                    g,
+                )
+            } else {
+                let r = conflict.unwrap_or(Reason::Invalid);
+                Condition::new(
+                    ConditionType::Programmed,
+                    false,
+                    r,
+                    "listener is not serving",
+                    g,
+                )
+            },
+        );
         ListenerStatus {
             name: self.spec.name.clone(),
             supported_kinds: self
@@ -100,6 +112,15 @@ impl CheckedListener<'_> {
 }
 
 impl Gateways<'_> {
+    /// Why the data plane has not opened `port` of `gateway` (Options::ports_not_serving).
+    fn not_serving(&self, gateway: &GatewayName, port: u16) -> Option<&str> {
+        self.lookup
+            .options
+            .ports_not_serving
+            .get(&(gateway.namespace.clone(), gateway.name.clone(), port))
+            .map(String::as_str)
+    }
+
     pub(crate) fn write_status(&self, status: &mut Status) {
         for (gi, gw) in self.gateways.iter().enumerate() {
             let g = gw.gateway.metadata.generation();
@@ -198,7 +219,10 @@ impl Gateways<'_> {
                 ObjectStatus::Gateway(GatewayStatus {
                     addresses: gw.addresses.clone(),
                     conditions: c,
-                    listeners: own.iter().map(|l| l.status()).collect(),
+                    listeners: own
+                        .iter()
+                        .map(|l| l.status(self.not_serving(&gw.name, l.port)))
+                        .collect(),
                     attached_listener_sets,
                 }),
             );
@@ -268,7 +292,10 @@ impl Gateways<'_> {
                     listeners: set
                         .listeners
                         .iter()
-                        .map(|&l| self.listeners[l].status())
+                        .map(|&l| {
+                            let l = &self.listeners[l];
+                            l.status(self.not_serving(&self.gateways[l.gateway].name, l.port))
+                        })
                         .collect(),
                 }),
             );

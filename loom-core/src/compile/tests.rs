@@ -401,6 +401,51 @@ fn a_gateway_whose_data_plane_is_not_ready_is_accepted_but_not_programmed() {
 }
 
 #[test]
+fn a_port_the_data_plane_could_not_open_leaves_its_listeners_pending() {
+    let options = Options {
+        ports_not_serving: [(
+            ("infra".into(), "gw".into(), 80),
+            "tcp 0.0.0.0:80: Address in use".into(),
+        )]
+        .into(),
+        ..Options::default()
+    };
+    let compiled = compile_with(&input(ROUTE_TO_MISSING_SERVICE), &options);
+    let key = ObjectKey {
+        kind: Kind::Gateway,
+        namespace: "infra".into(),
+        name: "gw".into(),
+    };
+    let Some(ObjectStatus::Gateway(g)) = compiled.status.get(&key) else {
+        panic!("no Gateway status");
+    };
+    let programmed = g.listeners[0]
+        .conditions
+        .get(ConditionType::Programmed)
+        .unwrap();
+    assert_eq!(
+        (programmed.status, programmed.reason),
+        (false, Reason::Pending)
+    );
+    assert_eq!(
+        programmed.message,
+        "port 80 is not open: tcp 0.0.0.0:80: Address in use"
+    );
+    // Without the report, the same listener is Programmed.
+    let compiled = compile(&input(ROUTE_TO_MISSING_SERVICE));
+    let Some(ObjectStatus::Gateway(g)) = compiled.status.get(&key) else {
+        panic!("no Gateway status");
+    };
+    assert!(
+        g.listeners[0]
+            .conditions
+            .get(ConditionType::Programmed)
+            .unwrap()
+            .status
+    );
+}
+
+#[test]
 fn compiling_twice_gives_the_same_status() {
     let input = input(SEVERAL_ROUTES);
     let a = compile(&input);

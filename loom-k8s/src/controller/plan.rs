@@ -39,6 +39,9 @@ impl Planner {
     /// (assigned here), or its Service's.
     pub(crate) fn compile(&self, index: &mut Index) -> Compiled {
         let mut opts = self.opts.compile.clone();
+        if let Some(ports) = &self.opts.ports_not_serving {
+            opts.ports_not_serving = ports.borrow().clone();
+        }
         let requested = requested_ips(index.input());
         let usable: Vec<Ipv4Net> = match (&self.opts.usable_networks[..], self.opts.address_pool) {
             ([], pool) => pool.into_iter().collect(),
