@@ -283,3 +283,34 @@ fn chunk_size_lines_are_read_strictly() {
     );
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 }
+
+#[test]
+fn smuggling_vectors_never_reach_the_backend_as_a_second_request() {
+    let web = start_web("hardening-smuggling");
+    let smuggled = "GET /smuggled HTTP/1.1\r\nHost: web.example.com\r\n\r\n";
+    let body = format!("0\r\n\r\n{smuggled}");
+    for te in [
+        "Transfer-Encoding: chunked\r\nContent-Length: 4",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity",
+        "Transfer-Encoding: chunked, identity",
+        "Transfer-Encoding: xchunked",
+        "Transfer-Encoding : chunked",
+        "Transfer-Encoding:\tchunked\r\nContent-Length: 4",
+        "Transfer-Encoding: \"chunked\"",
+        "Content-Length: 4\r\nContent-Length: 40",
+        "Content-Length: 4, 40",
+        "Content-Length: +4",
+    ] {
+        let request = format!("POST / HTTP/1.1\r\nHost: web.example.com\r\n{te}\r\n\r\n{body}");
+        let response = raw_response(web.port, request.as_bytes());
+        assert!(
+            !response.contains("/smuggled"),
+            "{te:?}: the backend saw a second request: {response}"
+        );
+        let status = response.get(9..12).unwrap_or("");
+        assert!(
+            matches!(status, "400" | "501"),
+            "{te:?}: answered {status}: {response}"
+        );
+    }
+}
