@@ -179,10 +179,23 @@ pub fn load_document(file: &str, doc: &Document<'_>) -> Result<Option<Object>, L
         file: file.into(),
         line: doc.first_line + line.saturating_sub(1),
     };
-    let meta: TypeMeta = serde_saphyr::from_str(doc.text).map_err(|e| LoadError::Syntax {
-        at: at(e.location().map_or(1, |l| l.line())),
-        message: strip_location(&first_line(&e.to_string())),
-    })?;
+    if doc.text.len() > MAX_DOCUMENT_BYTES {
+        return Err(LoadError::Syntax {
+            at: at(1),
+            message: format!(
+                "the document is {} bytes, more than Loom reads ({MAX_DOCUMENT_BYTES} bytes; \
+                 Kubernetes stores at most about 1.5 MiB in one object)",
+                doc.text.len()
+            ),
+        });
+    }
+    let meta: TypeMeta =
+        serde_saphyr::from_str_with_options(doc.text, yaml_options()).map_err(|e| {
+            LoadError::Syntax {
+                at: at(e.location().map_or(1, |l| l.line())),
+                message: yaml_message(&e),
+            }
+        })?;
     let (Some(api_version), Some(kind_name)) = (meta.api_version, meta.kind) else {
         return Err(LoadError::MissingKind { at: at(1) });
     };
@@ -208,7 +221,7 @@ pub fn load_document(file: &str, doc: &Document<'_>) -> Result<Option<Object>, L
         #[allow(clippy::result_large_err)]
         fn typed<T: DeserializeOwned>(text: &str) -> Result<T, (String, serde_saphyr::Error)> {
             let mut path = None;
-            serde_saphyr::with_deserializer_from_str(text, |de| {
+            serde_saphyr::with_deserializer_from_str_with_options(text, yaml_options(), |de| {
                 serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
                     path = Some(e.path().to_string());
                     e.into_inner()
@@ -228,10 +241,32 @@ pub fn load_document(file: &str, doc: &Document<'_>) -> Result<Option<Object>, L
             kind,
             name: display_name.clone(),
             field: if field == "." { String::new() } else { field },
-            message: strip_location(&first_line(&e.to_string())),
+            message: yaml_message(&e),
         })
     };
-    parse(doc).map(Some)
+    let object = parse(doc)?;
+    if let Some(over) = limits::first_over_limit(&object) {
+        return Err(LoadError::InvalidField {
+            at: at(line_of(doc.text, &over.field)),
+            kind,
+            name: display_name,
+            field: over.field,
+            message: over.message,
+        });
+    }
+    Ok(Some(object))
+}
+
+/// The line (1-based, in the document) of the key that ends the dotted `field`, or 1.
+fn line_of(text: &str, field: &str) -> u64 {
+    let key = field.rsplit('.').next().unwrap_or(field);
+    let key = key.split('[').next().unwrap_or(key);
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start().trim_start_matches("- ");
+            l.starts_with(&format!("{key}:"))
+        })
+        .map_or(1, |i| i as u64 + 1)
 }
 
 /// Builds a typed object from a JSON value of a known kind (the Kubernetes adapter and the
@@ -248,6 +283,33 @@ pub fn from_value(kind: Kind, value: serde_json::Value) -> Result<Object, String
         .map_err(|e| format!("{kind}: field `{}`: {}", e.path(), e.inner()))
 }
 
+/// The largest YAML document Loom reads: twice what Kubernetes stores in one object.
+pub const MAX_DOCUMENT_BYTES: usize = 3 * 1024 * 1024;
+
+/// YAML limits sized for the largest object Kubernetes stores (about 1.5 MiB, which holds at
+/// most some 750,000 of the smallest nodes), and still far below what a YAML bomb needs.
+fn yaml_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = 2_000_000;
+    budget.max_events = 6_000_000;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
+}
+
+/// A parser error as one line, naming the limit when a YAML limit was hit, and cut when it
+/// would echo a long value.
+fn yaml_message(e: &serde_saphyr::Error) -> String {
+    let message = match e {
+        serde_saphyr::Error::Budget { breach, .. } => format!(
+            "the document is beyond Loom's YAML limits ({breach:?}; at most 2,000,000 nodes, \
+             6,000,000 parser events, 64 levels of nesting, {MAX_DOCUMENT_BYTES} bytes)"
+        ),
+        e => strip_location(&first_line(&e.to_string())),
+    };
+    crate::status::bounded(message)
+}
+
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").trim().to_owned()
 }
@@ -261,9 +323,72 @@ fn strip_location(s: &str) -> String {
     }
 }
 
+mod limits;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_route_over_the_crd_limits_is_refused_with_the_api_servers_words() {
+        let rules: String = (0..17)
+            .map(|_| "  - backendRefs: [{name: s, port: 80}]\n")
+            .collect();
+        let text = format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r, namespace: n}}\nspec:\n  rules:\n{rules}"
+        );
+        let loaded = load_str("routes.yaml", &text);
+        assert!(loaded.objects.is_empty());
+        assert_eq!(
+            loaded.errors[0].to_string(),
+            "routes.yaml:5: HTTPRoute n/r: field `spec.rules`: Too many: 17: must have at most 16 items"
+        );
+    }
+
+    #[test]
+    fn a_large_valid_document_loads() {
+        // 280,000 nodes (4 an endpoint), past serde-saphyr's default of 250,000.
+        let endpoints: String = (0..70_000)
+            .map(|i| format!("  - {{addresses: [10.0.{}.{}]}}\n", i / 256 % 256, i % 256))
+            .collect();
+        let text = format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: e, namespace: ns, labels: {{kubernetes.io/service-name: s}}}}\naddressType: IPv4\nendpoints:\n{endpoints}"
+        );
+        let loaded = load_str("big.yaml", &text);
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors.first());
+        assert_eq!(loaded.objects.len(), 1);
+    }
+
+    #[test]
+    fn a_document_past_the_size_limit_names_the_limit() {
+        let text = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c, namespace: ns}}\ndata: {{big: {}}}\n",
+            "a".repeat(MAX_DOCUMENT_BYTES)
+        );
+        let loaded = load_str("big.yaml", &text);
+        let e = loaded.errors[0].to_string();
+        assert!(
+            e.contains("more than Loom reads (3145728 bytes"),
+            "{}",
+            &e[..200.min(e.len())]
+        );
+        assert!(
+            e.len() < 400,
+            "the message echoes the document: {} bytes",
+            e.len()
+        );
+    }
+
+    #[test]
+    fn a_long_bad_value_is_not_echoed_whole() {
+        let text = format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r, namespace: ns}}\nspec:\n  rules:\n  - backendRefs: [{{name: s, port: \"{}\"}}]\n",
+            "9".repeat(1_000_000)
+        );
+        let loaded = load_str("routes.yaml", &text);
+        let e = loaded.errors[0].to_string();
+        assert!(e.len() < 2048, "{} bytes", e.len());
+    }
 
     #[test]
     fn splits_documents_with_line_numbers() {

@@ -150,10 +150,30 @@ impl Condition {
             type_,
             status,
             reason,
-            message: message.into(),
+            message: bounded(message.into()),
             observed_generation: generation,
         }
     }
+}
+
+/// Messages longer than this are cut (a value in a message can be megabytes long; a
+/// condition's message may hold at most 32,768 bytes).
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// `message`, cut to [`MAX_MESSAGE_BYTES`] with a note saying how much was left out.
+pub fn bounded(message: String) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    let mut end = MAX_MESSAGE_BYTES - 64;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}… ({} more bytes left out)",
+        &message[..end],
+        message.len() - end
+    )
 }
 
 impl Serialize for Condition {
@@ -353,5 +373,24 @@ impl Status {
     /// The status of one object.
     pub fn get(&self, key: &ObjectKey) -> Option<&ObjectStatus> {
         self.objects.get(key)
+    }
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use super::*;
+
+    #[test]
+    fn short_messages_are_kept() {
+        assert_eq!(bounded("fine".into()), "fine");
+    }
+
+    #[test]
+    fn long_messages_are_cut_with_a_note() {
+        let long = format!("hostname \"{}\" is invalid", "é".repeat(2_000_000));
+        let cut = bounded(long.clone());
+        assert!(cut.len() <= MAX_MESSAGE_BYTES + 64, "{}", cut.len());
+        assert!(cut.starts_with("hostname \"éé"));
+        assert!(cut.ends_with("more bytes left out)"), "{cut}");
     }
 }
