@@ -29,44 +29,51 @@ fn too_long(field: String, s: &str, max: usize) -> Option<OverLimit> {
 /// RFC 1123 names (hostnames) have at most this many bytes.
 const HOSTNAME: usize = 253;
 
+/// The limits HTTPRoute and GRPCRoute share; `rules` are each rule's numbers of matches,
+/// filters and backendRefs.
+fn route_limits(
+    over: &mut Vec<Option<OverLimit>>,
+    parent_refs: usize,
+    hostnames: &[String],
+    rules: impl ExactSizeIterator<Item = (usize, usize, usize)>,
+) {
+    over.push(too_many("spec.parentRefs".into(), parent_refs, 32));
+    over.push(too_many("spec.hostnames".into(), hostnames.len(), 16));
+    for (i, h) in hostnames.iter().enumerate() {
+        over.push(too_long(format!("spec.hostnames[{i}]"), h, HOSTNAME));
+    }
+    over.push(too_many("spec.rules".into(), rules.len(), 16));
+    for (i, (matches, filters, backend_refs)) in rules.enumerate() {
+        let at = |f: &str| format!("spec.rules[{i}].{f}");
+        over.push(too_many(at("matches"), matches, 64));
+        over.push(too_many(at("filters"), filters, 16));
+        over.push(too_many(at("backendRefs"), backend_refs, 16));
+    }
+}
+
 /// The first field of `object` over its CRD's limit, if any.
 pub(crate) fn first_over_limit(object: &Object) -> Option<OverLimit> {
     let mut over = vec![];
     match object {
         Object::HttpRoute(r) => {
             let s = &r.spec;
-            over.push(too_many("spec.parentRefs".into(), s.parent_refs.len(), 32));
-            over.push(too_many("spec.hostnames".into(), s.hostnames.len(), 16));
-            for (i, h) in s.hostnames.iter().enumerate() {
-                over.push(too_long(format!("spec.hostnames[{i}]"), h, HOSTNAME));
-            }
-            over.push(too_many("spec.rules".into(), s.rules.len(), 16));
-            for (i, rule) in s.rules.iter().enumerate() {
-                let at = |f: &str| format!("spec.rules[{i}].{f}");
-                over.push(too_many(at("matches"), rule.matches.len(), 64));
-                over.push(too_many(at("filters"), rule.filters.len(), 16));
-                over.push(too_many(at("backendRefs"), rule.backend_refs.len(), 16));
-            }
+            let rules = s
+                .rules
+                .iter()
+                .map(|r| (r.matches.len(), r.filters.len(), r.backend_refs.len()));
+            route_limits(&mut over, s.parent_refs.len(), &s.hostnames, rules);
         }
         Object::GrpcRoute(r) => {
             let s = &r.spec;
-            over.push(too_many("spec.parentRefs".into(), s.parent_refs.len(), 32));
-            over.push(too_many("spec.hostnames".into(), s.hostnames.len(), 16));
-            for (i, h) in s.hostnames.iter().enumerate() {
-                over.push(too_long(format!("spec.hostnames[{i}]"), h, HOSTNAME));
-            }
-            over.push(too_many("spec.rules".into(), s.rules.len(), 16));
+            let rules = s
+                .rules
+                .iter()
+                .map(|r| (r.matches.len(), r.filters.len(), r.backend_refs.len()));
+            route_limits(&mut over, s.parent_refs.len(), &s.hostnames, rules);
             for (i, rule) in s.rules.iter().enumerate() {
-                let at = |f: &str| format!("spec.rules[{i}].{f}");
-                over.push(too_many(at("matches"), rule.matches.len(), 64));
-                over.push(too_many(at("filters"), rule.filters.len(), 16));
-                over.push(too_many(at("backendRefs"), rule.backend_refs.len(), 16));
                 for (j, m) in rule.matches.iter().enumerate() {
-                    over.push(too_many(
-                        at(&format!("matches[{j}].headers")),
-                        m.headers.len(),
-                        16,
-                    ));
+                    let field = format!("spec.rules[{i}].matches[{j}].headers");
+                    over.push(too_many(field, m.headers.len(), 16));
                 }
             }
         }

@@ -71,12 +71,7 @@ fn with_policy(name: &str, ca: &str, backend: u16, hostname: &str, sans: &str) -
     let port = free_port();
     let yaml = format!(
         r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: {name}, namespace: default}}
-spec:
-  gatewayClassName: loom
-  listeners: [{{name: http, port: {port}, protocol: HTTP}}]
+{gateway}
 ---
 apiVersion: v1
 kind: Service
@@ -113,6 +108,7 @@ spec:
   parentRefs: [{{name: {name}}}]
   rules: [{{backendRefs: [{{name: {name}, port: 443}}]}}]
 "#,
+        gateway = crate::harness::gateway(name, port),
         ca = indent(ca).replace("      ", "    "),
     );
     let (owned, published) = publish_owned(name, &yaml);

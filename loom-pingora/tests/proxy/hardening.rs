@@ -104,6 +104,7 @@ fn until_closed(s: &mut TcpStream) -> (Duration, Vec<u8>) {
 #[test]
 fn a_request_head_trickled_a_byte_at_a_time_is_cut_off_at_the_head_deadline() {
     let web = start_web("hardening-slowloris");
+    let _quiet = crate::harness::exclusive();
     let mut s = TcpStream::connect(("127.0.0.1", web.port)).unwrap();
     let started = Instant::now();
     let trickle = b"GET / HTTP/1.1\r\nHost: web.example.com\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -133,6 +134,7 @@ fn a_request_head_trickled_a_byte_at_a_time_is_cut_off_at_the_head_deadline() {
 #[test]
 fn a_connection_that_sends_nothing_is_closed_at_the_head_deadline() {
     let web = start_web("hardening-silent-client");
+    let _quiet = crate::harness::exclusive();
     let mut s = TcpStream::connect(("127.0.0.1", web.port)).unwrap();
     let (took, got) = until_closed(&mut s);
     assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
@@ -146,6 +148,7 @@ fn a_connection_that_sends_nothing_is_closed_at_the_head_deadline() {
 #[test]
 fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let web = start_web("hardening-idle-keep-alive");
+    let _quiet = crate::harness::exclusive();
     let mut s = TcpStream::connect(("127.0.0.1", web.port)).unwrap();
     s.write_all(b"GET /one HTTP/1.1\r\nHost: web.example.com\r\n\r\n")
         .unwrap();

@@ -117,6 +117,13 @@ pub(crate) fn exclusive() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Gateway `{name}` in `default` with one HTTP listener, `http`, on `port`.
+pub(crate) fn gateway(name: &str, port: u16) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  gatewayClassName: loom\n  listeners: [{{name: http, port: {port}, protocol: HTTP}}]"
+    )
+}
+
 /// The `web` fixture: Gateway `{name}` with one HTTP listener on `port`, Backends `{name}-a`
 /// and `{name}-b` at the given loopback ports, and HTTPRoute `{name}-web` for
 /// `web.example.com`:
@@ -131,12 +138,7 @@ pub(crate) fn exclusive() -> MutexGuard<'static, ()> {
 pub(crate) fn web(name: &str, port: u16, a: u16, b: u16, extra_rule: &str) -> String {
     format!(
         r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: {name}, namespace: default}}
-spec:
-  gatewayClassName: loom
-  listeners: [{{name: http, port: {port}, protocol: HTTP}}]
+{gateway}
 ---
 apiVersion: gateway.loom.dev/v1alpha1
 kind: Backend
@@ -170,7 +172,8 @@ spec:
     backendRefs: [{{name: no-such-service, port: 80}}]
   - backendRefs: [{{group: gateway.loom.dev, kind: Backend, name: {name}-a}}]
 {extra_rule}
-"#
+"#,
+        gateway = crate::harness::gateway(name, port),
     )
 }
 

@@ -26,12 +26,7 @@ impl Policies {
         let (port, dead, dead2) = (free_port(), free_port(), free_port());
         let yaml = format!(
             r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: {name}, namespace: default}}
-spec:
-  gatewayClassName: loom
-  listeners: [{{name: http, port: {port}, protocol: HTTP}}]
+{gateway}
 ---
 apiVersion: gateway.loom.dev/v1alpha1
 kind: Backend
@@ -72,7 +67,8 @@ apiVersion: gateway.loom.dev/v1alpha1
 kind: Backend
 metadata: {{name: {name}-half-dead, namespace: default}}
 spec: {{endpoints: ["127.0.0.1:{dead}", "127.0.0.1:{s}"]}}
-"#
+"#,
+            gateway = crate::harness::gateway(name, port),
         );
         let (owned, _) = publish_owned(name, &yaml);
         wait_for(|| get(port, HOST, "/slow/warmup/0", "").is_ok_and(|r| r.status == 200));

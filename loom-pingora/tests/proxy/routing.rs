@@ -52,12 +52,7 @@ fn backend_endpoints(name: &str, endpoints: &str) -> (u16, crate::harness::Owned
     let port = crate::clients::free_port();
     let yaml = format!(
         r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: {name}, namespace: default}}
-spec:
-  gatewayClassName: loom
-  listeners: [{{name: http, port: {port}, protocol: HTTP}}]
+{gateway}
 ---
 apiVersion: gateway.loom.dev/v1alpha1
 kind: Backend
@@ -70,7 +65,8 @@ metadata: {{name: {name}, namespace: default}}
 spec:
   parentRefs: [{{name: {name}}}]
   rules: [{{backendRefs: [{{group: gateway.loom.dev, kind: Backend, name: {name}}}]}}]
-"#
+"#,
+        gateway = crate::harness::gateway(name, port),
     );
     let (owned, _) = crate::harness::publish_owned(name, &yaml);
     crate::clients::wait_for(|| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());

@@ -50,6 +50,7 @@ fn read_response(port: u16) -> (String, Option<Duration>) {
 #[test]
 fn a_content_length_body_streams_as_the_backend_sends_it() {
     let (port, _owned) = trickling("streaming-trickle", true);
+    let _quiet = crate::harness::exclusive();
     let (response, first_byte) = read_response(port);
     let first_byte = first_byte.expect("a body");
     assert!(
