@@ -74,6 +74,8 @@ pub enum Reason {
     ConfigurationChanged,
     TargetNotFound,
     Pending,
+    /// Loom's own: the policy is valid, but this version of Loom does not act on it.
+    NotEnforced,
 }
 
 impl Reason {
@@ -111,6 +113,7 @@ impl Reason {
             Reason::Conflicted => "Conflicted",
             Reason::ConfigurationChanged => "ConfigurationChanged",
             Reason::TargetNotFound => "TargetNotFound",
+            Reason::NotEnforced => "NotEnforced",
             Reason::Pending => "Pending",
         }
     }

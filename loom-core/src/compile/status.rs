@@ -469,11 +469,17 @@ pub(crate) fn write_loom_policy_status(
                     format!("{} {ns}/{} not found", t.kind, t.name),
                     g,
                 ),
+                // Status never says a policy works when it does nothing: the data plane does
+                // not enforce Loom's policies yet.
                 (None, true) => Condition::new(
                     ConditionType::Accepted,
-                    true,
-                    Reason::Accepted,
-                    "policy is attached",
+                    false,
+                    Reason::NotEnforced,
+                    format!(
+                        "valid and attached to {} {ns}/{}, but this version of Loom does not \
+                         enforce {} yet: the policy has no effect",
+                        t.kind, t.name, k.kind
+                    ),
                     g,
                 ),
             });

@@ -446,6 +446,44 @@ fn a_port_the_data_plane_could_not_open_leaves_its_listeners_pending() {
 }
 
 #[test]
+fn loom_policies_the_data_plane_does_not_enforce_are_not_accepted() {
+    let compiled = compile(&input(&format!(
+        r#"{ROUTE_TO_MISSING_SERVICE}---
+apiVersion: gateway.loom.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {{name: limit, namespace: app}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: web}}]
+  requests: 10
+  unit: Second
+"#
+    )));
+    let key = ObjectKey {
+        kind: Kind::RateLimitPolicy,
+        namespace: "app".into(),
+        name: "limit".into(),
+    };
+    let Some(ObjectStatus::Policy(p)) = compiled.status.get(&key) else {
+        panic!("no policy status");
+    };
+    let accepted = p.ancestors[0]
+        .conditions
+        .get(ConditionType::Accepted)
+        .unwrap();
+    assert_eq!(
+        (accepted.status, accepted.reason),
+        (false, Reason::NotEnforced)
+    );
+    assert!(
+        accepted
+            .message
+            .contains("does not enforce RateLimitPolicy"),
+        "{}",
+        accepted.message
+    );
+}
+
+#[test]
 fn compiling_twice_gives_the_same_status() {
     let input = input(SEVERAL_ROUTES);
     let a = compile(&input);
