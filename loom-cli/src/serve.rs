@@ -18,15 +18,15 @@ use crate::reload::{self, Files};
 pub(crate) struct DataPlaneFlags {
     /// Milliseconds a client has to send a whole request head (HTTP/1), counted from its first
     /// byte, or for a connection's first request from accept. Slower clients are disconnected.
-    #[arg(long, default_value_t = 15_000)]
+    #[arg(long, default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1..))]
     header_timeout_ms: u64,
     /// Milliseconds an idle keep-alive connection (HTTP/1 between requests, HTTP/2 with no
-    /// open stream) stays open.
-    #[arg(long, default_value_t = 60_000)]
+    /// open stream) stays open (at least 1000).
+    #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1000..))]
     idle_timeout_ms: u64,
     /// Connections each listener holds at most; more are closed as they are accepted. All
     /// listeners together also stay within the file-descriptor limit (`ulimit -n`).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = at_least_one)]
     max_connections: usize,
     /// Seconds to let requests in flight finish on SIGTERM (on Kubernetes, keep it below the
     /// pod's terminationGracePeriodSeconds).
@@ -36,6 +36,13 @@ pub(crate) struct DataPlaneFlags {
     /// client's address is appended); with 0, what a client sends in them is replaced.
     #[arg(long, default_value_t = 0)]
     trusted_hops: usize,
+}
+
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{s:?} is not a number of at least 1")),
+    }
 }
 
 /// The data plane's settings from the command line (`loom serve`, `controller`, `data-plane`).
@@ -172,17 +179,22 @@ pub(crate) struct Args {
 }
 
 /// Reads the files once they have stopped changing: returns their fingerprint when two looks
-/// `settle` apart agree.
+/// `settle` apart agree, or after [`SETTLE_AT_MOST`] of changes whatever they are then (a file
+/// that never stops changing is read anyway; the reload guard still judges what it holds).
 fn settled(paths: &[PathBuf], mut seen: Fingerprint, settle: Duration) -> Fingerprint {
+    let started = Instant::now();
     loop {
         std::thread::sleep(settle);
         let again = fingerprint(paths);
-        if again == seen {
-            return seen;
+        if again == seen || started.elapsed() >= SETTLE_AT_MOST {
+            return again;
         }
         seen = again;
     }
 }
+
+/// The longest a change waits for the files to settle.
+const SETTLE_AT_MOST: Duration = Duration::from_secs(2);
 
 type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
 

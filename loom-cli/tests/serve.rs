@@ -398,6 +398,8 @@ fn sigterm_drains_readiness_fails_and_requests_in_flight_finish() {
         get(port, "/v1/x").is_some_and(|(s, _)| s == 200)
     });
     let in_flight = std::thread::spawn(move || get(port, "/v1/slow"));
+    // A connection that has sent nothing yet.
+    let mut idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let terminated = Instant::now();
     let killed = Command::new("kill")
@@ -410,6 +412,12 @@ fn sigterm_drains_readiness_fails_and_requests_in_flight_finish() {
     wait_for("/readyz to fail", || {
         get(admin, "/readyz").is_some_and(|(s, _)| s == 503)
     });
+    // The idle connection is closed (long before its 15 s head deadline).
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert!(
+        matches!(idle.read(&mut [0u8; 16]), Ok(0)),
+        "the idle connection stayed open"
+    );
     // A request that arrives during the drain is still served, and told to close.
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

@@ -55,11 +55,8 @@ impl RouteCx<'_, '_> {
                 let mut compiled =
                     self.rule(index, rule.name.clone(), &rule.filters, &rule.backend_refs)?;
                 if let Some(t) = &rule.timeouts {
-                    let ms = |s: &Option<String>| {
-                        s.as_deref()
-                            .and_then(filter::parse_duration_ms)
-                            .filter(|&ms| ms > 0)
-                    };
+                    // GEP-1742: a zero duration disables the timeout (kept as `Some(0)`).
+                    let ms = |s: &Option<String>| s.as_deref().and_then(filter::parse_duration_ms);
                     compiled.timeouts = Timeouts {
                         request_ms: ms(&t.request),
                         backend_request_ms: ms(&t.backend_request),

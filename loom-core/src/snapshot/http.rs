@@ -146,13 +146,14 @@ pub struct Mirror {
     pub denominator: u32,
 }
 
-/// Timeouts in milliseconds; `None` = no timeout.
+/// A route's timeouts in milliseconds; `None`: the route sets none (the data plane's defaults
+/// apply).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Timeouts {
-    /// Whole request.
+    /// Whole request; `Some(0)`: the route disables it ("0s").
     pub request_ms: Option<u64>,
-    /// Each backend attempt.
+    /// Each backend attempt; `Some(0)`: the route disables it ("0s").
     pub backend_request_ms: Option<u64>,
 }
 

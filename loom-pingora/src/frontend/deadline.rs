@@ -112,6 +112,11 @@ impl HeadClock {
         }
     }
 
+    /// Whether it waits for a request head of which no byte has come yet.
+    pub(crate) fn waiting_without_bytes(&self) -> bool {
+        self.armed_at.load(Ordering::Acquire) != 0 && self.first_byte.load(Ordering::Acquire) == 0
+    }
+
     /// Returns when the clock expires: armed, and past its [`deadline`].
     pub(crate) async fn expired(&self, limits: HeadLimits, first: bool) {
         loop {
@@ -125,7 +130,17 @@ impl HeadClock {
                 Some(armed_at) => {
                     let until = deadline(limits, armed_at, first_byte, first);
                     tokio::select! {
-                        _ = tokio::time::sleep_until(until) => return,
+                        // Expired only if, when the time is up, it still waits for the same head
+                        // and the deadline has not moved.
+                        _ = tokio::time::sleep_until(until) => {
+                            let still = self.decode(self.armed_at.load(Ordering::Acquire));
+                            let first_byte = self.decode(self.first_byte.load(Ordering::Acquire));
+                            if still == Some(armed_at)
+                                && Instant::now() >= deadline(limits, armed_at, first_byte, first)
+                            {
+                                return;
+                            }
+                        }
                         _ = changed => {}
                     }
                 }

@@ -50,13 +50,34 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Whether a cleartext connection starts with the HTTP/2 preface. Peeks without consuming and
 /// stops waiting as soon as the bytes so far differ from it, so a short HTTP/1.0 request is
-/// never held up.
-/// Gives up at `deadline` (the request head deadline).
+/// never held up; gives up at `deadline` (the request head deadline). A client that sends a
+/// strict prefix of the preface and stops is looked at again after 1, 2, 4 … 64 ms, not in a
+/// busy loop.
 async fn starts_with_h2_preface(
     tcp: &tokio::net::TcpStream,
     deadline: tokio::time::Instant,
+    shutdown: &ShutdownWatch,
 ) -> bool {
+    tokio::select! {
+        preface = peek_h2_preface(tcp, deadline) => preface,
+        // Shutting down: a connection that has sent nothing is HTTP/1 (and closed there).
+        _ = shutting_down(shutdown) => false,
+    }
+}
+
+/// Returns once shutdown has begun.
+async fn shutting_down(shutdown: &ShutdownWatch) {
+    let mut shutdown = shutdown.clone();
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+async fn peek_h2_preface(tcp: &tokio::net::TcpStream, deadline: tokio::time::Instant) -> bool {
     let mut buf = [0u8; H2_PREFACE.len()];
+    let mut wait = Duration::from_millis(1);
     loop {
         let n = match tokio::time::timeout_at(deadline, tcp.peek(&mut buf)).await {
             Ok(Ok(n)) if n > 0 => n,
@@ -69,7 +90,8 @@ async fn starts_with_h2_preface(
             return true;
         }
         // A strict prefix of the preface so far: wait for the rest.
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + wait)).await;
+        wait = (wait * 2).min(Duration::from_millis(64));
     }
 }
 
@@ -80,17 +102,17 @@ pub(crate) async fn serve_http<A: HttpServerApp + Send + Sync + 'static>(
     acceptor: Option<Arc<Acceptor>>,
     shutdown: ShutdownWatch,
 ) {
+    let clock = Arc::new(HeadClock::new());
     let accepted = tokio::time::Instant::now();
     let h2c = match &apps.h2c {
         Some(h2c)
             if acceptor.is_none()
-                && starts_with_h2_preface(&tcp, accepted + apps.head.head).await =>
+                && starts_with_h2_preface(&tcp, accepted + apps.head.head, &shutdown).await =>
         {
             Some(h2c.clone())
         }
         _ => None,
     };
-    let clock = Arc::new(HeadClock::new());
     clock.arm(accepted);
     let mut l4 = L4Stream::from(tcp);
     let digest = SocketDigest::from_raw_fd(l4.as_raw_fd());
@@ -140,18 +162,23 @@ async fn serve_http1<A: HttpServerApp + Send + Sync + 'static>(
     // instead of being dropped with the connection.
     session.set_pipelining_enabled(true);
     let mut first = true;
+    let on_head = {
+        let clock = clock.clone();
+        OnRequestHead(Arc::new(move || clock.disarm()))
+    };
     loop {
-        let on_head = {
-            let clock = clock.clone();
-            OnRequestHead(Arc::new(move || clock.disarm()))
-        };
-        session.set_connection_user_context(Some(Box::new(on_head)));
+        session.set_connection_user_context(Some(Box::new(on_head.clone())));
         let reused = tokio::select! {
+            // A request whose head was read wins over a deadline that fired meanwhile.
+            biased;
             reused = app.process_new_http(session, shutdown) => reused,
             _ = clock.expired(limits, first) => {
                 return log::debug!(
                     "closing a connection that sent no complete request head in time"
                 );
+            }
+            _ = idle_at_shutdown(clock, shutdown) => {
+                return log::debug!("closing an idle keep-alive connection: shutting down");
             }
         };
         let Some((stream, settings)) = reused.map(|r| r.consume()) else {
@@ -170,6 +197,16 @@ async fn serve_http1<A: HttpServerApp + Send + Sync + 'static>(
         }
         first = false;
         clock.arm(tokio::time::Instant::now());
+    }
+}
+
+/// Returns once shutdown has begun and the connection is waiting for a request that has not
+/// started: such a connection is closed rather than kept until the process exits (a load
+/// balancer might still send a request on it).
+async fn idle_at_shutdown(clock: &HeadClock, shutdown: &ShutdownWatch) {
+    shutting_down(shutdown).await;
+    while !clock.waiting_without_bytes() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -206,14 +206,23 @@ impl ListenerManager {
     }
 
     /// Opens and closes sockets to match the published configuration; returns whether every
-    /// socket it asks for is open.
+    /// socket it asks for is open. `retry`: a retry of sockets that could not be opened (no new
+    /// publish): metrics stay as they are and failures are logged at debug level only.
     async fn reconcile(
         &self,
         running: &mut HashMap<SocketKey, Running>,
         shutdown: &ShutdownWatch,
+        retry: bool,
     ) -> bool {
         let published = self.handle.load();
-        self.shared.metrics.published(&published);
+        if !retry {
+            self.shared.metrics.published(&published);
+        }
+        let level = if retry {
+            log::Level::Debug
+        } else {
+            log::Level::Error
+        };
         let wanted = self.wanted(&published);
         let mut failed = vec![];
         running.retain(|key, r| {
@@ -245,7 +254,7 @@ impl ListenerManager {
                     match Self::load_tls(&w, port, r) {
                         Ok(()) => r.wanted = w,
                         Err(e) => {
-                            log::error!("listener {addr}: {e}");
+                            log::log!(level, "listener {addr}: {e}");
                             failed.push(failure(e));
                         }
                     }
@@ -260,7 +269,7 @@ impl ListenerManager {
                 terminate: Arc::default(),
             };
             if let Err(e) = Self::load_tls(&w, port, &r) {
-                log::error!("listener {addr}: {e}");
+                log::log!(level, "listener {addr}: {e}");
                 failed.push(failure(e));
                 continue;
             }
@@ -330,7 +339,8 @@ impl ListenerManager {
                     running.insert(key, r);
                 }
                 Err(e) => {
-                    log::error!(
+                    log::log!(
+                        level,
                         "listener {addr} ({}/{}): {e}; retrying every {BIND_RETRY:?}",
                         w.gateway.namespace,
                         w.gateway.name
@@ -353,18 +363,19 @@ impl BackgroundService for ListenerManager {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut changes = self.handle.subscribe();
         let mut running = HashMap::new();
+        let mut retry = false;
         loop {
-            let all_bound = self.reconcile(&mut running, &shutdown).await;
+            let all_bound = self.reconcile(&mut running, &shutdown, retry).await;
             // Sockets that could not be opened (the address in use, say) are tried again.
-            let retry = async {
+            let retry_later = async {
                 if all_bound {
                     std::future::pending::<()>().await;
                 }
                 tokio::time::sleep(BIND_RETRY).await;
             };
-            tokio::select! {
-                changed = changes.changed() => if changed.is_err() { break },
-                _ = retry => {}
+            retry = tokio::select! {
+                changed = changes.changed() => if changed.is_err() { break } else { false },
+                _ = retry_later => true,
                 _ = shutdown.changed() => {
                     // Draining: the listeners keep accepting until the grace period ends (a
                     // load balancer may still send new connections while it learns that
@@ -372,8 +383,9 @@ impl BackgroundService for ListenerManager {
                     // `Connection: close`. The runtime's shutdown ends the accept loops.
                     log::info!("shutting down: draining connections until the grace period ends");
                     std::future::pending::<()>().await;
+                    false
                 }
-            }
+            };
         }
         for r in running.values() {
             r.stop.send_replace(true);

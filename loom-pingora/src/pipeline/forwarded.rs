@@ -2,9 +2,12 @@
 //!
 //! With no trusted proxy in front of Loom (`trusted_hops` 0, the default) whatever a client
 //! sent in these headers is replaced: `X-Forwarded-For` is the client's address, `-Proto` the
-//! scheme it used, `-Host` the Host it asked for. With `trusted_hops` N > 0 the peer is a
-//! proxy Loom trusts: its `X-Forwarded-For` is kept and the peer's address appended, and its
-//! `-Proto` and `-Host` are kept when present.
+//! scheme it used, `-Host` the Host it asked for; the other forwarding headers a backend might
+//! believe (`Forwarded`, `X-Real-IP`, `X-Forwarded-Port`, `X-Forwarded-Prefix`) are removed.
+//! With `trusted_hops` > 0 the peer is a proxy Loom trusts: every forwarding header it sent is
+//! kept, the peer's address is appended to `X-Forwarded-For` (all its lines, joined), and
+//! `-Proto` and `-Host` are set only where it sent none. Loom does not check the peer's
+//! address: with `trusted_hops` > 0, only trusted proxies may be able to reach it.
 
 use std::net::IpAddr;
 
@@ -15,6 +18,13 @@ use pingora::http::RequestHeader;
 const XFF: &str = "x-forwarded-for";
 const XFP: &str = "x-forwarded-proto";
 const XFH: &str = "x-forwarded-host";
+/// Removed from requests of untrusted clients.
+const UNTRUSTED: [&str; 4] = [
+    "forwarded",
+    "x-real-ip",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+];
 
 /// Sets the forwarding headers of a request from `peer` over `scheme`.
 pub(crate) fn set_forwarded(
@@ -24,15 +34,29 @@ pub(crate) fn set_forwarded(
     trusted_hops: usize,
 ) -> pingora::Result<()> {
     let trusted = trusted_hops > 0;
-    let peer = peer.map(|ip| ip.to_string());
-    let chain = match (trusted, req.headers.get(XFF), &peer) {
-        (true, Some(prior), Some(p)) => {
-            let prior = String::from_utf8_lossy(prior.as_bytes());
-            Some(format!("{}, {p}", prior.trim()))
+    if !trusted {
+        for name in UNTRUSTED {
+            req.remove_header(name);
         }
-        (true, Some(prior), None) => Some(String::from_utf8_lossy(prior.as_bytes()).into()),
-        (_, _, p) => p.clone(),
+    }
+    let prior: Vec<String> = if trusted {
+        req.headers
+            .get_all(XFF)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .collect()
+    } else {
+        vec![]
     };
+    let mut chain = prior.join(", ");
+    if let Some(ip) = peer {
+        if !chain.is_empty() {
+            chain.push_str(", ");
+        }
+        chain.push_str(&ip.to_string());
+    }
+    let chain = (!chain.is_empty()).then_some(chain);
     req.remove_header(XFF);
     if let Some(chain) = chain
         && let Ok(v) = HeaderValue::from_str(&chain)
@@ -107,6 +131,34 @@ mod tests {
         assert_eq!(get(&req, XFF), ["203.0.113.9, 192.0.2.7"]);
         assert_eq!(get(&req, XFP), ["https"]);
         assert_eq!(get(&req, XFH), ["www.example.com"]);
+    }
+
+    #[test]
+    fn other_forwarding_headers_of_an_untrusted_client_are_removed() {
+        let mut req = request(&[
+            ("host", "a"),
+            ("forwarded", "for=10.0.0.1;proto=https"),
+            ("x-real-ip", "10.0.0.1"),
+            ("x-forwarded-port", "443"),
+            ("x-forwarded-prefix", "/admin"),
+        ]);
+        set_forwarded(&mut req, CLIENT, "http", 0).unwrap();
+        for name in UNTRUSTED {
+            assert!(!req.headers.contains_key(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn every_x_forwarded_for_line_of_a_trusted_proxy_is_kept() {
+        let mut req = request(&[
+            ("host", "a"),
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-for", "198.51.100.2"),
+            ("forwarded", "for=203.0.113.9"),
+        ]);
+        set_forwarded(&mut req, CLIENT, "http", 1).unwrap();
+        assert_eq!(get(&req, XFF), ["203.0.113.9, 198.51.100.2, 192.0.2.7"]);
+        assert_eq!(get(&req, "forwarded"), ["for=203.0.113.9"]);
     }
 
     #[test]

@@ -275,7 +275,7 @@ impl ProxyHttp for LoomProxy {
                 .dns
                 .resolve(host, port, fastrand::usize(..))
                 .await
-                .or_else(|e| Error::e_explain(ConnectNoRoute, format!("{endpoint}: {e}")))?,
+                .or_else(|e| Error::e_explain(HTTPStatus(502), format!("{endpoint}: {e}")))?,
             Err(e) => return Error::e_explain(HTTPStatus(502), e.to_string()),
         };
         let mut peer = peer::http_peer(&routed.backend, address, routed.client_cert.as_ref())?;
@@ -295,8 +295,9 @@ impl ProxyHttp for LoomProxy {
             Err(timeouts::RequestTimedOut) => {
                 return Error::e_explain(HTTPStatus(504), "request timeout");
             }
-            Ok(Some(timeout)) => peer::set_timeout(&mut peer, timeout),
-            Ok(None) => self.shared.backend.apply(&mut peer),
+            Ok(timeouts::Budget::Limit(timeout)) => peer::set_timeout(&mut peer, timeout),
+            Ok(timeouts::Budget::Default) => self.shared.backend.apply(&mut peer),
+            Ok(timeouts::Budget::Unlimited) => self.shared.backend.apply_connect(&mut peer),
         }
         Ok(Box::new(peer))
     }

@@ -1,7 +1,8 @@
 //! Time budgets of a request's backend attempts (GEP-1742): `request` bounds the whole request,
 //! every attempt and backoff included; `backendRequest` bounds each attempt. Pingora's timeouts
 //! are per connect/read/write, so an attempt gets the smaller of the two, measured from when it
-//! starts.
+//! starts. A route that sets neither gets the data plane's defaults; one that sets them to zero
+//! ("0s": disabled) gets no read or write timeout at all.
 
 use std::time::{Duration, Instant};
 
@@ -11,10 +12,25 @@ use loom_core::snapshot::Timeouts;
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct RequestTimedOut;
 
+/// A route timeout that is set and not zero.
+fn limit(ms: Option<u64>) -> Option<Duration> {
+    ms.filter(|&ms| ms > 0).map(Duration::from_millis)
+}
+
 /// What is left of the request's timeout at `now`, if it has one.
 fn left(timeouts: &Timeouts, started: Instant, now: Instant) -> Option<Duration> {
-    let request = timeouts.request_ms.map(Duration::from_millis);
-    request.map(|r| r.saturating_sub(now.saturating_duration_since(started)))
+    limit(timeouts.request_ms).map(|r| r.saturating_sub(now.saturating_duration_since(started)))
+}
+
+/// The time budget of one attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Budget {
+    /// The route sets no timeout: the data plane's defaults apply.
+    Default,
+    /// The route disables its timeouts ("0s").
+    Unlimited,
+    /// At most this long.
+    Limit(Duration),
 }
 
 /// How long to wait before attempt number `tries` (1 is the first): the retry policy's backoff
@@ -31,20 +47,24 @@ pub(crate) fn backoff(
 }
 
 /// The time an attempt starting at `now` may take, or [`RequestTimedOut`] when the request's
-/// timeout is already spent. `None`: no route timeout applies.
+/// timeout is already spent.
 pub(crate) fn attempt_timeout(
     timeouts: &Timeouts,
     started: Instant,
     now: Instant,
-) -> Result<Option<Duration>, RequestTimedOut> {
+) -> Result<Budget, RequestTimedOut> {
     let left = left(timeouts, started, now);
     if left.is_some_and(|l| l.is_zero()) {
         return Err(RequestTimedOut);
     }
-    let attempt = timeouts.backend_request_ms.map(Duration::from_millis);
+    let attempt = limit(timeouts.backend_request_ms);
     Ok(match (attempt, left) {
-        (Some(a), Some(l)) => Some(a.min(l)),
-        (a, l) => a.or(l),
+        (Some(a), Some(l)) => Budget::Limit(a.min(l)),
+        (Some(t), None) | (None, Some(t)) => Budget::Limit(t),
+        (None, None) if timeouts.request_ms.is_none() && timeouts.backend_request_ms.is_none() => {
+            Budget::Default
+        }
+        (None, None) => Budget::Unlimited,
     })
 }
 
@@ -64,14 +84,20 @@ mod tests {
     #[test]
     fn no_timeouts_give_no_budget() {
         let t0 = Instant::now();
-        assert_eq!(attempt_timeout(&timeouts(None, None), t0, t0), Ok(None));
+        assert_eq!(
+            attempt_timeout(&timeouts(None, None), t0, t0),
+            Ok(Budget::Default)
+        );
     }
 
     #[test]
     fn request_timeout_is_what_is_left_of_it() {
         let t0 = Instant::now();
         let t = timeouts(Some(300), None);
-        assert_eq!(attempt_timeout(&t, t0, t0 + 100 * MS), Ok(Some(200 * MS)));
+        assert_eq!(
+            attempt_timeout(&t, t0, t0 + 100 * MS),
+            Ok(Budget::Limit(200 * MS))
+        );
     }
 
     #[test]
@@ -80,7 +106,7 @@ mod tests {
         let t = timeouts(None, Some(200));
         assert_eq!(
             attempt_timeout(&t, t0, t0 + 10_000 * MS),
-            Ok(Some(200 * MS))
+            Ok(Budget::Limit(200 * MS))
         );
     }
 
@@ -88,8 +114,30 @@ mod tests {
     fn attempt_gets_the_smaller_of_backend_request_and_what_is_left() {
         let t0 = Instant::now();
         let t = timeouts(Some(2000), Some(200));
-        assert_eq!(attempt_timeout(&t, t0, t0), Ok(Some(200 * MS)));
-        assert_eq!(attempt_timeout(&t, t0, t0 + 1900 * MS), Ok(Some(100 * MS)));
+        assert_eq!(attempt_timeout(&t, t0, t0), Ok(Budget::Limit(200 * MS)));
+        assert_eq!(
+            attempt_timeout(&t, t0, t0 + 1900 * MS),
+            Ok(Budget::Limit(100 * MS))
+        );
+    }
+
+    #[test]
+    fn zero_disables_a_timeout() {
+        let t0 = Instant::now();
+        let late = t0 + 3_600_000 * MS;
+        assert_eq!(
+            attempt_timeout(&timeouts(Some(0), None), t0, late),
+            Ok(Budget::Unlimited)
+        );
+        assert_eq!(
+            attempt_timeout(&timeouts(Some(0), Some(0)), t0, late),
+            Ok(Budget::Unlimited)
+        );
+        // The other one still bounds the attempt.
+        assert_eq!(
+            attempt_timeout(&timeouts(Some(0), Some(200)), t0, late),
+            Ok(Budget::Limit(200 * MS))
+        );
     }
 
     #[test]

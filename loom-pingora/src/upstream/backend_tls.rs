@@ -21,16 +21,16 @@ use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureSc
 /// Entries kept before the cache starts over (configurations rarely hold more).
 const CACHE_LIMIT: usize = 256;
 
-/// A CA bundle (PEM) and a list of subjectAltNames.
-type SanKey = (Vec<u8>, Vec<String>);
+/// A built SAN verifier and its connection-pool group, or why it could not be built.
+type BuiltVerifier = Result<(Arc<SanVerifier>, u64), String>;
 
 struct Cache {
     /// By CA bundle PEM: (parsed bundle, connection-pool group).
     cas: HashMap<Vec<u8>, Trust>,
     /// By certificate PEM: (key PEM, parsed pair).
     keys: HashMap<Vec<u8>, (Vec<u8>, Arc<CertKey>)>,
-    /// By CA bundle PEM and subjectAltNames: (verifier, connection-pool group).
-    sans: HashMap<SanKey, (Arc<SanVerifier>, u64)>,
+    /// By CA bundle PEM, then subjectAltNames (looked up without copying either).
+    sans: HashMap<Vec<u8>, HashMap<Vec<String>, BuiltVerifier>>,
 }
 
 fn cache() -> &'static Mutex<Cache> {
@@ -98,14 +98,16 @@ pub(crate) fn trust(tls: &BackendTls) -> Result<Trust, String> {
 /// Verifies a backend's certificate against a BackendTLSPolicy's `subjectAltNames` instead of
 /// its hostname, which is then only the SNI: "the certificate served by the backend MUST have
 /// at least one Subject Alternative Name matching one of the specified SubjectAltNames"
-/// (Gateway API, BackendTLSPolicyValidation). The chain is verified as usual; a name with
-/// `:` in it is a URI SAN (matched exactly), any other a DNS name (matched as webpki matches
-/// a hostname, wildcards included).
+/// (Gateway API, BackendTLSPolicyValidation). The chain is verified as usual. A name with `:`
+/// in it is a URI SAN and a `*.` name a wildcard DNS SAN: the certificate must carry it as
+/// written (ASCII case aside). Any other name is a host name the certificate must be valid
+/// for, as webpki matches host names (a wildcard certificate covers it).
 #[derive(Debug)]
 pub(crate) struct SanVerifier {
     webpki: Arc<WebPkiServerVerifier>,
     dns: Vec<ServerName<'static>>,
-    uris: Vec<String>,
+    /// URIs and wildcard names, lower-cased.
+    exact: Vec<String>,
 }
 
 fn name_mismatch(e: &rustls::Error) -> bool {
@@ -117,8 +119,8 @@ fn name_mismatch(e: &rustls::Error) -> bool {
     )
 }
 
-/// The URI subjectAltNames of a certificate.
-fn uri_sans(der: &[u8]) -> Vec<String> {
+/// The URI and DNS subjectAltNames of a certificate, lower-cased.
+fn sans_of(der: &[u8]) -> Vec<String> {
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
         return vec![];
     };
@@ -129,7 +131,8 @@ fn uri_sans(der: &[u8]) -> Vec<String> {
         .general_names
         .iter()
         .filter_map(|n| match n {
-            x509_parser::extensions::GeneralName::URI(u) => Some((*u).to_owned()),
+            x509_parser::extensions::GeneralName::URI(n)
+            | x509_parser::extensions::GeneralName::DNSName(n) => Some(n.to_ascii_lowercase()),
             _ => None,
         })
         .collect()
@@ -155,13 +158,13 @@ impl ServerCertVerifier for SanVerifier {
                 Err(e) => return Err(e),
             }
         }
-        if !self.uris.is_empty() {
-            // The chain, whatever names the certificate has; then its URI SANs.
+        if !self.exact.is_empty() {
+            // The chain, whatever names the certificate has; then its SANs as written.
             match verify(server_name) {
                 Err(e) if !name_mismatch(&e) => return Err(e),
                 _ => {}
             }
-            if uri_sans(end_entity).iter().any(|u| self.uris.contains(u)) {
+            if sans_of(end_entity).iter().any(|n| self.exact.contains(n)) {
                 return Ok(ServerCertVerified::assertion());
             }
         }
@@ -199,17 +202,24 @@ pub(crate) fn san_verifier(tls: &BackendTls) -> Result<Option<(Arc<SanVerifier>,
     if tls.subject_alt_names.is_empty() {
         return Ok(None);
     }
-    let key = (tls.ca_pem.clone(), tls.subject_alt_names.clone());
     let mut c = cache().lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(found) = c.sans.get(&key) {
-        return Ok(Some(found.clone()));
+    if let Some(built) = c
+        .sans
+        .get(&tls.ca_pem)
+        .and_then(|by_names| by_names.get(&tls.subject_alt_names))
+    {
+        return built.clone().map(Some);
     }
-    let built = build_san_verifier(tls)?;
+    // Built once, failures included (a request does not load the system roots again).
+    let built = build_san_verifier(tls);
     if c.sans.len() >= CACHE_LIMIT {
         c.sans.clear();
     }
-    c.sans.insert(key, built.clone());
-    Ok(Some(built))
+    c.sans
+        .entry(tls.ca_pem.clone())
+        .or_default()
+        .insert(tls.subject_alt_names.clone(), built.clone());
+    built.map(Some)
 }
 
 fn build_san_verifier(tls: &BackendTls) -> Result<(Arc<SanVerifier>, u64), String> {
@@ -228,10 +238,11 @@ fn build_san_verifier(tls: &BackendTls) -> Result<(Arc<SanVerifier>, u64), Strin
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
         .build()
         .map_err(|e| format!("CA: {e}"))?;
-    let (mut dns, mut uris) = (vec![], vec![]);
+    let (mut dns, mut exact) = (vec![], vec![]);
     for name in &tls.subject_alt_names {
-        if name.contains(':') {
-            uris.push(name.clone());
+        if name.contains(':') || name.starts_with("*.") {
+            // A URI, or a wildcard name: the certificate must carry it as written.
+            exact.push(name.to_ascii_lowercase());
         } else {
             let n = ServerName::try_from(name.clone())
                 .map_err(|e| format!("subjectAltName {name}: {e}"))?;
@@ -241,7 +252,7 @@ fn build_san_verifier(tls: &BackendTls) -> Result<(Arc<SanVerifier>, u64), Strin
     let mut h = DefaultHasher::new();
     tls.ca_pem.hash(&mut h);
     tls.subject_alt_names.hash(&mut h);
-    Ok((Arc::new(SanVerifier { webpki, dns, uris }), h.finish() | 2))
+    Ok((Arc::new(SanVerifier { webpki, dns, exact }), h.finish() | 2))
 }
 
 /// The client certificate and key a Gateway presents to TLS backends.

@@ -1,7 +1,8 @@
 //! DNS names of backend endpoints (Loom `Backend`s may name hosts), resolved without blocking
 //! a worker thread and cached: an answer is used for [`TTL`]; after that the stale answer is
 //! still used while one refresh runs in the background, so only the very first request to a
-//! name waits for DNS. A failed lookup is not cached.
+//! name waits for DNS. A failed lookup is remembered for [`FAILED_TTL`], so requests to a name
+//! that does not resolve fail at once instead of each starting a lookup.
 
 use std::collections::HashMap;
 use std::io;
@@ -12,13 +13,17 @@ use std::time::{Duration, Instant};
 
 /// How long an answer is used before it is refreshed.
 pub(crate) const TTL: Duration = Duration::from_secs(30);
+/// How long a failed lookup is remembered.
+pub(crate) const FAILED_TTL: Duration = Duration::from_secs(5);
 /// How long a lookup may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Names kept at most (a Backend rarely names many).
 const MAX_NAMES: usize = 4096;
 
 struct Answer {
+    /// Empty: the lookup failed (with `error`).
     addrs: Vec<SocketAddr>,
+    error: Option<String>,
     at: Instant,
     refreshing: AtomicBool,
 }
@@ -49,6 +54,7 @@ impl Resolver {
         }
         let answer = Answer {
             addrs,
+            error: None,
             at: Instant::now(),
             refreshing: AtomicBool::new(false),
         };
@@ -69,7 +75,12 @@ impl Resolver {
             .unwrap_or_else(|p| p.into_inner())
             .get(&name)
             .cloned();
-        if let Some(answer) = cached {
+        if let Some(answer) = cached.as_ref().filter(|a| a.error.is_some()) {
+            if answer.at.elapsed() < FAILED_TTL {
+                let error = answer.error.clone().unwrap_or_default();
+                return Err(io::Error::new(io::ErrorKind::NotFound, error));
+            }
+        } else if let Some(answer) = cached {
             if answer.at.elapsed() > TTL && !answer.refreshing.swap(true, Ordering::AcqRel) {
                 let (answers, name, stale) = (self.answers.clone(), name.clone(), answer.clone());
                 tokio::spawn(async move {
@@ -84,10 +95,26 @@ impl Resolver {
             }
             return Ok(answer.addrs[random % answer.addrs.len()]);
         }
-        let addrs = lookup(&name).await?;
-        let addr = addrs[random % addrs.len()];
-        Self::store(&self.answers, name, addrs);
-        Ok(addr)
+        match lookup(&name).await {
+            Ok(addrs) => {
+                let addr = addrs[random % addrs.len()];
+                Self::store(&self.answers, name, addrs);
+                Ok(addr)
+            }
+            Err(e) => {
+                let failed = Answer {
+                    addrs: vec![],
+                    error: Some(e.to_string()),
+                    at: Instant::now(),
+                    refreshing: AtomicBool::new(false),
+                };
+                let mut answers = self.answers.write().unwrap_or_else(|p| p.into_inner());
+                if answers.len() < MAX_NAMES {
+                    answers.insert(name, Arc::new(failed));
+                }
+                Err(e)
+            }
+        }
     }
 }
 
@@ -105,9 +132,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_name_that_does_not_resolve_is_an_error_and_not_cached() {
+    async fn a_name_that_does_not_resolve_is_an_error_remembered_for_a_while() {
         let r = Resolver::default();
         assert!(r.resolve("no-such-host.invalid", 80, 0).await.is_err());
-        assert!(r.answers.read().unwrap().is_empty());
+        let failed = r.answers.read().unwrap()["no-such-host.invalid:80"].clone();
+        assert!(failed.addrs.is_empty() && failed.error.is_some());
+        // Answered from memory.
+        assert!(r.resolve("no-such-host.invalid", 80, 0).await.is_err());
     }
 }

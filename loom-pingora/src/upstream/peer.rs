@@ -29,10 +29,15 @@ impl Default for BackendTimeouts {
 impl BackendTimeouts {
     /// Applies these defaults to `peer`.
     pub(crate) fn apply(&self, peer: &mut HttpPeer) {
-        peer.options.connection_timeout = Some(self.connect);
-        peer.options.total_connection_timeout = Some(self.connect);
+        self.apply_connect(peer);
         peer.options.read_timeout = Some(self.read);
         peer.options.write_timeout = Some(self.read);
+    }
+
+    /// Applies the connect timeout only (a route that disables its timeouts).
+    pub(crate) fn apply_connect(&self, peer: &mut HttpPeer) {
+        peer.options.connection_timeout = Some(self.connect);
+        peer.options.total_connection_timeout = Some(self.connect);
     }
 }
 

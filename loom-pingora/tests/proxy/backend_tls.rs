@@ -214,3 +214,14 @@ fn a_certificate_from_another_ca_is_refused_whatever_its_names() {
     );
     assert_eq!(get(port, "any.example.com", "/", "").unwrap().status, 502);
 }
+
+#[test]
+fn a_wildcard_subject_alt_name_must_be_in_the_certificate_as_written() {
+    let san = "{type: Hostname, hostname: \"*.svc.internal\"}";
+    let (ca, backend) = tls_http_backend(&["*.svc.internal"], &[]);
+    let (port, _owned) = with_policy("btls-san-wild-ok", &ca, backend, "sni.example.com", san);
+    assert_eq!(get(port, "any.example.com", "/", "").unwrap().status, 200);
+    let (ca, backend) = tls_http_backend(&["a.svc.internal"], &[]);
+    let (port, _owned) = with_policy("btls-san-wild-no", &ca, backend, "sni.example.com", san);
+    assert_eq!(get(port, "any.example.com", "/", "").unwrap().status, 502);
+}

@@ -556,7 +556,7 @@ pub struct PeerOptions {
     /// A custom L4 connector to use to establish new L4 connections
     pub custom_l4: Option<Arc<dyn L4Connect + Send + Sync>>,
     /// Verifies the server's certificate instead of the default check against the SNI (the
-    /// SNI is still sent). Only used when `verify_cert` is on. Connections are pooled by the
+    /// SNI is still sent; loom patch). Only used when `verify_cert` is on. Connections are pooled by the
     /// peer's hash, which does not include this field: give peers with different verifiers
     /// different `group_key`s.
     #[cfg(feature = "rustls")]
@@ -615,7 +615,7 @@ impl PeerOptions {
             tracer: None,
             custom_l4: None,
             #[cfg(feature = "rustls")]
-            server_cert_verifier: None,
+            server_cert_verifier: None, // loom patch
             upstream_tcp_sock_tweak_hook: None,
             proxy_digest_user_data_hook: None,
             #[cfg(feature = "openssl_derived")]
