@@ -13,10 +13,9 @@
 //! An expired clock closes the connection without an answer, as nginx and Envoy do for a
 //! client that sent no complete request.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// The time limits of reading a request head.
@@ -56,6 +55,11 @@ pub(crate) fn deadline(
 
 /// Shared by a connection's read side (which notes the first byte), its HTTP/1 loop (which
 /// arms it and waits for it to expire) and the pipeline (which disarms it).
+///
+/// Arming, disarming and noting bytes are a few atomic stores: nothing is woken, no timer is
+/// set per request. That works because no deadline is ever sooner than `head` after the wait
+/// began (`head` ≤ `idle`), so [`HeadClock::expired`] may look again only every `head` while
+/// disarmed and sleep to the deadline once it sees the clock armed: it is never late.
 #[derive(Debug)]
 pub(crate) struct HeadClock {
     base: Instant,
@@ -63,17 +67,23 @@ pub(crate) struct HeadClock {
     armed_at: AtomicU64,
     /// Nanoseconds after `base` of the first byte since it was armed, plus one; 0: none yet.
     first_byte: AtomicU64,
-    changed: Notify,
+    /// Armed for the connection's first request.
+    first: AtomicBool,
 }
 
 impl HeadClock {
-    pub(crate) fn new() -> Self {
-        HeadClock {
-            base: Instant::now(),
+    /// A clock armed for a connection's first request, accepted at `accepted`.
+    pub(crate) fn new(accepted: Instant) -> Self {
+        let clock = HeadClock {
+            base: accepted,
             armed_at: AtomicU64::new(0),
             first_byte: AtomicU64::new(0),
-            changed: Notify::new(),
-        }
+            first: AtomicBool::new(true),
+        };
+        clock
+            .armed_at
+            .store(clock.encode(accepted), Ordering::Release);
+        clock
     }
 
     fn encode(&self, t: Instant) -> u64 {
@@ -84,17 +94,16 @@ impl HeadClock {
         (v > 0).then(|| self.base + Duration::from_nanos(v - 1))
     }
 
-    /// Starts waiting for a request head at `now`.
+    /// Starts waiting at `now` for the head of a request after the first.
     pub(crate) fn arm(&self, now: Instant) {
+        self.first.store(false, Ordering::Relaxed);
         self.first_byte.store(0, Ordering::Release);
         self.armed_at.store(self.encode(now), Ordering::Release);
-        self.changed.notify_waiters();
     }
 
     /// The head has been read.
     pub(crate) fn disarm(&self) {
         self.armed_at.store(0, Ordering::Release);
-        self.changed.notify_waiters();
     }
 
     /// Bytes arrived at `now` (called on every read: two atomic loads when nothing changes).
@@ -108,7 +117,6 @@ impl HeadClock {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             );
-            self.changed.notify_waiters();
         }
     }
 
@@ -117,33 +125,27 @@ impl HeadClock {
         self.armed_at.load(Ordering::Acquire) != 0 && self.first_byte.load(Ordering::Acquire) == 0
     }
 
-    /// Returns when the clock expires: armed, and past its [`deadline`].
-    pub(crate) async fn expired(&self, limits: HeadLimits, first: bool) {
+    /// When the current wait ends, if the clock is armed.
+    fn current_deadline(&self, limits: HeadLimits) -> Option<Instant> {
+        let armed_at = self.decode(self.armed_at.load(Ordering::Acquire))?;
+        let first_byte = self.decode(self.first_byte.load(Ordering::Acquire));
+        let first = self.first.load(Ordering::Relaxed);
+        Some(deadline(limits, armed_at, first_byte, first))
+    }
+
+    /// Returns when the clock expires: armed, and past its [`deadline`]. One such future
+    /// serves a connection's whole life.
+    pub(crate) async fn expired(&self, limits: HeadLimits) {
+        let limits = HeadLimits {
+            head: limits.head,
+            idle: limits.idle.max(limits.head),
+        };
         loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            let armed_at = self.decode(self.armed_at.load(Ordering::Acquire));
-            let first_byte = self.decode(self.first_byte.load(Ordering::Acquire));
-            match armed_at {
-                None => changed.await,
-                Some(armed_at) => {
-                    let until = deadline(limits, armed_at, first_byte, first);
-                    tokio::select! {
-                        // Expired only if, when the time is up, it still waits for the same head
-                        // and the deadline has not moved.
-                        _ = tokio::time::sleep_until(until) => {
-                            let still = self.decode(self.armed_at.load(Ordering::Acquire));
-                            let first_byte = self.decode(self.first_byte.load(Ordering::Acquire));
-                            if still == Some(armed_at)
-                                && Instant::now() >= deadline(limits, armed_at, first_byte, first)
-                            {
-                                return;
-                            }
-                        }
-                        _ = changed => {}
-                    }
-                }
+            match self.current_deadline(limits) {
+                Some(until) if Instant::now() >= until => return,
+                Some(until) => tokio::time::sleep_until(until).await,
+                // A wait that begins from now on ends no sooner than `head` from now.
+                None => tokio::time::sleep(limits.head).await,
             }
         }
     }
@@ -183,26 +185,55 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_new_clock_expires_head_after_accept() {
+        let accepted = Instant::now();
+        let clock = HeadClock::new(accepted);
+        clock.expired(LIMITS).await;
+        assert_eq!(Instant::now() - accepted, LIMITS.head);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn an_armed_clock_expires_and_a_disarmed_one_does_not() {
-        let clock = std::sync::Arc::new(HeadClock::new());
+        let clock = HeadClock::new(Instant::now());
         clock.disarm();
-        let waiting = tokio::time::timeout(Duration::from_secs(3600), clock.expired(LIMITS, false));
+        let waiting = tokio::time::timeout(Duration::from_secs(3600), clock.expired(LIMITS));
         assert!(waiting.await.is_err(), "a disarmed clock expired");
-        clock.arm(Instant::now());
-        let started = tokio::time::Instant::now();
-        clock.expired(LIMITS, false).await;
-        assert!(started.elapsed() >= LIMITS.idle);
+        let armed = Instant::now();
+        clock.arm(armed);
+        clock.expired(LIMITS).await;
+        assert_eq!(Instant::now() - armed, LIMITS.idle);
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_first_byte_moves_the_deadline_to_the_head_timeout() {
-        let clock = std::sync::Arc::new(HeadClock::new());
+        let clock = HeadClock::new(Instant::now());
         clock.arm(Instant::now());
         tokio::time::sleep(Duration::from_secs(30)).await;
+        let first_byte = Instant::now();
         clock.saw_bytes(Instant::now);
-        let started = tokio::time::Instant::now();
-        clock.expired(LIMITS, false).await;
-        let waited = started.elapsed();
-        assert!(waited >= LIMITS.head && waited < LIMITS.idle, "{waited:?}");
+        clock.expired(LIMITS).await;
+        assert_eq!(Instant::now() - first_byte, LIMITS.head);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_future_follows_the_clock_across_requests_and_is_never_late() {
+        let clock = std::sync::Arc::new(HeadClock::new(Instant::now()));
+        let watcher = {
+            let clock = clock.clone();
+            tokio::spawn(async move { clock.expired(LIMITS).await })
+        };
+        // Requests come and go, the clock armed and disarmed while the future sleeps.
+        for _ in 0..10 {
+            clock.disarm();
+            tokio::time::sleep(Duration::from_secs(7)).await;
+            clock.arm(Instant::now());
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        assert!(!watcher.is_finished());
+        // The last wait: its first byte now, then nothing more.
+        let first_byte = Instant::now();
+        clock.saw_bytes(Instant::now);
+        watcher.await.unwrap();
+        assert_eq!(Instant::now() - first_byte, LIMITS.head);
     }
 }

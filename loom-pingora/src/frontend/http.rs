@@ -102,8 +102,8 @@ pub(crate) async fn serve_http<A: HttpServerApp + Send + Sync + 'static>(
     acceptor: Option<Arc<Acceptor>>,
     shutdown: ShutdownWatch,
 ) {
-    let clock = Arc::new(HeadClock::new());
     let accepted = tokio::time::Instant::now();
+    let clock = Arc::new(HeadClock::new(accepted));
     let h2c = match &apps.h2c {
         Some(h2c)
             if acceptor.is_none()
@@ -113,7 +113,6 @@ pub(crate) async fn serve_http<A: HttpServerApp + Send + Sync + 'static>(
         }
         _ => None,
     };
-    clock.arm(accepted);
     let mut l4 = L4Stream::from(tcp);
     let digest = SocketDigest::from_raw_fd(l4.as_raw_fd());
     l4.set_socket_digest(digest);
@@ -161,23 +160,26 @@ async fn serve_http1<A: HttpServerApp + Send + Sync + 'static>(
     // Requests sent before the previous response (RFC 9112 §9.3.2) are answered in order
     // instead of being dropped with the connection.
     session.set_pipelining_enabled(true);
-    let mut first = true;
     let on_head = {
         let clock = clock.clone();
         OnRequestHead(Arc::new(move || clock.disarm()))
     };
+    // Two futures for the connection's life, polled alongside each request.
+    let expired = clock.expired(limits);
+    let at_shutdown = idle_at_shutdown(clock, shutdown);
+    tokio::pin!(expired, at_shutdown);
     loop {
         session.set_connection_user_context(Some(Box::new(on_head.clone())));
         let reused = tokio::select! {
             // A request whose head was read wins over a deadline that fired meanwhile.
             biased;
             reused = app.process_new_http(session, shutdown) => reused,
-            _ = clock.expired(limits, first) => {
+            _ = &mut expired => {
                 return log::debug!(
                     "closing a connection that sent no complete request head in time"
                 );
             }
-            _ = idle_at_shutdown(clock, shutdown) => {
+            _ = &mut at_shutdown => {
                 return log::debug!("closing an idle keep-alive connection: shutting down");
             }
         };
@@ -195,7 +197,6 @@ async fn serve_http1<A: HttpServerApp + Send + Sync + 'static>(
         } else if session.get_keepalive().is_some() {
             session.set_keepalive(Some(idle_secs));
         }
-        first = false;
         clock.arm(tokio::time::Instant::now());
     }
 }
