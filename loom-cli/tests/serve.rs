@@ -136,27 +136,11 @@ impl Drop for Server {
 
 #[test]
 fn serves_follows_file_changes_and_keeps_the_last_good_config() {
-    let dir = std::env::temp_dir().join(format!("loom-serve-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = test_dir("follows");
     let file = dir.join("gateway.yaml");
     let (port, admin, backend) = (free_port(), free_port(), backend());
     std::fs::write(&file, config(port, backend, "/v1")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_loom"))
-        .args([
-            "serve",
-            "-f",
-            file.to_str().unwrap(),
-            "--bind",
-            "127.0.0.1",
-            "--threads",
-            "1",
-        ])
-        .args(["--admin", &format!("127.0.0.1:{admin}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _server = Server(child);
+    let _server = serve(&file, admin, &[]);
 
     wait_for("the first route", || {
         get(port, "/v1/x").is_some_and(|(s, _)| s == 200)

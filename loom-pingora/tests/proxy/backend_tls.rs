@@ -2,12 +2,11 @@
 //! subjectAltNames (the hostname then only the SNI).
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::sync::Arc;
 
 use loom_core::input::Kind;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
 
+use crate::backends::tls_server;
 use crate::clients::{free_port, get, indent, wait_for};
 use crate::harness::{Owned, publish_owned};
 
@@ -27,40 +26,22 @@ fn tls_http_backend(dns: &[&str], uris: &[&str]) -> (String, u16) {
             .push(SanType::URI((*u).try_into().unwrap()));
     }
     let cert = params.signed_by(&key, &ca).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let key_der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
-    let config = Arc::new(
-        rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.der().clone()], key_der)
-            .unwrap(),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for tcp in listener.incoming().flatten() {
-            let config = config.clone();
-            std::thread::spawn(move || {
-                let conn = rustls::ServerConnection::new(config).unwrap();
-                let mut s = rustls::StreamOwned::new(conn, tcp);
-                let mut buf = [0u8; 4096];
-                if s.read(&mut buf).unwrap_or(0) == 0 {
-                    return;
-                }
-                let sni = s.conn.server_name().unwrap_or("-").to_owned();
-                let body = format!("tls-backend {sni}");
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.flush();
-                s.conn.send_close_notify();
-                let _ = s.flush();
-            });
+    let port = tls_server(vec![cert.der().clone()], key_der, |s| {
+        let mut buf = [0u8; 4096];
+        if s.read(&mut buf).unwrap_or(0) == 0 {
+            return;
         }
+        let sni = s.conn.server_name().unwrap_or("-").to_owned();
+        let body = format!("tls-backend {sni}");
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = s.flush();
+        s.conn.send_close_notify();
+        let _ = s.flush();
     });
     (ca.pem(), port)
 }
@@ -112,15 +93,9 @@ spec:
         ca = indent(ca).replace("      ", "    "),
     );
     let (owned, published) = publish_owned(name, &yaml);
-    for (k, st) in &published.status.objects {
-        if k.name == name && matches!(k.kind, Kind::HttpRoute | Kind::BackendTlsPolicy) {
-            assert!(
-                st.is_healthy(),
-                "{k}: {}",
-                serde_json::to_string(st).unwrap()
-            );
-        }
-    }
+    crate::harness::assert_healthy(&published, |k| {
+        k.name == name && matches!(k.kind, Kind::HttpRoute | Kind::BackendTlsPolicy)
+    });
     wait_for(|| get(port, "any.example.com", "/", "").is_ok_and(|r| r.status != 404));
     (port, owned)
 }

@@ -132,13 +132,16 @@ pub(crate) fn tcp_echo(name: &'static str) -> u16 {
     port
 }
 
-/// A TLS server backend (for passthrough): answers `tls-backend` after the handshake.
-pub(crate) fn tls_backend(cert_pem: &str, key_pem: &str) -> u16 {
-    use rustls::pki_types::pem::PemObject;
-    let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-        .map(Result::unwrap)
-        .collect();
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+/// A TLS server on loopback with this certificate chain and key; `serve` gets every
+/// connection once its handshake is done.
+pub(crate) fn tls_server(
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+    serve: impl Fn(&mut rustls::StreamOwned<rustls::ServerConnection, TcpStream>)
+    + Clone
+    + Send
+    + 'static,
+) -> u16 {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = Arc::new(
         rustls::ServerConfig::builder_with_provider(provider)
@@ -152,18 +155,29 @@ pub(crate) fn tls_backend(cert_pem: &str, key_pem: &str) -> u16 {
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for tcp in listener.incoming().flatten() {
-            let config = config.clone();
+            let (config, serve) = (config.clone(), serve.clone());
             std::thread::spawn(move || {
                 let conn = rustls::ServerConnection::new(config).unwrap();
-                let mut s = rustls::StreamOwned::new(conn, tcp);
-                let _ = s.write_all(b"tls-backend\n");
-                let _ = s.flush();
-                let mut sink = [0u8; 64];
-                let _ = s.read(&mut sink);
+                serve(&mut rustls::StreamOwned::new(conn, tcp));
             });
         }
     });
     port
+}
+
+/// A TLS server backend (for passthrough): answers `tls-backend` after the handshake.
+pub(crate) fn tls_backend(cert_pem: &str, key_pem: &str) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .map(Result::unwrap)
+        .collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    tls_server(chain, key, |s| {
+        let _ = s.write_all(b"tls-backend\n");
+        let _ = s.flush();
+        let mut sink = [0u8; 64];
+        let _ = s.read(&mut sink);
+    })
 }
 
 pub(crate) fn udp_echo() -> u16 {

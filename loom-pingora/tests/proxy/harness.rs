@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+use loom_core::input::ObjectKey;
 use loom_core::status::StatusAddress;
 use loom_pingora::frontend::{ClientLimits, HeadLimits};
 use loom_pingora::handle::Published;
@@ -108,6 +109,20 @@ fn publish_all(configs: &BTreeMap<String, String>) -> std::sync::Arc<Published> 
     };
     handle.publish(loom_core::compile_with(&input, &options), Duration::ZERO);
     handle.load()
+}
+
+/// Asserts that every object of `published` that `mine` picks is healthy (Accepted,
+/// ResolvedRefs, Programmed), printing the status of one that is not.
+pub(crate) fn assert_healthy(published: &Published, mine: impl Fn(&ObjectKey) -> bool) {
+    for (k, st) in &published.status.objects {
+        if mine(k) {
+            assert!(
+                st.is_healthy(),
+                "{k}: {}",
+                serde_json::to_string(st).unwrap()
+            );
+        }
+    }
 }
 
 /// Held by tests that load the machine (many requests, many publishes) and by tests that

@@ -49,15 +49,7 @@ spec:
 "#
     );
     let (owned, published) = publish_owned(name, &yaml);
-    for (k, st) in &published.status.objects {
-        if k.name == name {
-            assert!(
-                st.is_healthy(),
-                "{k}: {}",
-                serde_json::to_string(st).unwrap()
-            );
-        }
-    }
+    crate::harness::assert_healthy(&published, |k| k.name == name);
     owned
 }
 

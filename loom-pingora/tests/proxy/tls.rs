@@ -96,15 +96,7 @@ spec:
         key = indent(&key),
     );
     let (owned, published) = publish_owned(name, &yaml);
-    for (k, st) in &published.status.objects {
-        if k.name.starts_with(name) {
-            assert!(
-                st.is_healthy(),
-                "{k}: {}",
-                serde_json::to_string(st).unwrap()
-            );
-        }
-    }
+    crate::harness::assert_healthy(&published, |k| k.name.starts_with(name));
     wait_for(|| {
         https_get(https_port, "a.example.com", "a.example.com", &root).is_ok_and(|(s, _)| s == 200)
     });
