@@ -178,9 +178,10 @@ pub(crate) struct Args {
     data_plane: DataPlaneFlags,
 }
 
-/// Reads the files once they have stopped changing: returns their fingerprint when two looks
-/// `settle` apart agree, or after [`SETTLE_AT_MOST`] of changes whatever they are then (a file
-/// that never stops changing is read anyway; the reload guard still judges what it holds).
+/// Waits for the files to stop changing: returns their fingerprint when two looks `settle`
+/// apart agree, or after [`SETTLE_AT_MOST`] whatever it is then, so that the watcher gets back
+/// to its other work (listener status). What is read is used only if the files did not change
+/// while it was read, so a file that never stops changing is never read half written.
 fn settled(paths: &[PathBuf], mut seen: Fingerprint, settle: Duration) -> Fingerprint {
     let started = Instant::now();
     loop {

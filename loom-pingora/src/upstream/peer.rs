@@ -86,8 +86,9 @@ pub(crate) fn http_peer(
 
 /// Bounds every connect, read and write of an attempt by `timeout`.
 pub(crate) fn set_timeout(peer: &mut HttpPeer, timeout: Duration) {
-    peer.options.connection_timeout = Some(timeout);
-    peer.options.total_connection_timeout = Some(timeout);
-    peer.options.read_timeout = Some(timeout);
-    peer.options.write_timeout = Some(timeout);
+    BackendTimeouts {
+        connect: timeout,
+        read: timeout,
+    }
+    .apply(peer);
 }
