@@ -61,6 +61,7 @@ pub mod compile;
 pub mod filter;
 pub mod input;
 pub mod load;
+pub mod policy;
 pub mod route;
 pub mod snapshot;
 pub mod status;
