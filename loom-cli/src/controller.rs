@@ -134,6 +134,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         field_manager: args.controller_name.clone(),
         compile: loom_core::Options {
             controller_name: args.controller_name.clone(),
+            global_rate_limits: args.data_plane.redis_url.is_some(),
             extra_features: if services {
                 vec!["GatewayInfrastructurePropagation".into()]
             } else {
@@ -162,6 +163,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                 cluster_role: args.data_plane_cluster_role.clone(),
                 admin_port: 9901,
                 log: args.data_plane_log.clone(),
+                redis_url: args.data_plane.redis_url.clone(),
             }),
         }),
         address_pool: args.address_pool,
@@ -210,6 +212,7 @@ pub(crate) fn run_data_plane(args: DataPlaneArgs) -> Result<ExitCode> {
     let opts = ControllerOptions {
         compile: loom_core::Options {
             controller_name: args.controller_name.clone(),
+            global_rate_limits: args.data_plane.redis_url.is_some(),
             ..Default::default()
         },
         lease: None,

@@ -21,7 +21,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use loom_core::snapshot::{Decision, GatewayName, HttpRequest};
+use loom_core::snapshot::{ClientKey, Decision, GatewayName, HttpRequest};
 
 #[derive(Parser)]
 #[command(
@@ -274,6 +274,33 @@ fn explain(
                 .map(|n| format!(" ({n})"))
                 .unwrap_or_default()
         );
+        match (&m.limit, &m.rule.rate_limit) {
+            (Some(l), _) => {
+                let rl = l.rate_limit;
+                say!(
+                    "rate limit: {} bucket {} ({} requests/s, burst {}{}{})",
+                    rl.policy,
+                    l.slot,
+                    l.quota.requests_per_second(),
+                    l.quota.burst(),
+                    match &rl.key {
+                        Some(ClientKey::ClientAddress { .. }) => ", one per client address",
+                        Some(ClientKey::Header { .. }) => ", one per value of the key header",
+                        None => ", shared by all clients",
+                    },
+                    if rl.global.is_some() {
+                        ", global: counted in Redis"
+                    } else {
+                        ", per replica"
+                    }
+                );
+            }
+            (None, Some(rl)) => say!(
+                "rate limit: {} has no bucket for this request (no rule matches, no default)",
+                rl.policy
+            ),
+            (None, None) => {}
+        }
         if let Some(hm) = m.http_match {
             say!(
                 "matched: path {:?}, method {:?}, {} header and {} query matches",
@@ -326,6 +353,17 @@ fn explain(
                 f.backend.protocol,
                 f.backend.endpoints
             );
+            if let Some(cb) = &f.backend.circuit_breaker {
+                say!("circuit breaker: {}: {}", cb.policy, cb.outlier_summary());
+                say!(
+                    "  limits: maxConnections {:?}, maxPendingRequests {:?}, maxRequests {:?}; \
+                     which endpoints are ejected now is live state: see /config on the admin \
+                     listener of the running data plane",
+                    cb.max_connections,
+                    cb.max_pending_requests,
+                    cb.max_requests
+                );
+            }
             say!("backend receives:");
             let request = f.backend_request(&hr);
             say!("  {} {}", request.method(), request.uri());

@@ -36,6 +36,14 @@ pub(crate) struct DataPlaneFlags {
     /// client's address is appended); with 0, what a client sends in them is replaced.
     #[arg(long, default_value_t = 0)]
     trusted_hops: usize,
+    /// Redis that holds global rate limits (RateLimitPolicy `spec.global`), shared by every
+    /// replica: `redis://host:port[/db]`. Without it such policies are not accepted.
+    #[arg(long)]
+    pub(crate) redis_url: Option<String>,
+    /// Milliseconds one global rate-limit check may take before the policy's failure mode
+    /// (`failOpen`) decides.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    redis_timeout_ms: u64,
 }
 
 fn at_least_one(s: &str) -> Result<usize, String> {
@@ -57,6 +65,13 @@ pub(crate) fn serve_options(
         admin: Some(admin),
         grace_period_seconds: flags.grace_period,
         trusted_hops: flags.trusted_hops,
+        redis: flags
+            .redis_url
+            .clone()
+            .map(|url| loom_pingora::policy::global::RedisSettings {
+                url,
+                timeout: Duration::from_millis(flags.redis_timeout_ms),
+            }),
         client: ClientLimits {
             head: HeadLimits {
                 head: Duration::from_millis(flags.header_timeout_ms),
@@ -89,7 +104,7 @@ fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
         .collect()
 }
 
-fn options(bind: IpAddr) -> loom_core::Options {
+fn options(bind: IpAddr, flags: &DataPlaneFlags) -> loom_core::Options {
     let shown = if bind.is_unspecified() {
         IpAddr::from([127, 0, 0, 1])
     } else {
@@ -100,6 +115,7 @@ fn options(bind: IpAddr) -> loom_core::Options {
             type_: "IPAddress".into(),
             value: shown.to_string(),
         }],
+        global_rate_limits: flags.redis_url.is_some(),
         ..Default::default()
     }
 }
@@ -257,7 +273,7 @@ fn watch(
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
-    let opts = options(args.bind);
+    let opts = options(args.bind, &args.data_plane);
     let Load {
         input,
         compiled,

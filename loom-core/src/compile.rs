@@ -1,6 +1,7 @@
 //! `compile`: the whole input in, one snapshot and every status out.
 //!
-//! Passes, in order: GatewayClasses → BackendTLSPolicies (so backends carry their TLS) →
+//! Passes, in order: GatewayClasses → BackendTLSPolicies, RateLimitPolicies and
+//! CircuitBreakerPolicies (so backends carry their TLS and circuit breakers) →
 //! Gateways and their listeners → ListenerSets → listener conflicts → routes (attachment,
 //! backend resolution, rule compilation) → listener route counts → snapshot → statuses.
 //!
@@ -13,7 +14,9 @@
 //! | `model` | what passes hand on: checked Gateways, listeners, ListenerSets; attached routes |
 //! | `references` | certificate Secrets, CA bundles, PEM parsing |
 //! | `classes` | GatewayClasses |
-//! | `policies` | BackendTLSPolicies; the settings of Loom's own policies |
+//! | `matches` | HTTPRouteMatch and GRPCRouteMatch values |
+//! | `policies` | BackendTLSPolicies; a WASMPlugin's settings |
+//! | `traffic` | RateLimitPolicies and CircuitBreakerPolicies: values, conflicts, what applies where |
 //! | `listeners` | one listener: protocol, port, hostname, route kinds, TLS |
 //! | `gateways` | Gateways: addresses, ListenerSets, listener conflicts |
 //! | `backends` | backendRefs → Services, Loom Backends, endpoints |
@@ -33,7 +36,9 @@ mod model;
 mod references;
 
 mod classes;
+mod matches;
 mod policies;
+mod traffic;
 
 mod listeners;
 
@@ -82,6 +87,9 @@ pub struct Options {
     /// Ports the data plane could not open, by Gateway `(namespace, name)` and port, with why
     /// (the address and the error): their listeners are `Programmed=False`, reason `Pending`.
     pub ports_not_serving: PortsNotServing,
+    /// Whether the data plane shares rate limits through Redis (`spec.global` of a
+    /// RateLimitPolicy needs it).
+    pub global_rate_limits: bool,
 }
 
 /// Why the data plane has not opened a port, by Gateway `(namespace, name)` and port.
@@ -97,6 +105,7 @@ impl Default for Options {
             extra_features: vec![],
             gateway_not_programmed: BTreeMap::new(),
             ports_not_serving: BTreeMap::new(),
+            global_rate_limits: false,
         }
     }
 }
@@ -121,12 +130,15 @@ pub fn compile_with(input: &Input, options: &Options) -> Compiled {
     let mut status = Status::default();
     let classes = classes::gateway_classes(&lookup, &mut status);
     let tls_policies = policies::backend_tls_policies(&lookup);
+    let traffic = traffic::TrafficPolicies::check(&lookup);
     let mut gateways = Gateways::build(&lookup, &classes);
-    let routes = attachment::attach_all(&lookup, &mut gateways, &tls_policies, &mut status);
-    let snapshot = gateways.snapshot(&routes);
+    let routes =
+        attachment::attach_all(&lookup, &mut gateways, &tls_policies, &traffic, &mut status);
+    let snapshot = gateways.snapshot(&routes, &traffic);
     gateways.write_status(&mut status);
     status::write_backend_tls_status(&lookup, &tls_policies, &routes, &gateways, &mut status);
-    status::write_loom_policy_status(&lookup, &gateways, &mut status);
+    status::write_traffic_policy_status(&lookup, &traffic, &mut status);
+    status::write_wasm_plugin_status(&lookup, &gateways, &mut status);
     Compiled { snapshot, status }
 }
 

@@ -411,6 +411,11 @@ impl<T> GrpcTable<T> {
     pub fn len(&self) -> usize {
         self.entries.len()
     }
+
+    /// The entries in precedence order.
+    pub fn entries(&self) -> impl Iterator<Item = (&GrpcMatch, &T)> {
+        self.entries.iter().map(|(m, t)| (m, t))
+    }
 }
 
 #[cfg(test)]

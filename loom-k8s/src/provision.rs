@@ -57,6 +57,8 @@ pub struct DataPlane {
     pub admin_port: u16,
     /// `RUST_LOG` of the pods.
     pub log: String,
+    /// Redis for global rate limits (`--redis-url` of the pods).
+    pub redis_url: Option<String>,
 }
 
 impl Default for DataPlane {
@@ -68,6 +70,7 @@ impl Default for DataPlane {
             cluster_role: "loom-data-plane".into(),
             admin_port: 9901,
             log: "info".into(),
+            redis_url: None,
         }
     }
 }
@@ -331,6 +334,9 @@ pub fn deployment_for(input: &Input, gw: &Gateway, dp: &DataPlane) -> Option<Val
     });
     if let Some(r) = &shape.resources {
         container["resources"] = r.clone();
+    }
+    if let (Some(url), Some(args)) = (&dp.redis_url, container["args"].as_array_mut()) {
+        args.extend([json!("--redis-url"), json!(url)]);
     }
     Some(json!({
         "apiVersion": "apps/v1",

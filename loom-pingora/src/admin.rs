@@ -1,5 +1,5 @@
 //! The admin listener: `/metrics`, `/healthz`, `/readyz` and `/config` (the active snapshot
-//! and status as JSON).
+//! and status as JSON, and the outlier state of backends).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,11 +18,14 @@ use pingora::services::background::BackgroundService;
 
 use crate::handle::SnapshotHandle;
 use crate::metrics::Metrics;
+use crate::upstream::health::Health;
 
 /// The admin HTTP application.
 pub(crate) struct Admin {
     pub(crate) handle: SnapshotHandle,
     pub(crate) metrics: Arc<Metrics>,
+    /// Outlier state, shown in `/config`.
+    pub(crate) health: Arc<Health>,
     /// Set once shutdown began: /readyz answers 503 from then on.
     pub(crate) draining: AtomicBool,
 }
@@ -139,6 +142,7 @@ impl ServeHttp for Admin {
                     "generation": p.generation,
                     "snapshot": describe(&p.snapshot),
                     "status": status,
+                    "outliers": self.health.describe(),
                 });
                 reply(
                     200,

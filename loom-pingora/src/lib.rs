@@ -28,6 +28,7 @@ pub mod frontend;
 pub mod handle;
 pub mod metrics;
 pub mod pipeline;
+pub mod policy;
 pub mod upstream;
 
 use std::net::{IpAddr, SocketAddr};
@@ -57,6 +58,9 @@ pub struct ServeOptions {
     /// Proxies in front of Loom whose `X-Forwarded-For`, `-Proto` and `-Host` are kept
     /// (0: those a client sends are replaced).
     pub trusted_hops: usize,
+    /// Where global rate limits are counted (RateLimitPolicy `spec.global`); `None`: such
+    /// policies are not accepted.
+    pub redis: Option<policy::global::RedisSettings>,
 }
 
 impl Default for ServeOptions {
@@ -69,6 +73,7 @@ impl Default for ServeOptions {
             client: frontend::ClientLimits::default(),
             backend: upstream::peer::BackendTimeouts::default(),
             trusted_hops: 0,
+            redis: None,
         }
     }
 }
@@ -92,11 +97,19 @@ pub fn server(handle: SnapshotHandle, options: &ServeOptions) -> std::io::Result
         handle: handle.clone(),
         metrics: metrics.clone(),
         mirrors: Arc::default(),
-        health: Arc::default(),
+        health: Arc::new(upstream::health::Health::new(metrics.clone())),
+        rate_limits: policy::local::RateLimiters::default(),
+        global: options
+            .redis
+            .clone()
+            .map(policy::global::GlobalLimiter::new)
+            .transpose()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?,
         backend: options.backend,
         trusted_hops: options.trusted_hops,
         dns: upstream::dns::Resolver::default(),
     });
+    let health = shared.health.clone();
     let manager = frontend::listeners::ListenerManager::new(
         shared,
         conf,
@@ -111,6 +124,7 @@ pub fn server(handle: SnapshotHandle, options: &ServeOptions) -> std::io::Result
         let admin = admin::Admin {
             handle,
             metrics,
+            health,
             draining: AtomicBool::new(false),
         };
         let admin = admin::AdminService::bind(addr, admin)

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use loom_core::input::Kind;
+use loom_core::input::{Kind, ObjectKey};
 use loom_core::status::{ConditionType, ObjectStatus};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -20,6 +20,9 @@ pub struct Metrics {
     gateway_status: IntGaugeVec,
     route_count: IntGaugeVec,
     backend_healthy: IntGaugeVec,
+    backend_ejections: IntCounterVec,
+    rate_limited: IntCounterVec,
+    rate_limit_store_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -74,9 +77,34 @@ impl Metrics {
             backend_healthy: IntGaugeVec::new(
                 Opts::new(
                     "loom_backend_healthy",
-                    "Ready endpoints of each backend in use",
+                    "Usable endpoints of each backend in use: ready, and not ejected",
                 ),
-                &["backend"],
+                &["namespace", "service"],
+            )
+            .expect("metric"),
+            backend_ejections: IntCounterVec::new(
+                Opts::new(
+                    "loom_backend_ejections_total",
+                    "Endpoints ejected by outlier detection",
+                ),
+                &["namespace", "service"],
+            )
+            .expect("metric"),
+            rate_limited: IntCounterVec::new(
+                Opts::new(
+                    "loom_rate_limited_total",
+                    "Requests answered 429 by a RateLimitPolicy",
+                ),
+                &["policy", "route"],
+            )
+            .expect("metric"),
+            rate_limit_store_errors: IntCounterVec::new(
+                Opts::new(
+                    "loom_rate_limit_redis_errors_total",
+                    "Global rate-limit checks that could not reach Redis, by what was done \
+                     (allowed: failOpen, refused: 503)",
+                ),
+                &["policy", "outcome"],
             )
             .expect("metric"),
             registry,
@@ -89,6 +117,9 @@ impl Metrics {
             Box::new(m.gateway_status.clone()),
             Box::new(m.route_count.clone()),
             Box::new(m.backend_healthy.clone()),
+            Box::new(m.backend_ejections.clone()),
+            Box::new(m.rate_limited.clone()),
+            Box::new(m.rate_limit_store_errors.clone()),
         ] {
             m.registry.register(c).expect("unique metric names");
         }
@@ -141,23 +172,43 @@ impl Metrics {
                 .with_label_values(&[kind.as_str()])
                 .set(counts.get(&kind).copied().unwrap_or(0));
         }
+    }
+
+    /// Sets the usable endpoints of a backend.
+    pub fn backend_healthy(&self, backend: &ObjectKey, endpoints: usize) {
+        self.backend_healthy
+            .with_label_values(&[backend.namespace.as_str(), backend.name.as_str()])
+            .set(endpoints as i64);
+    }
+
+    /// Forgets every backend gauge (before they are set again after a publish).
+    pub fn reset_backends(&self) {
         self.backend_healthy.reset();
-        for g in p.snapshot.gateways.values() {
-            for port in g.ports.values() {
-                for l in port.http_listeners() {
-                    for v in &l.vhosts {
-                        for (_, rule) in v.http.entries() {
-                            for b in rule.backends.iter().filter_map(|b| b.target.as_ref().ok()) {
-                                let name = b.object.to_string();
-                                self.backend_healthy
-                                    .with_label_values(&[name.as_str()])
-                                    .set(b.endpoints.len() as i64);
-                            }
-                        }
-                    }
-                }
-            }
-        }
+    }
+
+    /// Counts an ejection.
+    pub fn backend_ejected(&self, backend: &ObjectKey) {
+        self.backend_ejections
+            .with_label_values(&[backend.namespace.as_str(), backend.name.as_str()])
+            .inc();
+    }
+
+    /// Counts a request a RateLimitPolicy turned away.
+    pub fn rate_limited(&self, policy: &ObjectKey, route: &ObjectKey) {
+        let policy = format!("{}/{}", policy.namespace, policy.name);
+        let route = format!("{}/{}", route.namespace, route.name);
+        self.rate_limited
+            .with_label_values(&[policy.as_str(), route.as_str()])
+            .inc();
+    }
+
+    /// Counts a global check that could not reach Redis; `allowed`: the request went on.
+    pub fn rate_limit_store_error(&self, policy: &ObjectKey, allowed: bool) {
+        let policy = format!("{}/{}", policy.namespace, policy.name);
+        let outcome = if allowed { "allowed" } else { "refused" };
+        self.rate_limit_store_errors
+            .with_label_values(&[policy.as_str(), outcome])
+            .inc();
     }
 
     /// The text exposition format.

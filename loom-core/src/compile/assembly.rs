@@ -1,17 +1,20 @@
 //! Assembly: the snapshot from the programmed listeners and the routes attached to them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::model::*;
+use super::traffic::{RateLimitTable, TrafficPolicies};
+use crate::input::Kind;
 use crate::route::host::{HostPattern, most_specific_first};
 use crate::route::{GrpcPrecedence, GrpcTable, HttpPrecedence, HttpTable, RouteOrder};
 use crate::snapshot::*;
 
 impl Gateways<'_> {
     /// Builds the snapshot from the programmed listeners and the routes attached to them.
-    pub(crate) fn snapshot(&self, attached: &Attached) -> Snapshot {
+    pub(crate) fn snapshot(&self, attached: &Attached, traffic: &TrafficPolicies) -> Snapshot {
         let mut snapshot = Snapshot::default();
+        let mut limits = RateLimitTable::default();
         for (gi, gw) in self.gateways.iter().enumerate() {
             if !self.gateway_accepted(gi) {
                 continue;
@@ -28,9 +31,19 @@ impl Gateways<'_> {
                     continue;
                 }
                 let port = ports.entry(l.port).or_default();
+                let mut http = || {
+                    let mut limit = RuleLimits {
+                        traffic,
+                        table: &mut limits,
+                        gateway: &gw.name,
+                        listener: (l.owner.kind == Kind::Gateway).then_some(l.spec.name.as_str()),
+                        done: HashMap::new(),
+                    };
+                    build_http_listener(l, li, attached, &mut limit)
+                };
                 match l.protocol {
-                    Some(Protocol::Http) => port.http.push(build_http_listener(l, li, attached)),
-                    Some(Protocol::Https) => port.https.push(build_http_listener(l, li, attached)),
+                    Some(Protocol::Http) => port.http.push(http()),
+                    Some(Protocol::Https) => port.https.push(http()),
                     Some(Protocol::Tls) => port.tls.push(build_tls_listener(l, li, attached)),
                     Some(p @ (Protocol::Tcp | Protocol::Udp)) => {
                         // Several routes may attach; the oldest gets the traffic.
@@ -68,6 +81,7 @@ impl Gateways<'_> {
             };
             snapshot.gateways.insert(gw.name.clone(), g);
         }
+        snapshot.rate_limits = limits.all;
         snapshot
     }
 }
@@ -136,7 +150,47 @@ fn build_tls_listener(l: &CheckedListener<'_>, li: usize, attached: &Attached) -
     }
 }
 
-fn build_http_listener(l: &CheckedListener<'_>, li: usize, attached: &Attached) -> HttpListener {
+/// The rate limits of one listener's rules: a rule a policy limits gets its own copy carrying
+/// the limit (the same rule on another listener may have another, or none).
+struct RuleLimits<'a> {
+    traffic: &'a TrafficPolicies,
+    table: &'a mut RateLimitTable,
+    gateway: &'a GatewayName,
+    /// The listener's name, when a Gateway's `sectionName` can name it.
+    listener: Option<&'a str>,
+    /// Rules already looked at, by address.
+    done: HashMap<*const HttpRule, Arc<HttpRule>>,
+}
+
+impl RuleLimits<'_> {
+    fn rule(&mut self, rule: &Arc<HttpRule>) -> Arc<HttpRule> {
+        if let Some(r) = self.done.get(&Arc::as_ptr(rule)) {
+            return r.clone();
+        }
+        let limited = match self.traffic.rate_limit(
+            self.table,
+            self.gateway,
+            self.listener,
+            &rule.route,
+            rule.rule_name.as_deref(),
+        ) {
+            Some(limit) => Arc::new(HttpRule {
+                rate_limit: Some(limit),
+                ..HttpRule::clone(rule)
+            }),
+            None => rule.clone(),
+        };
+        self.done.insert(Arc::as_ptr(rule), limited.clone());
+        limited
+    }
+}
+
+fn build_http_listener(
+    l: &CheckedListener<'_>,
+    li: usize,
+    attached: &Attached,
+    limits: &mut RuleLimits<'_>,
+) -> HttpListener {
     type Entries = (
         Vec<(crate::route::HttpMatch, HttpPrecedence, Arc<HttpRule>)>,
         Vec<(crate::route::GrpcMatch, GrpcPrecedence, Arc<HttpRule>)>,
@@ -152,9 +206,11 @@ fn build_http_listener(l: &CheckedListener<'_>, li: usize, attached: &Attached) 
                         rule: r.index,
                         ..a.route.order.clone()
                     };
-                    entry
-                        .0
-                        .push((m.clone(), HttpPrecedence::of(m, order), r.rule.clone()));
+                    entry.0.push((
+                        m.clone(),
+                        HttpPrecedence::of(m, order),
+                        limits.rule(&r.rule),
+                    ));
                 }
             }
             for r in &a.route.grpc {
@@ -164,9 +220,11 @@ fn build_http_listener(l: &CheckedListener<'_>, li: usize, attached: &Attached) 
                         rule: r.index,
                         ..a.route.order.clone()
                     };
-                    entry
-                        .1
-                        .push((m.clone(), GrpcPrecedence::of(m, order), r.rule.clone()));
+                    entry.1.push((
+                        m.clone(),
+                        GrpcPrecedence::of(m, order),
+                        limits.rule(&r.rule),
+                    ));
                 }
             }
         }

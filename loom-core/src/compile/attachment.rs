@@ -8,6 +8,7 @@ use super::error::{NotAttached, join};
 use super::lookup::{InputLookup, by_age, group_or};
 use super::model::*;
 use super::rules::{Findings, RouteCx};
+use super::traffic::TrafficPolicies;
 use crate::input::*;
 use crate::route::RouteOrder;
 use crate::route::host::HostPattern;
@@ -18,6 +19,7 @@ pub(crate) fn attach_all(
     lookup: &InputLookup<'_>,
     gws: &mut Gateways<'_>,
     policies: &TlsPolicies,
+    traffic: &TrafficPolicies,
     status: &mut Status,
 ) -> Attached {
     let input = lookup.input;
@@ -25,6 +27,7 @@ pub(crate) fn attach_all(
         lookup,
         gws,
         policies,
+        traffic,
         status,
         attached: Attached::default(),
         interned: HashSet::new(),
@@ -113,6 +116,7 @@ struct Attacher<'a, 'w, 'g> {
     lookup: &'a InputLookup<'w>,
     gws: &'a mut Gateways<'g>,
     policies: &'a TlsPolicies,
+    traffic: &'a TrafficPolicies,
     status: &'a mut Status,
     attached: Attached,
     interned: HashSet<Arc<BackendTarget>>,
@@ -123,6 +127,7 @@ impl Attacher<'_, '_, '_> {
         let mut cx = RouteCx {
             lookup: self.lookup,
             policies: self.policies,
+            traffic: self.traffic,
             view: &view,
             found: Findings::default(),
             interned: &mut self.interned,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::lookup::{InputLookup, group_or};
 use super::model::*;
+use super::traffic::TrafficPolicies;
 
 use crate::input::*;
 use crate::snapshot::*;
@@ -12,6 +13,7 @@ use crate::snapshot::*;
 pub(crate) fn resolve_backend(
     lookup: &InputLookup<'_>,
     policies: &TlsPolicies,
+    traffic: &TrafficPolicies,
     route: &RouteView<'_>,
     b: &BackendRef,
     l4: Option<AppProtocol>,
@@ -75,6 +77,7 @@ pub(crate) fn resolve_backend(
             protocol,
             endpoints: be.spec.endpoints.clone(),
             tls: None,
+            circuit_breaker: traffic.circuit_breaker(Kind::Backend, ns, &b.name, None),
         }));
     }
     let Some(svc) = lookup.service(ns, &b.name) else {
@@ -140,5 +143,6 @@ pub(crate) fn resolve_backend(
         protocol,
         endpoints,
         tls,
+        circuit_breaker: traffic.circuit_breaker(Kind::Service, ns, &b.name, sp.name.as_deref()),
     }))
 }

@@ -1,7 +1,7 @@
 //! Why an object, or a part of one, is not accepted, not resolved or not programmed. Each error
 //! knows the status [`Reason`] it is reported with; its `Display` is the condition's message.
 
-use crate::input::{Kind, LOOM_GROUP};
+use crate::input::{Kind, LOOM_GROUP, ObjectKey};
 use crate::route::header::InvalidMatch;
 use crate::route::host::InvalidHostname;
 use crate::route::path::InvalidPath;
@@ -267,22 +267,67 @@ impl BackendTlsPolicyError {
 }
 
 /// Why one of Loom's policies (RateLimitPolicy, CircuitBreakerPolicy, WASMPlugin) is invalid
-/// (`Accepted=False`, `Invalid`).
+/// (`Accepted=False`, `Invalid`): the field and why.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum LoomPolicyError {
-    #[error("requests must be positive")]
-    RequestsNotPositive,
-    #[error("unit {0:?} must be Second, Minute or Hour")]
-    Unit(String),
-    #[error("ejectionTime {0:?} is not a duration")]
-    EjectionTime(String),
+    #[error("{field} must be at least 1")]
+    AtLeastOne { field: String },
+    #[error("{field}: {value:?} is not a positive duration")]
+    Duration { field: String, value: String },
+    #[error("{field}: {value} is more than 100")]
+    Percent { field: String, value: u32 },
+    #[error("maxEjectionTime is shorter than baseEjectionTime")]
+    MaxBelowBase,
+    #[error("maxPendingRequests needs maxConnections (requests wait for a connection)")]
+    PendingWithoutConnections,
+    #[error("the policy limits nothing: it needs `default`, `rules`, or both")]
+    LimitsNothing,
+    #[error("{field}: {why}")]
+    Match { field: String, why: String },
+    #[error("key.type {0:?} must be ClientAddress or Header")]
+    KeyType(String),
+    #[error("key.header is required with key.type Header")]
+    KeyHeaderMissing,
+    #[error("key.header is only for key.type Header")]
+    KeyHeaderWithAddress,
+    #[error("key.header {0:?} is not a valid header name")]
+    KeyHeaderName(String),
+    #[error(
+        "spec.global shares the limit through Redis, and this data plane has none: run it with \
+         --redis-url (loom serve, loom controller) or remove spec.global"
+    )]
+    NoRedis,
     #[error("url is required")]
     MissingUrl,
 }
 
-impl LoomPolicyError {
+/// Why a policy does not apply to one of its targets.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum TargetError {
+    #[error("{policy} cannot target {kind} (group {group:?})")]
+    Kind {
+        policy: Kind,
+        group: String,
+        kind: String,
+    },
+    #[error("{kind} {namespace}/{name}{} not found", .section.as_ref().map(|s| format!(" section {s:?}")).unwrap_or_default())]
+    NotFound {
+        kind: Kind,
+        namespace: String,
+        name: String,
+        section: Option<String>,
+    },
+    #[error("{winner} is older and targets the same object")]
+    Conflicted { winner: ObjectKey },
+}
+
+impl TargetError {
     pub(crate) fn reason(&self) -> Reason {
-        Reason::Invalid
+        match self {
+            TargetError::Kind { .. } => Reason::Invalid,
+            TargetError::NotFound { .. } => Reason::TargetNotFound,
+            TargetError::Conflicted { .. } => Reason::Conflicted,
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! Policies: BackendTLSPolicies validated, conflicts settled (GEP-713: the older policy wins);
-//! the settings of Loom's own policies checked.
+//! a WASMPlugin's settings checked (the traffic policies are in `traffic`).
 
 use super::error::{BackendTlsPolicyError, LoomPolicyError};
 use super::lookup::{InputLookup, by_age};
@@ -83,25 +83,6 @@ pub(crate) fn backend_tls_policies(lookup: &InputLookup<'_>) -> TlsPolicies {
     TlsPolicies { policies }
 }
 
-/// Why a RateLimitPolicy's settings are unusable, if they are.
-pub(crate) fn rate_limit_error(spec: &RateLimitPolicySpec) -> Option<LoomPolicyError> {
-    if spec.requests <= 0 {
-        Some(LoomPolicyError::RequestsNotPositive)
-    } else if !matches!(spec.unit.as_str(), "Second" | "Minute" | "Hour") {
-        Some(LoomPolicyError::Unit(spec.unit.clone()))
-    } else {
-        None
-    }
-}
-
-/// Why a CircuitBreakerPolicy's settings are unusable, if they are.
-pub(crate) fn circuit_breaker_error(spec: &CircuitBreakerPolicySpec) -> Option<LoomPolicyError> {
-    spec.ejection_time
-        .as_deref()
-        .filter(|t| crate::filter::parse_duration_ms(t).is_none())
-        .map(|t| LoomPolicyError::EjectionTime(t.into()))
-}
-
 /// Why a WASMPlugin's settings are unusable, if they are.
 pub(crate) fn wasm_plugin_error(spec: &WasmPluginSpec) -> Option<LoomPolicyError> {
     spec.url.is_empty().then_some(LoomPolicyError::MissingUrl)
@@ -112,35 +93,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_rate_limit_needs_positive_requests_per_second_minute_or_hour() {
-        let spec = |requests, unit: &str| RateLimitPolicySpec {
-            requests,
-            unit: unit.into(),
-            ..Default::default()
-        };
-        assert_eq!(rate_limit_error(&spec(10, "Minute")), None);
-        assert_eq!(
-            rate_limit_error(&spec(0, "Minute")),
-            Some(LoomPolicyError::RequestsNotPositive)
-        );
-        assert_eq!(
-            rate_limit_error(&spec(10, "Day")).map(|e| e.to_string()),
-            Some("unit \"Day\" must be Second, Minute or Hour".into())
-        );
-    }
-
-    #[test]
-    fn a_circuit_breaker_ejection_time_is_a_duration_and_a_plugin_has_a_url() {
-        let breaker = |t: Option<&str>| CircuitBreakerPolicySpec {
-            ejection_time: t.map(Into::into),
-            ..Default::default()
-        };
-        assert_eq!(circuit_breaker_error(&breaker(None)), None);
-        assert_eq!(circuit_breaker_error(&breaker(Some("30s"))), None);
-        assert_eq!(
-            circuit_breaker_error(&breaker(Some("soon"))),
-            Some(LoomPolicyError::EjectionTime("soon".into()))
-        );
+    fn a_plugin_has_a_url() {
         assert_eq!(
             wasm_plugin_error(&WasmPluginSpec::default()),
             Some(LoomPolicyError::MissingUrl)

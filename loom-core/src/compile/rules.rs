@@ -11,10 +11,9 @@ use crate::snapshot::*;
 use http::{HeaderName, HeaderValue};
 
 use super::backends::resolve_backend;
+use super::matches::{compile_grpc_matches, compile_http_matches};
+use super::traffic::TrafficPolicies;
 use crate::filter::{self, Cors, HeaderEdits, PathModifier, Redirect, Rewrite};
-use crate::route::header::{HeaderMatch, QueryMatch, ValueMatch, parse_method};
-use crate::route::path::PathMatch;
-use crate::route::{GrpcMatch, HttpMatch};
 
 /// What compiling one route found.
 #[derive(Default)]
@@ -33,6 +32,7 @@ pub(crate) struct Findings {
 pub(crate) struct RouteCx<'c, 'w> {
     pub(crate) lookup: &'c InputLookup<'w>,
     pub(crate) policies: &'c TlsPolicies,
+    pub(crate) traffic: &'c TrafficPolicies,
     pub(crate) view: &'c RouteView<'c>,
     pub(crate) found: Findings,
     /// Every distinct backend resolved so far: routes that name the same Service port share
@@ -149,6 +149,7 @@ impl RouteCx<'_, '_> {
             invalid,
             timeouts: Timeouts::default(),
             retry: None,
+            rate_limit: None,
         })
     }
 
@@ -175,6 +176,7 @@ impl RouteCx<'_, '_> {
         match resolve_backend(
             self.lookup,
             self.policies,
+            self.traffic,
             self.view,
             b,
             l4,
@@ -311,85 +313,6 @@ fn lower_first(s: &str) -> String {
     c.next()
         .map(|f| f.to_lowercase().chain(c).collect())
         .unwrap_or_default()
-}
-
-fn compile_http_matches(matches: &[HttpRouteMatch]) -> Result<Vec<HttpMatch>, InvalidRule> {
-    if matches.is_empty() {
-        return Ok(vec![HttpMatch {
-            path: PathMatch::Prefix("/".into()),
-            method: None,
-            headers: vec![],
-            query: vec![],
-        }]);
-    }
-    matches
-        .iter()
-        .map(|m| {
-            let path = match &m.path {
-                Some(p) => PathMatch::parse(p.type_.as_deref(), p.value.as_deref())?,
-                None => PathMatch::Prefix("/".into()),
-            };
-            let mut headers: Vec<HeaderMatch> = vec![];
-            for h in &m.headers {
-                let hm = HeaderMatch::parse(h.type_.as_deref(), &h.name, &h.value)?;
-                // Spec: "only the first entry with an equivalent name MUST be considered".
-                if !headers.iter().any(|x| x.name == hm.name) {
-                    headers.push(hm);
-                }
-            }
-            let mut query: Vec<QueryMatch> = vec![];
-            for q in &m.query_params {
-                if !query.iter().any(|x| x.name == q.name) {
-                    query.push(QueryMatch {
-                        name: q.name.clone(),
-                        value: ValueMatch::parse(q.type_.as_deref(), &q.value)?,
-                    });
-                }
-            }
-            let method = m.method.as_deref().map(parse_method).transpose()?;
-            Ok(HttpMatch {
-                path,
-                method,
-                headers,
-                query,
-            })
-        })
-        .collect()
-}
-
-fn compile_grpc_matches(matches: &[GrpcRouteMatch]) -> Result<Vec<GrpcMatch>, InvalidRule> {
-    if matches.is_empty() {
-        return Ok(vec![GrpcMatch {
-            service: None,
-            method: None,
-            headers: vec![],
-        }]);
-    }
-    matches
-        .iter()
-        .map(|m| {
-            let (service, method) = match &m.method {
-                None => (None, None),
-                Some(mm) => {
-                    let t = mm.type_.as_deref();
-                    let parse = |v: &Option<String>| {
-                        v.as_deref().map(|v| ValueMatch::parse(t, v)).transpose()
-                    };
-                    (parse(&mm.service)?, parse(&mm.method)?)
-                }
-            };
-            let headers = m
-                .headers
-                .iter()
-                .map(|h| HeaderMatch::parse(h.type_.as_deref(), &h.name, &h.value))
-                .collect::<Result<_, _>>()?;
-            Ok(GrpcMatch {
-                service,
-                method,
-                headers,
-            })
-        })
-        .collect()
 }
 
 fn header_edits(m: &HeaderModifier) -> Result<HeaderEdits, InvalidRule> {

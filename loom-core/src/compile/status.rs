@@ -1,11 +1,11 @@
 //! Status: Gateways, listeners, ListenerSets, BackendTLSPolicies and Loom's policies.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use super::error::LoomPolicyError;
 use super::lookup::InputLookup;
 use super::model::*;
-use super::policies::{circuit_breaker_error, rate_limit_error, wasm_plugin_error};
+use super::policies::wasm_plugin_error;
+use super::traffic::TrafficPolicies;
 use crate::input::*;
 use crate::snapshot::GatewayName;
 use crate::status::*;
@@ -393,56 +393,104 @@ pub(crate) fn write_backend_tls_status(
     }
 }
 
-/// Loom's policies: the target must exist; the policy's settings must be sane.
-pub(crate) fn write_loom_policy_status(
+/// RateLimitPolicies and CircuitBreakerPolicies: one ancestor per target, `Accepted=True` only
+/// where the data plane enforces the policy.
+pub(crate) fn write_traffic_policy_status(
+    lookup: &InputLookup<'_>,
+    traffic: &TrafficPolicies,
+    status: &mut Status,
+) {
+    let rate_limits = traffic.rate_limits.iter().map(|p| {
+        (
+            &p.key,
+            p.generation,
+            p.value.as_ref().err(),
+            &p.targets,
+            "requests over the limit get 429",
+        )
+    });
+    let breakers = traffic.breakers.iter().map(|p| {
+        (
+            &p.key,
+            p.generation,
+            p.value.as_ref().err(),
+            &p.targets,
+            "failing endpoints are ejected",
+        )
+    });
+    for (key, g, invalid, targets, effect) in rate_limits.chain(breakers) {
+        let ancestors = targets
+            .iter()
+            .map(|t| {
+                let condition = match (invalid, &t.outcome) {
+                    (Some(e), _) => Condition::new(
+                        ConditionType::Accepted,
+                        false,
+                        Reason::Invalid,
+                        e.to_string(),
+                        g,
+                    ),
+                    (None, Err(e)) => {
+                        Condition::new(ConditionType::Accepted, false, e.reason(), e.to_string(), g)
+                    }
+                    (None, Ok(())) => Condition::new(
+                        ConditionType::Accepted,
+                        true,
+                        Reason::Accepted,
+                        format!("enforced on {} {}: {effect}", t.target.kind, t.target.name),
+                        g,
+                    ),
+                };
+                policy_ancestor(lookup, &key.namespace, &t.target, condition)
+            })
+            .collect();
+        status.objects.insert(
+            key.clone(),
+            ObjectStatus::Policy(PolicyStatus { ancestors }),
+        );
+    }
+}
+
+fn policy_ancestor(
+    lookup: &InputLookup<'_>,
+    ns: &str,
+    t: &PolicyTarget,
+    condition: Condition,
+) -> PolicyAncestorStatus {
+    let mut conditions = Conditions::default();
+    conditions.set(condition);
+    PolicyAncestorStatus {
+        ancestor_ref: ParentReference {
+            group: Some(t.group.clone()),
+            kind: Some(t.kind.clone()),
+            namespace: Some(ns.into()),
+            name: t.name.clone(),
+            section_name: t.section_name.clone(),
+            port: None,
+        },
+        controller_name: lookup.options.controller_name.clone(),
+        conditions,
+    }
+}
+
+/// WASMPlugins: valid and attached, but not run by this version of Loom, so never
+/// `Accepted=True`.
+pub(crate) fn write_wasm_plugin_status(
     lookup: &InputLookup<'_>,
     gws: &Gateways<'_>,
     status: &mut Status,
 ) {
     let input = lookup.input;
-    let mut entries: BTreeMap<ObjectKey, (i64, Vec<&PolicyTarget>, Option<LoomPolicyError>)> =
-        BTreeMap::new();
-    let key = |kind: Kind, m: &ObjectMeta| ObjectKey {
-        kind,
-        namespace: m.namespace_or_default().into(),
-        name: m.name.clone(),
-    };
-    for p in &input.rate_limit_policies {
-        let invalid = rate_limit_error(&p.spec);
-        entries.insert(
-            key(Kind::RateLimitPolicy, &p.metadata),
-            (
-                p.metadata.generation(),
-                p.spec.target_refs.iter().collect(),
-                invalid,
-            ),
-        );
-    }
-    for p in &input.circuit_breaker_policies {
-        let invalid = circuit_breaker_error(&p.spec);
-        entries.insert(
-            key(Kind::CircuitBreakerPolicy, &p.metadata),
-            (
-                p.metadata.generation(),
-                p.spec.target_refs.iter().collect(),
-                invalid,
-            ),
-        );
-    }
     for p in &input.wasm_plugins {
+        let k = ObjectKey {
+            kind: Kind::WasmPlugin,
+            namespace: p.metadata.namespace_or_default().into(),
+            name: p.metadata.name.clone(),
+        };
+        let g = p.metadata.generation();
         let invalid = wasm_plugin_error(&p.spec);
-        entries.insert(
-            key(Kind::WasmPlugin, &p.metadata),
-            (
-                p.metadata.generation(),
-                p.spec.target_refs.iter().collect(),
-                invalid,
-            ),
-        );
-    }
-    for (k, (g, targets, invalid)) in entries {
         let mut ancestors = vec![];
-        for t in targets {
+        for t in p.spec.targets() {
             let ns = k.namespace.as_str();
             let exists =
                 match (t.group.as_str(), t.kind.as_str()) {
@@ -453,15 +501,16 @@ pub(crate) fn write_loom_policy_status(
                     (GATEWAY_GROUP, "GRPCRoute") => input.grpc_routes.iter().any(|r| {
                         r.metadata.namespace_or_default() == ns && r.metadata.name == t.name
                     }),
-                    ("", "Service") => lookup.service(ns, &t.name).is_some(),
-                    (LOOM_GROUP, "Backend") => lookup.backend(ns, &t.name).is_some(),
                     _ => false,
                 };
-            let mut c = Conditions::default();
-            c.set(match (&invalid, exists) {
-                (Some(e), _) => {
-                    Condition::new(ConditionType::Accepted, false, e.reason(), e.to_string(), g)
-                }
+            let condition = match (&invalid, exists) {
+                (Some(e), _) => Condition::new(
+                    ConditionType::Accepted,
+                    false,
+                    Reason::Invalid,
+                    e.to_string(),
+                    g,
+                ),
                 (None, false) => Condition::new(
                     ConditionType::Accepted,
                     false,
@@ -470,31 +519,20 @@ pub(crate) fn write_loom_policy_status(
                     g,
                 ),
                 // Status never says a policy works when it does nothing: the data plane does
-                // not enforce Loom's policies yet.
+                // not run plugins yet.
                 (None, true) => Condition::new(
                     ConditionType::Accepted,
                     false,
                     Reason::NotEnforced,
                     format!(
                         "valid and attached to {} {ns}/{}, but this version of Loom does not \
-                         enforce {} yet: the policy has no effect",
-                        t.kind, t.name, k.kind
+                         run WASMPlugins yet: the plugin has no effect",
+                        t.kind, t.name
                     ),
                     g,
                 ),
-            });
-            ancestors.push(PolicyAncestorStatus {
-                ancestor_ref: ParentReference {
-                    group: Some(t.group.clone()),
-                    kind: Some(t.kind.clone()),
-                    namespace: Some(ns.into()),
-                    name: t.name.clone(),
-                    section_name: t.section_name.clone(),
-                    port: None,
-                },
-                controller_name: lookup.options.controller_name.clone(),
-                conditions: c,
-            });
+            };
+            ancestors.push(policy_ancestor(lookup, ns, t, condition));
         }
         status
             .objects

@@ -11,6 +11,8 @@ use crate::load::load_str;
 use crate::snapshot::{Decision, GatewayName, HttpRequest};
 use crate::status::{ConditionType, ObjectStatus, Reason, RouteParentStatus};
 
+mod traffic;
+
 const BASE: &str = r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -446,22 +448,22 @@ fn a_port_the_data_plane_could_not_open_leaves_its_listeners_pending() {
 }
 
 #[test]
-fn loom_policies_the_data_plane_does_not_enforce_are_not_accepted() {
+fn a_wasm_plugin_the_data_plane_does_not_run_is_not_accepted() {
     let compiled = compile(&input(&format!(
         r#"{ROUTE_TO_MISSING_SERVICE}---
 apiVersion: gateway.loom.dev/v1alpha1
-kind: RateLimitPolicy
-metadata: {{name: limit, namespace: app}}
+kind: WASMPlugin
+metadata: {{name: auth, namespace: app}}
 spec:
-  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: web}}]
-  requests: 10
-  unit: Second
+  targetRef: {{group: gateway.networking.k8s.io, kind: HTTPRoute, name: web}}
+  url: oci://registry.example.com/plugins/auth:v1.0
+  phase: AUTHN
 "#
     )));
     let key = ObjectKey {
-        kind: Kind::RateLimitPolicy,
+        kind: Kind::WasmPlugin,
         namespace: "app".into(),
-        name: "limit".into(),
+        name: "auth".into(),
     };
     let Some(ObjectStatus::Policy(p)) = compiled.status.get(&key) else {
         panic!("no policy status");
@@ -475,9 +477,7 @@ spec:
         (false, Reason::NotEnforced)
     );
     assert!(
-        accepted
-            .message
-            .contains("does not enforce RateLimitPolicy"),
+        accepted.message.contains("does not run WASMPlugins"),
         "{}",
         accepted.message
     );
@@ -532,6 +532,7 @@ fn misdirected_request_check_tells_same_named_listeners_apart() {
             invalid: None,
             timeouts: Timeouts::default(),
             retry: None,
+            rate_limit: None,
         });
         let m = HttpMatch {
             path: crate::route::path::PathMatch::Prefix("/".into()),

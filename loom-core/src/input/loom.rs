@@ -31,21 +31,32 @@ pub struct GatewayClassConfigSpec {
     pub labels: BTreeMap<String, String>,
 }
 
-/// Which object a Loom policy applies to.
+/// Which object a Loom policy applies to (Gateway API's
+/// `LocalPolicyTargetReferenceWithSectionName`: in the policy's namespace).
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct PolicyTarget {
+    /// `gateway.networking.k8s.io`, `""` (core) or `gateway.loom.dev`.
     pub group: String,
-    /// Kind: `Gateway`, `HTTPRoute`, `GRPCRoute` or `Service`.
+    /// Kind: `Gateway`, `HTTPRoute`, `GRPCRoute`, `Service` or `Backend`.
     pub kind: String,
     /// Name (in the policy's namespace).
     pub name: String,
-    /// Optional listener or rule name.
+    /// A listener of a Gateway, a named rule of a route, or a port name of a Service.
     pub section_name: Option<String>,
 }
 
-/// `RateLimitPolicy`: local token-bucket limits.
+/// The targets of a policy: `targetRef` (one) and `targetRefs` (a list, as Gateway API
+/// policies write it) together.
+fn targets<'a>(
+    one: &'a Option<PolicyTarget>,
+    many: &'a [PolicyTarget],
+) -> impl Iterator<Item = &'a PolicyTarget> {
+    one.iter().chain(many)
+}
+
+/// `RateLimitPolicy`: token-bucket limits on the requests of routes and Gateways.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct RateLimitPolicy {
@@ -56,20 +67,85 @@ pub struct RateLimitPolicy {
 /// `RateLimitPolicy.spec`.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct RateLimitPolicySpec {
+    /// The one target (HTTPRoute, GRPCRoute or Gateway).
+    pub target_ref: Option<PolicyTarget>,
+    /// Targets, as Gateway API policies list them.
     pub target_refs: Vec<PolicyTarget>,
-    /// Requests allowed per `unit`.
-    pub requests: i64,
-    /// `Second`, `Minute` or `Hour`.
-    pub unit: String,
-    /// Extra requests allowed in a burst.
-    pub burst: Option<i64>,
-    /// Count per value of this request header instead of per target.
-    pub key_header: Option<String>,
+    /// The limit for requests no rule matches; without it, such requests are not limited.
+    pub default: Option<RateLimitValue>,
+    /// Limits for some requests: the first rule that matches a request counts it, in its own
+    /// bucket, instead of `default`.
+    pub rules: Vec<RateLimitRule>,
+    /// Count each client separately instead of all requests together.
+    pub key: Option<RateLimitKey>,
+    /// Share the limit across every replica through Redis instead of counting per replica.
+    pub global: Option<GlobalRateLimit>,
 }
 
-/// `CircuitBreakerPolicy`: limits towards a backend.
+impl RateLimitPolicySpec {
+    /// `targetRef` and `targetRefs` together.
+    pub fn targets(&self) -> impl Iterator<Item = &PolicyTarget> {
+        targets(&self.target_ref, &self.target_refs)
+    }
+}
+
+/// A token bucket: `requestsPerSecond` refill, `burst` capacity.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct RateLimitValue {
+    /// Requests per second, sustained (at least 1).
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
+    pub requests_per_second: u32,
+    /// Requests allowed at once (default: `requestsPerSecond`).
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
+    pub burst: Option<u32>,
+}
+
+/// `RateLimitPolicy.spec.rules[]`: a limit for the requests that match.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct RateLimitRule {
+    /// HTTPRoute matches (path, headers, queryParams, method); any of them selects a request.
+    pub matches: Vec<super::HttpRouteMatch>,
+    /// Requests per second, sustained (at least 1).
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
+    pub requests_per_second: u32,
+    /// Requests allowed at once (default: this rule's `requestsPerSecond`).
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
+    pub burst: Option<u32>,
+}
+
+/// `RateLimitPolicy.spec.key`: what makes two requests the same client.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct RateLimitKey {
+    /// `ClientAddress` (the client's IP address) or `Header` (the value of `header`).
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// The request header whose value is the key, with `type: Header`.
+    pub header: Option<String>,
+    /// Clients tracked at once per bucket (default 100000); the least recently seen is
+    /// forgotten first.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
+    pub max_keys: Option<u32>,
+}
+
+/// `RateLimitPolicy.spec.global`: one limit for every replica, kept in Redis.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct GlobalRateLimit {
+    /// When Redis cannot be reached: `true` (default) lets requests through, `false`
+    /// answers them 503.
+    pub fail_open: Option<bool>,
+}
+
+/// `CircuitBreakerPolicy`: outlier detection and concurrency limits towards a backend.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct CircuitBreakerPolicy {
@@ -80,18 +156,42 @@ pub struct CircuitBreakerPolicy {
 /// `CircuitBreakerPolicy.spec`.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct CircuitBreakerPolicySpec {
-    /// Targets (Services or Loom Backends).
+    /// The one target (a Service, optionally one port by `sectionName`, or a Loom Backend).
+    pub target_ref: Option<PolicyTarget>,
+    /// Targets, as Gateway API policies list them.
     pub target_refs: Vec<PolicyTarget>,
-    /// Concurrent connections allowed.
-    pub max_connections: Option<i64>,
-    /// Concurrent requests allowed.
-    pub max_pending_requests: Option<i64>,
-    /// Consecutive 5xx before an endpoint is ejected.
-    pub consecutive_errors: Option<i64>,
-    /// How long an ejected endpoint stays out (Gateway API duration).
-    pub ejection_time: Option<String>,
+    /// Failures in a row (5xx responses, connect failures, timeouts) that eject an endpoint
+    /// (default 5).
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
+    pub consecutive_5xx_errors: Option<u32>,
+    /// How often ejections are reviewed: endpoints whose time is up return, and the
+    /// ejection count of endpoints that stayed healthy decays (default `10s`).
+    pub interval: Option<String>,
+    /// An endpoint ejected for the n-th time stays out `baseEjectionTime × n` (default `30s`).
+    pub base_ejection_time: Option<String>,
+    /// The longest ejection (default `300s`).
+    pub max_ejection_time: Option<String>,
+    /// The most of a backend's endpoints ejected at once, in percent (default 10; at least
+    /// one endpoint may always be ejected).
+    #[cfg_attr(feature = "schema", schemars(range(max = 100)))]
+    pub max_ejection_percent: Option<u32>,
+    /// Connections to the backend in use at once, per replica.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
+    pub max_connections: Option<u32>,
+    /// Requests waiting for a connection when `maxConnections` are in use, per replica.
+    pub max_pending_requests: Option<u32>,
+    /// Requests to the backend in flight at once, per replica.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
+    pub max_requests: Option<u32>,
+}
+
+impl CircuitBreakerPolicySpec {
+    /// `targetRef` and `targetRefs` together.
+    pub fn targets(&self) -> impl Iterator<Item = &PolicyTarget> {
+        targets(&self.target_ref, &self.target_refs)
+    }
 }
 
 /// `WASMPlugin`: a WebAssembly filter.
@@ -105,8 +205,11 @@ pub struct WasmPlugin {
 /// `WASMPlugin.spec`.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct WasmPluginSpec {
+    /// The one target.
+    pub target_ref: Option<PolicyTarget>,
+    /// Targets, as Gateway API policies list them.
     pub target_refs: Vec<PolicyTarget>,
     /// Where the module is: a file path or an OCI/HTTP URL.
     pub url: String,
@@ -115,8 +218,15 @@ pub struct WasmPluginSpec {
     /// Configuration handed to the plugin.
     #[cfg_attr(feature = "schema", schemars(schema_with = "any_object"))]
     pub config: Option<serde_json::Value>,
-    /// `Request` (default) or `Response`.
+    /// `AUTHN`, `AUTHZ`, `STATS` or unspecified.
     pub phase: Option<String>,
+}
+
+impl WasmPluginSpec {
+    /// `targetRef` and `targetRefs` together.
+    pub fn targets(&self) -> impl Iterator<Item = &PolicyTarget> {
+        targets(&self.target_ref, &self.target_refs)
+    }
 }
 
 /// `Backend`: static endpoints, for running without Kubernetes.
@@ -130,7 +240,7 @@ pub struct Backend {
 /// `Backend.spec`.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct BackendSpec {
     /// `host:port` endpoints (`127.0.0.1:8080`, `[::1]:8080`, `echo.local:80`).
     pub endpoints: Vec<String>,

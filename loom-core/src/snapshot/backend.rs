@@ -34,6 +34,10 @@ pub struct BackendTarget {
     pub endpoints: Vec<String>,
     /// TLS towards the backend (BackendTLSPolicy), if any.
     pub tls: Option<BackendTls>,
+    /// Outlier detection and concurrency limits (CircuitBreakerPolicy); `None`: passive
+    /// health only ([`OutlierConfig::PASSIVE`](crate::policy::outlier::OutlierConfig::PASSIVE)).
+    #[serde(skip)]
+    pub circuit_breaker: Option<Arc<super::CircuitBreaker>>,
 }
 
 /// How to speak to a backend.

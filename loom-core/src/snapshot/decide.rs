@@ -8,8 +8,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 
 use super::backend::mix;
 use super::{
-    BackendTarget, GatewayName, HttpListener, HttpRule, PortSnapshot, Retry, Snapshot, Timeouts,
-    VirtualHost, choose_weighted,
+    BackendTarget, GatewayName, HttpListener, HttpRule, Limit, PortSnapshot, Retry, Snapshot,
+    Timeouts, VirtualHost, choose_weighted,
 };
 use crate::filter::{Cors, HeaderStore, Redirect};
 use crate::route::host::host_without_port;
@@ -83,6 +83,17 @@ pub enum Decision<'s> {
     Respond(LocalResponse<'s>),
 }
 
+impl<'s> Decision<'s> {
+    /// The listener, host and rule that matched, if one did.
+    pub fn matched(&self) -> Option<&Matched<'s>> {
+        match self {
+            Decision::Forward(f) => Some(&f.matched),
+            Decision::Redirect { matched, .. } => Some(matched),
+            Decision::Respond(r) => r.matched.as_ref(),
+        }
+    }
+}
+
 /// The listener, host and rule that won.
 #[derive(Clone, Copy, Debug)]
 pub struct Matched<'s> {
@@ -94,6 +105,8 @@ pub struct Matched<'s> {
     pub rule: &'s Arc<HttpRule>,
     /// The winning HTTP match (`None` for gRPC rules).
     pub http_match: Option<&'s HttpMatch>,
+    /// The rate-limit bucket the request is counted in, if a RateLimitPolicy limits it.
+    pub limit: Option<Limit<'s>>,
 }
 
 /// A local answer (404, 400, 421, 500, CORS preflight, ...).
@@ -268,6 +281,7 @@ impl PortSnapshot {
                     vhost,
                     rule,
                     http_match: None,
+                    limit: None,
                 });
                 break;
             }
@@ -277,11 +291,13 @@ impl PortSnapshot {
                     vhost,
                     rule,
                     http_match: Some(m),
+                    limit: None,
                 });
                 break;
             }
         }
-        if let Some(m) = found {
+        if let Some(mut m) = found {
+            m.limit = m.rule.rate_limit.as_deref().and_then(|l| l.limit(&view));
             return Ok((m, path));
         }
         Err(NoRoute::NoMatch)

@@ -116,6 +116,8 @@ pub struct HttpRule {
     pub timeouts: Timeouts,
     /// Retry policy.
     pub retry: Option<Retry>,
+    /// The RateLimitPolicy that counts this rule's requests on this listener.
+    pub rate_limit: Option<Arc<super::RateLimit>>,
 }
 
 /// Compiled filters (rule- or backend-level).

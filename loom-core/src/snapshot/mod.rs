@@ -14,13 +14,15 @@
 //!
 //! Modules: `http` (listeners, virtual hosts, rules), `tls` and `l4` (TLS settings and
 //! listeners, TCP/UDP), `backend` (resolved backends and why one cannot take traffic),
-//! `decide` (the decision API), `describe` (a plain-data view). Everything is re-exported here.
+//! `policy` (Loom's rate limits and circuit breakers as they apply), `decide` (the decision
+//! API), `describe` (a plain-data view). Everything is re-exported here.
 
 mod backend;
 mod decide;
 mod describe;
 mod http;
 mod l4;
+mod policy;
 mod tls;
 
 use std::collections::BTreeMap;
@@ -35,6 +37,7 @@ pub use decide::{Decision, Forward, HttpRequest, LocalResponse, Matched, NoRoute
 pub use describe::describe;
 pub use http::{Filters, HttpListener, HttpRule, Mirror, Retry, Timeouts, VirtualHost};
 pub use l4::{L4Listener, L4Rule, NoBackend};
+pub use policy::{CircuitBreaker, ClientKey, GlobalLimit, Limit, RateLimit, RateLimitRule, Slot};
 pub use tls::{Certificate, ClientValidation, ServerTls, TlsListener};
 
 use crate::status::StatusAddress;
@@ -63,6 +66,9 @@ impl GatewayName {
 pub struct Snapshot {
     /// Gateways by name.
     pub gateways: BTreeMap<GatewayName, GatewaySnapshot>,
+    /// Every rate limit the rules refer to, by [`RateLimit::id`] (so the data plane keeps one
+    /// state per entry).
+    pub rate_limits: Vec<std::sync::Arc<RateLimit>>,
 }
 
 /// One Gateway.

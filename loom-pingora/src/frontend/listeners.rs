@@ -217,6 +217,7 @@ impl ListenerManager {
         let published = self.handle.load();
         if !retry {
             self.shared.metrics.published(&published);
+            self.shared.health.sync(&published);
         }
         let level = if retry {
             log::Level::Debug

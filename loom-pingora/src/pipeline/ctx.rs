@@ -3,8 +3,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use loom_core::snapshot::{BackendTarget, Certificate, HttpRule, Timeouts};
+
+use crate::upstream::health::{Admission, BackendHealth};
 
 /// What a request carries from one phase to the next.
 pub struct RequestCtx {
@@ -18,6 +20,12 @@ pub struct RequestCtx {
     pub(super) retrying: bool,
     /// `namespace/name` of the route and the rule index, for metrics (`-` when none matched).
     pub(super) label: Option<(String, String)>,
+    /// The chosen backend's health (outliers, breaker counts).
+    pub(super) health: Option<Arc<BackendHealth>>,
+    /// The request's share of the backend's circuit-breaker limits, given back on drop.
+    pub(super) admission: Option<Admission>,
+    /// Headers for the response (rate-limit state).
+    pub(super) response_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 pub(super) struct Routed {
@@ -39,6 +47,9 @@ impl RequestCtx {
             endpoint: 0,
             retrying: false,
             label: None,
+            health: None,
+            admission: None,
+            response_headers: vec![],
         }
     }
 }

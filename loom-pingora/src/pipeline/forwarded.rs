@@ -82,6 +82,34 @@ pub(crate) fn set_forwarded(
     Ok(())
 }
 
+/// The client's address as Loom determines it: the peer, or with `trusted_hops` proxies in
+/// front of Loom, the `X-Forwarded-For` entry the outermost trusted one added (counting the
+/// peer as the last hop). Falls back to the leftmost entry when the chain is shorter.
+pub(crate) fn client_address(
+    req: &RequestHeader,
+    peer: Option<IpAddr>,
+    trusted_hops: usize,
+) -> Option<String> {
+    if trusted_hops == 0 {
+        return peer.map(|p| p.to_string());
+    }
+    let mut chain: Vec<String> = req
+        .headers
+        .get_all(XFF)
+        .iter()
+        .flat_map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .filter(|v| !v.is_empty())
+        .collect();
+    chain.extend(peer.map(|p| p.to_string()));
+    let index = chain.len().saturating_sub(trusted_hops + 1);
+    chain.into_iter().nth(index)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +131,19 @@ mod tests {
     }
 
     const CLIENT: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7)));
+
+    #[test]
+    fn the_client_address_is_the_peer_or_the_entry_the_trusted_proxies_name() {
+        let peer = Some(IpAddr::from([10, 0, 0, 9]));
+        let req = request(&[
+            ("x-forwarded-for", "1.1.1.1, 2.2.2.2"),
+            ("x-forwarded-for", "3.3.3.3"),
+        ]);
+        assert_eq!(client_address(&req, peer, 0).as_deref(), Some("10.0.0.9"));
+        assert_eq!(client_address(&req, peer, 1).as_deref(), Some("3.3.3.3"));
+        assert_eq!(client_address(&req, peer, 2).as_deref(), Some("2.2.2.2"));
+        assert_eq!(client_address(&req, peer, 9).as_deref(), Some("1.1.1.1"));
+    }
 
     #[test]
     fn untrusted_client_values_are_replaced() {

@@ -19,6 +19,7 @@ pub(crate) mod downstream;
 pub(crate) mod forwarded;
 pub(crate) mod framing;
 pub(crate) mod headers;
+pub(crate) mod ratelimit;
 pub(crate) mod timeouts;
 
 use std::sync::Arc;
@@ -34,13 +35,16 @@ use pingora::proxy::{ProxyHttp, Session};
 
 use crate::handle::SnapshotHandle;
 use crate::metrics::Metrics;
+use crate::policy::global::GlobalLimiter;
+use crate::policy::local::RateLimiters;
 use crate::upstream::dns::Resolver;
-use crate::upstream::health::{self, Health};
+use crate::upstream::health::Health;
 use crate::upstream::mirror::Mirrors;
 use crate::upstream::peer::{self, BackendTimeouts};
 pub use ctx::RequestCtx;
 use ctx::Routed;
 use downstream::Downstream;
+use loom_core::policy::outlier::Outcome;
 
 /// What the proxies of every listener share.
 pub struct Shared {
@@ -50,8 +54,12 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Mirrored requests in flight.
     pub mirrors: Arc<Mirrors>,
-    /// Passive health of every endpoint.
+    /// Outlier detection and circuit-breaker limits of every backend.
     pub health: Arc<Health>,
+    /// Local rate-limit buckets.
+    pub rate_limits: RateLimiters,
+    /// Where global rate limits are counted (Redis), if anywhere.
+    pub global: Option<GlobalLimiter>,
     /// Backend timeouts where a route sets none.
     pub backend: BackendTimeouts,
     /// Proxies in front of Loom whose `X-Forwarded-*` headers are trusted (see `forwarded`).
@@ -76,6 +84,22 @@ impl LoomProxy {
             gateway,
             port,
             tls,
+        }
+    }
+}
+
+/// Says why a circuit breaker turned a request away (Envoy says `x-envoy-overloaded`).
+const OVERLOADED: HeaderName = HeaderName::from_static("x-loom-overloaded");
+
+impl LoomProxy {
+    /// Records what came of the current attempt for outlier detection.
+    fn record(&self, ctx: &RequestCtx, outcome: Outcome) {
+        if let (Some(routed), Some(health)) = (&ctx.route, &ctx.health)
+            && let Some(endpoint) = routed.backend.endpoints.get(ctx.endpoint)
+        {
+            self.shared
+                .health
+                .record(health, &routed.backend, endpoint, outcome);
         }
     }
 }
@@ -177,12 +201,62 @@ impl ProxyHttp for LoomProxy {
         };
         let origin = header.headers.get(http::header::ORIGIN).cloned();
         let decision = port.decide(&request, fastrand::u64(..));
+        if let Some(m) = decision.matched() {
+            ctx.label = Some((m.rule.route.to_string(), m.rule.rule_index.to_string()));
+            if let Some(limit) = &m.limit {
+                let peer = session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip());
+                let client =
+                    forwarded::client_address(session.req_header(), peer, self.shared.trusted_hops);
+                let counted = ratelimit::count(
+                    &self.shared,
+                    &published,
+                    limit,
+                    &session.req_header().headers,
+                    client.as_deref(),
+                )
+                .await;
+                match counted {
+                    ratelimit::Counted::Allowed(headers) => ctx.response_headers = headers,
+                    ratelimit::Counted::Limited(headers) => {
+                        self.shared
+                            .metrics
+                            .rate_limited(&limit.rate_limit.policy, &limit.rate_limit.route);
+                        respond(session, StatusCode::TOO_MANY_REQUESTS, &headers).await?;
+                        return Ok(true);
+                    }
+                    ratelimit::Counted::Unavailable => {
+                        respond(
+                            session,
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            &[(OVERLOADED, HeaderValue::from_static("rate-limit-store"))],
+                        )
+                        .await?;
+                        return Ok(true);
+                    }
+                }
+            }
+        }
         match decision {
             Decision::Forward(f) => {
-                ctx.label = Some((
-                    f.matched.rule.route.to_string(),
-                    f.matched.rule.rule_index.to_string(),
-                ));
+                let health = self.shared.health.backend(f.backend);
+                if let Some(breaker) = &f.backend.circuit_breaker {
+                    match health.admit(breaker, self.shared.backend.connect).await {
+                        Ok(admission) => ctx.admission = Some(admission),
+                        Err(why) => {
+                            respond(
+                                session,
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                &[(OVERLOADED, HeaderValue::from_static(why.as_str()))],
+                            )
+                            .await?;
+                            return Ok(true);
+                        }
+                    }
+                }
+                ctx.health = Some(health);
                 for m in &f.mirrors {
                     self.shared
                         .mirrors
@@ -223,23 +297,14 @@ impl ProxyHttp for LoomProxy {
                 Ok(false)
             }
             Decision::Redirect {
-                status,
-                location,
-                matched,
+                status, location, ..
             } => {
-                ctx.label = Some((
-                    matched.rule.route.to_string(),
-                    matched.rule.rule_index.to_string(),
-                ));
                 let location = HeaderValue::from_str(&location)
                     .or_err(InvalidHTTPHeader, "redirect location")?;
                 respond(session, status, &[(http::header::LOCATION, location)]).await?;
                 Ok(true)
             }
             Decision::Respond(r) => {
-                if let Some(m) = &r.matched {
-                    ctx.label = Some((m.rule.route.to_string(), m.rule.rule_index.to_string()));
-                }
                 respond(session, r.status, &r.headers).await?;
                 Ok(true)
             }
@@ -261,10 +326,13 @@ impl ProxyHttp for LoomProxy {
                 format!("{} has no ready endpoints", routed.backend.object),
             );
         }
+        let Some(health) = &ctx.health else {
+            return Error::e_explain(InternalError, "no backend state");
+        };
         ctx.endpoint = self
             .shared
             .health
-            .pick(endpoints, fastrand::usize(..), Instant::now());
+            .pick(health, endpoints, fastrand::usize(..));
         let endpoint = &endpoints[ctx.endpoint];
         // The compiler refuses endpoints that do not parse; this only guards against a
         // snapshot built some other way.
@@ -309,6 +377,12 @@ impl ProxyHttp for LoomProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let code = upstream_response.status.as_u16();
+        let outcome = if code >= 500 {
+            Outcome::ServerError
+        } else {
+            Outcome::Success
+        };
+        self.record(ctx, outcome);
         let Some(retry) = ctx.route.as_ref().and_then(|r| r.rule.retry.as_ref()) else {
             return Ok(());
         };
@@ -332,14 +406,8 @@ impl ProxyHttp for LoomProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let Some(endpoint) = ctx
-            .route
-            .as_ref()
-            .and_then(|r| r.backend.endpoints.get(ctx.endpoint))
-        {
-            log::warn!("{endpoint}: {e}; left out for {:?}", health::EJECT_FOR);
-            self.shared.health.eject(endpoint, Instant::now());
-        }
+        log::warn!("{e}");
+        self.record(ctx, Outcome::GatewayFailure);
         // A connection that could not be made is retried while the policy has attempts left.
         if let Some(retry) = ctx.route.as_ref().and_then(|r| r.rule.retry.as_ref())
             && ctx.tries <= retry.attempts
@@ -358,6 +426,14 @@ impl ProxyHttp for LoomProxy {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
+        if e.esource() == &ErrorSource::Upstream
+            && matches!(
+                e.etype(),
+                ConnectTimedout | ReadTimedout | WriteTimedout | ConnectionClosed | ReadError
+            )
+        {
+            self.record(ctx, Outcome::GatewayFailure);
+        }
         if session.response_written().is_some() {
             // Part of the response is on its way to the client: another attempt's response
             // cannot replace it.
@@ -433,6 +509,9 @@ impl ProxyHttp for LoomProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        for (name, value) in std::mem::take(&mut ctx.response_headers) {
+            upstream_response.insert_header(name, value)?;
+        }
         if let Some(r) = &ctx.route {
             r.rule.apply_response_headers(
                 r.backend_index,

@@ -1,42 +1,241 @@
-//! Passive health: an endpoint that refuses or times out a connection is left out of the
-//! choice for a while (EndpointSlice readiness is the active part, done by Kubernetes).
+//! Backend health: outlier detection and the concurrency limits of circuit breakers.
 //!
-//! When every endpoint of a backend is out, the choice falls back to all of them: a request
-//! that might fail is better than one that surely fails.
+//! One mechanism for every backend: loom-core's [`Outliers`] with the backend's
+//! CircuitBreakerPolicy, or [`OutlierConfig::PASSIVE`] without one (an endpoint that refuses
+//! or times out a connection is left out for 5 s). EndpointSlice readiness is the active
+//! part, done by Kubernetes.
+//!
+//! When every endpoint of a backend is ejected (possible with `maxEjectionPercent: 100`, and
+//! without a policy), the choice falls back to all of them: a request that might fail is
+//! better than one that surely fails.
+//!
+//! State is per backend (a Service port or a Loom Backend) and per endpoint; a reload keeps it
+//! for the backends and endpoints that still exist.
 
-use std::collections::HashMap;
-use std::sync::RwLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-/// How long a failed endpoint stays out.
-pub const EJECT_FOR: Duration = Duration::from_secs(5);
+use loom_core::input::ObjectKey;
+use loom_core::policy::outlier::{EndpointOutlier, Outcome, OutlierConfig, Outliers};
+use loom_core::snapshot::{BackendTarget, CircuitBreaker};
+use tokio::sync::Notify;
 
-/// Endpoints out of the choice, until when.
-#[derive(Debug, Default)]
+use crate::handle::Published;
+use crate::metrics::Metrics;
+
+/// A backend: the Service or Backend, and the Service port.
+type BackendId = (ObjectKey, Option<u16>);
+
+/// Health of every backend in use.
 pub struct Health {
-    down: RwLock<HashMap<String, Instant>>,
-    /// Entries in `down` (so the common case takes no lock).
-    count: AtomicUsize,
+    epoch: Instant,
+    backends: RwLock<HashMap<BackendId, Arc<BackendHealth>>>,
+    metrics: Arc<Metrics>,
+}
+
+/// One backend's outlier state and in-flight counts.
+pub struct BackendHealth {
+    outliers: Mutex<Outliers>,
+    /// Nothing failing or ejected: successes and picks take no lock.
+    quiet: AtomicBool,
+    /// Endpoints in the configuration (for the healthy-endpoints gauge).
+    endpoints: AtomicU32,
+    requests: AtomicU32,
+    connections: AtomicU32,
+    pending: AtomicU32,
+    released: Notify,
+}
+
+/// Why a circuit breaker turned a request away (the `x-loom-overloaded` header says which).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overloaded {
+    /// `maxRequests` requests are in flight.
+    MaxRequests,
+    /// `maxConnections` are in use and `maxPendingRequests` requests already wait.
+    MaxPendingRequests,
+    /// A connection did not free up in time.
+    PendingTimedOut,
+}
+
+impl Overloaded {
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overloaded::MaxRequests => "max-requests",
+            Overloaded::MaxPendingRequests => "max-pending-requests",
+            Overloaded::PendingTimedOut => "max-connections",
+        }
+    }
+}
+
+/// A request's share of a backend's limits, given back on drop.
+pub struct Admission {
+    backend: Arc<BackendHealth>,
+    request: bool,
+    connection: bool,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if self.request {
+            self.backend.requests.fetch_sub(1, Ordering::Relaxed);
+        }
+        if self.connection {
+            self.backend.connections.fetch_sub(1, Ordering::AcqRel);
+            self.backend.released.notify_one();
+        }
+    }
 }
 
 impl Health {
-    /// Leaves `endpoint` out of the choice until `now + EJECT_FOR`.
-    pub fn eject(&self, endpoint: &str, now: Instant) {
-        let mut down = self.down.write().unwrap_or_else(|p| p.into_inner());
-        down.retain(|_, until| *until > now);
-        down.insert(endpoint.to_owned(), now + EJECT_FOR);
-        self.count.store(down.len(), Ordering::Relaxed);
+    /// No backend tracked yet; `metrics` gets the healthy-endpoint gauges and ejections.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Health {
+            epoch: Instant::now(),
+            backends: RwLock::default(),
+            metrics,
+        }
+    }
+
+    /// Time since this tracker's epoch: loom-core's algorithms take `now` as a duration.
+    pub fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    /// The state of a backend, created on first use.
+    pub fn backend(&self, target: &BackendTarget) -> Arc<BackendHealth> {
+        let id = (target.object.clone(), target.port);
+        if let Some(b) = self
+            .backends
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+        {
+            return b.clone();
+        }
+        let mut all = self.backends.write().unwrap_or_else(|p| p.into_inner());
+        let b = all.entry(id).or_insert_with(|| {
+            let b = Arc::new(BackendHealth {
+                outliers: Mutex::new(Outliers::new(config(target))),
+                quiet: AtomicBool::new(true),
+                endpoints: AtomicU32::new(target.endpoints.len() as u32),
+                requests: AtomicU32::new(0),
+                connections: AtomicU32::new(0),
+                pending: AtomicU32::new(0),
+                released: Notify::new(),
+            });
+            self.metrics
+                .backend_healthy(&target.object, target.endpoints.len());
+            b
+        });
+        b.clone()
+    }
+
+    /// After a publish: forgets backends and endpoints the configuration no longer has, takes
+    /// on changed policies, and sets the healthy-endpoint gauges.
+    pub fn sync(&self, published: &Published) {
+        let mut seen: HashMap<BackendId, &BackendTarget> = HashMap::new();
+        for b in backends(published) {
+            seen.entry((b.object.clone(), b.port)).or_insert(b);
+        }
+        let now = self.now();
+        let mut all = self.backends.write().unwrap_or_else(|p| p.into_inner());
+        all.retain(|id, _| seen.contains_key(id));
+        self.metrics.reset_backends();
+        let mut endpoints: HashMap<&ObjectKey, (usize, usize)> = HashMap::new();
+        for (id, target) in &seen {
+            let ejected = match all.get(id) {
+                Some(b) => {
+                    b.endpoints
+                        .store(target.endpoints.len() as u32, Ordering::Relaxed);
+                    let mut o = b.lock();
+                    o.set_config(config(target));
+                    o.retain(&target.endpoints);
+                    b.quiet.store(o.is_quiet(), Ordering::Relaxed);
+                    o.ejected(now)
+                }
+                None => 0,
+            };
+            let e = endpoints.entry(&id.0).or_default();
+            e.0 += target.endpoints.len();
+            e.1 += ejected;
+        }
+        for (object, (total, ejected)) in endpoints {
+            self.metrics
+                .backend_healthy(object, total.saturating_sub(ejected));
+        }
+    }
+
+    /// Outlier state of every backend with something to report, for `/config`.
+    pub fn describe(&self) -> serde_json::Value {
+        let now = self.now();
+        let all = self.backends.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<serde_json::Value> = all
+            .iter()
+            .filter_map(|((object, port), b)| {
+                let o = b.lock();
+                let endpoints: Vec<EndpointOutlier> = o.describe(now);
+                (!endpoints.is_empty()).then(|| {
+                    serde_json::json!({
+                        "backend": object.to_string(),
+                        "port": port,
+                        "endpoints": endpoints,
+                    })
+                })
+            })
+            .collect();
+        out.sort_by_key(|v| v.to_string());
+        serde_json::Value::Array(out)
+    }
+
+    /// Records what came of a request to `endpoint` of `target`.
+    pub fn record(
+        &self,
+        b: &BackendHealth,
+        target: &BackendTarget,
+        endpoint: &str,
+        outcome: Outcome,
+    ) {
+        if outcome == Outcome::Success && b.quiet.load(Ordering::Relaxed) {
+            return;
+        }
+        let now = self.now();
+        let mut o = b.lock();
+        let cfg = config(target);
+        if *o.config() != cfg {
+            o.set_config(cfg);
+        }
+        let before = o.ejected(now);
+        if let Some(until) = o.record(endpoint, outcome, target.endpoints.len(), now) {
+            log::warn!(
+                "{} endpoint {endpoint} ejected for {:?} ({outcome:?})",
+                target.object,
+                until.saturating_sub(now)
+            );
+            self.metrics.backend_ejected(&target.object);
+        }
+        for back in o.sweep(now) {
+            log::info!("{} endpoint {back} is back", target.object);
+        }
+        let after = o.ejected(now);
+        b.quiet.store(o.is_quiet(), Ordering::Relaxed);
+        if before != after {
+            self.metrics
+                .backend_healthy(&target.object, target.endpoints.len().saturating_sub(after));
+        }
     }
 
     /// Picks an endpoint index: uniformly among those not ejected, or among all when every
     /// one is. `random` is any random number.
-    pub fn pick(&self, endpoints: &[String], random: usize, now: Instant) -> usize {
-        if self.count.load(Ordering::Relaxed) == 0 || endpoints.len() < 2 {
+    pub fn pick(&self, b: &BackendHealth, endpoints: &[String], random: usize) -> usize {
+        if endpoints.len() < 2 || b.quiet.load(Ordering::Relaxed) {
             return random % endpoints.len().max(1);
         }
-        let down = self.down.read().unwrap_or_else(|p| p.into_inner());
-        let up = |e: &String| down.get(e).is_none_or(|until| *until <= now);
+        let now = self.now();
+        let o = b.lock();
+        let up = |e: &String| !o.is_ejected(e, now);
         let healthy = endpoints.iter().filter(|e| up(e)).count();
         if healthy == 0 {
             return random % endpoints.len();
@@ -51,42 +250,222 @@ impl Health {
     }
 }
 
+impl BackendHealth {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Outliers> {
+        self.outliers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes a request's share of the breaker's limits: a request slot at once (or
+    /// [`Overloaded::MaxRequests`]), then a connection, waiting up to `wait` among at most
+    /// `maxPendingRequests` others when all are in use.
+    pub async fn admit(
+        self: &Arc<Self>,
+        breaker: &CircuitBreaker,
+        wait: Duration,
+    ) -> Result<Admission, Overloaded> {
+        let mut admission = Admission {
+            backend: self.clone(),
+            request: false,
+            connection: false,
+        };
+        if let Some(max) = breaker.max_requests {
+            if !take(&self.requests, max) {
+                return Err(Overloaded::MaxRequests);
+            }
+            admission.request = true;
+        }
+        let Some(max) = breaker.max_connections else {
+            return Ok(admission);
+        };
+        if take(&self.connections, max) {
+            admission.connection = true;
+            return Ok(admission);
+        }
+        if !take(&self.pending, breaker.max_pending_requests.unwrap_or(0)) {
+            return Err(Overloaded::MaxPendingRequests);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let waited = loop {
+            let released = self.released.notified();
+            if take(&self.connections, max) {
+                break true;
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                break take(&self.connections, max);
+            }
+        };
+        self.pending.fetch_sub(1, Ordering::Relaxed);
+        if waited {
+            admission.connection = true;
+            Ok(admission)
+        } else {
+            Err(Overloaded::PendingTimedOut)
+        }
+    }
+}
+
+/// Adds one to `counter` unless it is at `max`.
+fn take(counter: &AtomicU32, max: u32) -> bool {
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .is_ok()
+}
+
+fn config(target: &BackendTarget) -> OutlierConfig {
+    target
+        .circuit_breaker
+        .as_ref()
+        .map_or(OutlierConfig::PASSIVE, |c| c.outlier)
+}
+
+/// Every HTTP backend of a published configuration (rules and mirrors).
+fn backends(published: &Published) -> impl Iterator<Item = &BackendTarget> {
+    let mut seen = HashSet::new();
+    let mut out = vec![];
+    for g in published.snapshot.gateways.values() {
+        for port in g.ports.values() {
+            for l in port.http_listeners() {
+                for v in &l.vhosts {
+                    let rules = v
+                        .http
+                        .entries()
+                        .map(|(_, r)| r)
+                        .chain(v.grpc.entries().map(|(_, r)| r));
+                    for rule in rules {
+                        if !seen.insert(Arc::as_ptr(rule)) {
+                            continue;
+                        }
+                        for b in rule.backends.iter().filter_map(|b| b.target.as_ref().ok()) {
+                            out.push(b.as_ref());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out.into_iter()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use loom_core::input::Kind;
+    use loom_core::snapshot::AppProtocol;
 
-    fn eps() -> Vec<String> {
-        vec!["a:1".into(), "b:1".into(), "c:1".into()]
+    fn target(breaker: Option<CircuitBreaker>) -> BackendTarget {
+        BackendTarget {
+            object: ObjectKey {
+                kind: Kind::Service,
+                namespace: "default".into(),
+                name: "web".into(),
+            },
+            port: Some(80),
+            protocol: AppProtocol::Http,
+            endpoints: vec!["a:1".into(), "b:1".into(), "c:1".into()],
+            tls: None,
+            circuit_breaker: breaker.map(Arc::new),
+        }
+    }
+
+    fn breaker(
+        max_requests: Option<u32>,
+        max_connections: Option<u32>,
+        pending: Option<u32>,
+    ) -> CircuitBreaker {
+        CircuitBreaker {
+            policy: ObjectKey {
+                kind: Kind::CircuitBreakerPolicy,
+                namespace: "default".into(),
+                name: "cb".into(),
+            },
+            outlier: OutlierConfig::PASSIVE,
+            max_connections,
+            max_pending_requests: pending,
+            max_requests,
+        }
     }
 
     #[test]
-    fn ejected_endpoints_are_skipped_until_they_are_due_back() {
-        let h = Health::default();
-        let e = eps();
-        let t0 = Instant::now();
-        h.eject("b:1", t0);
+    fn without_a_policy_a_refused_endpoint_is_skipped_until_it_is_due_back() {
+        let h = Health::new(Metrics::new());
+        let t = target(None);
+        let b = h.backend(&t);
+        h.record(&b, &t, "b:1", Outcome::GatewayFailure);
         for r in 0..100 {
-            assert_ne!(h.pick(&e, r, t0), 1);
+            assert_ne!(h.pick(&b, &t.endpoints, r), 1);
         }
-        // Every healthy endpoint still gets picked.
         let picked: std::collections::BTreeSet<usize> =
-            (0..10).map(|r| h.pick(&e, r, t0)).collect();
+            (0..10).map(|r| h.pick(&b, &t.endpoints, r)).collect();
         assert_eq!(picked, [0, 2].into());
-        // Back after EJECT_FOR.
-        let later = t0 + EJECT_FOR + Duration::from_millis(1);
-        assert!((0..10).any(|r| h.pick(&e, r, later) == 1));
+        // A 5xx does not count without a policy.
+        h.record(&b, &t, "a:1", Outcome::ServerError);
+        assert!((0..10).any(|r| h.pick(&b, &t.endpoints, r) == 0));
     }
 
     #[test]
     fn with_every_endpoint_out_all_are_candidates_again() {
-        let h = Health::default();
-        let e = eps();
-        let t0 = Instant::now();
-        for x in &e {
-            h.eject(x, t0);
+        let h = Health::new(Metrics::new());
+        let t = target(None);
+        let b = h.backend(&t);
+        for e in &t.endpoints {
+            h.record(&b, &t, e, Outcome::GatewayFailure);
         }
         let picked: std::collections::BTreeSet<usize> =
-            (0..10).map(|r| h.pick(&e, r, t0)).collect();
+            (0..10).map(|r| h.pick(&b, &t.endpoints, r)).collect();
         assert_eq!(picked, [0, 1, 2].into());
+    }
+
+    #[tokio::test]
+    async fn max_requests_turns_the_next_request_away_until_one_finishes() {
+        let h = Health::new(Metrics::new());
+        let cb = breaker(Some(2), None, None);
+        let b = h.backend(&target(Some(cb.clone())));
+        let one = b.admit(&cb, Duration::ZERO).await.unwrap();
+        let _two = b.admit(&cb, Duration::ZERO).await.unwrap();
+        assert_eq!(
+            b.admit(&cb, Duration::ZERO).await.err(),
+            Some(Overloaded::MaxRequests)
+        );
+        drop(one);
+        assert!(b.admit(&cb, Duration::ZERO).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_request_waits_for_a_connection_among_at_most_max_pending() {
+        let h = Health::new(Metrics::new());
+        let cb = breaker(None, Some(1), Some(1));
+        let b = h.backend(&target(Some(cb.clone())));
+        let held = b.admit(&cb, Duration::ZERO).await.unwrap();
+        let waiter = {
+            let (b, cb) = (b.clone(), cb.clone());
+            tokio::spawn(async move { b.admit(&cb, Duration::from_secs(5)).await.is_ok() })
+        };
+        // The waiter takes the one pending place; a third request is turned away at once.
+        while b.pending.load(Ordering::Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            b.admit(&cb, Duration::from_secs(5)).await.err(),
+            Some(Overloaded::MaxPendingRequests)
+        );
+        drop(held);
+        assert!(
+            waiter.await.unwrap(),
+            "the waiter got the released connection"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_pending_places_a_busy_backend_answers_at_once() {
+        let h = Health::new(Metrics::new());
+        let cb = breaker(None, Some(1), None);
+        let b = h.backend(&target(Some(cb.clone())));
+        let _held = b.admit(&cb, Duration::ZERO).await.unwrap();
+        assert_eq!(
+            b.admit(&cb, Duration::from_secs(5)).await.err(),
+            Some(Overloaded::MaxPendingRequests)
+        );
     }
 }

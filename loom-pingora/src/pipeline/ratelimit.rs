@@ -1,0 +1,147 @@
+//! RateLimitPolicy enforcement: count a request in the bucket loom-core chose for it (here,
+//! or in Redis for global limits) and describe the outcome in the headers of the IETF
+//! httpapi draft (`RateLimit-Policy`, `RateLimit`; draft-ietf-httpapi-ratelimit-headers),
+//! with `Retry-After` on a 429.
+
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use loom_core::policy::gcra::Verdict;
+use loom_core::snapshot::{ClientKey, Limit};
+
+use super::Shared;
+use crate::handle::Published;
+use crate::policy::global::GlobalVerdict;
+
+/// `RateLimit-Policy`.
+pub(crate) const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// `RateLimit`.
+pub(crate) const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// What counting a request came to.
+pub(crate) enum Counted {
+    /// Go on; these headers go on the response.
+    Allowed(Vec<(HeaderName, HeaderValue)>),
+    /// Answer 429 with these headers.
+    Limited(Vec<(HeaderName, HeaderValue)>),
+    /// The shared store is unreachable and the policy fails closed: answer 503.
+    Unavailable,
+}
+
+/// Counts one request in the bucket of `limit`. `client` is the client's address as Loom
+/// determines it.
+pub(crate) async fn count(
+    shared: &Shared,
+    published: &Published,
+    limit: &Limit<'_>,
+    headers: &http::HeaderMap,
+    client: Option<&str>,
+) -> Counted {
+    let rl = limit.rate_limit;
+    let key: &[u8] = match &rl.key {
+        None => b"",
+        Some(ClientKey::ClientAddress { .. }) => client.unwrap_or("").as_bytes(),
+        Some(ClientKey::Header { name, .. }) => headers.get(name).map_or(b"", |v| v.as_bytes()),
+    };
+    let verdict = match rl.global {
+        None => {
+            let Some(bucket) = shared
+                .rate_limits
+                .buckets(published, rl)
+                .and_then(|b| b.bucket(limit.slot).cloned())
+            else {
+                return Counted::Allowed(vec![]);
+            };
+            bucket.check(key, shared.health.now())
+        }
+        Some(global) => {
+            let checked = match &shared.global {
+                Some(store) => {
+                    // The limit is part of the key: a changed limit starts a fresh bucket, as
+                    // local buckets do.
+                    let name = format!(
+                        "{}|{}/{}|{}",
+                        rl.bucket_name(limit.slot),
+                        limit.quota.requests_per_second(),
+                        limit.quota.burst(),
+                        String::from_utf8_lossy(key)
+                    );
+                    store
+                        .check(
+                            &name,
+                            limit.quota.requests_per_second(),
+                            limit.quota.burst(),
+                        )
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                None => Err("no Redis configured (--redis-url)".to_owned()),
+            };
+            match checked {
+                Ok(GlobalVerdict::Allowed { remaining, reset }) => {
+                    Verdict::Allowed { remaining, reset }
+                }
+                Ok(GlobalVerdict::Limited { retry_after, reset }) => {
+                    Verdict::Limited { retry_after, reset }
+                }
+                Err(e) => {
+                    shared
+                        .metrics
+                        .rate_limit_store_error(&rl.policy, global.fail_open);
+                    log::debug!("rate limit {}: {e}", rl.policy);
+                    return if global.fail_open {
+                        Counted::Allowed(vec![])
+                    } else {
+                        Counted::Unavailable
+                    };
+                }
+            }
+        }
+    };
+    let name = format!("{}/{}", rl.policy.name, limit.slot);
+    let policy = header(&format!(
+        "\"{name}\";q={};w={}",
+        limit.quota.burst(),
+        seconds(limit.quota.window())
+    ));
+    match verdict {
+        Verdict::Allowed { remaining, reset } => Counted::Allowed(vec![
+            (RATELIMIT_POLICY, policy),
+            (
+                RATELIMIT,
+                header(&format!("\"{name}\";r={remaining};t={}", seconds(reset))),
+            ),
+        ]),
+        Verdict::Limited { retry_after, .. } => {
+            let wait = seconds(retry_after);
+            Counted::Limited(vec![
+                (http::header::RETRY_AFTER, HeaderValue::from(wait)),
+                (RATELIMIT_POLICY, policy),
+                (RATELIMIT, header(&format!("\"{name}\";r=0;t={wait}"))),
+            ])
+        }
+    }
+}
+
+/// Whole seconds, rounded up (a client that waits this long is not limited again).
+fn seconds(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// A header value from text Loom wrote (policy names are DNS labels).
+fn header(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("\"invalid\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(seconds(Duration::from_millis(1)), 1);
+        assert_eq!(seconds(Duration::from_secs(2)), 2);
+        assert_eq!(seconds(Duration::from_millis(2001)), 3);
+        assert_eq!(seconds(Duration::ZERO), 0);
+    }
+}
