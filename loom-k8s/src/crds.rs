@@ -30,11 +30,17 @@ fn schema_of<T: JsonSchema>() -> Value {
 }
 
 /// `#[serde(default)]` makes schemars write `default: null` and `default: {}`: the API server
-/// would then store those values in every object. Absent is what Loom means.
+/// would then store those values in every object. Absent is what Loom means. And
+/// `deny_unknown_fields` writes `additionalProperties: false`, which a structural schema may
+/// not have: the API server prunes unknown fields anyway, and `kubectl apply` (strict field
+/// validation) refuses them.
 fn drop_defaults(v: &mut Value) {
     match v {
         Value::Object(m) => {
             m.remove("default");
+            if m.get("additionalProperties") == Some(&Value::Bool(false)) {
+                m.remove("additionalProperties");
+            }
             m.values_mut().for_each(drop_defaults);
         }
         Value::Array(a) => a.iter_mut().for_each(drop_defaults),
@@ -86,6 +92,74 @@ fn crd(kind: &str, plural: &str, description: &str, status: bool, spec: Value) -
     })
 }
 
+/// Adds CEL rules (`x-kubernetes-validations`) to the object schema at `path` (property names)
+/// under `spec`: mistakes `kubectl apply` refuses at once instead of a status to read later.
+fn validate(spec: &mut Value, path: &[&str], rules: &[(&str, &str)]) {
+    let mut node = spec;
+    for p in path {
+        node = &mut node["properties"][*p];
+        if node.get("items").is_some() {
+            node = &mut node["items"];
+        }
+    }
+    node["x-kubernetes-validations"] = rules
+        .iter()
+        .map(|(rule, message)| json!({"rule": rule, "message": message}))
+        .collect();
+}
+
+/// One target at least: `targetRef`, or a non-empty `targetRefs`.
+const HAS_TARGET: (&str, &str) = (
+    "has(self.targetRef) || (has(self.targetRefs) && size(self.targetRefs) > 0)",
+    "targetRef or targetRefs is required",
+);
+
+fn rate_limit_schema() -> Value {
+    let mut spec = schema_of::<RateLimitPolicySpec>();
+    validate(
+        &mut spec,
+        &[],
+        &[
+            HAS_TARGET,
+            (
+                "has(self.default) || (has(self.rules) && size(self.rules) > 0)",
+                "the policy limits nothing: it needs default, rules, or both",
+            ),
+        ],
+    );
+    validate(
+        &mut spec,
+        &["key"],
+        &[
+            (
+                "self.type in ['ClientAddress', 'Header']",
+                "key.type must be ClientAddress or Header",
+            ),
+            (
+                "self.type != 'Header' || has(self.header)",
+                "key.header is required with key.type Header",
+            ),
+        ],
+    );
+    spec
+}
+
+fn circuit_breaker_schema() -> Value {
+    let mut spec = schema_of::<CircuitBreakerPolicySpec>();
+    validate(
+        &mut spec,
+        &[],
+        &[
+            HAS_TARGET,
+            (
+                "!has(self.maxPendingRequests) || has(self.maxConnections)",
+                "maxPendingRequests needs maxConnections",
+            ),
+        ],
+    );
+    spec
+}
+
 /// Every CRD of Loom's kinds.
 pub fn crds() -> Vec<Value> {
     vec![
@@ -99,16 +173,17 @@ pub fn crds() -> Vec<Value> {
         crd(
             "RateLimitPolicy",
             "ratelimitpolicies",
-            "Local token-bucket rate limits for Gateways, routes or Services.",
+            "Token-bucket rate limits for the requests of routes and Gateways (per replica, or \
+             shared through Redis).",
             true,
-            schema_of::<RateLimitPolicySpec>(),
+            rate_limit_schema(),
         ),
         crd(
             "CircuitBreakerPolicy",
             "circuitbreakerpolicies",
-            "Connection, request and outlier limits towards backends.",
+            "Outlier detection and connection and request limits towards a Service or Backend.",
             true,
-            schema_of::<CircuitBreakerPolicySpec>(),
+            circuit_breaker_schema(),
         ),
         crd(
             "WASMPlugin",
@@ -161,6 +236,12 @@ mod tests {
                     "{}: default in {m:?}",
                     c["metadata"]["name"]
                 );
+                assert_ne!(
+                    m.get("additionalProperties"),
+                    Some(&Value::Bool(false)),
+                    "{}: additionalProperties false",
+                    c["metadata"]["name"]
+                );
                 if m.contains_key("properties") || m.contains_key("items") {
                     assert!(
                         m.contains_key("type"),
@@ -177,6 +258,30 @@ mod tests {
         let rl = &crds[1]["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
         let target = &rl["properties"]["spec"]["properties"]["targetRefs"]["items"];
         assert_eq!(target["properties"]["sectionName"]["type"], "string");
+        assert_eq!(
+            rl["properties"]["spec"]["properties"]["targetRef"]["properties"]["name"]["type"],
+            "string"
+        );
+        let rule = &rl["properties"]["spec"]["properties"]["rules"]["items"];
+        assert_eq!(
+            rule["properties"]["matches"]["items"]["properties"]["path"]["properties"]["type"]["type"],
+            "string"
+        );
+        assert_eq!(
+            rl["properties"]["spec"]["x-kubernetes-validations"][0]["message"],
+            "targetRef or targetRefs is required"
+        );
+        assert_eq!(
+            rl["properties"]["spec"]["properties"]["key"]["x-kubernetes-validations"]
+                .as_array()
+                .map(Vec::len),
+            Some(2)
+        );
+        let cb = &crds[2]["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        assert_eq!(
+            cb["properties"]["spec"]["properties"]["consecutive5xxErrors"]["minimum"],
+            1
+        );
         let cfg = &crds[0]["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
         assert_eq!(
             cfg["properties"]["spec"]["properties"]["resources"]["x-kubernetes-preserve-unknown-fields"],
