@@ -1,17 +1,13 @@
 //! `loom serve` as a user runs it: a real process, a file it watches, raw HTTP clients.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{Server, free_port, serve, test_dir, wait_for};
 
 /// A backend that answers every request with `backend <path>`; a path ending in `/slow`
 /// after 1.5 s.
@@ -59,14 +55,6 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
     ))
 }
 
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn config(port: u16, backend: u16, path: &str) -> String {
     format!(
         r#"apiVersion: gateway.networking.k8s.io/v1
@@ -94,44 +82,6 @@ spec:
   rules: [{{matches: [{{path: {{type: PathPrefix, value: {path}}}}}], backendRefs: [{{group: gateway.loom.dev, kind: Backend, name: app}}]}}]
 "#
     )
-}
-
-struct Server(Child);
-
-/// `loom serve -f path` on loopback with one worker thread, its admin listener on `admin`.
-fn serve(path: &std::path::Path, admin: u16, extra: &[&str]) -> Server {
-    let child = Command::new(env!("CARGO_BIN_EXE_loom"))
-        .args([
-            "serve",
-            "-f",
-            path.to_str().unwrap(),
-            "--bind",
-            "127.0.0.1",
-            "--threads",
-            "1",
-        ])
-        .args(["--admin", &format!("127.0.0.1:{admin}")])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Server(child)
-}
-
-/// A directory of its own for one test.
-fn test_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("loom-serve-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
