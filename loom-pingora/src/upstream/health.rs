@@ -25,13 +25,14 @@ use tokio::sync::Notify;
 use crate::handle::Published;
 use crate::metrics::Metrics;
 
-/// A backend: the Service or Backend, and the Service port.
-type BackendId = (ObjectKey, Option<u16>);
+/// The backends of a Service or Backend object, by Service port (looked up without cloning
+/// the key: this is on every request's path).
+type ByObject = HashMap<ObjectKey, Vec<(Option<u16>, Arc<BackendHealth>)>>;
 
 /// Health of every backend in use.
 pub struct Health {
     epoch: Instant,
-    backends: RwLock<HashMap<BackendId, Arc<BackendHealth>>>,
+    backends: RwLock<ByObject>,
     metrics: Arc<Metrics>,
 }
 
@@ -40,8 +41,6 @@ pub struct BackendHealth {
     outliers: Mutex<Outliers>,
     /// Nothing failing or ejected: successes and picks take no lock.
     quiet: AtomicBool,
-    /// Endpoints in the configuration (for the healthy-endpoints gauge).
-    endpoints: AtomicU32,
     requests: AtomicU32,
     connections: AtomicU32,
     pending: AtomicU32,
@@ -106,50 +105,56 @@ impl Health {
 
     /// The state of a backend, created on first use.
     pub fn backend(&self, target: &BackendTarget) -> Arc<BackendHealth> {
-        let id = (target.object.clone(), target.port);
-        if let Some(b) = self
-            .backends
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-        {
-            return b.clone();
+        let find = |all: &ByObject| {
+            all.get(&target.object)?
+                .iter()
+                .find(|(port, _)| *port == target.port)
+                .map(|(_, b)| b.clone())
+        };
+        if let Some(b) = find(&self.backends.read().unwrap_or_else(|p| p.into_inner())) {
+            return b;
         }
         let mut all = self.backends.write().unwrap_or_else(|p| p.into_inner());
-        let b = all.entry(id).or_insert_with(|| {
-            let b = Arc::new(BackendHealth {
-                outliers: Mutex::new(Outliers::new(config(target))),
-                quiet: AtomicBool::new(true),
-                endpoints: AtomicU32::new(target.endpoints.len() as u32),
-                requests: AtomicU32::new(0),
-                connections: AtomicU32::new(0),
-                pending: AtomicU32::new(0),
-                released: Notify::new(),
-            });
-            self.metrics
-                .backend_healthy(&target.object, target.endpoints.len());
-            b
+        if let Some(b) = find(&all) {
+            return b;
+        }
+        let b = Arc::new(BackendHealth {
+            outliers: Mutex::new(Outliers::new(config(target))),
+            quiet: AtomicBool::new(true),
+            requests: AtomicU32::new(0),
+            connections: AtomicU32::new(0),
+            pending: AtomicU32::new(0),
+            released: Notify::new(),
         });
-        b.clone()
+        all.entry(target.object.clone())
+            .or_default()
+            .push((target.port, b.clone()));
+        self.metrics
+            .backend_healthy(&target.object, target.endpoints.len());
+        b
     }
 
     /// After a publish: forgets backends and endpoints the configuration no longer has, takes
     /// on changed policies, and sets the healthy-endpoint gauges.
     pub fn sync(&self, published: &Published) {
-        let mut seen: HashMap<BackendId, &BackendTarget> = HashMap::new();
+        let mut seen: HashMap<(&ObjectKey, Option<u16>), &BackendTarget> = HashMap::new();
         for b in backends(published) {
-            seen.entry((b.object.clone(), b.port)).or_insert(b);
+            seen.entry((&b.object, b.port)).or_insert(b);
         }
         let now = self.now();
         let mut all = self.backends.write().unwrap_or_else(|p| p.into_inner());
-        all.retain(|id, _| seen.contains_key(id));
+        all.retain(|object, ports| {
+            ports.retain(|(port, _)| seen.contains_key(&(object, *port)));
+            !ports.is_empty()
+        });
         self.metrics.reset_backends();
         let mut endpoints: HashMap<&ObjectKey, (usize, usize)> = HashMap::new();
-        for (id, target) in &seen {
-            let ejected = match all.get(id) {
-                Some(b) => {
-                    b.endpoints
-                        .store(target.endpoints.len() as u32, Ordering::Relaxed);
+        for ((object, port), target) in &seen {
+            let state = all
+                .get(*object)
+                .and_then(|ports| ports.iter().find(|(p, _)| p == port));
+            let ejected = match state {
+                Some((_, b)) => {
                     let mut o = b.lock();
                     o.set_config(config(target));
                     o.retain(&target.endpoints);
@@ -158,7 +163,7 @@ impl Health {
                 }
                 None => 0,
             };
-            let e = endpoints.entry(&id.0).or_default();
+            let e = endpoints.entry(object).or_default();
             e.0 += target.endpoints.len();
             e.1 += ejected;
         }
@@ -174,7 +179,8 @@ impl Health {
         let all = self.backends.read().unwrap_or_else(|p| p.into_inner());
         let mut out: Vec<serde_json::Value> = all
             .iter()
-            .filter_map(|((object, port), b)| {
+            .flat_map(|(object, ports)| ports.iter().map(move |(port, b)| (object, port, b)))
+            .filter_map(|(object, port, b)| {
                 let o = b.lock();
                 let endpoints: Vec<EndpointOutlier> = o.describe(now);
                 (!endpoints.is_empty()).then(|| {
