@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# What Loom's traffic policies cost on the hot path: Loom with no policy, with a
+# RateLimitPolicy whose limit is never reached, and with a CircuitBreakerPolicy that never
+# trips, interleaved (none, ratelimit, breaker, none, ...) in one run of the shared harness
+# (one worker pinned, 50 keep-alive connections). Prints the median req/s and req per proxy
+# CPU-second of each, and each policy's ratio to none.
+#
+# usage: bench/policies.sh        env: REPS (5), WRK_DURATION (10), SHARED (../shared)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SHARED=${SHARED:-$ROOT/../shared}
+HARNESS=$SHARED/bench
+[ -x "$HARNESS/bench.sh" ] || { echo "no harness at $HARNESS" >&2; exit 2; }
+"$HARNESS/setup.sh"
+cargo build --release -q -p loom-cli --manifest-path "$ROOT/Cargo.toml"
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.toml" | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+export LOOM_BIN=$TARGET_DIR/release/loom
+export LOOM_ARGS='serve -f @CONF@ --threads @WORKERS@ --admin 127.0.0.1:0'
+export WORKERS_LIST=1 REPS=1 RUST_LOG=${RUST_LOG:-warn}
+OUT=$(mktemp -d /tmp/loom-bench-policies.XXXXXX)
+for rep in $(seq 1 "${POLICY_REPS:-5}"); do
+  for variant in none ratelimit breaker; do
+    case $variant in
+      none) tpl=$ROOT/bench/loom.yaml.tpl ;;
+      *) tpl=$ROOT/bench/loom-$variant.yaml.tpl ;;
+    esac
+    LOOM_CONF_TEMPLATE=$tpl OUT=$OUT/$variant-$rep "$HARNESS/bench.sh" loom >/dev/null 2>&1 ||
+      { echo "bench.sh failed for $variant (rep $rep): see $OUT/$variant-$rep" >&2; exit 1; }
+  done
+done
+python3 - "$OUT" <<'PY'
+import glob, json, os, statistics, sys
+out = sys.argv[1]
+runs = {}
+for f in glob.glob(os.path.join(out, "*", "results.jsonl")):
+    variant = os.path.basename(os.path.dirname(f)).rsplit("-", 1)[0]
+    for line in open(f):
+        d = json.loads(line)
+        if d.get("target") == "loom" and "rps" in d:
+            runs.setdefault(variant, []).append(d)
+med = lambda xs: statistics.median(xs)
+base = runs["none"]
+b_rps, b_cpu = med([r["rps"] for r in base]), med([r["req_per_proxy_cpu_s"] for r in base])
+print(f"| Loom with | runs | req/s (median) | ÷ none | req per proxy CPU-s | ÷ none |")
+print(f"| --- | --- | --- | --- | --- | --- |")
+for v in ["none", "ratelimit", "breaker"]:
+    rs = runs.get(v, [])
+    if not rs:
+        continue
+    rps, cpu = med([r["rps"] for r in rs]), med([r["req_per_proxy_cpu_s"] for r in rs])
+    print(f"| {v} | {len(rs)} | {rps:,.0f} | {rps / b_rps:.3f} | {cpu:,.0f} | {cpu / b_cpu:.3f} |")
+PY
+echo "raw results in $OUT"
