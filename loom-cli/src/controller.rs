@@ -163,7 +163,11 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                 cluster_role: args.data_plane_cluster_role.clone(),
                 admin_port: 9901,
                 log: args.data_plane_log.clone(),
-                redis_url: args.data_plane.redis_url.clone(),
+                redis: args
+                    .data_plane
+                    .redis_url
+                    .clone()
+                    .map(|url| (url, args.data_plane.redis_timeout_ms)),
             }),
         }),
         address_pool: args.address_pool,

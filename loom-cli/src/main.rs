@@ -46,6 +46,10 @@ enum Command {
         /// precedence order, backends).
         #[arg(long)]
         snapshot: bool,
+        /// Compile as for a data plane started with `--redis-url` (RateLimitPolicies with
+        /// `spec.global` are accepted).
+        #[arg(long)]
+        redis: bool,
     },
     /// Show which listener, route and rule a request would use, and the request the backend
     /// would receive.
@@ -62,6 +66,9 @@ enum Command {
         /// The Gateway (`namespace/name`); default: the only Gateway with a listener on the port.
         #[arg(long)]
         gateway: Option<String>,
+        /// Compile as for a data plane started with `--redis-url`.
+        #[arg(long)]
+        redis: bool,
     },
     /// Serve Gateway API manifests: listeners follow the Gateways, and file changes are live
     /// within milliseconds (a broken change is reported and the last good configuration keeps
@@ -93,13 +100,24 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let result = match cli.command {
-        Command::Check { paths, snapshot } => check(&paths, snapshot),
+        Command::Check {
+            paths,
+            snapshot,
+            redis,
+        } => check(&paths, snapshot, &options(redis)),
         Command::Explain {
             paths,
             request,
             headers,
             gateway,
-        } => explain(&paths, &request, &headers, gateway.as_deref()),
+            redis,
+        } => explain(
+            &paths,
+            &request,
+            &headers,
+            gateway.as_deref(),
+            &options(redis),
+        ),
         Command::Serve(args) => serve::run(args),
         Command::Controller(args) => controller::run(*args),
         Command::DataPlane(args) => controller::run_data_plane(args),
@@ -144,14 +162,22 @@ fn crds() -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn check(paths: &[PathBuf], show_snapshot: bool) -> Result<ExitCode> {
+/// Compile options of `check` and `explain`.
+fn options(redis: bool) -> loom_core::Options {
+    loom_core::Options {
+        global_rate_limits: redis,
+        ..Default::default()
+    }
+}
+
+fn check(paths: &[PathBuf], show_snapshot: bool, options: &loom_core::Options) -> Result<ExitCode> {
     let loaded = files::load_paths(paths)?;
     let mut bad = false;
     for e in &loaded.errors {
         eprintln!("{}: {e}", if e.is_warning() { "warning" } else { "error" });
         bad |= !e.is_warning();
     }
-    let compiled = loom_core::compile(&loaded.input);
+    let compiled = loom_core::compile_with(&loaded.input, options);
     for (key, status) in &compiled.status.objects {
         say!("---");
         say!("kind: {}", key.kind);
@@ -189,12 +215,13 @@ fn explain(
     request: &str,
     headers: &[String],
     gateway: Option<&str>,
+    options: &loom_core::Options,
 ) -> Result<ExitCode> {
     let loaded = files::load_paths(paths)?;
     for e in &loaded.errors {
         eprintln!("{}: {e}", if e.is_warning() { "warning" } else { "error" });
     }
-    let compiled = loom_core::compile(&loaded.input);
+    let compiled = loom_core::compile_with(&loaded.input, options);
     let (method, url) = request.split_once(' ').unwrap_or(("GET", request));
     let uri: http::Uri = url
         .parse()
@@ -347,21 +374,25 @@ fn explain(
         Decision::Forward(f) => {
             matched(&f.matched);
             say!(
-                "decision: forward to {} port {:?} ({:?}), endpoints {:?}",
+                "decision: forward to {}{} ({:?}), endpoints {:?}",
                 f.backend.object,
-                f.backend.port,
+                f.backend
+                    .port
+                    .map(|p| format!(" port {p}"))
+                    .unwrap_or_default(),
                 f.backend.protocol,
                 f.backend.endpoints
             );
             if let Some(cb) = &f.backend.circuit_breaker {
+                let limit = |v: Option<u32>| v.map_or("unlimited".to_owned(), |n| n.to_string());
                 say!("circuit breaker: {}: {}", cb.policy, cb.outlier_summary());
                 say!(
-                    "  limits: maxConnections {:?}, maxPendingRequests {:?}, maxRequests {:?}; \
-                     which endpoints are ejected now is live state: see /config on the admin \
-                     listener of the running data plane",
-                    cb.max_connections,
-                    cb.max_pending_requests,
-                    cb.max_requests
+                    "  maxConnections {}, maxPendingRequests {}, maxRequests {}; which endpoints \
+                     are ejected now is live state: see /config on the admin listener of the \
+                     running data plane",
+                    limit(cb.max_connections),
+                    cb.max_pending_requests.unwrap_or(0),
+                    limit(cb.max_requests)
                 );
             }
             say!("backend receives:");

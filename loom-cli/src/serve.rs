@@ -43,7 +43,7 @@ pub(crate) struct DataPlaneFlags {
     /// Milliseconds one global rate-limit check may take before the policy's failure mode
     /// (`failOpen`) decides.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
-    redis_timeout_ms: u64,
+    pub(crate) redis_timeout_ms: u64,
 }
 
 fn at_least_one(s: &str) -> Result<usize, String> {

@@ -41,7 +41,16 @@ fn drop_defaults(v: &mut Value) {
             if m.get("additionalProperties") == Some(&Value::Bool(false)) {
                 m.remove("additionalProperties");
             }
-            m.values_mut().for_each(drop_defaults);
+            for (key, value) in m.iter_mut() {
+                match (key.as_str(), value) {
+                    // A property that happens to be called `default` (RateLimitPolicy's) is a
+                    // schema, not a default value: keep it, clean inside it.
+                    ("properties", Value::Object(properties)) => {
+                        properties.values_mut().for_each(drop_defaults)
+                    }
+                    (_, value) => drop_defaults(value),
+                }
+            }
         }
         Value::Array(a) => a.iter_mut().for_each(drop_defaults),
         _ => {}
@@ -231,8 +240,10 @@ mod tests {
                     "{}: $ref in {m:?}",
                     c["metadata"]["name"]
                 );
+                // No default values in a schema node (a `properties` map may name a field
+                // `default`).
                 assert!(
-                    !m.contains_key("default"),
+                    !(m.contains_key("type") && m.contains_key("default")),
                     "{}: default in {m:?}",
                     c["metadata"]["name"]
                 );
@@ -261,6 +272,11 @@ mod tests {
         assert_eq!(
             rl["properties"]["spec"]["properties"]["targetRef"]["properties"]["name"]["type"],
             "string"
+        );
+        // A property named `default` survives the removal of default values.
+        assert_eq!(
+            rl["properties"]["spec"]["properties"]["default"]["properties"]["requestsPerSecond"]["minimum"],
+            1
         );
         let rule = &rl["properties"]["spec"]["properties"]["rules"]["items"];
         assert_eq!(

@@ -57,8 +57,9 @@ pub struct DataPlane {
     pub admin_port: u16,
     /// `RUST_LOG` of the pods.
     pub log: String,
-    /// Redis for global rate limits (`--redis-url` of the pods).
-    pub redis_url: Option<String>,
+    /// Redis for global rate limits and the timeout of one check in milliseconds
+    /// (`--redis-url`, `--redis-timeout-ms` of the pods).
+    pub redis: Option<(String, u64)>,
 }
 
 impl Default for DataPlane {
@@ -70,7 +71,7 @@ impl Default for DataPlane {
             cluster_role: "loom-data-plane".into(),
             admin_port: 9901,
             log: "info".into(),
-            redis_url: None,
+            redis: None,
         }
     }
 }
@@ -108,6 +109,8 @@ pub struct Shape {
     pub service_type: Option<String>,
     /// Extra labels for every provisioned object.
     pub labels: BTreeMap<String, String>,
+    /// HTTPS listeners also serve HTTP/3: their ports are open on UDP too.
+    pub http3: Option<bool>,
 }
 
 /// The [`Shape`] for `gw`. References that do not resolve add nothing (the compiler reports
@@ -141,7 +144,9 @@ pub fn shape(input: &Input, gw: &Gateway) -> Shape {
             resources,
             service_type,
             labels,
+            http3,
         } = spec;
+        shape.http3 = http3.as_ref().and_then(|h| h.enabled).or(shape.http3);
         shape.replicas = replicas.or(shape.replicas);
         shape.resources = resources.clone().or(shape.resources.take());
         shape.service_type = service_type.clone().or(shape.service_type.take());
@@ -188,13 +193,19 @@ fn metadata(gw: &Gateway, shape: &Shape, data_plane: bool) -> Option<Value> {
 }
 
 /// The listener ports of `gw`, sorted, with their protocol.
-fn ports(gw: &Gateway) -> Vec<(i32, &'static str)> {
-    let mut ports: Vec<(i32, &str)> = gw
-        .spec
-        .listeners
-        .iter()
-        .map(|l| (l.port, if l.protocol == "UDP" { "UDP" } else { "TCP" }))
-        .collect();
+/// The ports of `gw`'s listeners with their transport: UDP for UDP listeners and HTTP/3 (an
+/// HTTP listener with `tls`, or every HTTPS listener when `http3` is on), TCP for the others
+/// (an HTTPS port with HTTP/3 is open on both).
+fn ports(gw: &Gateway, http3: bool) -> Vec<(i32, &'static str)> {
+    let mut ports: Vec<(i32, &str)> = vec![];
+    for l in &gw.spec.listeners {
+        match l.protocol.as_str() {
+            "UDP" => ports.push((l.port, "UDP")),
+            "HTTP" if l.tls.is_some() => ports.push((l.port, "UDP")),
+            "HTTPS" if http3 => ports.extend([(l.port, "TCP"), (l.port, "UDP")]),
+            _ => ports.push((l.port, "TCP")),
+        }
+    }
     ports.sort_unstable();
     ports.dedup();
     ports
@@ -203,11 +214,11 @@ fn ports(gw: &Gateway) -> Vec<(i32, &'static str)> {
 /// The server-side apply body of the Service for `gw`; `None` when the Gateway has no
 /// listeners (a Service needs a port) or no uid yet.
 pub fn service_for(input: &Input, gw: &Gateway, p: &Provision) -> Option<Value> {
-    let ports = ports(gw);
+    let shape = shape(input, gw);
+    let ports = ports(gw, shape.http3 == Some(true));
     if ports.is_empty() {
         return None;
     }
-    let shape = shape(input, gw);
     let meta = metadata(gw, &shape, false)?;
     let service_type = shape
         .service_type
@@ -247,11 +258,12 @@ pub fn service_for(input: &Input, gw: &Gateway, p: &Provision) -> Option<Value> 
 /// controller's own Service (`Provision::endpoints_from`); `None` without that setting.
 pub fn endpoint_slice_for(input: &Input, gw: &Gateway, p: &Provision) -> Option<Value> {
     let (from_ns, from_name) = p.endpoints_from.as_ref()?;
-    let ports = ports(gw);
+    let shape = shape(input, gw);
+    let ports = ports(gw, shape.http3 == Some(true));
     if ports.is_empty() {
         return None;
     }
-    let mut meta = metadata(gw, &shape(input, gw), false)?;
+    let mut meta = metadata(gw, &shape, false)?;
     let name = service_name(&gw.metadata.name);
     meta["labels"]["kubernetes.io/service-name"] = json!(name);
     meta["labels"]["endpointslice.kubernetes.io/managed-by"] = json!("loom.dev");
@@ -299,7 +311,7 @@ pub fn deployment_for(input: &Input, gw: &Gateway, dp: &DataPlane) -> Option<Val
     let ns = gw.metadata.namespace_or_default();
     let pod_annotations = meta["annotations"].clone();
     meta["annotations"][CONTROLLER_ANNOTATION] = json!(dp.controller_name);
-    let mut container_ports: Vec<Value> = ports(gw)
+    let mut container_ports: Vec<Value> = ports(gw, shape.http3 == Some(true))
         .iter()
         .map(|(port, proto)| json!({"containerPort": port, "protocol": proto}))
         .collect();
@@ -335,8 +347,13 @@ pub fn deployment_for(input: &Input, gw: &Gateway, dp: &DataPlane) -> Option<Val
     if let Some(r) = &shape.resources {
         container["resources"] = r.clone();
     }
-    if let (Some(url), Some(args)) = (&dp.redis_url, container["args"].as_array_mut()) {
-        args.extend([json!("--redis-url"), json!(url)]);
+    if let (Some((url, timeout_ms)), Some(args)) = (&dp.redis, container["args"].as_array_mut()) {
+        args.extend([
+            json!("--redis-url"),
+            json!(url),
+            json!("--redis-timeout-ms"),
+            json!(timeout_ms.to_string()),
+        ]);
     }
     Some(json!({
         "apiVersion": "apps/v1",

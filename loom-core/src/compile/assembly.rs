@@ -43,7 +43,14 @@ impl Gateways<'_> {
                 };
                 match l.protocol {
                     Some(Protocol::Http) => port.http.push(http()),
-                    Some(Protocol::Https) => port.https.push(http()),
+                    Some(Protocol::Https) => {
+                        let listener = http();
+                        if gw.http3 {
+                            port.http3.push(listener.clone());
+                        }
+                        port.https.push(listener);
+                    }
+                    Some(Protocol::Http3) => port.http3.push(http()),
                     Some(Protocol::Tls) => port.tls.push(build_tls_listener(l, li, attached)),
                     Some(p @ (Protocol::Tcp | Protocol::Udp)) => {
                         // Several routes may attach; the oldest gets the traffic.
@@ -94,6 +101,7 @@ struct PortBuilder {
     tls: Vec<TlsListener>,
     tcp: Option<L4Listener>,
     udp: Option<L4Listener>,
+    http3: Vec<HttpListener>,
 }
 
 impl PortBuilder {
@@ -109,7 +117,9 @@ impl PortBuilder {
             mut tls,
             tcp,
             udp,
+            mut http3,
         } = self;
+        http3.sort_by(|a, b| by_hostname(&a.hostname, &b.hostname));
         http.sort_by(|a, b| by_hostname(&a.hostname, &b.hostname));
         https.sort_by(|a, b| by_hostname(&a.hostname, &b.hostname));
         tls.sort_by(|a, b| by_hostname(&a.hostname, &b.hostname));
@@ -123,7 +133,11 @@ impl PortBuilder {
         PortSnapshot {
             port,
             listeners,
-            udp,
+            udp: match udp {
+                Some(l4) => Some(UdpListeners::L4(l4)),
+                None if !http3.is_empty() => Some(UdpListeners::Http3(http3)),
+                None => None,
+            },
         }
     }
 }
@@ -321,7 +335,7 @@ mod tests {
         assert_eq!(names(https), ["web"]);
         assert_eq!(tls[0].name, "passthrough");
         assert_eq!(names(port.http_listeners()), ["web"]);
-        assert_eq!(port.udp.as_ref().map(|l| l.name.as_str()), Some("quic"));
+        assert_eq!(port.udp_listener().map(|l| l.name.as_str()), Some("quic"));
         // HTTPS alone is a TLS port too.
         let port = PortBuilder {
             https: vec![http("web", None, true)],

@@ -50,6 +50,7 @@ impl<'a> Gateways<'a> {
                 backend_client_cert: None,
                 insecure_fallback: false,
                 addresses: vec![],
+                http3: false,
             };
             this.gateway_checks(&mut checked);
             this.by_name
@@ -74,6 +75,41 @@ impl<'a> Gateways<'a> {
         self.listeners.len() - 1
     }
 
+    /// `http3.enabled` of the Gateway's own GatewayClassConfig, else of its class's.
+    fn http3_enabled(&self, gw: &Gateway) -> bool {
+        let config = |ns: &str, group: &str, kind: &str, name: &str| {
+            (group == LOOM_GROUP && kind == "GatewayClassConfig")
+                .then(|| self.lookup.class_config(ns, name))
+                .flatten()
+                .and_then(|c| c.spec.http3.as_ref()?.enabled)
+        };
+        let own = gw
+            .spec
+            .infrastructure
+            .as_ref()
+            .and_then(|i| i.parameters_ref.as_ref())
+            .and_then(|p| {
+                config(
+                    gw.metadata.namespace_or_default(),
+                    &p.group,
+                    &p.kind,
+                    &p.name,
+                )
+            });
+        let class = || {
+            let class = self
+                .lookup
+                .input
+                .gateway_classes
+                .iter()
+                .find(|c| c.metadata.name == gw.spec.gateway_class_name)?;
+            let p = class.spec.parameters_ref.as_ref()?;
+            let ns = p.namespace.as_deref().unwrap_or("default");
+            config(ns, &p.group, &p.kind, &p.name)
+        };
+        own.or_else(class).unwrap_or(false)
+    }
+
     fn gateway_checks(&self, checked: &mut CheckedGateway<'a>) {
         let gw = checked.gateway;
         let ns = gw.metadata.namespace_or_default();
@@ -96,6 +132,7 @@ impl<'a> Gateways<'a> {
                 name: p.name.clone(),
             });
         }
+        checked.http3 = self.http3_enabled(gw);
         // Addresses.
         let defaults = opts
             .gateway_addresses

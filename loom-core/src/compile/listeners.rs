@@ -26,7 +26,10 @@ pub(crate) fn check_listener<'a>(
         owner,
         spec,
         port: u16::try_from(spec.port).unwrap_or(0),
-        protocol: Protocol::parse(&spec.protocol),
+        protocol: Protocol::parse(&spec.protocol).map(|p| match (p, &spec.tls) {
+            (Protocol::Http, Some(_)) => Protocol::Http3,
+            (p, _) => p,
+        }),
         hostname: None,
         kinds: vec![],
         not_accepted: None,
@@ -95,7 +98,7 @@ pub(crate) fn check_listener<'a>(
         listener.owner.namespace.as_str(),
     );
     match protocol {
-        Protocol::Https | Protocol::Tls => {
+        Protocol::Https | Protocol::Http3 | Protocol::Tls => {
             let Some(tls) = &spec.tls else {
                 listener.not_accepted = Some(ListenerError::MissingTls(spec.protocol.clone()));
                 return listener;
@@ -131,7 +134,7 @@ pub(crate) fn check_listener<'a>(
                     .unresolved
                     .get_or_insert(ListenerRefError::NoCertificateRefs);
             }
-            let client_validation = if protocol == Protocol::Https {
+            let client_validation = if matches!(protocol, Protocol::Https | Protocol::Http3) {
                 frontend_validation(lookup, gw, &mut listener)
             } else {
                 None
@@ -193,7 +196,8 @@ pub(crate) struct PortClaim<'l> {
 impl PortClaim<'_> {
     /// How this claim clashes with the ones kept before it on its port: a protocol that
     /// cannot share the port, TCP with TCP included (`ProtocolConflict`), or the same hostname,
-    /// or for UDP any earlier UDP listener (`HostnameConflict`). TCP and UDP never meet.
+    /// or for UDP any earlier UDP listener (`HostnameConflict`). TCP and UDP never meet; HTTP/3
+    /// is on UDP (it shares a port with HTTPS, and not with a UDP listener).
     pub(crate) fn conflict(&self, earlier: &[PortClaim<'_>]) -> Option<Reason> {
         earlier
             .iter()

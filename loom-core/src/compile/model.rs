@@ -20,6 +20,10 @@ pub(crate) type Classes = BTreeMap<String, bool>;
 pub(crate) enum Protocol {
     Http,
     Https,
+    /// An `HTTP` listener with a `tls` block: HTTP/3 over QUIC, on UDP at its port (Loom's
+    /// file form; the API server refuses `tls` on an HTTP listener, so on Kubernetes a
+    /// GatewayClassConfig's `http3.enabled` adds HTTP/3 to every HTTPS listener instead).
+    Http3,
     Tls,
     Tcp,
     Udp,
@@ -39,7 +43,9 @@ impl Protocol {
 
     pub(crate) fn kinds(self) -> &'static [Kind] {
         match self {
-            Protocol::Http | Protocol::Https => &[Kind::HttpRoute, Kind::GrpcRoute],
+            Protocol::Http | Protocol::Https | Protocol::Http3 => {
+                &[Kind::HttpRoute, Kind::GrpcRoute]
+            }
             Protocol::Tls => &[Kind::TlsRoute],
             Protocol::Tcp => &[Kind::TcpRoute],
             Protocol::Udp => &[Kind::UdpRoute],
@@ -50,8 +56,9 @@ impl Protocol {
     pub(crate) fn shares_port_with(self, other: Protocol) -> Option<bool> {
         use Protocol::*;
         match (self, other) {
-            (Udp, Udp) => Some(true),
-            (Udp, _) | (_, Udp) => None, // different transports never meet
+            (Udp, Udp) | (Http3, Http3) => Some(true),
+            (Udp, Http3) | (Http3, Udp) => Some(false),
+            (Udp | Http3, _) | (_, Udp | Http3) => None, // different transports never meet
             (Http, Http) | (Https | Tls, Https | Tls) => Some(true),
             _ => Some(false),
         }
@@ -116,6 +123,8 @@ pub(crate) struct CheckedGateway<'a> {
     pub(crate) backend_client_cert: Option<Result<Certificate, SecretRefError>>,
     pub(crate) insecure_fallback: bool,
     pub(crate) addresses: Vec<StatusAddress>,
+    /// HTTPS listeners also serve HTTP/3 (GatewayClassConfig `http3.enabled`).
+    pub(crate) http3: bool,
 }
 
 /// A ListenerSet being compiled.

@@ -433,13 +433,24 @@ pub(crate) fn write_traffic_policy_status(
                     (None, Err(e)) => {
                         Condition::new(ConditionType::Accepted, false, e.reason(), e.to_string(), g)
                     }
-                    (None, Ok(())) => Condition::new(
-                        ConditionType::Accepted,
-                        true,
-                        Reason::Accepted,
-                        format!("enforced on {} {}: {effect}", t.target.kind, t.target.name),
-                        g,
-                    ),
+                    (None, Ok(())) => {
+                        let section = match (t.target.kind.as_str(), &t.target.section_name) {
+                            (_, None) => String::new(),
+                            ("Gateway", Some(s)) => format!(" listener {s}"),
+                            ("Service", Some(s)) => format!(" port {s}"),
+                            (_, Some(s)) => format!(" rule {s}"),
+                        };
+                        Condition::new(
+                            ConditionType::Accepted,
+                            true,
+                            Reason::Accepted,
+                            format!(
+                                "enforced on {} {}{section}: {effect}",
+                                t.target.kind, t.target.name
+                            ),
+                            g,
+                        )
+                    }
                 };
                 policy_ancestor(lookup, &key.namespace, &t.target, condition)
             })

@@ -29,6 +29,18 @@ pub struct GatewayClassConfigSpec {
     pub service_type: Option<String>,
     /// Extra labels for provisioned objects.
     pub labels: BTreeMap<String, String>,
+    /// HTTP/3: with `enabled: true` every HTTPS listener of the Gateways this configures also
+    /// serves HTTP/3 (QUIC) on UDP at its port.
+    pub http3: Option<Http3Config>,
+}
+
+/// `GatewayClassConfig.spec.http3`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct Http3Config {
+    /// Serve HTTP/3 beside HTTPS (default false).
+    pub enabled: Option<bool>,
 }
 
 /// Which object a Loom policy applies to (Gateway API's

@@ -106,8 +106,9 @@ impl EndpointState {
     }
 }
 
-/// One endpoint's outlier state, for `/config`.
+/// One endpoint's outlier state, for `/config` (camelCase, times in seconds).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EndpointOutlier {
     /// `"address:port"`.
     pub endpoint: String,
@@ -116,7 +117,15 @@ pub struct EndpointOutlier {
     /// Times ejected, less those forgiven (n).
     pub ejections: u32,
     /// The time left of its ejection, if it is ejected.
+    #[serde(rename = "ejectedForSeconds", serialize_with = "seconds")]
     pub ejected_for: Option<Duration>,
+}
+
+fn seconds<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
 }
 
 impl Outliers {
@@ -514,9 +523,9 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!([
-                {"endpoint": A, "consecutive_failures": 1, "ejections": 0, "ejected_for": null},
-                {"endpoint": B, "consecutive_failures": 0, "ejections": 1,
-                 "ejected_for": {"secs": 20, "nanos": 0}},
+                {"endpoint": A, "consecutiveFailures": 1, "ejections": 0, "ejectedForSeconds": null},
+                {"endpoint": B, "consecutiveFailures": 0, "ejections": 1,
+                 "ejectedForSeconds": 20.0},
             ])
         );
         assert_eq!(o.describe(secs(30))[1].ejected_for, None);

@@ -46,11 +46,8 @@ pub fn describe(snapshot: &Snapshot) -> serde_json::Value {
     for (name, g) in &snapshot.gateways {
         let mut ports = serde_json::Map::new();
         for (port, p) in &g.ports {
-            let http: Vec<Value> = p
-                .http_listeners()
-                .iter()
-                .map(|l| {
-                    let vhosts: Vec<Value> = l
+            let listener = |l: &super::HttpListener| {
+                let vhosts: Vec<Value> = l
                         .vhosts
                         .iter()
                         .map(|v| {
@@ -63,9 +60,9 @@ pub fn describe(snapshot: &Snapshot) -> serde_json::Value {
                             json!({"hostname": v.hostname.as_ref().map(|h| h.to_string()), "http": http, "grpcMatches": v.grpc.len()})
                         })
                         .collect();
-                    json!({"listener": l.name, "hostname": l.hostname.as_ref().map(|h| h.to_string()), "tls": l.tls.is_some(), "vhosts": vhosts})
-                })
-                .collect();
+                json!({"listener": l.name, "hostname": l.hostname.as_ref().map(|h| h.to_string()), "tls": l.tls.is_some(), "vhosts": vhosts})
+            };
+            let http: Vec<Value> = p.http_listeners().iter().map(listener).collect();
             let tls: Vec<Value> = p
                 .tls_listeners()
                 .iter()
@@ -75,10 +72,11 @@ pub fn describe(snapshot: &Snapshot) -> serde_json::Value {
             let l4 = |l: Option<&L4Listener>| {
                 l.map(|l| json!({"listener": l.name, "route": l.rule.route.to_string(), "backends": backends(&l.rule.backends)}))
             };
-            ports.insert(
-                port.to_string(),
-                json!({"http": http, "tls": tls, "tcp": l4(p.tcp_listener()), "udp": l4(p.udp.as_ref())}),
-            );
+            let mut described = json!({"http": http, "tls": tls, "tcp": l4(p.tcp_listener()), "udp": l4(p.udp_listener())});
+            if !p.http3_listeners().is_empty() {
+                described["http3"] = p.http3_listeners().iter().map(listener).collect();
+            }
+            ports.insert(port.to_string(), described);
         }
         gateways.insert(
             format!("{}/{}", name.namespace, name.name),

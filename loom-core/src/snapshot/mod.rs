@@ -91,8 +91,19 @@ pub struct PortSnapshot {
     /// What serves TCP connections; `None` when nothing does (only UDP listens here, or no
     /// route has attached to the TCP listener yet).
     pub listeners: Option<PortListeners>,
-    /// The UDP listener's route. UDP shares a port with any TCP listener.
-    pub udp: Option<L4Listener>,
+    /// What serves UDP datagrams: a UDP listener or HTTP/3. UDP shares a port with any TCP
+    /// listener.
+    pub udp: Option<UdpListeners>,
+}
+
+/// What serves UDP on a port. Listener conflicts leave one kind per port.
+#[derive(Clone, Debug)]
+pub enum UdpListeners {
+    /// A UDP listener and the route that gets its datagrams.
+    L4(L4Listener),
+    /// HTTP/3 over QUIC: the QUIC handshake's SNI chooses a listener, most specific hostname
+    /// first; served like HTTPS listeners.
+    Http3(Vec<HttpListener>),
 }
 
 /// What serves TCP connections on a port. Listener conflicts leave one kind per port.
@@ -125,6 +136,22 @@ impl PortSnapshot {
         match &self.listeners {
             Some(PortListeners::Tls { tls, .. }) => tls,
             Some(PortListeners::Http(_) | PortListeners::Tcp(_)) | None => &[],
+        }
+    }
+
+    /// The HTTP/3 listeners, most specific hostname first.
+    pub fn http3_listeners(&self) -> &[HttpListener] {
+        match &self.udp {
+            Some(UdpListeners::Http3(l)) => l,
+            _ => &[],
+        }
+    }
+
+    /// The UDP listener (UDPRoute).
+    pub fn udp_listener(&self) -> Option<&L4Listener> {
+        match &self.udp {
+            Some(UdpListeners::L4(l)) => Some(l),
+            _ => None,
         }
     }
 

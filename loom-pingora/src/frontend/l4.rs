@@ -240,7 +240,7 @@ pub(crate) async fn udp_loop(
                 let Some(rule) = published
                     .snapshot
                     .port(&gateway, port)
-                    .and_then(|p| p.udp.as_ref())
+                    .and_then(|p| p.udp_listener())
                     .map(|l| l.rule.clone())
                 else {
                     continue;

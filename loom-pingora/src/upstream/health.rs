@@ -41,6 +41,10 @@ pub struct BackendHealth {
     outliers: Mutex<Outliers>,
     /// Nothing failing or ejected: successes and picks take no lock.
     quiet: AtomicBool,
+    /// Endpoints in the configuration, and how many of them were ejected when last looked
+    /// (for the healthy-endpoints gauge).
+    endpoints: AtomicU32,
+    ejected: AtomicU32,
     requests: AtomicU32,
     connections: AtomicU32,
     pending: AtomicU32,
@@ -121,6 +125,8 @@ impl Health {
         let b = Arc::new(BackendHealth {
             outliers: Mutex::new(Outliers::new(config(target))),
             quiet: AtomicBool::new(true),
+            endpoints: AtomicU32::new(target.endpoints.len() as u32),
+            ejected: AtomicU32::new(0),
             requests: AtomicU32::new(0),
             connections: AtomicU32::new(0),
             pending: AtomicU32::new(0),
@@ -129,9 +135,25 @@ impl Health {
         all.entry(target.object.clone())
             .or_default()
             .push((target.port, b.clone()));
-        self.metrics
-            .backend_healthy(&target.object, target.endpoints.len());
+        drop(all);
+        self.refresh_gauge(&target.object);
         b
+    }
+
+    /// Sets the healthy-endpoints gauge of a Service or Backend: every port's endpoints that
+    /// are not ejected.
+    fn refresh_gauge(&self, object: &ObjectKey) {
+        let all = self.backends.read().unwrap_or_else(|p| p.into_inner());
+        let healthy: u32 = all.get(object).map_or(0, |ports| {
+            ports
+                .iter()
+                .map(|(_, b)| {
+                    let total = b.endpoints.load(Ordering::Relaxed);
+                    total.saturating_sub(b.ejected.load(Ordering::Relaxed))
+                })
+                .sum()
+        });
+        self.metrics.backend_healthy(object, healthy as usize);
     }
 
     /// After a publish: forgets backends and endpoints the configuration no longer has, takes
@@ -159,7 +181,11 @@ impl Health {
                     o.set_config(config(target));
                     o.retain(&target.endpoints);
                     b.quiet.store(o.is_quiet(), Ordering::Relaxed);
-                    o.ejected(now)
+                    let ejected = o.ejected(now);
+                    b.endpoints
+                        .store(target.endpoints.len() as u32, Ordering::Relaxed);
+                    b.ejected.store(ejected as u32, Ordering::Relaxed);
+                    ejected
                 }
                 None => 0,
             };
@@ -213,7 +239,6 @@ impl Health {
         if *o.config() != cfg {
             o.set_config(cfg);
         }
-        let before = o.ejected(now);
         if let Some(until) = o.record(endpoint, outcome, target.endpoints.len(), now) {
             log::warn!(
                 "{} endpoint {endpoint} ejected for {:?} ({outcome:?})",
@@ -225,11 +250,12 @@ impl Health {
         for back in o.sweep(now) {
             log::info!("{} endpoint {back} is back", target.object);
         }
-        let after = o.ejected(now);
+        let ejected = o.ejected(now) as u32;
         b.quiet.store(o.is_quiet(), Ordering::Relaxed);
-        if before != after {
-            self.metrics
-                .backend_healthy(&target.object, target.endpoints.len().saturating_sub(after));
+        drop(o);
+        // An ejection that ended counts here too (its endpoint is usable again).
+        if b.ejected.swap(ejected, Ordering::Relaxed) != ejected {
+            self.refresh_gauge(&target.object);
         }
     }
 

@@ -75,8 +75,10 @@ impl SslDigestExtension {
         self.value.as_ref().and_then(|v| v.downcast_ref::<T>())
     }
 
-    #[allow(dead_code)]
-    pub(crate) fn set(&mut self, value: Arc<dyn Any + Send + Sync>) {
+    /// Sets the user-defined TLS data.
+    // loom patch: public, so that a custom session (HTTP/3 over QUIC, whose TLS handshake
+    // Pingora does not see) can describe its TLS connection in the digest the proxy reads.
+    pub fn set(&mut self, value: Arc<dyn Any + Send + Sync>) {
         self.value = Some(value);
     }
 }
