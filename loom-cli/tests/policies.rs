@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use support::{Server, free_port, serve, test_dir, wait_for};
+use support::{Server, admin_get, free_port, serve, test_dir, wait_for, wait_ready};
 
 /// The RateLimitPolicy of issue #11, verbatim.
 const ISSUE_RATE_LIMIT: &str = r#"apiVersion: gateway.loom.dev/v1alpha1
@@ -211,30 +211,13 @@ fn run(name: &str, yaml: impl Fn(u16) -> String, extra: &[&str]) -> Running {
     std::fs::write(&file, yaml(port)).unwrap();
     let admin = free_port();
     let server = serve(&file, admin, extra);
-    wait_for("the gateway", || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-            && admin_get(admin, "/readyz").is_some_and(|(s, _)| s == 200)
-    });
+    wait_ready(admin);
     Running {
         _server: server,
         port,
         admin,
         file,
     }
-}
-
-fn admin_get(admin: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", admin)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.split(' ').nth(1)?.parse().ok()?;
-    Some((status, out.split_once("\r\n\r\n")?.1.to_owned()))
 }
 
 /// The value of a metric line that starts with `prefix` (0 when absent).

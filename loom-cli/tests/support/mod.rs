@@ -3,7 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part
 
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -62,4 +63,27 @@ pub(crate) fn test_dir(name: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// `GET path` on the admin listener: status and body.
+pub(crate) fn admin_get(admin: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", admin)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split(' ').nth(1)?.parse().ok()?;
+    Some((status, out.split_once("\r\n\r\n")?.1.to_owned()))
+}
+
+/// Waits until `loom serve` on `admin` is ready: its configuration published and every
+/// listener it asks for open.
+pub(crate) fn wait_ready(admin: u16) {
+    wait_for("readiness", || {
+        admin_get(admin, "/readyz").is_some_and(|(s, _)| s == 200)
+    });
 }

@@ -269,4 +269,23 @@ mod tests {
             Some(Reason::ProtocolConflict)
         );
     }
+
+    #[test]
+    fn http3_shares_a_port_with_https_and_other_http3_listeners_but_not_with_udp() {
+        let a = HostPattern::parse("a.example.com").unwrap();
+        let b = HostPattern::parse("b.example.com").unwrap();
+        let kept = [claim(443, Protocol::Https, Some(&a))];
+        assert_eq!(claim(443, Protocol::Http3, Some(&a)).conflict(&kept), None);
+        let kept = [claim(443, Protocol::Http3, Some(&a))];
+        assert_eq!(claim(443, Protocol::Http3, Some(&b)).conflict(&kept), None);
+        assert_eq!(
+            claim(443, Protocol::Http3, Some(&a)).conflict(&kept),
+            Some(Reason::HostnameConflict)
+        );
+        assert_eq!(
+            claim(443, Protocol::Udp, None).conflict(&kept),
+            Some(Reason::ProtocolConflict)
+        );
+        assert_eq!(claim(443, Protocol::Tcp, None).conflict(&kept), None);
+    }
 }

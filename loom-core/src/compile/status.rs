@@ -27,6 +27,20 @@ impl CheckedListener<'_> {
                 "listener conflicts with an earlier one",
                 g,
             ),
+            (None, None) if self.protocol == Some(Protocol::Http3) => Condition::new(
+                ConditionType::Accepted,
+                true,
+                Reason::Accepted,
+                format!(
+                    "listener is valid: HTTP/3 (QUIC) on UDP port {}. Loom's file form: on \
+                     Kubernetes the API server refuses tls on an HTTP listener, so set \
+                     `http3: {{enabled: true}}` in a GatewayClassConfig (the class's \
+                     parametersRef, or the Gateway's spec.infrastructure.parametersRef) and \
+                     every HTTPS listener serves HTTP/3 too",
+                    self.port
+                ),
+                g,
+            ),
             (None, None) => Condition::new(
                 ConditionType::Accepted,
                 true,

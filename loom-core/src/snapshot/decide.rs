@@ -196,6 +196,13 @@ impl Snapshot {
     }
 }
 
+/// The listener of `listeners` a host belongs to: the most specific hostname wins.
+fn listener_in<'s>(listeners: &'s [HttpListener], host: &str) -> Option<&'s HttpListener> {
+    listeners
+        .iter()
+        .find(|l| l.hostname.as_ref().is_none_or(|h| h.matches(host)))
+}
+
 /// A local answer with no headers.
 fn respond<'s>(
     status: StatusCode,
@@ -210,12 +217,29 @@ fn respond<'s>(
     })
 }
 
+/// How a request reached a port: over TCP (HTTP/1.1, HTTP/2) or QUIC (HTTP/3). Each has its
+/// own listeners (an HTTP/3 listener shares its port number with HTTPS listeners).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Transport {
+    /// HTTP, HTTPS.
+    #[default]
+    Tcp,
+    /// HTTP/3.
+    Quic,
+}
+
 impl PortSnapshot {
+    /// The HTTP listeners of a transport, most specific hostname first.
+    pub fn listeners_of(&self, transport: Transport) -> &[HttpListener] {
+        match transport {
+            Transport::Tcp => self.http_listeners(),
+            Transport::Quic => self.http3_listeners(),
+        }
+    }
+
     /// The listener a host belongs to (listener isolation: the most specific hostname wins).
     pub fn listener_for(&self, host: &str) -> Option<&HttpListener> {
-        self.http_listeners()
-            .iter()
-            .find(|l| l.hostname.as_ref().is_none_or(|h| h.matches(host)))
+        listener_in(self.http_listeners(), host)
     }
 
     /// The authority of a request: `:authority`/URI authority, else the `Host` header.
@@ -229,14 +253,16 @@ impl PortSnapshot {
 
     /// Finds the listener, virtual host and rule for a request without applying anything.
     pub fn find<'s>(&'s self, req: &HttpRequest<'_>) -> Result<Matched<'s>, NoRoute> {
-        self.find_normalized(req).map(|(m, _)| m)
+        self.find_normalized(Transport::Tcp, req).map(|(m, _)| m)
     }
 
     /// [`Self::find`], also returning the normalised path it matched on.
     fn find_normalized<'s, 'r>(
         &'s self,
+        transport: Transport,
         req: &HttpRequest<'r>,
     ) -> Result<(Matched<'s>, Cow<'r, str>), NoRoute> {
+        let listeners = self.listeners_of(transport);
         let authority = Self::authority(req).unwrap_or("");
         let host = host_without_port(authority);
         let lower;
@@ -246,14 +272,14 @@ impl PortSnapshot {
         } else {
             host
         };
-        let Some(listener) = self.listener_for(host) else {
+        let Some(listener) = listener_in(listeners, host) else {
             return Err(NoRoute::NoListener(host.to_owned()));
         };
         if let Some(sni) = req.sni {
             // HTTPS listener isolation: the Host must belong to the listener the SNI chose.
             // Compare identities, not names: a ListenerSet's listener may share its name with
             // a Gateway listener (or another set's) on the same port.
-            let by_sni = self.listener_for(sni);
+            let by_sni = listener_in(listeners, sni);
             if !by_sni.is_some_and(|l| std::ptr::eq(l, listener)) {
                 return Err(NoRoute::Misdirected {
                     host: host.to_owned(),
@@ -305,7 +331,17 @@ impl PortSnapshot {
 
     /// Decides what to do with a request: see [`Snapshot::decide`].
     pub fn decide<'s>(&'s self, req: &HttpRequest<'_>, random: u64) -> Decision<'s> {
-        let (matched, path) = match self.find_normalized(req) {
+        self.decide_over(Transport::Tcp, req, random)
+    }
+
+    /// Decides what to do with a request that came over `transport`.
+    pub fn decide_over<'s>(
+        &'s self,
+        transport: Transport,
+        req: &HttpRequest<'_>,
+        random: u64,
+    ) -> Decision<'s> {
+        let (matched, path) = match self.find_normalized(transport, req) {
             Ok(found) => found,
             Err(no_route) => return respond(no_route.status(), no_route.to_string(), None),
         };

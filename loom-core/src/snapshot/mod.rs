@@ -33,7 +33,7 @@ pub use backend::{
     AppProtocol, BackendRefError, BackendTarget, BackendTls, Endpoint, EndpointError,
     UnresolvedRef, UnsupportedExtensionRef, WeightedBackend, choose_weighted,
 };
-pub use decide::{Decision, Forward, HttpRequest, LocalResponse, Matched, NoRoute};
+pub use decide::{Decision, Forward, HttpRequest, LocalResponse, Matched, NoRoute, Transport};
 pub use describe::describe;
 pub use http::{Filters, HttpListener, HttpRule, Mirror, Retry, Timeouts, VirtualHost};
 pub use l4::{L4Listener, L4Rule, NoBackend};

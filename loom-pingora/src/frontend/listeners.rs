@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
-use loom_core::snapshot::{GatewayName, PortListeners, PortSnapshot};
+use loom_core::snapshot::{GatewayName, PortListeners, PortSnapshot, UdpListeners};
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::Acceptor;
 use pingora::proxy::HttpProxy;
@@ -26,7 +26,7 @@ use tokio::sync::{Semaphore, watch};
 use super::ClientLimits;
 use super::admission::{self, Admission};
 use super::http::{Apps, accept_loop, bind};
-use super::{l4, tls};
+use super::{l4, quic, tls};
 use crate::handle::{ListenFailure, Listening, SnapshotHandle};
 use crate::pipeline::{LoomProxy, Shared};
 
@@ -58,13 +58,19 @@ enum PortKind {
     },
     Tcp,
     Udp,
+    /// HTTP/3 (QUIC on UDP), with the fingerprint of its TLS material.
+    Http3(u64),
 }
 
 impl PortKind {
     fn same_listener(self, other: PortKind) -> bool {
         use PortKind::*;
         match (self, other) {
-            (Http, Http) | (Https(_), Https(_)) | (Tcp, Tcp) | (Udp, Udp) => true,
+            (Http, Http)
+            | (Https(_), Https(_))
+            | (Tcp, Tcp)
+            | (Udp, Udp)
+            | (Http3(_), Http3(_)) => true,
             (Tls { https: a, .. }, Tls { https: b, .. }) => a.is_some() == b.is_some(),
             _ => false,
         }
@@ -88,6 +94,8 @@ struct Running {
     https: Arc<ArcSwapOption<Acceptor>>,
     /// Terminating TLSRoute listeners' TLS.
     terminate: Arc<ArcSwapOption<TlsAcceptor>>,
+    /// The QUIC endpoint of an HTTP/3 port (its TLS is swapped in place).
+    quic: Option<quinn::Endpoint>,
 }
 
 impl ListenerManager {
@@ -144,8 +152,12 @@ impl ListenerManager {
                     Some(PortListeners::Tcp(_)) => kinds.push((false, PortKind::Tcp)),
                     None => {}
                 }
-                if p.udp.is_some() {
-                    kinds.push((true, PortKind::Udp));
+                match &p.udp {
+                    Some(UdpListeners::L4(_)) => kinds.push((true, PortKind::Udp)),
+                    Some(UdpListeners::Http3(_)) => {
+                        kinds.push((true, PortKind::Http3(http3_fingerprint(p))))
+                    }
+                    None => {}
                 }
                 for ip in &ips {
                     for (udp, kind) in &kinds {
@@ -163,8 +175,14 @@ impl ListenerManager {
     }
 
     fn proxy(&self, w: &Wanted, h2c: bool) -> Arc<HttpProxy<LoomProxy>> {
-        let tls = matches!(w.kind, PortKind::Https(_) | PortKind::Tls { .. });
-        let proxy = LoomProxy::new(self.shared.clone(), w.gateway.clone(), w.port, tls);
+        let tls = matches!(
+            w.kind,
+            PortKind::Https(_) | PortKind::Tls { .. } | PortKind::Http3(_)
+        );
+        let mut proxy = LoomProxy::new(self.shared.clone(), w.gateway.clone(), w.port, tls);
+        if let PortKind::Http3(_) = w.kind {
+            proxy = proxy.over_quic();
+        }
         let mut app = HttpProxy::new(proxy, self.conf.clone());
         let mut options = HttpServerOptions::default();
         // Only connections that already sent the HTTP/2 preface get to the h2c app (see
@@ -186,8 +204,28 @@ impl ListenerManager {
         }
     }
 
+    /// A QUIC endpoint for the HTTP/3 listeners of `port`, bound to `addr`.
+    fn quic_endpoint(
+        &self,
+        addr: SocketAddr,
+        port: &PortSnapshot,
+    ) -> std::io::Result<quinn::Endpoint> {
+        let config = tls::quic_config(port)
+            .and_then(|c| quic::server_config(c, self.limits.head.idle))
+            .map_err(std::io::Error::other)?;
+        quinn::Endpoint::server(config, addr)
+    }
+
     /// Loads the TLS material of a port into the running listener's slots.
-    fn load_tls(w: &Wanted, port: &PortSnapshot, r: &Running) -> Result<(), String> {
+    fn load_tls(&self, w: &Wanted, port: &PortSnapshot, r: &Running) -> Result<(), String> {
+        if let PortKind::Http3(_) = w.kind {
+            let config = tls::quic_config(port)
+                .and_then(|c| quic::server_config(c, self.limits.head.idle))?;
+            if let Some(endpoint) = &r.quic {
+                endpoint.set_server_config(Some(config));
+            }
+            return Ok(());
+        }
         let https = match w.kind {
             PortKind::Https(_) | PortKind::Tls { https: Some(_), .. } => {
                 Some(tls::settings_for_port(port))
@@ -252,7 +290,7 @@ impl ListenerManager {
             };
             if let Some(r) = running.get_mut(&key) {
                 if r.wanted.kind != w.kind {
-                    match Self::load_tls(&w, port, r) {
+                    match self.load_tls(&w, port, r) {
                         Ok(()) => r.wanted = w,
                         Err(e) => {
                             log::log!(level, "listener {addr}: {e}");
@@ -263,18 +301,30 @@ impl ListenerManager {
                 continue;
             }
             let (stop, stopped) = watch::channel(false);
-            let r = Running {
+            let mut r = Running {
                 wanted: w.clone(),
                 stop,
                 https: Arc::default(),
                 terminate: Arc::default(),
+                quic: None,
             };
-            if let Err(e) = Self::load_tls(&w, port, &r) {
+            if let Err(e) = self.load_tls(&w, port, &r) {
                 log::log!(level, "listener {addr}: {e}");
                 failed.push(failure(e));
                 continue;
             }
-            let bound = if udp {
+            let bound = if let PortKind::Http3(_) = w.kind {
+                self.quic_endpoint(addr, port).map(|endpoint| {
+                    r.quic = Some(endpoint.clone());
+                    tokio::spawn(quic::quic_loop(
+                        endpoint,
+                        self.proxy(&w, false),
+                        self.limits.max_connections_per_listener,
+                        stopped,
+                        shutdown.clone(),
+                    ));
+                })
+            } else if udp {
                 tokio::net::UdpSocket::bind(addr).await.map(|s| {
                     tokio::spawn(l4::udp_loop(
                         s,
@@ -317,7 +367,7 @@ impl ListenerManager {
                             shutdown.clone(),
                         ));
                     }
-                    PortKind::Tcp | PortKind::Udp => {
+                    PortKind::Tcp | PortKind::Udp | PortKind::Http3(_) => {
                         tokio::spawn(l4::tcp_loop(
                             listener,
                             self.handle.clone(),
@@ -397,6 +447,17 @@ impl BackgroundService for ListenerManager {
 fn https_fingerprint(port: &PortSnapshot) -> u64 {
     let mut h = DefaultHasher::new();
     for l in port.http_listeners() {
+        l.hostname.hash(&mut h);
+        if let Some(t) = &l.tls {
+            hash_tls(t, &mut h);
+        }
+    }
+    h.finish()
+}
+
+fn http3_fingerprint(port: &PortSnapshot) -> u64 {
+    let mut h = DefaultHasher::new();
+    for l in port.http3_listeners() {
         l.hostname.hash(&mut h);
         if let Some(t) = &l.tls {
             hash_tls(t, &mut h);

@@ -7,6 +7,7 @@
 //! http       accept loop of HTTP/HTTPS ports, TLS handshake, h2c detection → pipeline
 //! tls        rustls configurations per port (certificates by SNI, client validation)
 //! l4         TCP, TLS (passthrough / terminate, SNI routing) and UDP loops
+//! quic       HTTP/3: QUIC connections, each request stream a custom session → pipeline
 //! sni        the ClientHello parser behind TLS routing
 //! buffered   write coalescing for the client socket
 //! deadline   request head and keep-alive idle deadlines for HTTP/1
@@ -19,6 +20,7 @@ pub mod deadline;
 mod http;
 mod l4;
 pub mod listeners;
+mod quic;
 pub mod sni;
 pub(crate) mod tls;
 

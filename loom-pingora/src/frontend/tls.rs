@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use loom_core::route::host::HostPattern;
-use loom_core::snapshot::{Certificate, PortSnapshot};
+use loom_core::snapshot::{Certificate, ClientValidation, PortSnapshot};
 use pingora::listeners::TlsAccept;
 use pingora::listeners::tls::TlsSettings;
 use pingora::protocols::tls::TlsRef;
@@ -81,28 +81,69 @@ pub(crate) fn settings_for_port(port: &PortSnapshot) -> Result<TlsSettings, Stri
     settings.set_cert_resolver(Arc::new(SniResolver { entries }));
     settings.enable_h2();
     if let Some(v) = validation {
-        let mut roots = rustls::RootCertStore::empty();
-        for c in CertificateDer::pem_slice_iter(&v.ca_pem) {
-            let c = c.map_err(|e| format!("client CA: {e}"))?;
-            roots.add(c).map_err(|e| format!("client CA: {e}"))?;
-        }
-        let builder = WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            Arc::new(rustls::crypto::ring::default_provider()),
-        );
-        let builder = if v.allow_insecure_fallback {
-            builder.allow_unauthenticated()
-        } else {
-            builder
-        };
-        let verifier = builder.build().map_err(|e| format!("client CA: {e}"))?;
-        settings.set_client_cert_verifier(if v.allow_insecure_fallback {
-            Arc::new(InsecureFallback(verifier))
-        } else {
-            verifier
-        });
+        settings.set_client_cert_verifier(client_verifier(&v)?);
     }
     Ok(settings)
+}
+
+/// The verifier of `frontendValidation`.
+fn client_verifier(
+    v: &ClientValidation,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&v.ca_pem) {
+        let c = c.map_err(|e| format!("client CA: {e}"))?;
+        roots.add(c).map_err(|e| format!("client CA: {e}"))?;
+    }
+    let builder = WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::new(rustls::crypto::ring::default_provider()),
+    );
+    let builder = if v.allow_insecure_fallback {
+        builder.allow_unauthenticated()
+    } else {
+        builder
+    };
+    let verifier = builder.build().map_err(|e| format!("client CA: {e}"))?;
+    Ok(if v.allow_insecure_fallback {
+        Arc::new(InsecureFallback(verifier))
+    } else {
+        verifier
+    })
+}
+
+/// The rustls configuration of a port's HTTP/3 listeners: certificates by SNI, client
+/// validation, TLS 1.3 only (QUIC), ALPN `h3`.
+pub(crate) fn quic_config(port: &PortSnapshot) -> Result<rustls::ServerConfig, String> {
+    let mut entries = vec![];
+    let mut validation = None;
+    for l in port.http3_listeners() {
+        let Some(tls) = &l.tls else { continue };
+        if let Some(c) = tls.certificates.first() {
+            entries.push((l.hostname.clone(), certified_key(c)?));
+        }
+        if validation.is_none() {
+            validation = tls.client_validation.clone();
+        }
+    }
+    if entries.is_empty() {
+        return Err(format!(
+            "port {} has no usable certificate for HTTP/3",
+            port.port
+        ));
+    }
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .map_err(|e| e.to_string())?;
+    let builder = match validation {
+        Some(v) => builder.with_client_cert_verifier(client_verifier(&v)?),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(SniResolver { entries }));
+    config.alpn_protocols = vec![b"h3".to_vec()];
+    Ok(config)
 }
 
 /// The rustls configuration of a port's terminating TLSRoute listeners; `None` when every TLS

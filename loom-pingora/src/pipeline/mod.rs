@@ -28,7 +28,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
-use loom_core::snapshot::{Decision, Endpoint, GatewayName, HttpRequest};
+use loom_core::snapshot::{Decision, Endpoint, GatewayName, HttpRequest, Transport};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
@@ -74,6 +74,9 @@ pub struct LoomProxy {
     gateway: GatewayName,
     port: u16,
     tls: bool,
+    transport: Transport,
+    /// `Alt-Svc` of an HTTPS port that also serves HTTP/3.
+    alt_svc: HeaderValue,
 }
 
 impl LoomProxy {
@@ -84,7 +87,16 @@ impl LoomProxy {
             gateway,
             port,
             tls,
+            transport: Transport::Tcp,
+            alt_svc: HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400"))
+                .unwrap_or(HeaderValue::from_static("clear")),
         }
+    }
+
+    /// The proxy of the port's HTTP/3 listeners (requests over QUIC).
+    pub fn over_quic(mut self) -> Self {
+        self.transport = Transport::Quic;
+        self
     }
 }
 
@@ -200,7 +212,12 @@ impl ProxyHttp for LoomProxy {
             headers: &header.headers,
         };
         let origin = header.headers.get(http::header::ORIGIN).cloned();
-        let decision = port.decide(&request, fastrand::u64(..));
+        let decision = port.decide_over(self.transport, &request, fastrand::u64(..));
+        // Spec-wise an HTTPS port serving HTTP/3 too says so on every response (RFC 7838).
+        if self.tls && self.transport == Transport::Tcp && !port.http3_listeners().is_empty() {
+            ctx.response_headers
+                .push((http::header::ALT_SVC, self.alt_svc.clone()));
+        }
         if let Some(m) = decision.matched() {
             ctx.label = Some((m.rule.route.to_string(), m.rule.rule_index.to_string()));
             if let Some(limit) = &m.limit {
@@ -219,19 +236,22 @@ impl ProxyHttp for LoomProxy {
                 )
                 .await;
                 match counted {
-                    ratelimit::Counted::Allowed(headers) => ctx.response_headers = headers,
-                    ratelimit::Counted::Limited(headers) => {
+                    ratelimit::Counted::Allowed(headers) => ctx.response_headers.extend(headers),
+                    ratelimit::Counted::Limited(mut headers) => {
                         self.shared
                             .metrics
                             .rate_limited(&limit.rate_limit.policy, &limit.rate_limit.route);
+                        headers.append(&mut ctx.response_headers);
                         respond(session, StatusCode::TOO_MANY_REQUESTS, &headers).await?;
                         return Ok(true);
                     }
                     ratelimit::Counted::Unavailable => {
+                        ctx.response_headers
+                            .push((OVERLOADED, HeaderValue::from_static("rate-limit-store")));
                         respond(
                             session,
                             StatusCode::SERVICE_UNAVAILABLE,
-                            &[(OVERLOADED, HeaderValue::from_static("rate-limit-store"))],
+                            &ctx.response_headers,
                         )
                         .await?;
                         return Ok(true);
@@ -246,10 +266,12 @@ impl ProxyHttp for LoomProxy {
                     match health.admit(breaker, self.shared.backend.connect).await {
                         Ok(admission) => ctx.admission = Some(admission),
                         Err(why) => {
+                            ctx.response_headers
+                                .push((OVERLOADED, HeaderValue::from_static(why.as_str())));
                             respond(
                                 session,
                                 StatusCode::SERVICE_UNAVAILABLE,
-                                &[(OVERLOADED, HeaderValue::from_static(why.as_str()))],
+                                &ctx.response_headers,
                             )
                             .await?;
                             return Ok(true);
@@ -301,11 +323,14 @@ impl ProxyHttp for LoomProxy {
             } => {
                 let location = HeaderValue::from_str(&location)
                     .or_err(InvalidHTTPHeader, "redirect location")?;
-                respond(session, status, &[(http::header::LOCATION, location)]).await?;
+                ctx.response_headers
+                    .push((http::header::LOCATION, location));
+                respond(session, status, &ctx.response_headers).await?;
                 Ok(true)
             }
             Decision::Respond(r) => {
-                respond(session, r.status, &r.headers).await?;
+                ctx.response_headers.extend(r.headers);
+                respond(session, r.status, &ctx.response_headers).await?;
                 Ok(true)
             }
         }
