@@ -71,7 +71,11 @@ impl Gateways<'_> {
                 addresses: gw.addresses.clone(),
                 ports: ports
                     .into_iter()
-                    .map(|(port, p)| (port, p.build(port)))
+                    .map(|(port, p)| {
+                        let mut built = p.build(port);
+                        built.client = traffic.client_settings(&gw.name, port);
+                        (port, built)
+                    })
                     .collect(),
                 backend_client_certificate: gw
                     .backend_client_cert
@@ -124,6 +128,7 @@ impl PortBuilder {
             port,
             listeners,
             udp,
+            client: None,
         }
     }
 }

@@ -1,5 +1,7 @@
 //! A plain-data description of a snapshot.
 
+use std::time::Duration;
+
 use super::{HttpRule, L4Listener, Snapshot, WeightedBackend};
 
 /// A plain-data description of a snapshot, for `loom check --snapshot`, snapshot tests and
@@ -75,10 +77,14 @@ pub fn describe(snapshot: &Snapshot) -> serde_json::Value {
             let l4 = |l: Option<&L4Listener>| {
                 l.map(|l| json!({"listener": l.name, "route": l.rule.route.to_string(), "backends": backends(&l.rule.backends)}))
             };
-            ports.insert(
-                port.to_string(),
-                json!({"http": http, "tls": tls, "tcp": l4(p.tcp_listener()), "udp": l4(p.udp.as_ref())}),
-            );
+            let mut described = json!({"http": http, "tls": tls, "tcp": l4(p.tcp_listener()), "udp": l4(p.udp.as_ref())});
+            if let Some(c) = &p.client {
+                // What a ClientTrafficPolicy sets; fields it leaves out are the data plane's
+                // defaults (flags), not shown here.
+                described["client"] = json!({"policy": c.policy.to_string(), "headerTimeout": c.header_timeout.map(secs),
+                    "idleTimeout": c.idle_timeout.map(secs), "maxConnections": c.max_connections});
+            }
+            ports.insert(port.to_string(), described);
         }
         gateways.insert(
             format!("{}/{}", name.namespace, name.name),
@@ -86,4 +92,8 @@ pub fn describe(snapshot: &Snapshot) -> serde_json::Value {
         );
     }
     Value::Object(gateways)
+}
+
+fn secs(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
 }
