@@ -32,6 +32,17 @@ fn check_accepts_the_example() {
 }
 
 #[test]
+fn check_accepts_the_client_traffic_example() {
+    let (code, out, err) = loom(&["check", "examples/client-traffic.yaml"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.matches("kind: ClientTrafficPolicy").count(), 2, "{out}");
+    assert!(
+        out.contains("client connections to its ports get these limits"),
+        "{out}"
+    );
+}
+
+#[test]
 fn check_names_file_line_and_field_of_a_bad_value() {
     let example = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -381,3 +381,99 @@ fn sigterm_drains_readiness_fails_and_requests_in_flight_finish() {
     assert!(terminated.elapsed() >= Duration::from_secs(3));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The ClientTrafficPolicy of issue #10, verbatim.
+const STRICT_CLIENTS: &str = r#"apiVersion: gateway.loom.dev/v1alpha1
+kind: ClientTrafficPolicy
+metadata: {name: strict-clients, namespace: default}
+spec:
+  targetRef: {group: gateway.networking.k8s.io, kind: Gateway, name: edge, sectionName: web}  # or targetRefs: [...]
+  headerTimeout: 10s     # whole HTTP/1 request head
+  idleTimeout: 30s       # keep-alive idle (HTTP/1 between requests, HTTP/2 without streams), >= 1s
+  maxConnections: 500    # per listener port
+"#;
+
+#[test]
+fn a_client_traffic_policy_limits_its_listeners_port_instead_of_the_flags() {
+    let dir = test_dir("client-traffic");
+    let (port, admin, backend) = (free_port(), free_port(), backend());
+    let gateway = config(port, backend, "/v1")
+        .replace("name: gw,", "name: edge,")
+        .replace("name: http,", "name: web,")
+        .replace("parentRefs: [{name: gw}]", "parentRefs: [{name: edge}]");
+    std::fs::write(
+        dir.join("gateway.yaml"),
+        format!("{gateway}---\n{STRICT_CLIENTS}"),
+    )
+    .unwrap();
+    // Enough descriptors that the process budget (half of `ulimit -n` less 64) is not what
+    // refuses the 501st connection.
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 4096 2>/dev/null; exec '{}' serve -f '{}' --bind 127.0.0.1 --threads 1 --admin 127.0.0.1:{admin}",
+            env!("CARGO_BIN_EXE_loom"),
+            dir.display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = Server(child);
+    wait_for("the first route", || {
+        get(port, "/v1/x").is_some_and(|(s, _)| s == 200)
+    });
+
+    // Accepted, and /config shows the port's limits.
+    let config: serde_json::Value =
+        serde_json::from_str(&get(admin, "/config").unwrap().1).unwrap();
+    let accepted = &config["status"]["ClientTrafficPolicy default/strict-clients"]["ancestors"][0]
+        ["conditions"][0];
+    assert_eq!(
+        (&accepted["type"], &accepted["status"]),
+        (&"Accepted".into(), &"True".into()),
+        "{accepted}"
+    );
+    assert_eq!(
+        config["snapshot"]["default/edge"]["ports"][port.to_string()]["client"],
+        serde_json::json!({"policy": "ClientTrafficPolicy default/strict-clients",
+            "headerTimeout": "10s", "idleTimeout": "30s", "maxConnections": 500})
+    );
+
+    // 500 clients that send nothing hold the port's 500 places (the flag's default is
+    // 10,000); the 501st connection is closed at once.
+    let started = Instant::now();
+    let mut silent: Vec<TcpStream> = (0..500)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    let mut extra = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let closed = match extra.read(&mut [0u8; 1]) {
+        Ok(n) => n == 0,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    };
+    assert!(closed, "the 501st connection was admitted");
+
+    // The silent ones are closed at the policy's header timeout (10 s; the flag's default is
+    // 15 s), and the port serves again.
+    let first = &mut silent[0];
+    first
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let _ = first.read(&mut [0u8; 1]);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(9_500) && took < Duration::from_secs(14),
+        "closed after {took:?}"
+    );
+    drop(silent);
+    wait_for("a request after the silent clients", || {
+        get(port, "/v1/x").is_some_and(|(s, _)| s == 200)
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,7 +1,8 @@
 //! `compile`: the whole input in, one snapshot and every status out.
 //!
-//! Passes, in order: GatewayClasses → BackendTLSPolicies, RateLimitPolicies and
-//! CircuitBreakerPolicies (so backends carry their TLS and circuit breakers) →
+//! Passes, in order: GatewayClasses → BackendTLSPolicies, RateLimitPolicies,
+//! CircuitBreakerPolicies and ClientTrafficPolicies (so backends carry their TLS and circuit
+//! breakers) →
 //! Gateways and their listeners → ListenerSets → listener conflicts → routes (attachment,
 //! backend resolution, rule compilation) → listener route counts → snapshot → statuses.
 //!
@@ -16,7 +17,7 @@
 //! | `classes` | GatewayClasses |
 //! | `matches` | HTTPRouteMatch and GRPCRouteMatch values |
 //! | `policies` | BackendTLSPolicies; a WASMPlugin's settings |
-//! | `traffic` | RateLimitPolicies and CircuitBreakerPolicies: values, conflicts, what applies where |
+//! | `traffic` | RateLimit-, CircuitBreaker- and ClientTrafficPolicies: values, conflicts, what applies where |
 //! | `listeners` | one listener: protocol, port, hostname, route kinds, TLS |
 //! | `gateways` | Gateways: addresses, ListenerSets, listener conflicts |
 //! | `backends` | backendRefs → Services, Loom Backends, endpoints |

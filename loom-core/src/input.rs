@@ -50,13 +50,14 @@ pub enum Kind {
     GatewayClassConfig,
     RateLimitPolicy,
     CircuitBreakerPolicy,
+    ClientTrafficPolicy,
     WasmPlugin,
     Backend,
 }
 
 impl Kind {
     /// Every kind, in the order they are listed in status output.
-    pub const ALL: [Kind; 20] = [
+    pub const ALL: [Kind; 21] = [
         Kind::GatewayClass,
         Kind::Gateway,
         Kind::ListenerSet,
@@ -75,6 +76,7 @@ impl Kind {
         Kind::GatewayClassConfig,
         Kind::RateLimitPolicy,
         Kind::CircuitBreakerPolicy,
+        Kind::ClientTrafficPolicy,
         Kind::WasmPlugin,
         Kind::Backend,
     ];
@@ -100,6 +102,7 @@ impl Kind {
             Kind::GatewayClassConfig => "GatewayClassConfig",
             Kind::RateLimitPolicy => "RateLimitPolicy",
             Kind::CircuitBreakerPolicy => "CircuitBreakerPolicy",
+            Kind::ClientTrafficPolicy => "ClientTrafficPolicy",
             Kind::WasmPlugin => "WASMPlugin",
             Kind::Backend => "Backend",
         }
@@ -113,6 +116,7 @@ impl Kind {
             Kind::GatewayClassConfig
             | Kind::RateLimitPolicy
             | Kind::CircuitBreakerPolicy
+            | Kind::ClientTrafficPolicy
             | Kind::WasmPlugin
             | Kind::Backend => LOOM_GROUP,
             _ => GATEWAY_GROUP,
@@ -181,6 +185,7 @@ pub enum Object {
     GatewayClassConfig(GatewayClassConfig),
     RateLimitPolicy(RateLimitPolicy),
     CircuitBreakerPolicy(CircuitBreakerPolicy),
+    ClientTrafficPolicy(ClientTrafficPolicy),
     WasmPlugin(WasmPlugin),
     Backend(Backend),
 }
@@ -195,7 +200,8 @@ macro_rules! with_kinds {
             BackendTlsPolicy => backend_tls_policies, Namespace => namespaces, Service => services,
             EndpointSlice => endpoint_slices, Secret => secrets, ConfigMap => config_maps,
             GatewayClassConfig => gateway_class_configs, RateLimitPolicy => rate_limit_policies,
-            CircuitBreakerPolicy => circuit_breaker_policies, WasmPlugin => wasm_plugins,
+            CircuitBreakerPolicy => circuit_breaker_policies,
+            ClientTrafficPolicy => client_traffic_policies, WasmPlugin => wasm_plugins,
             Backend => backends)
     };
 }
@@ -310,6 +316,7 @@ pub struct Input {
     pub gateway_class_configs: Vec<GatewayClassConfig>,
     pub rate_limit_policies: Vec<RateLimitPolicy>,
     pub circuit_breaker_policies: Vec<CircuitBreakerPolicy>,
+    pub client_traffic_policies: Vec<ClientTrafficPolicy>,
     pub wasm_plugins: Vec<WasmPlugin>,
     pub backends: Vec<Backend>,
 }
@@ -416,6 +423,10 @@ mod tests {
         assert_eq!(
             Kind::from_api("gateway.loom.dev/v1alpha1", "Backend"),
             Some(Kind::Backend)
+        );
+        assert_eq!(
+            Kind::from_api("gateway.loom.dev/v1alpha1", "ClientTrafficPolicy"),
+            Some(Kind::ClientTrafficPolicy)
         );
         assert_eq!(Kind::from_api("apps/v1", "Deployment"), None);
     }

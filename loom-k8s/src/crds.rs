@@ -4,8 +4,8 @@
 
 use loom_core::input::LOOM_GROUP;
 use loom_core::input::{
-    BackendSpec, CircuitBreakerPolicySpec, GatewayClassConfigSpec, RateLimitPolicySpec,
-    WasmPluginSpec,
+    BackendSpec, CircuitBreakerPolicySpec, ClientTrafficPolicySpec, GatewayClassConfigSpec,
+    RateLimitPolicySpec, WasmPluginSpec,
 };
 use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
@@ -169,6 +169,22 @@ fn circuit_breaker_schema() -> Value {
     spec
 }
 
+fn client_traffic_schema() -> Value {
+    let mut spec = schema_of::<ClientTrafficPolicySpec>();
+    validate(
+        &mut spec,
+        &[],
+        &[
+            HAS_TARGET,
+            (
+                "has(self.headerTimeout) || has(self.idleTimeout) || has(self.maxConnections)",
+                "the policy sets nothing: it needs headerTimeout, idleTimeout or maxConnections",
+            ),
+        ],
+    );
+    spec
+}
+
 /// Every CRD of Loom's kinds.
 pub fn crds() -> Vec<Value> {
     vec![
@@ -193,6 +209,14 @@ pub fn crds() -> Vec<Value> {
             "Outlier detection and connection and request limits towards a Service or Backend.",
             true,
             circuit_breaker_schema(),
+        ),
+        crd(
+            "ClientTrafficPolicy",
+            "clienttrafficpolicies",
+            "Client connection limits (request head and idle timeouts, connections) of a \
+             Gateway's ports or one listener's port, instead of the data plane's defaults.",
+            true,
+            client_traffic_schema(),
         ),
         crd(
             "WASMPlugin",
@@ -229,7 +253,7 @@ mod tests {
     #[test]
     fn schemas_are_structural_and_follow_the_types() {
         let crds = crds();
-        assert_eq!(crds.len(), 5);
+        assert_eq!(crds.len(), 6);
         for c in &crds {
             let schema = &c["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
             // Structural: no references, no anyOf/oneOf at the top of a property, every
@@ -262,7 +286,7 @@ mod tests {
                 }
             });
         }
-        let backend = &crds[4]["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let backend = &crds[5]["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
         let spec = &backend["properties"]["spec"]["properties"];
         assert_eq!(spec["endpoints"]["type"], "array");
         assert_eq!(spec["endpoints"]["items"]["type"], "string");
@@ -297,6 +321,23 @@ mod tests {
         assert_eq!(
             cb["properties"]["spec"]["properties"]["consecutive5xxErrors"]["minimum"],
             1
+        );
+        let ctp = &crds[3]["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        assert_eq!(crds[3]["spec"]["names"]["plural"], "clienttrafficpolicies");
+        let spec = &ctp["properties"]["spec"];
+        assert_eq!(spec["properties"]["maxConnections"]["minimum"], 1);
+        assert_eq!(spec["properties"]["idleTimeout"]["type"], "string");
+        assert_eq!(
+            spec["properties"]["targetRef"]["properties"]["sectionName"]["type"],
+            "string"
+        );
+        assert_eq!(
+            spec["x-kubernetes-validations"][0]["message"],
+            "targetRef or targetRefs is required"
+        );
+        assert_eq!(
+            spec["x-kubernetes-validations"].as_array().map(Vec::len),
+            Some(2)
         );
         let cfg = &crds[0]["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
         assert_eq!(

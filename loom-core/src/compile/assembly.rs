@@ -78,7 +78,11 @@ impl Gateways<'_> {
                 addresses: gw.addresses.clone(),
                 ports: ports
                     .into_iter()
-                    .map(|(port, p)| (port, p.build(port)))
+                    .map(|(port, p)| {
+                        let mut built = p.build(port);
+                        built.client = traffic.client_settings(&gw.name, port);
+                        (port, built)
+                    })
                     .collect(),
                 backend_client_certificate: gw
                     .backend_client_cert
@@ -138,6 +142,7 @@ impl PortBuilder {
                 None if !http3.is_empty() => Some(UdpListeners::Http3(http3)),
                 None => None,
             },
+            client: None,
         }
     }
 }

@@ -266,14 +266,18 @@ impl BackendTlsPolicyError {
     }
 }
 
-/// Why one of Loom's policies (RateLimitPolicy, CircuitBreakerPolicy, WASMPlugin) is invalid
-/// (`Accepted=False`, `Invalid`): the field and why.
+/// Why one of Loom's policies (RateLimitPolicy, CircuitBreakerPolicy, ClientTrafficPolicy,
+/// WASMPlugin) is invalid (`Accepted=False`, `Invalid`): the field and why.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum LoomPolicyError {
     #[error("{field} must be at least 1")]
     AtLeastOne { field: String },
     #[error("{field}: {value:?} is not a positive duration")]
     Duration { field: String, value: String },
+    #[error("{field}: {value:?} is shorter than 1s")]
+    UnderOneSecond { field: String, value: String },
+    #[error("the policy sets nothing: it needs headerTimeout, idleTimeout or maxConnections")]
+    SetsNothing,
     #[error("{field}: {value} is more than 100")]
     Percent { field: String, value: u32 },
     #[error("maxEjectionTime is shorter than baseEjectionTime")]
@@ -319,6 +323,17 @@ pub(crate) enum TargetError {
     },
     #[error("{winner} is older and targets the same object")]
     Conflicted { winner: ObjectKey },
+    #[error(
+        "listeners {listener:?} and {other:?} share port {port}, and {winner} (on {other:?}) is \
+         older: it sets the port's client limits (a connection is accepted before its Host is \
+         known, so limits apply per port)"
+    )]
+    SharedPort {
+        port: i32,
+        listener: String,
+        other: String,
+        winner: ObjectKey,
+    },
 }
 
 impl TargetError {
@@ -326,7 +341,7 @@ impl TargetError {
         match self {
             TargetError::Kind { .. } => Reason::Invalid,
             TargetError::NotFound { .. } => Reason::TargetNotFound,
-            TargetError::Conflicted { .. } => Reason::Conflicted,
+            TargetError::Conflicted { .. } | TargetError::SharedPort { .. } => Reason::Conflicted,
         }
     }
 }

@@ -407,8 +407,8 @@ pub(crate) fn write_backend_tls_status(
     }
 }
 
-/// RateLimitPolicies and CircuitBreakerPolicies: one ancestor per target, `Accepted=True` only
-/// where the data plane enforces the policy.
+/// RateLimitPolicies, CircuitBreakerPolicies and ClientTrafficPolicies: one ancestor per
+/// target, `Accepted=True` only where the data plane enforces the policy.
 pub(crate) fn write_traffic_policy_status(
     lookup: &InputLookup<'_>,
     traffic: &TrafficPolicies,
@@ -432,7 +432,16 @@ pub(crate) fn write_traffic_policy_status(
             "failing endpoints are ejected",
         )
     });
-    for (key, g, invalid, targets, effect) in rate_limits.chain(breakers) {
+    let clients = traffic.clients.iter().map(|p| {
+        (
+            &p.key,
+            p.generation,
+            p.value.as_ref().err(),
+            &p.targets,
+            "client connections to its ports get these limits",
+        )
+    });
+    for (key, g, invalid, targets, effect) in rate_limits.chain(breakers).chain(clients) {
         let ancestors = targets
             .iter()
             .map(|t| {

@@ -11,6 +11,7 @@ use crate::load::load_str;
 use crate::snapshot::{Decision, GatewayName, HttpRequest};
 use crate::status::{ConditionType, ObjectStatus, Reason, RouteParentStatus};
 
+mod client;
 mod http3;
 mod traffic;
 

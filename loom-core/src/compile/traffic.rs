@@ -1,9 +1,10 @@
 //! Loom's traffic policies: RateLimitPolicies on routes and Gateways, CircuitBreakerPolicies
-//! on Services and Backends. Their values are checked (an invalid one is `Accepted=False`,
-//! reason `Invalid`, naming the field); a target two policies share goes to the older one
-//! (GEP-713), the other is `Conflicted` there; then the most specific policy applies to each
-//! route rule (rule > route > listener > Gateway) and to each backend (Service port >
-//! Service).
+//! on Services and Backends, ClientTrafficPolicies on Gateways and listeners. Their values are
+//! checked (an invalid one is `Accepted=False`, reason `Invalid`, naming the field); a target
+//! two policies share goes to the older one (GEP-713), the other is `Conflicted` there; then
+//! the most specific policy applies to each route rule (rule > route > listener > Gateway), to
+//! each backend (Service port > Service) and to each Gateway port (listener > Gateway; of two
+//! listeners sharing a port, the older policy sets it and the other is `Conflicted`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use crate::input::*;
 use crate::policy::gcra::Quota;
 use crate::policy::outlier::OutlierConfig;
 use crate::snapshot::{
-    CircuitBreaker, ClientKey, GatewayName, GlobalLimit, RateLimit, RateLimitRule,
+    CircuitBreaker, ClientKey, ClientSettings, GatewayName, GlobalLimit, RateLimit, RateLimitRule,
 };
 
 /// Clients tracked per bucket when `key.maxKeys` is not set.
@@ -65,8 +66,22 @@ pub(crate) struct Limits {
 pub(crate) struct TrafficPolicies {
     pub(crate) rate_limits: Vec<Checked<Limits>>,
     pub(crate) breakers: Vec<Checked<Arc<CircuitBreaker>>>,
+    pub(crate) clients: Vec<Checked<ClientSettings>>,
     rate_limit_at: HashMap<TargetKey, usize>,
     breaker_at: HashMap<TargetKey, usize>,
+    client_at: HashMap<TargetKey, usize>,
+    /// The listener policy that sets a Gateway port's client limits, by Gateway namespace,
+    /// name and port.
+    client_port_at: HashMap<(String, String, i32), PortClaim>,
+}
+
+/// The ClientTrafficPolicy of a listener that holds the listener's port.
+#[derive(Debug)]
+struct PortClaim {
+    /// Index in `clients`.
+    index: usize,
+    listener: String,
+    policy: ObjectKey,
 }
 
 /// The rate limits of a snapshot being assembled: one per (policy, route), shared by every
@@ -139,7 +154,113 @@ impl TrafficPolicies {
                 targets,
             });
         }
+        for p in by_age(&lookup.input.client_traffic_policies, |p| &p.metadata) {
+            let key = object_key(Kind::ClientTrafficPolicy, &p.metadata);
+            let value = client_values(&p.spec).map(|mut c| {
+                c.policy = key.clone();
+                c
+            });
+            let index = out.clients.len();
+            let targets = p
+                .spec
+                .targets()
+                .map(|t| Target {
+                    target: t.clone(),
+                    outcome: claim(
+                        lookup,
+                        &key,
+                        t,
+                        value.is_ok(),
+                        index,
+                        &mut out.client_at,
+                        &out.clients,
+                        client_target,
+                    ),
+                })
+                .collect();
+            out.clients.push(Checked {
+                key,
+                generation: p.metadata.generation(),
+                value,
+                targets,
+            });
+        }
+        out.claim_ports(lookup);
         out
+    }
+
+    /// Gives each Gateway port its listener policy: limits apply per port (a connection is
+    /// accepted before its Host is known), so of the policies of listeners sharing a port the
+    /// oldest sets them, and the others are `Conflicted` there.
+    fn claim_ports(&mut self, lookup: &InputLookup<'_>) {
+        for (index, policy) in self.clients.iter_mut().enumerate() {
+            if policy.value.is_err() {
+                continue;
+            }
+            let ns = &policy.key.namespace;
+            for t in &mut policy.targets {
+                let (Ok(()), Some(section)) = (&t.outcome, &t.target.section_name) else {
+                    continue;
+                };
+                let Some(port) = lookup
+                    .input
+                    .gateways
+                    .iter()
+                    .find(|g| {
+                        g.metadata.namespace_or_default() == ns && g.metadata.name == t.target.name
+                    })
+                    .and_then(|g| g.spec.listeners.iter().find(|l| l.name == *section))
+                    .map(|l| l.port)
+                else {
+                    continue;
+                };
+                let at = (ns.clone(), t.target.name.clone(), port);
+                match self.client_port_at.get(&at) {
+                    Some(claim) => {
+                        t.outcome = Err(TargetError::SharedPort {
+                            port,
+                            listener: section.clone(),
+                            other: claim.listener.clone(),
+                            winner: claim.policy.clone(),
+                        });
+                    }
+                    None => {
+                        let claim = PortClaim {
+                            index,
+                            listener: section.clone(),
+                            policy: policy.key.clone(),
+                        };
+                        self.client_port_at.insert(at, claim);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The client limits of a Gateway's port: its listener policy's, else the Gateway's.
+    pub(crate) fn client_settings(
+        &self,
+        gateway: &GatewayName,
+        port: u16,
+    ) -> Option<ClientSettings> {
+        if self.client_at.is_empty() {
+            return None;
+        }
+        let at = (
+            gateway.namespace.clone(),
+            gateway.name.clone(),
+            i32::from(port),
+        );
+        let index = match self.client_port_at.get(&at) {
+            Some(claim) => claim.index,
+            None => *self.client_at.get(&TargetKey {
+                kind: Kind::Gateway,
+                namespace: gateway.namespace.clone(),
+                name: gateway.name.clone(),
+                section: None,
+            })?,
+        };
+        self.clients[index].value.as_ref().ok().cloned()
     }
 
     /// The rate limit for a rule of `route` served on a listener of `gateway`, if any: the
@@ -296,16 +417,7 @@ fn rate_limit_target(
     let input = lookup.input;
     let named = |m: &ObjectMeta| m.namespace_or_default() == ns && m.name == t.name;
     match (t.group.as_str(), t.kind.as_str()) {
-        (GATEWAY_GROUP, "Gateway") => found(
-            Kind::Gateway,
-            input.gateways.iter().find(|g| named(&g.metadata)).map(|g| {
-                g.spec
-                    .listeners
-                    .iter()
-                    .map(|l| Some(l.name.as_str()))
-                    .collect()
-            }),
-        ),
+        (GATEWAY_GROUP, "Gateway") => gateway_target(lookup, ns, t),
         (GATEWAY_GROUP, "HTTPRoute") => found(
             Kind::HttpRoute,
             input
@@ -324,6 +436,48 @@ fn rate_limit_target(
         ),
         (group, kind) => Err(TargetError::Kind {
             policy: Kind::RateLimitPolicy,
+            group: group.into(),
+            kind: kind.into(),
+        }),
+    }
+}
+
+/// A Gateway, or one of its own listeners by `sectionName` (not a ListenerSet's).
+fn gateway_target(
+    lookup: &InputLookup<'_>,
+    ns: &str,
+    t: &PolicyTarget,
+) -> Result<Kind, TargetError> {
+    let not_found = |section: Option<String>| TargetError::NotFound {
+        kind: Kind::Gateway,
+        namespace: ns.into(),
+        name: t.name.clone(),
+        section,
+    };
+    let gateway = lookup
+        .input
+        .gateways
+        .iter()
+        .find(|g| g.metadata.namespace_or_default() == ns && g.metadata.name == t.name)
+        .ok_or_else(|| not_found(None))?;
+    match &t.section_name {
+        Some(s) if !gateway.spec.listeners.iter().any(|l| l.name == *s) => {
+            Err(not_found(Some(s.clone())))
+        }
+        _ => Ok(Kind::Gateway),
+    }
+}
+
+/// A ClientTrafficPolicy target: a Gateway or one of its listeners.
+fn client_target(
+    lookup: &InputLookup<'_>,
+    ns: &str,
+    t: &PolicyTarget,
+) -> Result<Kind, TargetError> {
+    match (t.group.as_str(), t.kind.as_str()) {
+        (GATEWAY_GROUP, "Gateway") => gateway_target(lookup, ns, t),
+        (group, kind) => Err(TargetError::Kind {
+            policy: Kind::ClientTrafficPolicy,
             group: group.into(),
             kind: kind.into(),
         }),
@@ -511,6 +665,52 @@ pub(crate) fn circuit_breaker_values(
         max_connections: spec.max_connections,
         max_pending_requests: spec.max_pending_requests,
         max_requests: spec.max_requests,
+    })
+}
+
+/// A ClientTrafficPolicy's values (its `policy` key left empty), or the first that is wrong.
+pub(crate) fn client_values(
+    spec: &ClientTrafficPolicySpec,
+) -> Result<ClientSettings, LoomPolicyError> {
+    let duration = |field: &str, value: &Option<String>, at_least: Duration| {
+        let Some(v) = value else {
+            return Ok(None);
+        };
+        match parse_duration_ms(v).map(Duration::from_millis) {
+            Some(d) if d >= at_least && !d.is_zero() => Ok(Some(d)),
+            Some(d) if !d.is_zero() => Err(LoomPolicyError::UnderOneSecond {
+                field: field.into(),
+                value: v.clone(),
+            }),
+            _ => Err(LoomPolicyError::Duration {
+                field: field.into(),
+                value: v.clone(),
+            }),
+        }
+    };
+    if spec.header_timeout.is_none()
+        && spec.idle_timeout.is_none()
+        && spec.max_connections.is_none()
+    {
+        return Err(LoomPolicyError::SetsNothing);
+    }
+    let header_timeout = duration("headerTimeout", &spec.header_timeout, Duration::ZERO)?;
+    // The data plane keeps HTTP/1 connections alive in whole seconds.
+    let idle_timeout = duration("idleTimeout", &spec.idle_timeout, Duration::from_secs(1))?;
+    if spec.max_connections == Some(0) {
+        return Err(LoomPolicyError::AtLeastOne {
+            field: "maxConnections".into(),
+        });
+    }
+    Ok(ClientSettings {
+        policy: ObjectKey {
+            kind: Kind::ClientTrafficPolicy,
+            namespace: String::new(),
+            name: String::new(),
+        },
+        header_timeout,
+        idle_timeout,
+        max_connections: spec.max_connections,
     })
 }
 

@@ -206,6 +206,45 @@ impl CircuitBreakerPolicySpec {
     }
 }
 
+/// `ClientTrafficPolicy`: what a client connection to a Gateway's port may hold, instead of
+/// the data plane's defaults (`loom serve` flags).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ClientTrafficPolicy {
+    pub metadata: ObjectMeta,
+    pub spec: ClientTrafficPolicySpec,
+}
+
+/// `ClientTrafficPolicy.spec`. Limits apply per port (a connection is accepted before its
+/// Host is known): a listener's policy (`sectionName`) sets them for the listener's port, a
+/// Gateway's for its other ports. A field left out keeps the data plane's default.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct ClientTrafficPolicySpec {
+    /// The one target: a Gateway, or one of its listeners by `sectionName`.
+    pub target_ref: Option<PolicyTarget>,
+    /// Targets, as Gateway API policies list them.
+    pub target_refs: Vec<PolicyTarget>,
+    /// Time a client has to send a whole HTTP/1 request head, counted from its first byte
+    /// (for a connection's first request, from accept), e.g. `10s`.
+    pub header_timeout: Option<String>,
+    /// Time a keep-alive connection stays open idle (HTTP/1 between requests, HTTP/2 with no
+    /// open stream); at least `1s`.
+    pub idle_timeout: Option<String>,
+    /// Connections one listening socket of the port holds at most; more are closed as they
+    /// are accepted.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
+    pub max_connections: Option<u32>,
+}
+
+impl ClientTrafficPolicySpec {
+    /// `targetRef` and `targetRefs` together.
+    pub fn targets(&self) -> impl Iterator<Item = &PolicyTarget> {
+        targets(&self.target_ref, &self.target_refs)
+    }
+}
+
 /// `WASMPlugin`: a WebAssembly filter.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]

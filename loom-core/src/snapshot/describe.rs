@@ -1,5 +1,7 @@
 //! A plain-data description of a snapshot.
 
+use std::time::Duration;
+
 use super::{HttpRule, L4Listener, Snapshot, WeightedBackend};
 
 /// A plain-data description of a snapshot, for `loom check --snapshot`, snapshot tests and
@@ -76,6 +78,12 @@ pub fn describe(snapshot: &Snapshot) -> serde_json::Value {
             if !p.http3_listeners().is_empty() {
                 described["http3"] = p.http3_listeners().iter().map(listener).collect();
             }
+            if let Some(c) = &p.client {
+                // What a ClientTrafficPolicy sets; fields it leaves out are the data plane's
+                // defaults (flags), not shown here.
+                described["client"] = json!({"policy": c.policy.to_string(), "headerTimeout": c.header_timeout.map(secs),
+                    "idleTimeout": c.idle_timeout.map(secs), "maxConnections": c.max_connections});
+            }
             ports.insert(port.to_string(), described);
         }
         gateways.insert(
@@ -84,4 +92,8 @@ pub fn describe(snapshot: &Snapshot) -> serde_json::Value {
         );
     }
     Value::Object(gateways)
+}
+
+fn secs(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
 }

@@ -9,12 +9,13 @@
 //!                                      │    Tls   HTTPS listeners (as Http) + TLS listeners
 //!                                      │           (SNI → TLSRoute backends); the SNI chooses
 //!                                      │    Tcp   TCP listener (oldest route's backends)
-//!                                      └─ udp: UDP listener (oldest route's backends)
+//!                                      ├─ udp: UDP listener (oldest route's backends)
+//!                                      └─ client: ClientTrafficPolicy limits of connections
 //! ```
 //!
 //! Modules: `http` (listeners, virtual hosts, rules), `tls` and `l4` (TLS settings and
 //! listeners, TCP/UDP), `backend` (resolved backends and why one cannot take traffic),
-//! `policy` (Loom's rate limits and circuit breakers as they apply), `decide` (the decision
+//! `policy` (Loom's rate limits, circuit breakers and client limits as they apply), `decide` (the decision
 //! API), `describe` (a plain-data view). Everything is re-exported here.
 
 mod backend;
@@ -37,7 +38,9 @@ pub use decide::{Decision, Forward, HttpRequest, LocalResponse, Matched, NoRoute
 pub use describe::describe;
 pub use http::{Filters, HttpListener, HttpRule, Mirror, Retry, Timeouts, VirtualHost};
 pub use l4::{L4Listener, L4Rule, NoBackend};
-pub use policy::{CircuitBreaker, ClientKey, GlobalLimit, Limit, RateLimit, RateLimitRule, Slot};
+pub use policy::{
+    CircuitBreaker, ClientKey, ClientSettings, GlobalLimit, Limit, RateLimit, RateLimitRule, Slot,
+};
 pub use tls::{Certificate, ClientValidation, ServerTls, TlsListener};
 
 use crate::status::StatusAddress;
@@ -94,6 +97,9 @@ pub struct PortSnapshot {
     /// What serves UDP datagrams: a UDP listener or HTTP/3. UDP shares a port with any TCP
     /// listener.
     pub udp: Option<UdpListeners>,
+    /// The limits of client connections to the port, from a ClientTrafficPolicy; `None`: the
+    /// data plane's defaults.
+    pub client: Option<ClientSettings>,
 }
 
 /// What serves UDP on a port. Listener conflicts leave one kind per port.

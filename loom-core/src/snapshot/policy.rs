@@ -1,5 +1,5 @@
 //! Loom's traffic policies as the data plane applies them: the rate limit a route's requests
-//! are counted against, and the circuit breaker of a backend.
+//! are counted against, the circuit breaker of a backend, and the client limits of a port.
 //!
 //! The counting itself (token buckets, ejections) is in [`crate::policy`]; the data plane
 //! keeps the state, keyed by what is here, so that state survives a reload when the policy's
@@ -172,6 +172,21 @@ impl CircuitBreaker {
             secs(o.interval),
         )
     }
+}
+
+/// A ClientTrafficPolicy as it applies to one port: what a client connection there may hold.
+/// A field the policy leaves out is `None`, and the data plane's own default (`loom serve`
+/// flags) applies.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClientSettings {
+    /// The policy.
+    pub policy: ObjectKey,
+    /// Time to send a whole HTTP/1 request head.
+    pub header_timeout: Option<Duration>,
+    /// Time a keep-alive connection stays open idle (at least a second).
+    pub idle_timeout: Option<Duration>,
+    /// Connections one listening socket holds at most.
+    pub max_connections: Option<u32>,
 }
 
 fn secs(d: Duration) -> String {

@@ -1,13 +1,15 @@
 //! How many client connections Loom holds at once.
 //!
-//! Every listener admits at most `per_listener` connections, and all listeners together at
-//! most what the process's file-descriptor limit allows: each client connection may need a
+//! Every listener admits at most `per_listener` connections (the `--max-connections` flag, or
+//! the port's ClientTrafficPolicy), and all listeners together at most what the process's
+//! file-descriptor limit allows, whatever a policy says: each client connection may need a
 //! second descriptor for its backend, and [`RESERVED_FDS`] stay free for the admin listener,
 //! backend connection pools, DNS and files. A connection over either limit is closed as soon
 //! as it is accepted, so the process never runs out of descriptors (which would stop every
 //! listener, the admin one included), and a client learns at once instead of hanging.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -39,14 +41,32 @@ pub(crate) fn this_process_budget() -> usize {
 #[derive(Clone, Debug)]
 pub(crate) struct Admission {
     process: Arc<Semaphore>,
-    listener: Arc<Semaphore>,
+    listener: Arc<ListenerCount>,
+}
+
+/// A listener's open connections and its limit, which a publish may change while connections
+/// are open (a lower limit closes none: new ones are refused until enough have ended).
+#[derive(Debug)]
+struct ListenerCount {
+    open: AtomicUsize,
+    max: AtomicUsize,
 }
 
 /// A connection's place; released when dropped.
 #[derive(Debug)]
 pub(crate) struct Admitted {
     _process: OwnedSemaphorePermit,
-    _listener: OwnedSemaphorePermit,
+    _listener: ListenerPlace,
+}
+
+/// A connection's place in its listener's count.
+#[derive(Debug)]
+struct ListenerPlace(Arc<ListenerCount>);
+
+impl Drop for ListenerPlace {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Admission {
@@ -54,13 +74,27 @@ impl Admission {
     pub(crate) fn new(process: Arc<Semaphore>, per_listener: usize) -> Self {
         Admission {
             process,
-            listener: Arc::new(Semaphore::new(per_listener.min(Semaphore::MAX_PERMITS))),
+            listener: Arc::new(ListenerCount {
+                open: AtomicUsize::new(0),
+                max: AtomicUsize::new(per_listener),
+            }),
         }
+    }
+
+    /// Changes the listener's limit, for connections accepted from now on.
+    pub(crate) fn set_limit(&self, per_listener: usize) {
+        self.listener.max.store(per_listener, Ordering::Relaxed);
     }
 
     /// A place for one more connection, if there is one.
     pub(crate) fn try_admit(&self) -> Option<Admitted> {
-        let listener = self.listener.clone().try_acquire_owned().ok()?;
+        let max = self.listener.max.load(Ordering::Relaxed);
+        let open = self.listener.open.fetch_add(1, Ordering::Relaxed);
+        // Taken first, so that a refusal below gives the place back.
+        let listener = ListenerPlace(self.listener.clone());
+        if open >= max {
+            return None;
+        }
         let process = self.process.clone().try_acquire_owned().ok()?;
         Some(Admitted {
             _process: process,
@@ -110,6 +144,27 @@ Max locked memory         8388608              8388608              bytes
         assert!(a.try_admit().is_none());
         drop(first);
         assert!(a.try_admit().is_some());
+    }
+
+    #[test]
+    fn a_new_limit_applies_to_the_next_connections_and_closes_none() {
+        let a = Admission::new(Arc::new(Semaphore::new(100)), 3);
+        let held: Vec<_> = (0..3).map(|_| a.try_admit().unwrap()).collect();
+        a.set_limit(1);
+        assert!(a.try_admit().is_none());
+        drop(held);
+        let _one = a.try_admit().unwrap();
+        assert!(a.try_admit().is_none());
+        a.set_limit(2);
+        assert!(a.try_admit().is_some());
+    }
+
+    #[test]
+    fn a_listener_refused_by_the_process_budget_keeps_its_places() {
+        let a = Admission::new(Arc::new(Semaphore::new(0)), 1);
+        assert!(a.try_admit().is_none());
+        assert!(a.try_admit().is_none());
+        assert_eq!(a.listener.open.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::listeners::tls::Acceptor;
 use pingora::protocols::http::ServerSession;
@@ -45,6 +45,10 @@ pub(crate) struct Apps<A> {
     /// Deadlines for HTTP/1 request heads.
     pub(crate) head: HeadLimits,
 }
+
+/// A port's HTTP applications as they are now: a publish that changes the port's client
+/// limits swaps them, and each connection takes those current when it is accepted.
+pub(crate) type CurrentApps<A> = Arc<ArcSwap<Apps<A>>>;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -213,7 +217,7 @@ async fn idle_at_shutdown(clock: &HeadClock, shutdown: &ShutdownWatch) {
 
 pub(crate) async fn accept_loop<A: HttpServerApp + Send + Sync + 'static>(
     listener: TcpListener,
-    apps: Arc<Apps<A>>,
+    apps: CurrentApps<A>,
     acceptor: Arc<ArcSwapOption<Acceptor>>,
     admission: Admission,
     mut stop: watch::Receiver<bool>,
@@ -227,7 +231,7 @@ pub(crate) async fn accept_loop<A: HttpServerApp + Send + Sync + 'static>(
         let Some(tcp) = admit(accepted, &admission).await else {
             continue;
         };
-        let (apps, acceptor, shutdown) = (apps.clone(), acceptor.load_full(), shutdown.clone());
+        let (apps, acceptor, shutdown) = (apps.load_full(), acceptor.load_full(), shutdown.clone());
         tokio::spawn(async move {
             serve_http(tcp.0, apps, acceptor, shutdown).await;
             drop(tcp.1);

@@ -96,7 +96,7 @@ pub(crate) async fn tcp_loop(
 }
 
 /// HTTPS listeners sharing a TLS port: their HTTP applications and TLS acceptor.
-pub(crate) type HttpsOnTlsPort<A> = (Arc<super::http::Apps<A>>, Arc<ArcSwapOption<Acceptor>>);
+pub(crate) type HttpsOnTlsPort<A> = (super::http::CurrentApps<A>, Arc<ArcSwapOption<Acceptor>>);
 
 /// What a TLS port needs besides the snapshot.
 pub(crate) struct TlsPort<A> {
@@ -206,7 +206,8 @@ pub(crate) async fn tls_loop<A: HttpServerApp + Send + Sync + 'static>(
                     let Some(acceptor) = acceptor.load_full() else {
                         return;
                     };
-                    super::http::serve_http(client, app.clone(), Some(acceptor), shutdown).await;
+                    super::http::serve_http(client, app.load_full(), Some(acceptor), shutdown)
+                        .await;
                 }
             }
         });

@@ -2,7 +2,9 @@
 //! so Loom runs its own accept loops in a background service: a publish that adds a Gateway port
 //! starts one, a publish that removes it stops accepting there (open connections finish), and
 //! unchanged ports are left alone. TLS settings of a port are rebuilt only when its
-//! certificates or client validation change.
+//! certificates or client validation change, and its client limits (ClientTrafficPolicy) are
+//! swapped in place when they change: the socket stays open, connections accepted from then on
+//! get the new limits.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
@@ -11,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use async_trait::async_trait;
 use loom_core::snapshot::{GatewayName, PortListeners, PortSnapshot, UdpListeners};
 use pingora::apps::HttpServerOptions;
@@ -25,7 +27,7 @@ use tokio::sync::{Semaphore, watch};
 
 use super::ClientLimits;
 use super::admission::{self, Admission};
-use super::http::{Apps, accept_loop, bind};
+use super::http::{Apps, CurrentApps, accept_loop, bind};
 use super::{l4, quic, tls};
 use crate::handle::{ListenFailure, Listening, SnapshotHandle};
 use crate::pipeline::{LoomProxy, Shared};
@@ -40,7 +42,8 @@ pub struct ListenerManager {
     default_bind: IpAddr,
     /// What every listener's proxy shares.
     shared: Arc<Shared>,
-    limits: ClientLimits,
+    /// Client limits where no ClientTrafficPolicy sets them (the flags).
+    defaults: ClientLimits,
     /// Connections every listener together may hold (from the file-descriptor limit).
     process_connections: Arc<Semaphore>,
 }
@@ -96,6 +99,12 @@ struct Running {
     terminate: Arc<ArcSwapOption<TlsAcceptor>>,
     /// The QUIC endpoint of an HTTP/3 port (its TLS is swapped in place).
     quic: Option<quinn::Endpoint>,
+    /// The client limits it applies: the defaults with the port's ClientTrafficPolicy.
+    client: ClientLimits,
+    /// Its connection limit (TCP sockets).
+    admission: Option<Admission>,
+    /// Its HTTP applications (sockets with HTTP or HTTPS listeners).
+    apps: Option<CurrentApps<HttpProxy<LoomProxy>>>,
 }
 
 impl ListenerManager {
@@ -105,14 +114,14 @@ impl ListenerManager {
         shared: Arc<Shared>,
         conf: Arc<ServerConf>,
         default_bind: IpAddr,
-        limits: ClientLimits,
+        defaults: ClientLimits,
     ) -> Self {
         ListenerManager {
             handle: shared.handle.clone(),
             conf,
             default_bind,
             shared,
-            limits,
+            defaults,
             process_connections: Arc::new(Semaphore::new(admission::this_process_budget())),
         }
     }
@@ -174,7 +183,7 @@ impl ListenerManager {
         out
     }
 
-    fn proxy(&self, w: &Wanted, h2c: bool) -> Arc<HttpProxy<LoomProxy>> {
+    fn proxy(&self, w: &Wanted, h2c: bool, client: &ClientLimits) -> Arc<HttpProxy<LoomProxy>> {
         let tls = matches!(
             w.kind,
             PortKind::Https(_) | PortKind::Tls { .. } | PortKind::Http3(_)
@@ -189,38 +198,74 @@ impl ListenerManager {
         // `starts_with_h2_preface`): Pingora's own check blocks on requests shorter than the
         // preface and runs again for every request of a keep-alive connection.
         options.h2c = h2c;
-        options.h2_idle_timeout = Some(self.limits.h2_idle());
+        options.h2_idle_timeout = Some(client.h2_idle());
         app.server_options = Some(options);
         app.handle_init_modules();
         Arc::new(app)
     }
 
-    fn apps(&self, w: &Wanted) -> Apps<HttpProxy<LoomProxy>> {
+    fn apps(&self, w: &Wanted, client: &ClientLimits) -> Apps<HttpProxy<LoomProxy>> {
         let cleartext = matches!(w.kind, PortKind::Http);
         Apps {
-            http: self.proxy(w, false),
-            h2c: cleartext.then(|| self.proxy(w, true)),
-            head: self.limits.head,
+            http: self.proxy(w, false, client),
+            h2c: cleartext.then(|| self.proxy(w, true, client)),
+            head: client.head,
         }
     }
 
     /// A QUIC endpoint for the HTTP/3 listeners of `port`, bound to `addr`.
     fn quic_endpoint(
-        &self,
         addr: SocketAddr,
         port: &PortSnapshot,
+        client: &ClientLimits,
     ) -> std::io::Result<quinn::Endpoint> {
         let config = tls::quic_config(port)
-            .and_then(|c| quic::server_config(c, self.limits.head.idle))
+            .and_then(|c| quic::server_config(c, client.head.idle))
             .map_err(std::io::Error::other)?;
         quinn::Endpoint::server(config, addr)
     }
 
+    fn current_apps(&self, w: &Wanted, client: &ClientLimits) -> CurrentApps<HttpProxy<LoomProxy>> {
+        Arc::new(ArcSwap::from_pointee(self.apps(w, client)))
+    }
+
+    /// Applies new client limits to a running listener: connections accepted from now on get
+    /// them; open ones keep theirs.
+    fn change_client(&self, addr: SocketAddr, r: &mut Running, client: ClientLimits) {
+        let Some(admission) = &r.admission else {
+            // UDP: no client connections to limit.
+            r.client = client;
+            return;
+        };
+        admission.set_limit(client.max_connections_per_listener);
+        if let Some(apps) = &r.apps {
+            let next = if client.h2_idle() == r.client.h2_idle() {
+                // The proxies depend on the idle timeout alone (HTTP/2's is one of their
+                // options): keep them, and their backend connection pools.
+                let now = apps.load_full();
+                Apps {
+                    http: now.http.clone(),
+                    h2c: now.h2c.clone(),
+                    head: client.head,
+                }
+            } else {
+                self.apps(&r.wanted, &client)
+            };
+            apps.store(Arc::new(next));
+        }
+        log::info!(
+            "listener {addr} ({}/{}): client limits now {client:?}",
+            r.wanted.gateway.namespace,
+            r.wanted.gateway.name
+        );
+        r.client = client;
+    }
+
     /// Loads the TLS material of a port into the running listener's slots.
-    fn load_tls(&self, w: &Wanted, port: &PortSnapshot, r: &Running) -> Result<(), String> {
+    fn load_tls(w: &Wanted, port: &PortSnapshot, r: &Running) -> Result<(), String> {
         if let PortKind::Http3(_) = w.kind {
-            let config = tls::quic_config(port)
-                .and_then(|c| quic::server_config(c, self.limits.head.idle))?;
+            let config =
+                tls::quic_config(port).and_then(|c| quic::server_config(c, r.client.head.idle))?;
             if let Some(endpoint) = &r.quic {
                 endpoint.set_server_config(Some(config));
             }
@@ -281,6 +326,7 @@ impl ListenerManager {
         });
         for (key, (w, port)) in wanted {
             let (addr, udp) = key;
+            let client = self.defaults.with_policy(port.client.as_ref());
             let failure = |error: String| ListenFailure {
                 gateway: w.gateway.clone(),
                 port: w.port,
@@ -290,13 +336,16 @@ impl ListenerManager {
             };
             if let Some(r) = running.get_mut(&key) {
                 if r.wanted.kind != w.kind {
-                    match self.load_tls(&w, port, r) {
-                        Ok(()) => r.wanted = w,
+                    match Self::load_tls(&w, port, r) {
+                        Ok(()) => r.wanted = w.clone(),
                         Err(e) => {
                             log::log!(level, "listener {addr}: {e}");
                             failed.push(failure(e));
                         }
                     }
+                }
+                if r.client != client {
+                    self.change_client(addr, r, client);
                 }
                 continue;
             }
@@ -307,19 +356,22 @@ impl ListenerManager {
                 https: Arc::default(),
                 terminate: Arc::default(),
                 quic: None,
+                client,
+                admission: None,
+                apps: None,
             };
-            if let Err(e) = self.load_tls(&w, port, &r) {
+            if let Err(e) = Self::load_tls(&w, port, &r) {
                 log::log!(level, "listener {addr}: {e}");
                 failed.push(failure(e));
                 continue;
             }
             let bound = if let PortKind::Http3(_) = w.kind {
-                self.quic_endpoint(addr, port).map(|endpoint| {
+                Self::quic_endpoint(addr, port, &client).map(|endpoint| {
                     r.quic = Some(endpoint.clone());
                     tokio::spawn(quic::quic_loop(
                         endpoint,
-                        self.proxy(&w, false),
-                        self.limits.max_connections_per_listener,
+                        self.proxy(&w, false, &client),
+                        client.max_connections_per_listener,
                         stopped,
                         shutdown.clone(),
                     ));
@@ -337,13 +389,16 @@ impl ListenerManager {
             } else {
                 let admission = Admission::new(
                     self.process_connections.clone(),
-                    self.limits.max_connections_per_listener,
+                    client.max_connections_per_listener,
                 );
+                r.admission = Some(admission.clone());
                 bind(addr).map(|listener| match w.kind {
                     PortKind::Http | PortKind::Https(_) => {
+                        let apps = self.current_apps(&w, &client);
+                        r.apps = Some(apps.clone());
                         tokio::spawn(accept_loop(
                             listener,
-                            Arc::new(self.apps(&w)),
+                            apps,
                             r.https.clone(),
                             admission,
                             stopped,
@@ -351,9 +406,10 @@ impl ListenerManager {
                         ));
                     }
                     PortKind::Tls { https, .. } => {
+                        r.apps = https.map(|_| self.current_apps(&w, &client));
                         let tls_port = l4::TlsPort {
                             terminate: r.terminate.clone(),
-                            https: https.map(|_| (Arc::new(self.apps(&w)), r.https.clone())),
+                            https: r.apps.clone().map(|apps| (apps, r.https.clone())),
                             admission,
                         };
                         let (h, g, p) = (self.handle.clone(), w.gateway.clone(), w.port);

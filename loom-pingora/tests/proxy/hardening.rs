@@ -88,7 +88,7 @@ fn request_shorter_than_the_h2_preface_is_answered_at_once() {
 
 /// Reads until the server closes the connection (or 10 s pass); returns how long that took
 /// and what was read.
-fn until_closed(s: &mut TcpStream) -> (Duration, Vec<u8>) {
+pub(crate) fn until_closed(s: &mut TcpStream) -> (Duration, Vec<u8>) {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let started = Instant::now();
     let mut out = vec![];

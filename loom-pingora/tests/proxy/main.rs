@@ -8,6 +8,7 @@ mod backends;
 mod clients;
 mod harness;
 
+mod client_policy;
 mod filters;
 mod h2c;
 mod hardening;

@@ -69,7 +69,7 @@ fn a_thousand_reloads_under_load_fail_no_request() {
 }
 
 /// The inode of the socket listening on 127.0.0.1:`port`, from /proc/net/tcp.
-fn listening_socket(port: u16) -> Option<u64> {
+pub(crate) fn listening_socket(port: u16) -> Option<u64> {
     let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
     let local = format!("0100007F:{port:04X}");
     table.lines().skip(1).find_map(|line| {
