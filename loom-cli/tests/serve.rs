@@ -101,7 +101,7 @@ fn serves_follows_file_changes_and_keeps_the_last_good_config() {
     let metrics = get(admin, "/metrics").unwrap().1;
     assert!(
         metrics.contains(
-            r#"loom_route_requests_total{code="200",route="HTTPRoute default/app",rule="0"}"#
+            r#"loom_route_requests_total{code="200",kind="HTTPRoute",method="GET",namespace="default",route="app",rule="0"}"#
         ),
         "{metrics}"
     );

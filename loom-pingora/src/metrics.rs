@@ -1,8 +1,12 @@
-//! Prometheus metrics, served on the admin listener's `/metrics`.
+//! Prometheus metrics, served on the admin listener's `/metrics`. Labels are separate and
+//! bounded (object names, rule indexes, status codes, standard methods; never paths or header
+//! values): see docs/metrics.md.
 
 use std::sync::Arc;
 
+use http::Method;
 use loom_core::input::{Kind, ObjectKey};
+use loom_core::snapshot::HttpRule;
 use loom_core::status::{ConditionType, ObjectStatus};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -19,6 +23,7 @@ pub struct Metrics {
     reload_seconds: HistogramVec,
     gateway_status: IntGaugeVec,
     route_count: IntGaugeVec,
+    routes_per_gateway: [(Kind, IntGaugeVec); 5],
     backend_healthy: IntGaugeVec,
     backend_ejections: IntCounterVec,
     rate_limited: IntCounterVec,
@@ -33,18 +38,22 @@ impl Metrics {
             route_requests: IntCounterVec::new(
                 Opts::new(
                     "loom_route_requests_total",
-                    "Requests by route, rule and status code",
+                    "Requests by route (namespace, name, kind), rule index, status code and method; \
+                     requests no route matched have empty route labels",
                 ),
-                &["route", "rule", "code"],
+                &["namespace", "route", "kind", "rule", "code", "method"],
             )
             .expect("metric"),
             route_latency: HistogramVec::new(
-                HistogramOpts::new("loom_route_latency_seconds", "Request latency by route")
+                HistogramOpts::new(
+                    "loom_route_latency_seconds",
+                    "Request latency by route, from the request head to the end of the response",
+                )
                     .buckets(vec![
                         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                         5.0, 10.0,
                     ]),
-                &["route"],
+                &["namespace", "route", "kind"],
             )
             .expect("metric"),
             generation: IntGauge::new(
@@ -64,9 +73,9 @@ impl Metrics {
             gateway_status: IntGaugeVec::new(
                 Opts::new(
                     "loom_gateway_status",
-                    "1 when the Gateway condition is True",
+                    "1 when the Gateway condition (Accepted, Programmed) is True",
                 ),
-                &["gateway", "condition"],
+                &["namespace", "name", "condition"],
             )
             .expect("metric"),
             route_count: IntGaugeVec::new(
@@ -74,6 +83,20 @@ impl Metrics {
                 &["kind"],
             )
             .expect("metric"),
+            routes_per_gateway: [
+                Kind::HttpRoute,
+                Kind::GrpcRoute,
+                Kind::TlsRoute,
+                Kind::TcpRoute,
+                Kind::UdpRoute,
+            ]
+            .map(|kind| {
+                let name = format!("loom_{}_count", kind.as_str().to_ascii_lowercase());
+                let help = format!("{kind}s accepted by each Gateway");
+                let gauge =
+                    IntGaugeVec::new(Opts::new(name, help), &["namespace", "gateway"]).expect("metric");
+                (kind, gauge)
+            }),
             backend_healthy: IntGaugeVec::new(
                 Opts::new(
                     "loom_backend_healthy",
@@ -116,6 +139,11 @@ impl Metrics {
             Box::new(m.reload_seconds.clone()),
             Box::new(m.gateway_status.clone()),
             Box::new(m.route_count.clone()),
+            Box::new(m.routes_per_gateway[0].1.clone()),
+            Box::new(m.routes_per_gateway[1].1.clone()),
+            Box::new(m.routes_per_gateway[2].1.clone()),
+            Box::new(m.routes_per_gateway[3].1.clone()),
+            Box::new(m.routes_per_gateway[4].1.clone()),
             Box::new(m.backend_healthy.clone()),
             Box::new(m.backend_ejections.clone()),
             Box::new(m.rate_limited.clone()),
@@ -126,14 +154,32 @@ impl Metrics {
         Arc::new(m)
     }
 
-    /// Records one finished request.
-    pub fn request(&self, route: &str, rule: &str, code: u16, seconds: f64) {
-        let code = code.to_string();
+    /// Records one finished request: the rule that matched (`None`: none did), its method,
+    /// the status code answered (0: none) and how long it took.
+    pub fn request(&self, rule: Option<&HttpRule>, method: &Method, code: u16, seconds: f64) {
+        let (namespace, route, kind) = rule.map_or(("", "", ""), |r| {
+            (
+                r.route.namespace.as_str(),
+                r.route.name.as_str(),
+                r.route.kind.as_str(),
+            )
+        });
+        let index;
+        let rule = match rule.map(|r| r.rule_index) {
+            None => "",
+            Some(i) if i < SMALL.len() => SMALL[i],
+            Some(i) => {
+                index = i.to_string();
+                index.as_str()
+            }
+        };
+        let mut code_buf = [0u8; 3];
+        let code = status_text(code, &mut code_buf);
         self.route_requests
-            .with_label_values(&[route, rule, code.as_str()])
+            .with_label_values(&[namespace, route, kind, rule, code, method_label(method)])
             .inc();
         self.route_latency
-            .with_label_values(&[route])
+            .with_label_values(&[namespace, route, kind])
             .observe(seconds);
     }
 
@@ -144,20 +190,54 @@ impl Metrics {
             .with_label_values::<&str>(&[])
             .observe(p.compile_time.as_secs_f64());
         self.gateway_status.reset();
+        for (_, gauge) in &self.routes_per_gateway {
+            gauge.reset();
+        }
         let mut counts = std::collections::BTreeMap::new();
         for (key, status) in &p.status.objects {
             match status {
                 ObjectStatus::Gateway(g) => {
                     for c in &g.conditions.0 {
                         if matches!(c.type_, ConditionType::Accepted | ConditionType::Programmed) {
-                            let name = format!("{}/{}", key.namespace, key.name);
                             self.gateway_status
-                                .with_label_values(&[name.as_str(), c.type_.as_str()])
+                                .with_label_values(&[
+                                    key.namespace.as_str(),
+                                    key.name.as_str(),
+                                    c.type_.as_str(),
+                                ])
                                 .set(i64::from(c.status));
                         }
                     }
                 }
-                ObjectStatus::Route(_) => *counts.entry(key.kind).or_insert(0i64) += 1,
+                ObjectStatus::Route(r) => {
+                    *counts.entry(key.kind).or_insert(0i64) += 1;
+                    let Some((_, gauge)) =
+                        self.routes_per_gateway.iter().find(|(k, _)| *k == key.kind)
+                    else {
+                        continue;
+                    };
+                    for parent in &r.parents {
+                        let accepted = parent
+                            .conditions
+                            .get(ConditionType::Accepted)
+                            .is_some_and(|c| c.status);
+                        let is_gateway = parent
+                            .parent_ref
+                            .kind
+                            .as_deref()
+                            .is_none_or(|k| k == "Gateway");
+                        if accepted && is_gateway {
+                            let ns = parent
+                                .parent_ref
+                                .namespace
+                                .as_deref()
+                                .unwrap_or(key.namespace.as_str());
+                            gauge
+                                .with_label_values(&[ns, parent.parent_ref.name.as_str()])
+                                .inc();
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -216,5 +296,142 @@ impl Metrics {
         let mut out = vec![];
         let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
+    }
+}
+
+/// Rule indexes most routes have, as label values without an allocation.
+const SMALL: [&str; 16] = [
+    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15",
+];
+
+/// A status code as its three digits (`"0"` for none).
+fn status_text(code: u16, buf: &mut [u8; 3]) -> &str {
+    if !(100..=999).contains(&code) {
+        return "0";
+    }
+    buf[0] = b'0' + (code / 100) as u8;
+    buf[1] = b'0' + (code / 10 % 10) as u8;
+    buf[2] = b'0' + (code % 10) as u8;
+    std::str::from_utf8(buf).unwrap_or("0")
+}
+
+/// The method as a label: the standard ones, anything else `OTHER` (label sets stay bounded).
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: loom}
+spec: {controllerName: loom.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: infra}
+spec:
+  gatewayClassName: loom
+  listeners: [{name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: app}
+spec:
+  parentRefs: [{name: edge, namespace: infra}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: api, namespace: app}
+spec:
+  parentRefs: [{name: edge, namespace: infra}]
+"#;
+
+    fn published() -> Published {
+        let loaded = loom_core::load::load_str("metrics.yaml", CONFIG);
+        let mut input = loom_core::Input::default();
+        for (_, o) in loaded.objects {
+            input.upsert(o);
+        }
+        let compiled = loom_core::compile(&input);
+        Published {
+            generation: 1,
+            snapshot: compiled.snapshot,
+            status: compiled.status,
+            compile_time: std::time::Duration::from_millis(1),
+        }
+    }
+
+    fn rendered(m: &Metrics) -> String {
+        String::from_utf8(m.render()).unwrap()
+    }
+
+    #[test]
+    fn gateways_and_their_routes_are_labelled_by_namespace_and_name() {
+        let m = Metrics::new();
+        m.published(&published());
+        let text = rendered(&m);
+        for line in [
+            r#"loom_gateway_status{condition="Accepted",name="edge",namespace="infra"} 1"#,
+            r#"loom_httproute_count{gateway="edge",namespace="infra"} 2"#,
+            r#"loom_route_count{kind="HTTPRoute"} 2"#,
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_is_counted_with_separate_route_labels() {
+        let m = Metrics::new();
+        let p = published();
+        let rule = p.snapshot.gateways.values().next().unwrap().ports[&80].http_listeners()[0]
+            .vhosts[0]
+            .http
+            .entries()
+            .next()
+            .unwrap()
+            .1
+            .clone();
+        m.request(Some(&rule), &Method::GET, 200, 0.001);
+        m.request(None, &Method::from_bytes(b"BREW").unwrap(), 404, 0.001);
+        let text = rendered(&m);
+        let route = rule.route.name.as_str();
+        let matched = format!(
+            r#"loom_route_requests_total{{code="200",kind="HTTPRoute",method="GET",namespace="app",route="{route}",rule="0"}} 1"#
+        );
+        let unmatched = r#"loom_route_requests_total{code="404",kind="",method="OTHER",namespace="",route="",rule=""} 1"#;
+        for line in [matched.as_str(), unmatched] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn status_codes_and_methods_are_bounded_labels() {
+        let mut buf = [0u8; 3];
+        assert_eq!(status_text(200, &mut buf), "200");
+        assert_eq!(status_text(503, &mut buf), "503");
+        assert_eq!(status_text(0, &mut buf), "0");
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "OTHER");
     }
 }

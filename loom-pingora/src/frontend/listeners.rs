@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -97,8 +98,9 @@ struct Running {
     https: Arc<ArcSwapOption<Acceptor>>,
     /// Terminating TLSRoute listeners' TLS.
     terminate: Arc<ArcSwapOption<TlsAcceptor>>,
-    /// The QUIC endpoint of an HTTP/3 port (its TLS is swapped in place).
-    quic: Option<quinn::Endpoint>,
+    /// The QUIC endpoint of an HTTP/3 port (its TLS is swapped in place) and its connection
+    /// limit.
+    quic: Option<(quinn::Endpoint, Arc<AtomicUsize>)>,
     /// The client limits it applies: the defaults with the port's ClientTrafficPolicy.
     client: ClientLimits,
     /// Its connection limit (TCP sockets).
@@ -266,7 +268,7 @@ impl ListenerManager {
         if let PortKind::Http3(_) = w.kind {
             let config =
                 tls::quic_config(port).and_then(|c| quic::server_config(c, r.client.head.idle))?;
-            if let Some(endpoint) = &r.quic {
+            if let Some((endpoint, _)) = &r.quic {
                 endpoint.set_server_config(Some(config));
             }
             return Ok(());
@@ -346,6 +348,14 @@ impl ListenerManager {
                 }
                 if r.client != client {
                     self.change_client(addr, r, client);
+                    if let Some((_, max)) = &r.quic {
+                        // QUIC: the connection cap at once, the idle timeout in the server
+                        // configuration new connections get.
+                        max.store(client.max_connections_per_listener, Ordering::Relaxed);
+                        if let Err(e) = Self::load_tls(&w, port, r) {
+                            log::log!(level, "listener {addr}: {e}");
+                        }
+                    }
                 }
                 continue;
             }
@@ -367,11 +377,12 @@ impl ListenerManager {
             }
             let bound = if let PortKind::Http3(_) = w.kind {
                 Self::quic_endpoint(addr, port, &client).map(|endpoint| {
-                    r.quic = Some(endpoint.clone());
+                    let max = Arc::new(AtomicUsize::new(client.max_connections_per_listener));
+                    r.quic = Some((endpoint.clone(), max.clone()));
                     tokio::spawn(quic::quic_loop(
                         endpoint,
                         self.proxy(&w, false, &client),
-                        client.max_connections_per_listener,
+                        max,
                         stopped,
                         shutdown.clone(),
                     ));

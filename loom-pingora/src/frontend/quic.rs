@@ -66,11 +66,12 @@ pub(crate) fn server_config(
 }
 
 /// Accepts QUIC connections on `endpoint` until `stopped`: then it takes no new connection
-/// and lets the open ones finish.
+/// and lets the open ones finish. `max_connections` may change while it runs (a
+/// ClientTrafficPolicy).
 pub(crate) async fn quic_loop<A: HttpServerApp + Send + Sync + 'static>(
     endpoint: quinn::Endpoint,
     app: Arc<A>,
-    max_connections: usize,
+    max_connections: Arc<AtomicUsize>,
     mut stopped: watch::Receiver<bool>,
     shutdown: ShutdownWatch,
 ) {
@@ -82,6 +83,7 @@ pub(crate) async fn quic_loop<A: HttpServerApp + Send + Sync + 'static>(
         };
         let Some(incoming) = incoming else { break };
         let connections = open.load(Ordering::Relaxed);
+        let max_connections = max_connections.load(Ordering::Relaxed);
         if connections >= max_connections {
             incoming.refuse();
             continue;

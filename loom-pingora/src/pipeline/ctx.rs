@@ -18,8 +18,8 @@ pub struct RequestCtx {
     pub(super) endpoint: usize,
     /// The last attempt's response was dropped to retry it.
     pub(super) retrying: bool,
-    /// `namespace/name` of the route and the rule index, for metrics (`-` when none matched).
-    pub(super) label: Option<(String, String)>,
+    /// The rule that matched, for metrics and the access log.
+    pub(super) matched: Option<Arc<HttpRule>>,
     /// The chosen backend's health (outliers, breaker counts).
     pub(super) health: Option<Arc<BackendHealth>>,
     /// The request's share of the backend's circuit-breaker limits, given back on drop.
@@ -46,7 +46,7 @@ impl RequestCtx {
             tries: 0,
             endpoint: 0,
             retrying: false,
-            label: None,
+            matched: None,
             health: None,
             admission: None,
             response_headers: vec![],

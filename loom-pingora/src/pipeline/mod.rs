@@ -219,7 +219,7 @@ impl ProxyHttp for LoomProxy {
                 .push((http::header::ALT_SVC, self.alt_svc.clone()));
         }
         if let Some(m) = decision.matched() {
-            ctx.label = Some((m.rule.route.to_string(), m.rule.rule_index.to_string()));
+            ctx.matched = Some(m.rule.clone());
             if let Some(limit) = &m.limit {
                 let peer = session
                     .client_addr()
@@ -550,14 +550,17 @@ impl ProxyHttp for LoomProxy {
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
         let code = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.started.elapsed();
-        let (route, rule) = ctx
-            .label
-            .as_ref()
-            .map_or(("-", "-"), |(r, i)| (r.as_str(), i.as_str()));
-        self.shared
-            .metrics
-            .request(route, rule, code, elapsed.as_secs_f64());
         let req = session.req_header();
+        self.shared.metrics.request(
+            ctx.matched.as_deref(),
+            &req.method,
+            code,
+            elapsed.as_secs_f64(),
+        );
+        let (route, rule): (&dyn std::fmt::Display, &dyn std::fmt::Display) = match &ctx.matched {
+            Some(r) => (&r.route, &r.rule_index),
+            None => (&"-", &"-"),
+        };
         log::info!(
             target: "access",
             "{} {} {} {} {} route={} rule={} backend={} {:.3}ms{}",
