@@ -414,8 +414,8 @@ fn https_responses_carry_alt_svc_exactly_when_http3_is_on() {
             "    - name: http3\n      protocol: HTTP\n      hostname: unused.example.com\n",
         )
     });
-    // Still HTTP/3 on the port (for another hostname): Alt-Svc stays. Remove the listener:
-    assert!(alt_svc(without.https, &without.ca).is_some());
+    // HTTP/3 on the port, but for another hostname: no Alt-Svc for this one. Nor without it:
+    assert_eq!(alt_svc(without.https, &without.ca), None);
     let none = setup("h3-none", |pki, http, https, backend| {
         let config = issue_config(pki, http, https, backend);
         let start = config.find("    - name: http3").unwrap();

@@ -323,6 +323,8 @@ pub(crate) enum TargetError {
     },
     #[error("{winner} is older and targets the same object")]
     Conflicted { winner: ObjectKey },
+    #[error("the policy names this target twice; the first is used")]
+    Repeated,
     #[error(
         "listeners {listener:?} and {other:?} share port {port}, and {winner} (on {other:?}) is \
          older: it sets the port's client limits (a connection is accepted before its Host is \
@@ -339,7 +341,7 @@ pub(crate) enum TargetError {
 impl TargetError {
     pub(crate) fn reason(&self) -> Reason {
         match self {
-            TargetError::Kind { .. } => Reason::Invalid,
+            TargetError::Kind { .. } | TargetError::Repeated => Reason::Invalid,
             TargetError::NotFound { .. } => Reason::TargetNotFound,
             TargetError::Conflicted { .. } | TargetError::SharedPort { .. } => Reason::Conflicted,
         }

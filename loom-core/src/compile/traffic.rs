@@ -216,6 +216,8 @@ impl TrafficPolicies {
                 };
                 let at = (ns.clone(), t.target.name.clone(), port);
                 match self.client_port_at.get(&at) {
+                    // Two listeners of this policy on one port: the port is its already.
+                    Some(claim) if claim.index == index => {}
                     Some(claim) => {
                         t.outcome = Err(TargetError::SharedPort {
                             port,
@@ -378,10 +380,15 @@ fn claim<T>(
         name: t.name.clone(),
         section: t.section_name.clone(),
     };
-    if let Some(&winner) = claimed.get(&key) {
-        return Err(TargetError::Conflicted {
-            winner: older[winner].key.clone(),
-        });
+    match claimed.get(&key) {
+        // The same target twice in one policy (`targetRef` and `targetRefs`, say).
+        Some(&winner) if winner == index => return Err(TargetError::Repeated),
+        Some(&winner) => {
+            return Err(TargetError::Conflicted {
+                winner: older[winner].key.clone(),
+            });
+        }
+        None => {}
     }
     if valid {
         claimed.insert(key, index);
@@ -843,6 +850,27 @@ mod tests {
                 .unwrap_err()
                 .contains("maxConnections")
         );
+    }
+
+    #[test]
+    fn a_target_named_twice_in_one_policy_is_invalid_the_second_time() {
+        let yaml = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+            metadata: {name: web}\nspec: {}\n---\n\
+            apiVersion: gateway.loom.dev/v1alpha1\nkind: RateLimitPolicy\nmetadata: {name: twice}\n\
+            spec:\n  targetRef: {group: gateway.networking.k8s.io, kind: HTTPRoute, name: web}\n  \
+            targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: web}]\n  \
+            default: {requestsPerSecond: 1}\n";
+        let loaded = crate::load::load_str("t.yaml", yaml);
+        let mut input = Input::default();
+        for (_, o) in loaded.objects {
+            input.upsert(o);
+        }
+        let options = crate::Options::default();
+        let lookup = InputLookup::new(&input, &options);
+        let policies = TrafficPolicies::check(&lookup);
+        let targets = &policies.rate_limits[0].targets;
+        assert_eq!(targets[0].outcome, Ok(()));
+        assert_eq!(targets[1].outcome, Err(TargetError::Repeated));
     }
 
     #[test]

@@ -237,6 +237,17 @@ impl PortSnapshot {
         }
     }
 
+    /// Whether an HTTP/3 listener of the port serves `authority` (a `host[:port]`): what
+    /// decides if an HTTPS response advertises HTTP/3 (`Alt-Svc`).
+    pub fn serves_http3(&self, authority: &str) -> bool {
+        let http3 = self.http3_listeners();
+        if http3.is_empty() {
+            return false;
+        }
+        let host = host_without_port(authority).to_ascii_lowercase();
+        listener_in(http3, &host).is_some()
+    }
+
     /// The listener a host belongs to (listener isolation: the most specific hostname wins).
     pub fn listener_for(&self, host: &str) -> Option<&HttpListener> {
         listener_in(self.http_listeners(), host)

@@ -383,6 +383,7 @@ impl ListenerManager {
                         endpoint,
                         self.proxy(&w, false, &client),
                         max,
+                        client.head.head,
                         stopped,
                         shutdown.clone(),
                     ));

@@ -58,8 +58,15 @@ pub(crate) fn server_config(
         .map_err(|e| format!("QUIC TLS: {e}"))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
+    // Flow control bounds what one connection may make Loom buffer (quinn's defaults let a
+    // client pin over 100 MB with data Loom cannot read yet): 256 KiB per stream, 4 MiB per
+    // connection; HTTP/3 needs 3 unidirectional streams (control, QPACK encoder, decoder).
     transport
         .max_concurrent_bidi_streams(MAX_STREAMS.into())
+        .max_concurrent_uni_streams(8u32.into())
+        .stream_receive_window((256u32 * 1024).into())
+        .receive_window((4u32 * 1024 * 1024).into())
+        .datagram_receive_buffer_size(None)
         .max_idle_timeout(quinn::IdleTimeout::try_from(idle).ok());
     config.transport_config(Arc::new(transport));
     Ok(config)
@@ -72,6 +79,7 @@ pub(crate) async fn quic_loop<A: HttpServerApp + Send + Sync + 'static>(
     endpoint: quinn::Endpoint,
     app: Arc<A>,
     max_connections: Arc<AtomicUsize>,
+    head_timeout: Duration,
     mut stopped: watch::Receiver<bool>,
     shutdown: ShutdownWatch,
 ) {
@@ -98,22 +106,48 @@ pub(crate) async fn quic_loop<A: HttpServerApp + Send + Sync + 'static>(
             }
             continue;
         }
-        open.fetch_add(1, Ordering::Relaxed);
-        let (app, open, shutdown) = (app.clone(), open.clone(), shutdown.clone());
+        let counted = Counted::new(open.clone());
+        let (app, shutdown, stopped) = (app.clone(), shutdown.clone(), stopped.clone());
         tokio::spawn(async move {
-            connection(incoming, app, shutdown).await;
-            open.fetch_sub(1, Ordering::Relaxed);
+            let _counted = counted;
+            connection(incoming, app, head_timeout, stopped, shutdown).await;
         });
     }
-    // No new connections; the socket stays open while the current ones finish.
+    // No new connections; the current ones were asked to finish (GOAWAY) and get a while to.
     endpoint.set_server_config(None);
-    endpoint.wait_idle().await;
+    if tokio::time::timeout(DRAIN, endpoint.wait_idle())
+        .await
+        .is_err()
+    {
+        endpoint.close(0u32.into(), b"listener removed");
+    }
+}
+
+/// How long the connections of a removed HTTP/3 listener may finish their requests.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// One open connection in a listener's count, for as long as it lives (panics included).
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(open: Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Counted(open)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 async fn connection<A: HttpServerApp + Send + Sync + 'static>(
     incoming: quinn::Incoming,
     app: Arc<A>,
-    shutdown: ShutdownWatch,
+    head_timeout: Duration,
+    mut stopped: watch::Receiver<bool>,
+    mut shutdown: ShutdownWatch,
 ) {
     let conn = match incoming.await {
         Ok(c) => c,
@@ -126,6 +160,7 @@ async fn connection<A: HttpServerApp + Send + Sync + 'static>(
         .map(|s| s.to_ascii_lowercase());
     let client = conn.remote_address();
     let local = conn.local_ip();
+    let closed = conn.clone();
     let digest = Arc::new(digest(sni));
     let mut h3 = match h3::server::builder()
         .max_field_section_size(MAX_FIELD_SECTION)
@@ -135,17 +170,47 @@ async fn connection<A: HttpServerApp + Send + Sync + 'static>(
         Ok(h3) => h3,
         Err(e) => return log::debug!("HTTP/3 connection from {client}: {e}"),
     };
+    let mut going_away = false;
     loop {
-        match h3.accept().await {
+        let next = tokio::select! {
+            next = h3.accept() => next,
+            // The listener is removed or Loom shuts down: GOAWAY, then the requests already
+            // open finish (`accept` ends once they have).
+            _ = stopped.changed(), if !going_away => {
+                going_away = true;
+                let _ = h3.shutdown(0).await;
+                continue;
+            }
+            _ = shutdown.changed(), if !going_away => {
+                going_away = true;
+                let _ = h3.shutdown(0).await;
+                continue;
+            }
+        };
+        match next {
             Ok(Some(resolver)) => {
                 let (app, digest, shutdown) = (app.clone(), digest.clone(), shutdown.clone());
+                let closed = closed.clone();
                 tokio::spawn(async move {
-                    let (req, stream) = match resolver.resolve_request().await {
-                        Ok(r) => r,
-                        Err(e) => return log::debug!("HTTP/3 request from {client}: {e}"),
+                    // The request head must arrive within the head deadline, as on TCP.
+                    let (req, stream) = match tokio::time::timeout(
+                        head_timeout,
+                        resolver.resolve_request(),
+                    )
+                    .await
+                    {
+                        Ok(Ok(r)) => r,
+                        Ok(Err(e)) => return log::debug!("HTTP/3 request from {client}: {e}"),
+                        Err(_) => {
+                            return log::debug!("HTTP/3 request head from {client}: timed out");
+                        }
                     };
                     let server = local.map(|ip| std::net::SocketAddr::new(ip, 0));
-                    let session = H3Session::new(req, stream, digest, client, server).await;
+                    let Some(session) =
+                        H3Session::new(req, stream, digest, client, server, closed).await
+                    else {
+                        return;
+                    };
                     let session = ServerSession::new_custom(Box::new(session));
                     app.process_new_http(session, &shutdown).await;
                 });
@@ -198,6 +263,12 @@ pub(crate) struct H3Session {
     body_sent: usize,
     response: Option<ResponseHeader>,
     ended: bool,
+    /// The request body's declared length, checked against what arrives.
+    declared: Option<u64>,
+    /// The stream failed before the pipeline started reading (the client reset it).
+    failed: bool,
+    /// The connection, to notice a client that went away.
+    connection: quinn::Connection,
     retry: Option<BytesMut>,
     retry_truncated: bool,
     read_timeout: Option<Duration>,
@@ -206,13 +277,32 @@ pub(crate) struct H3Session {
 }
 
 impl H3Session {
+    /// The session of a request stream; `None` when the request is malformed (RFC 9114
+    /// §4.1.2: connection-specific fields) and was answered 400.
     async fn new(
         req: http::Request<()>,
         mut stream: H3Stream,
         digest: Arc<Digest>,
         client: std::net::SocketAddr,
         server: Option<std::net::SocketAddr>,
-    ) -> Self {
+        connection: quinn::Connection,
+    ) -> Option<Self> {
+        let malformed = CONNECTION_SPECIFIC
+            .iter()
+            .any(|n| req.headers().contains_key(*n))
+            || req
+                .headers()
+                .get(http::header::TE)
+                .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+        if malformed {
+            let response = http::Response::builder()
+                .status(http::StatusCode::BAD_REQUEST)
+                .body(())
+                .ok()?;
+            let _ = stream.send_response(response).await;
+            let _ = stream.finish().await;
+            return None;
+        }
         let (parts, ()) = req.into_parts();
         let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
         let mut req = RequestHeader::from(parts);
@@ -233,13 +323,19 @@ impl H3Session {
         }
         // A body, if there is one, is usually in flight with the head: whether it is empty
         // decides the framing of the request the backend gets.
+        let declared = req.headers.get(http::header::CONTENT_LENGTH).and_then(|v| {
+            v.to_str()
+                .ok()?
+                .split(',')
+                .next()?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        });
         let mut first = None;
         let mut body_done = false;
-        if req
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() == b"0")
-        {
+        let mut failed = false;
+        if declared == Some(0) {
             body_done = true;
         } else if let std::task::Poll::Ready(r) =
             futures::poll!(std::future::poll_fn(|cx| stream.poll_recv_data(cx)))
@@ -247,10 +343,10 @@ impl H3Session {
             match r {
                 Ok(Some(mut buf)) => first = Some(buf.copy_to_bytes(buf.remaining())),
                 Ok(None) => body_done = true,
-                Err(_) => body_done = true,
+                Err(_) => failed = true,
             }
         }
-        H3Session {
+        Some(H3Session {
             req,
             stream,
             digest,
@@ -262,29 +358,52 @@ impl H3Session {
             body_sent: 0,
             response: None,
             ended: false,
+            declared,
+            failed,
+            connection,
             retry: None,
             retry_truncated: false,
             read_timeout: None,
             write_timeout: None,
             drain_timeout: None,
-        }
+        })
     }
 
     async fn read_next(&mut self) -> Result<Option<Bytes>> {
-        if let Some(first) = self.first.take() {
-            return Ok(Some(first));
+        if self.failed {
+            return Error::e_explain(ErrorType::ReadError, "HTTP/3 request stream reset");
         }
-        if self.body_done {
-            return Ok(None);
+        let next = match self.first.take() {
+            Some(first) => Some(first),
+            None if self.body_done => return Ok(None),
+            None => match self.stream.recv_data().await {
+                Ok(Some(mut buf)) => Some(buf.copy_to_bytes(buf.remaining())),
+                Ok(None) => {
+                    self.body_done = true;
+                    None
+                }
+                Err(e) => {
+                    self.failed = true;
+                    return Error::e_explain(
+                        ErrorType::ReadError,
+                        format!("HTTP/3 request body: {e}"),
+                    );
+                }
+            },
+        };
+        // A body longer or shorter than its Content-Length is malformed (RFC 9114 §4.1.2).
+        let seen = self.body_read as u64 + next.as_ref().map_or(0, |b| b.len() as u64);
+        if let Some(declared) = self.declared
+            && (seen > declared || (next.is_none() && seen != declared))
+        {
+            self.failed = true;
+            self.stream.stop_sending(h3::error::Code::H3_MESSAGE_ERROR);
+            return Error::e_explain(
+                ErrorType::InvalidHTTPHeader,
+                format!("HTTP/3 request body of {seen}+ bytes, Content-Length {declared}"),
+            );
         }
-        match self.stream.recv_data().await {
-            Ok(Some(mut buf)) => Ok(Some(buf.copy_to_bytes(buf.remaining()))),
-            Ok(None) => {
-                self.body_done = true;
-                Ok(None)
-            }
-            Err(e) => Error::e_explain(ErrorType::ReadError, format!("HTTP/3 request body: {e}")),
-        }
+        Ok(next)
     }
 
     async fn write_header(&mut self, mut resp: ResponseHeader, end: bool) -> Result<()> {
@@ -341,6 +460,17 @@ impl H3Session {
             .finish()
             .await
             .or_err(ErrorType::WriteError, "finishing the HTTP/3 response")
+    }
+}
+
+/// A session dropped before its response ended (the backend failed mid-body, the pipeline
+/// gave up) resets the stream: quinn would otherwise end it cleanly, and the client would take
+/// a cut-off response for a whole one.
+impl Drop for H3Session {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.stream.stop_stream(h3::error::Code::H3_INTERNAL_ERROR);
+        }
     }
 }
 
@@ -500,10 +630,15 @@ impl custom::server::Session for H3Session {
     }
 
     fn is_body_done(&mut self) -> bool {
-        self.body_done && self.first.is_none()
+        (self.body_done || self.failed) && self.first.is_none()
     }
 
     async fn finish(&mut self) -> Result<()> {
+        if self.response.is_none() {
+            // No response was started: ending the stream cleanly would look like one.
+            custom::server::Session::abandon(self, "no response").await;
+            return Ok(());
+        }
         self.finish_stream().await
     }
 
@@ -513,9 +648,12 @@ impl custom::server::Session for H3Session {
 
     async fn read_body_or_idle(&mut self, no_body_expected: bool) -> Result<Option<Bytes>> {
         if no_body_expected || custom::server::Session::is_body_done(self) {
-            // Nothing more to read: wait until the client gives up on the stream.
-            std::future::pending::<()>().await;
-            unreachable!()
+            // Nothing more to read: wait until the client goes away.
+            let reason = self.connection.closed().await;
+            return Error::e_explain(
+                ErrorType::ConnectionClosed,
+                format!("HTTP/3 client went away: {reason}"),
+            );
         }
         custom::server::Session::read_body_bytes(self).await
     }

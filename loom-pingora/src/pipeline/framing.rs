@@ -37,6 +37,24 @@ pub(crate) fn framing_error(
     if size > MAX_HEADER_BYTES {
         return Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     }
+    // Every Content-Length value a number, and all the same (RFC 9110 §8.6). Pingora checks
+    // this for HTTP/1 and HTTP/2 itself; HTTP/3 requests reach Loom unchecked.
+    let mut lengths = req
+        .headers
+        .get_all(http::header::CONTENT_LENGTH)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|v| {
+            std::str::from_utf8(v.trim_ascii())
+                .ok()?
+                .parse::<u64>()
+                .ok()
+        });
+    if let Some(first) = lengths.next()
+        && (first.is_none() || lengths.any(|v| v != first))
+    {
+        return Some(StatusCode::BAD_REQUEST);
+    }
     let te = req.headers.get_all(http::header::TRANSFER_ENCODING);
     let codings: Vec<&[u8]> = te
         .iter()
@@ -134,7 +152,7 @@ fn valid_host(value: &[u8]) -> bool {
 /// A Content-Length the backend can read as sent: Pingora accepts `5, 5` and repeated equal
 /// field lines (RFC 9110 §8.6 lets a recipient take them as one value) but forwards them as
 /// they came; a request with them gets one `Content-Length: 5` instead. `None`: nothing to
-/// change. Unequal values never get here (Pingora answers 400).
+/// change. Unequal values never get here (`framing_error` answers 400).
 pub(crate) fn normalized_content_length(req: &RequestHeader) -> Option<http::HeaderValue> {
     let mut values = req.headers.get_all(http::header::CONTENT_LENGTH).iter();
     let first = values.next()?;
@@ -183,6 +201,21 @@ mod tests {
     fn lone_chunked_passes_in_any_case() {
         let req = request(&[("transfer-encoding", "Chunked")]);
         assert_eq!(framing_error(&req, || false), None);
+    }
+
+    #[test]
+    fn content_lengths_must_be_numbers_and_agree() {
+        let check = |values: &[&str]| {
+            let headers: Vec<(&str, &str)> =
+                values.iter().map(|v| ("content-length", *v)).collect();
+            framing_error(&request(&headers), never)
+        };
+        assert_eq!(check(&["5"]), None);
+        assert_eq!(check(&["5", "5"]), None);
+        assert_eq!(check(&["5, 5"]), None);
+        assert_eq!(check(&["5", "100"]), Some(StatusCode::BAD_REQUEST));
+        assert_eq!(check(&["abc"]), Some(StatusCode::BAD_REQUEST));
+        assert_eq!(check(&["-1"]), Some(StatusCode::BAD_REQUEST));
     }
 
     #[test]

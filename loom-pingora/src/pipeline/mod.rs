@@ -28,7 +28,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
-use loom_core::snapshot::{Decision, Endpoint, GatewayName, HttpRequest, Transport};
+use loom_core::snapshot::{Decision, Endpoint, GatewayName, HttpRequest, PortSnapshot, Transport};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
@@ -214,7 +214,10 @@ impl ProxyHttp for LoomProxy {
         let origin = header.headers.get(http::header::ORIGIN).cloned();
         let decision = port.decide_over(self.transport, &request, fastrand::u64(..));
         // Spec-wise an HTTPS port serving HTTP/3 too says so on every response (RFC 7838).
-        if self.tls && self.transport == Transport::Tcp && !port.http3_listeners().is_empty() {
+        if self.tls
+            && self.transport == Transport::Tcp
+            && port.serves_http3(PortSnapshot::authority(&request).unwrap_or(""))
+        {
             ctx.response_headers
                 .push((http::header::ALT_SVC, self.alt_svc.clone()));
         }
@@ -401,6 +404,10 @@ impl ProxyHttp for LoomProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if upstream_response.status.is_informational() {
+            // 100 Continue, 103 Early Hints: the final response decides.
+            return Ok(());
+        }
         let code = upstream_response.status.as_u16();
         let outcome = if code >= 500 {
             Outcome::ServerError
@@ -451,7 +458,16 @@ impl ProxyHttp for LoomProxy {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
-        if e.esource() == &ErrorSource::Upstream
+        // A timeout or reset after connecting counts only under a CircuitBreakerPolicy (Loom's
+        // passive health without one counts connect failures alone), and not on a reused
+        // connection (a backend may close an idle pooled connection at any time).
+        let breaker = ctx
+            .route
+            .as_ref()
+            .is_some_and(|r| r.backend.circuit_breaker.is_some());
+        if breaker
+            && !client_reused
+            && e.esource() == &ErrorSource::Upstream
             && matches!(
                 e.etype(),
                 ConnectTimedout | ReadTimedout | WriteTimedout | ConnectionClosed | ReadError
@@ -534,6 +550,9 @@ impl ProxyHttp for LoomProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if upstream_response.status.is_informational() {
+            return Ok(());
+        }
         for (name, value) in std::mem::take(&mut ctx.response_headers) {
             upstream_response.insert_header(name, value)?;
         }

@@ -59,12 +59,19 @@ pub(crate) async fn count(
                 Some(store) => {
                     // The limit is part of the key: a changed limit starts a fresh bucket, as
                     // local buckets do.
+                    // The client's key as a hash every replica computes alike (SipHash
+                    // with fixed keys): Redis keys stay short whatever the client sends.
+                    let client = {
+                        use std::hash::{Hash, Hasher};
+                        let mut h = std::hash::DefaultHasher::new();
+                        key.hash(&mut h);
+                        h.finish()
+                    };
                     let name = format!(
-                        "{}|{}/{}|{}",
+                        "{}|{}/{}|{client:016x}",
                         rl.bucket_name(limit.slot),
                         limit.quota.requests_per_second(),
                         limit.quota.burst(),
-                        String::from_utf8_lossy(key)
                     );
                     store
                         .check(

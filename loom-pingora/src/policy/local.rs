@@ -5,6 +5,7 @@
 //! change.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,9 +23,12 @@ use crate::handle::Published;
 enum State {
     /// All requests count together.
     Shared(AtomicU64),
-    /// One state per client, at most `max` clients.
+    /// One state per client, at most `max` clients, by a keyed hash of the client's key (a
+    /// client sending 60 KB keys costs 8 bytes; the hash key is random per process, so clients
+    /// cannot pick colliding keys).
     PerClient {
-        clients: Mutex<LruCache<Box<[u8]>, Tat>>,
+        clients: Mutex<LruCache<u64, Tat>>,
+        hasher: std::collections::hash_map::RandomState,
         max: NonZeroUsize,
     },
 }
@@ -43,6 +47,7 @@ impl Bucket {
             Some(k) => State::PerClient {
                 // Unbounded, trimmed by hand: `LruCache::new` would allocate all `max` slots.
                 clients: Mutex::new(LruCache::unbounded()),
+                hasher: std::collections::hash_map::RandomState::new(),
                 max: NonZeroUsize::new(k.max_keys() as usize).unwrap_or(NonZeroUsize::MIN),
             },
         };
@@ -70,15 +75,20 @@ impl Bucket {
                     }
                 }
             }
-            State::PerClient { clients, max } => {
+            State::PerClient {
+                clients,
+                hasher,
+                max,
+            } => {
+                let client = hasher.hash_one(client);
                 let mut clients = clients.lock().unwrap_or_else(|p| p.into_inner());
-                let tat = clients.get(client).copied().unwrap_or_default();
+                let tat = clients.get(&client).copied().unwrap_or_default();
                 let (verdict, next) = gcra::check(&self.quota, tat, now);
                 if verdict.is_allowed() {
-                    if let Some(t) = clients.get_mut(client) {
+                    if let Some(t) = clients.get_mut(&client) {
                         *t = next;
                     } else {
-                        clients.put(client.into(), next);
+                        clients.put(client, next);
                         while clients.len() > max.get() {
                             clients.pop_lru();
                         }

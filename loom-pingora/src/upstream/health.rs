@@ -87,7 +87,9 @@ impl Drop for Admission {
         }
         if self.connection {
             self.backend.connections.fetch_sub(1, Ordering::AcqRel);
-            self.backend.released.notify_one();
+            // Every waiter tries again (one permit for `notify_one` could be lost when several
+            // connections are released before the waiters look).
+            self.backend.released.notify_waiters();
         }
     }
 }
@@ -239,6 +241,10 @@ impl Health {
         if *o.config() != cfg {
             o.set_config(cfg);
         }
+        // The sweep first: ejections forgiven by now must not lengthen this one.
+        for back in o.sweep(now) {
+            log::info!("{} endpoint {back} is back", target.object);
+        }
         if let Some(until) = o.record(endpoint, outcome, target.endpoints.len(), now) {
             log::warn!(
                 "{} endpoint {endpoint} ejected for {:?} ({outcome:?})",
@@ -246,9 +252,6 @@ impl Health {
                 until.saturating_sub(now)
             );
             self.metrics.backend_ejected(&target.object);
-        }
-        for back in o.sweep(now) {
-            log::info!("{} endpoint {back} is back", target.object);
         }
         let ejected = o.ejected(now) as u32;
         b.quiet.store(o.is_quiet(), Ordering::Relaxed);
@@ -316,9 +319,14 @@ impl BackendHealth {
         if !take(&self.pending, breaker.max_pending_requests.unwrap_or(0)) {
             return Err(Overloaded::MaxPendingRequests);
         }
+        // Given back however the wait ends (the request may be dropped while it waits).
+        let _pending = Pending(&self.pending);
         let deadline = tokio::time::Instant::now() + wait;
         let waited = loop {
             let released = self.released.notified();
+            tokio::pin!(released);
+            // Registered before the check, so a release in between is not missed.
+            released.as_mut().enable();
             if take(&self.connections, max) {
                 break true;
             }
@@ -326,13 +334,21 @@ impl BackendHealth {
                 break take(&self.connections, max);
             }
         };
-        self.pending.fetch_sub(1, Ordering::Relaxed);
         if waited {
             admission.connection = true;
             Ok(admission)
         } else {
             Err(Overloaded::PendingTimedOut)
         }
+    }
+}
+
+/// A place among the requests waiting for a connection.
+struct Pending<'a>(&'a AtomicU32);
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -358,7 +374,7 @@ fn backends(published: &Published) -> impl Iterator<Item = &BackendTarget> {
     let mut out = vec![];
     for g in published.snapshot.gateways.values() {
         for port in g.ports.values() {
-            for l in port.http_listeners() {
+            for l in port.http_listeners().iter().chain(port.http3_listeners()) {
                 for v in &l.vhosts {
                     let rules = v
                         .http
