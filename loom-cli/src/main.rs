@@ -26,7 +26,7 @@ use loom_core::snapshot::{ClientKey, Decision, GatewayName, HttpRequest};
 #[derive(Parser)]
 #[command(
     name = "loom",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("LOOM_GIT_REV"), ")"),
     about = "Loom: a Kubernetes Gateway API implementation"
 )]
 struct Cli {

@@ -69,6 +69,12 @@ pub(crate) fn server_config(
         .datagram_receive_buffer_size(None)
         .max_idle_timeout(quinn::IdleTimeout::try_from(idle).ok());
     config.transport_config(Arc::new(transport));
+    // A flood of Initial packets: at most 4096 connection attempts wait to be accepted, and
+    // what they sent ahead is bounded (64 KiB each, 16 MiB in all) instead of quinn's 100 MiB.
+    config
+        .max_incoming(4096)
+        .incoming_buffer_size(64 * 1024)
+        .incoming_buffer_size_total(16 * 1024 * 1024);
     Ok(config)
 }
 
