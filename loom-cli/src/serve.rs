@@ -178,7 +178,9 @@ pub(crate) struct Args {
     /// Worker threads (default: one per CPU).
     #[arg(long)]
     threads: Option<usize>,
-    /// How often to look for file changes, in milliseconds.
+    /// How often to look at the files without an inotify event (and at the listeners'
+    /// status), in milliseconds. With inotify (Linux) a change is seen at once; the files are
+    /// compared in full at least every second.
     #[arg(long, default_value_t = 25)]
     poll_ms: u64,
     /// A change is read once the files have not changed for this many milliseconds, so a
@@ -213,6 +215,82 @@ fn settled(paths: &[PathBuf], mut seen: Fingerprint, settle: Duration) -> Finger
 /// The longest a change waits for the files to settle.
 const SETTLE_AT_MOST: Duration = Duration::from_secs(2);
 
+/// With inotify, how often the files are still compared in full (a missed event, a file
+/// system without inotify such as some network mounts).
+const FULL_LOOK: Duration = Duration::from_secs(1);
+
+/// What woke the watcher.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wake {
+    /// A file was closed after writing or renamed into place: whole, read at once.
+    Written,
+    /// Something changed (a write in progress, maybe): read once settled.
+    Changed,
+}
+
+/// inotify events (the `notify` crate) for the files and directories `loom serve` reads. A
+/// file is watched through its directory, so an editor that replaces it (rename over) and a
+/// file that is deleted and created again are seen too.
+struct FileEvents {
+    _watcher: notify::RecommendedWatcher,
+    events: std::sync::mpsc::Receiver<Wake>,
+}
+
+impl FileEvents {
+    /// `None` (polling only) when the watches cannot be set up.
+    fn watch(paths: &[PathBuf]) -> Option<FileEvents> {
+        use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
+        use notify::{RecursiveMode, Watcher};
+        let (tx, events) = std::sync::mpsc::channel();
+        let mut watcher = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
+            let Ok(e) = e else { return };
+            let wake = match e.kind {
+                EventKind::Access(AccessKind::Close(AccessMode::Write))
+                | EventKind::Modify(ModifyKind::Name(_)) => Wake::Written,
+                EventKind::Access(_) => return,
+                _ => Wake::Changed,
+            };
+            let _ = tx.send(wake);
+        })
+        .map_err(|e| log::warn!("no inotify, polling for file changes: {e}"))
+        .ok()?;
+        for p in paths {
+            let (target, mode) = if p.is_dir() {
+                (p.as_path(), RecursiveMode::Recursive)
+            } else {
+                let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+                (
+                    dir.unwrap_or(std::path::Path::new(".")),
+                    RecursiveMode::NonRecursive,
+                )
+            };
+            if let Err(e) = watcher.watch(target, mode) {
+                log::warn!(
+                    "no inotify on {}, polling for its changes: {e}",
+                    target.display()
+                );
+                return None;
+            }
+        }
+        Some(FileEvents {
+            _watcher: watcher,
+            events,
+        })
+    }
+
+    /// The next wake within `tick` (`None`: none came); queued events are taken together, a
+    /// `Changed` among them winning.
+    fn next(&self, tick: Duration) -> Option<Wake> {
+        let mut wake = self.events.recv_timeout(tick).ok()?;
+        while let Ok(w) = self.events.try_recv() {
+            if w == Wake::Changed {
+                wake = Wake::Changed;
+            }
+        }
+        Some(wake)
+    }
+}
+
 type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
 
 /// Follows the files: every settled change is loaded, judged and published. Also follows what
@@ -230,8 +308,18 @@ fn watch(
     );
     let mut listening = handle.listening();
     let mut last = fingerprint(&args.paths);
+    let events = FileEvents::watch(&args.paths);
+    let mut compared = Instant::now();
     loop {
-        std::thread::sleep(poll);
+        // An inotify event, or the tick (listener status; a full comparison every
+        // `FULL_LOOK`, every tick without inotify).
+        let wake = events.as_ref().map_or_else(
+            || {
+                std::thread::sleep(poll);
+                Some(Wake::Changed)
+            },
+            |e| e.next(poll),
+        );
         if listening.has_changed().unwrap_or(false) {
             let not_serving = listening.borrow_and_update().ports_not_serving();
             if not_serving != opts.ports_not_serving {
@@ -243,11 +331,22 @@ fn watch(
                 log::info!("configuration {g}: listener status follows the open ports");
             }
         }
+        let wake = match wake {
+            Some(w) => w,
+            None if compared.elapsed() >= FULL_LOOK => Wake::Changed,
+            None => continue,
+        };
+        compared = Instant::now();
         let now = fingerprint(&args.paths);
         if now == last {
             continue;
         }
-        let now = settled(&args.paths, now, settle);
+        // A writer that closed the file, or a rename over it: the content is whole, read it
+        // now. Anything else may be a write in progress: wait for it to settle.
+        let now = match wake {
+            Wake::Written => now,
+            Wake::Changed => settled(&args.paths, now, settle),
+        };
         let result = load(&args.paths, &opts);
         if fingerprint(&args.paths) != now {
             // Changed while it was read: read it again once it settles.
