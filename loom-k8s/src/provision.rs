@@ -140,6 +140,7 @@ pub fn shape(input: &Input, gw: &Gateway) -> Shape {
     let mut shape = Shape::default();
     for spec in [class, own].into_iter().flatten() {
         let GatewayClassConfigSpec {
+            deployment,
             replicas,
             resources,
             service_type,
@@ -147,8 +148,13 @@ pub fn shape(input: &Input, gw: &Gateway) -> Shape {
             http3,
         } = spec;
         shape.http3 = http3.as_ref().and_then(|h| h.enabled).or(shape.http3);
+        let deployment = deployment.as_ref();
+        let replicas = deployment.and_then(|d| d.replicas).or(*replicas);
+        let resources = deployment
+            .and_then(|d| d.resources.clone())
+            .or_else(|| resources.clone());
         shape.replicas = replicas.or(shape.replicas);
-        shape.resources = resources.clone().or(shape.resources.take());
+        shape.resources = resources.or(shape.resources.take());
         shape.service_type = service_type.clone().or(shape.service_type.take());
         shape.labels.extend(labels.clone());
     }
@@ -515,6 +521,27 @@ spec:
             labels,
             [("size", "small"), ("team", "class"), ("tier", "edge")]
         );
+    }
+
+    #[test]
+    fn deployment_replicas_and_resources_win_over_the_flat_fields_and_http3_opens_udp() {
+        let input = input(&PROVISIONED.replace(
+            "spec:\n  replicas: 2\n  labels: {size: small}",
+            "spec:\n  replicas: 2\n  deployment: {replicas: 4, resources: {limits: {cpu: '1'}}}\n  \
+             http3: {enabled: true}\n  labels: {size: small}",
+        ));
+        let gw = &input.gateways[0];
+        let s = shape(&input, gw);
+        assert_eq!(s.replicas, Some(4));
+        assert_eq!(s.resources, Some(json!({"limits": {"cpu": "1"}})));
+        assert_eq!(s.http3, Some(true));
+        let https = gateway(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\n\
+             metadata: {name: tls, namespace: web}\nspec:\n  gatewayClassName: loom\n  \
+             listeners: [{name: https, port: 443, protocol: HTTPS}]\n",
+        );
+        assert_eq!(ports(&https, true), [(443, "TCP"), (443, "UDP")]);
+        assert_eq!(ports(&https, false), [(443, "TCP")]);
     }
 
     #[test]

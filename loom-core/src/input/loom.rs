@@ -18,11 +18,13 @@ pub struct GatewayClassConfig {
 /// `GatewayClassConfig.spec`.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct GatewayClassConfigSpec {
-    /// Data-plane replicas (default 1).
+    /// The data-plane Deployment: replicas and container resources.
+    pub deployment: Option<DeploymentConfig>,
+    /// Data-plane replicas (default 1); `deployment.replicas` wins.
     pub replicas: Option<i32>,
-    /// Container resources, as in a Pod spec.
+    /// Container resources, as in a Pod spec; `deployment.resources` wins.
     #[cfg_attr(feature = "schema", schemars(schema_with = "any_object"))]
     pub resources: Option<serde_json::Value>,
     /// The Service type of the data plane (default `LoadBalancer`).
@@ -32,6 +34,18 @@ pub struct GatewayClassConfigSpec {
     /// HTTP/3: with `enabled: true` every HTTPS listener of the Gateways this configures also
     /// serves HTTP/3 (QUIC) on UDP at its port.
     pub http3: Option<Http3Config>,
+}
+
+/// `GatewayClassConfig.spec.deployment`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct DeploymentConfig {
+    /// Data-plane replicas (default 1).
+    pub replicas: Option<i32>,
+    /// Container resources, as in a Pod spec.
+    #[cfg_attr(feature = "schema", schemars(schema_with = "any_object"))]
+    pub resources: Option<serde_json::Value>,
 }
 
 /// `GatewayClassConfig.spec.http3`.
