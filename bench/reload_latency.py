@@ -3,7 +3,8 @@
 
 Starts a tiny backend and `loom serve` (release build), then N times: appends a route for a new
 path to the served file and polls that path every 0.5 ms until it answers 200. Prints p50/p99/max.
-Bounded: every wait stops after 5 s. usage: bench/reload_latency.py [N] (default 50)
+Bounded: every wait stops after 5 s. usage: bench/reload_latency.py [N] (default 50); LOOM_BIN
+names the binary (default target/release/loom).
 """
 import http.server, os, socket, subprocess, sys, tempfile, threading, time, urllib.request
 
@@ -49,7 +50,7 @@ spec:
 d = tempfile.mkdtemp()
 path = os.path.join(d, "gw.yaml")
 with open(path, "w") as f: f.write(base + route(0))
-loom = os.path.join(ROOT, "target", "release", "loom")
+loom = os.environ.get("LOOM_BIN", os.path.join(ROOT, "target", "release", "loom"))
 proc = subprocess.Popen([loom, "serve", "-f", path, "--bind", "127.0.0.1", "--admin", f"127.0.0.1:{admin}", "--threads", "1"],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
 def status(p):
