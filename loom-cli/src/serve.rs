@@ -215,6 +215,9 @@ fn settled(paths: &[PathBuf], mut seen: Fingerprint, settle: Duration) -> Finger
 /// The longest a change waits for the files to settle.
 const SETTLE_AT_MOST: Duration = Duration::from_secs(2);
 
+/// How long a closed write or a rename waits for another change before it is read.
+const WRITTEN_SETTLE: Duration = Duration::from_millis(2);
+
 /// With inotify, how often the files are still compared in full (a missed event, a file
 /// system without inotify such as some network mounts).
 const FULL_LOOK: Duration = Duration::from_secs(1);
@@ -341,10 +344,11 @@ fn watch(
         if now == last {
             continue;
         }
-        // A writer that closed the file, or a rename over it: the content is whole, read it
-        // now. Anything else may be a write in progress: wait for it to settle.
+        // A writer that closed the file, or a rename over it: the content is whole; a short
+        // settle still joins a script's quick successive writes. Anything else may be a write
+        // in progress: wait the full settle time.
         let now = match wake {
-            Wake::Written => now,
+            Wake::Written => settled(&args.paths, now, settle.min(WRITTEN_SETTLE)),
             Wake::Changed => settled(&args.paths, now, settle),
         };
         let result = load(&args.paths, &opts);
