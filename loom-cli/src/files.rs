@@ -20,23 +20,35 @@ pub(crate) struct Loaded {
 }
 
 impl Loaded {
-    /// Where an object is, or one of its fields (`spec.parentRefs[0]`) when the file still has
-    /// it; `None` for an object not from a file.
-    pub(crate) fn locate(&self, key: &ObjectKey, field: Option<&str>) -> Option<Source> {
-        let source = self.sources.get(key)?;
-        let line = field
-            .and_then(|field| {
-                let text = std::fs::read_to_string(&source.file).ok()?;
-                let doc = split_documents(&text)
-                    .into_iter()
-                    .find(|d| d.first_line == source.line)?;
-                line_of_field(&doc, field)
+    /// Where each of these objects is, or one of its fields (`spec.parentRefs[0]`) when the
+    /// file still has it; `None` for an object not from a file. Each file is read once.
+    pub(crate) fn locate<'k>(
+        &self,
+        items: impl IntoIterator<Item = (&'k ObjectKey, Option<&'k str>)>,
+    ) -> Vec<Option<Source>> {
+        let mut texts: HashMap<&str, Option<String>> = HashMap::new();
+        items
+            .into_iter()
+            .map(|(key, field)| {
+                let source = self.sources.get(key)?;
+                let line = field
+                    .and_then(|field| {
+                        let text = texts
+                            .entry(&source.file)
+                            .or_insert_with(|| std::fs::read_to_string(&source.file).ok())
+                            .as_deref()?;
+                        let doc = split_documents(text)
+                            .into_iter()
+                            .find(|d| d.first_line == source.line)?;
+                        line_of_field(&doc, field)
+                    })
+                    .unwrap_or(source.line);
+                Some(Source {
+                    file: source.file.clone(),
+                    line,
+                })
             })
-            .unwrap_or(source.line);
-        Some(Source {
-            file: source.file.clone(),
-            line,
-        })
+            .collect()
     }
 }
 

@@ -197,14 +197,16 @@ fn check(paths: &[PathBuf], show_snapshot: bool, options: &loom_core::Options) -
     }
     let compiled = loom_core::compile_with(&loaded.input, options);
     let diagnosis = Diagnosis::new(&loaded.input, options);
-    for d in diagnosis.diagnostics() {
-        if d.severity == Severity::Warning {
-            let at = loaded
-                .locate(&d.object, d.field.as_deref())
-                .map(|s| format!("{s}: "))
-                .unwrap_or_default();
-            eprintln!("warning: {at}{}: {}", d.object, d.message);
-        }
+    let diagnostics = diagnosis.diagnostics();
+    let warnings = diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Warning);
+    let at = loaded.locate(warnings.clone().map(|d| (&d.object, d.field.as_deref())));
+    for (d, at) in warnings.zip(at) {
+        let at = at.map(|s| format!("{s}: ")).unwrap_or_default();
+        eprintln!("warning: {at}{}: {}", d.object, d.message);
+    }
+    for d in diagnostics {
         notes
             .entry(d.object)
             .or_default()
