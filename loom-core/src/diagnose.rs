@@ -61,6 +61,8 @@ pub struct Diagnosis<'a> {
     backend_of: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
     /// GatewayClasses and Gateways by the GatewayClassConfig their parameters name.
     parameters_of: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+    /// The Secrets and ConfigMaps something refers to.
+    referenced: BTreeSet<ObjectKey>,
 }
 
 /// A route of any kind, as diagnostics see it.
@@ -76,6 +78,7 @@ impl<'a> Diagnosis<'a> {
             lookup: InputLookup::new(input, options),
             backend_of: BTreeMap::new(),
             parameters_of: BTreeMap::new(),
+            referenced: input.referenced_secrets_and_config_maps(),
         };
         d.index_backends();
         d.index_parameters();
@@ -184,13 +187,12 @@ impl<'a> Diagnosis<'a> {
                     .into(),
             },
             Object::Secret(_) | Object::ConfigMap(_) => {
-                let referenced = self.input().referenced_secrets_and_config_maps();
                 let what = if key.kind == Kind::Secret {
                     "Loom reads Secrets as certificates and keys"
                 } else {
                     "Loom reads ConfigMaps as CA bundles"
                 };
-                if referenced.contains(key) {
+                if self.referenced.contains(key) {
                     format!(
                         "{what} and writes no status for them; a Gateway, ListenerSet or \
                          BackendTLSPolicy in the input refers to this one"
