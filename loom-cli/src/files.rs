@@ -1,11 +1,12 @@
 //! Reading manifests from files and directories.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use loom_core::Input;
-use loom_core::input::Kind;
-use loom_core::load::{LoadError, load_str};
+use loom_core::input::{Kind, ObjectKey};
+use loom_core::load::{LoadError, Source, line_of_field, load_str, split_documents};
 
 use crate::reload::{FileSummary, Files};
 
@@ -14,6 +15,41 @@ pub(crate) struct Loaded {
     pub(crate) errors: Vec<LoadError>,
     /// What each file held.
     pub(crate) files: Files,
+    /// Where each object's document starts (the last one of a key, which is the one loaded).
+    pub(crate) sources: HashMap<ObjectKey, Source>,
+}
+
+impl Loaded {
+    /// Where each of these objects is, or one of its fields (`spec.parentRefs[0]`) when the
+    /// file still has it; `None` for an object not from a file. Each file is read once.
+    pub(crate) fn locate<'k>(
+        &self,
+        items: impl IntoIterator<Item = (&'k ObjectKey, Option<&'k str>)>,
+    ) -> Vec<Option<Source>> {
+        let mut texts: HashMap<&str, Option<String>> = HashMap::new();
+        items
+            .into_iter()
+            .map(|(key, field)| {
+                let source = self.sources.get(key)?;
+                let line = field
+                    .and_then(|field| {
+                        let text = texts
+                            .entry(&source.file)
+                            .or_insert_with(|| std::fs::read_to_string(&source.file).ok())
+                            .as_deref()?;
+                        let doc = split_documents(text)
+                            .into_iter()
+                            .find(|d| d.first_line == source.line)?;
+                        line_of_field(&doc, field)
+                    })
+                    .unwrap_or(source.line);
+                Some(Source {
+                    file: source.file.clone(),
+                    line,
+                })
+            })
+            .collect()
+    }
 }
 
 /// Loads every `.yaml`/`.yml` file under the paths (directories recursively, sorted).
@@ -25,6 +61,7 @@ pub(crate) fn load_paths(paths: &[PathBuf]) -> Result<Loaded> {
     let mut objects = vec![];
     let mut errors = vec![];
     let mut summaries = Files::new();
+    let mut sources = HashMap::new();
     for f in files {
         let text =
             std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
@@ -39,12 +76,16 @@ pub(crate) fn load_paths(paths: &[PathBuf]) -> Result<Loaded> {
                 .count(),
         };
         summaries.insert(f, summary);
-        objects.extend(l.objects.into_iter().map(|(_, o)| o));
+        for (source, o) in l.objects {
+            sources.insert(o.key(), source);
+            objects.push(o);
+        }
     }
     let loaded = Loaded {
         input: Input::from_objects(objects),
         errors,
         files: summaries,
+        sources,
     };
     Ok(loaded)
 }

@@ -36,8 +36,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Load and compile manifests, print every object's status; exit 1 if anything is not
-    /// Accepted/ResolvedRefs or a file has errors.
+    /// Load and compile manifests, print every object: its status, or why it has none, and
+    /// what is wrong with it (parentRefs to nothing, unknown fields); exit 1 if anything is not
+    /// Accepted/ResolvedRefs/Programmed or a file has errors (warnings do not fail).
     Check {
         /// YAML files or directories.
         #[arg(required = true)]
@@ -171,14 +172,53 @@ fn options(redis: bool) -> loom_core::Options {
 }
 
 fn check(paths: &[PathBuf], show_snapshot: bool, options: &loom_core::Options) -> Result<ExitCode> {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use loom_core::diagnose::{Diagnosis, Severity};
+    use loom_core::input::ObjectKey;
+    use loom_core::load::LoadError;
+
     let loaded = files::load_paths(paths)?;
     let mut bad = false;
+    // Comment lines under each object: its unknown fields and diagnostics.
+    let mut notes: BTreeMap<ObjectKey, Vec<String>> = BTreeMap::new();
     for e in &loaded.errors {
         eprintln!("{}: {e}", if e.is_warning() { "warning" } else { "error" });
         bad |= !e.is_warning();
+        if let LoadError::UnknownField {
+            kind, name, field, ..
+        } = e
+        {
+            notes
+                .entry(key_of(*kind, name))
+                .or_default()
+                .push(format!("warning: unknown field `{field}`: Loom ignores it"));
+        }
     }
     let compiled = loom_core::compile_with(&loaded.input, options);
-    for (key, status) in &compiled.status.objects {
+    let diagnosis = Diagnosis::new(&loaded.input, options);
+    let diagnostics = diagnosis.diagnostics();
+    let warnings = diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Warning);
+    let at = loaded.locate(warnings.clone().map(|d| (&d.object, d.field.as_deref())));
+    for (d, at) in warnings.zip(at) {
+        let at = at.map(|s| format!("{s}: ")).unwrap_or_default();
+        eprintln!("warning: {at}{}: {}", d.object, d.message);
+    }
+    for d in diagnostics {
+        notes
+            .entry(d.object)
+            .or_default()
+            .push(format!("{}: {}", d.severity, d.message));
+    }
+    let keys: BTreeSet<ObjectKey> = loaded
+        .input
+        .keys()
+        .into_iter()
+        .chain(compiled.status.objects.keys().cloned())
+        .collect();
+    for key in &keys {
         say!("---");
         say!("kind: {}", key.kind);
         say!("metadata:");
@@ -186,10 +226,61 @@ fn check(paths: &[PathBuf], show_snapshot: bool, options: &loom_core::Options) -
         if !key.namespace.is_empty() {
             say!("  namespace: {}", key.namespace);
         }
-        let value = serde_json::to_value(status)?;
-        let yaml = serde_saphyr::to_string(&serde_json::json!({ "status": value }))?;
-        say!("{}", yaml.trim_end());
-        bad |= !status.is_healthy();
+        match compiled.status.objects.get(key) {
+            Some(status) => {
+                let value = serde_json::to_value(status)?;
+                let yaml = serde_saphyr::to_string(&serde_json::json!({ "status": value }))?;
+                say!("{}", yaml.trim_end());
+                bad |= !status.is_healthy();
+            }
+            None => say!("# no status: {}", diagnosis.why_no_status(key)),
+        }
+        for n in notes.get(key).into_iter().flatten() {
+            say!("# {n}");
+        }
+    }
+    // The documents that did not load, so that every document of the input has its entry.
+    for e in &loaded.errors {
+        let (api_version, kind, name, why) = match e {
+            LoadError::UnknownKind {
+                api_version,
+                kind,
+                name,
+                ..
+            } => (
+                Some(api_version.as_str()),
+                kind.clone(),
+                name,
+                "not a kind Loom reads; skipped".to_owned(),
+            ),
+            LoadError::InvalidField {
+                kind,
+                name,
+                field,
+                message,
+                ..
+            } => (
+                None,
+                kind.to_string(),
+                name,
+                format!("not loaded: field `{field}`: {message}"),
+            ),
+            _ => continue,
+        };
+        say!("---");
+        if let Some(v) = api_version {
+            say!("apiVersion: {v}");
+        }
+        say!("kind: {kind}");
+        say!("metadata:");
+        match name.split_once('/') {
+            Some((ns, n)) => {
+                say!("  name: {n}");
+                say!("  namespace: {ns}");
+            }
+            None => say!("  name: {name}"),
+        }
+        say!("# {why}");
     }
     if show_snapshot {
         say!("---");
@@ -208,6 +299,20 @@ fn check(paths: &[PathBuf], show_snapshot: bool, options: &loom_core::Options) -
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The key of an object a load error names as `namespace/name` or `name`.
+fn key_of(kind: loom_core::input::Kind, name: &str) -> loom_core::input::ObjectKey {
+    let (namespace, name) = match name.split_once('/') {
+        Some((ns, n)) => (ns.to_owned(), n.to_owned()),
+        None if kind.is_namespaced() => ("default".to_owned(), name.to_owned()),
+        None => (String::new(), name.to_owned()),
+    };
+    loom_core::input::ObjectKey {
+        kind,
+        namespace,
+        name,
+    }
 }
 
 fn explain(

@@ -144,6 +144,15 @@ fn load(paths: &[PathBuf], options: &loom_core::Options) -> Result<Load> {
         bail!("{}", errors.join("\n"));
     }
     let compiled = loom_core::compile_with(&loaded.input, options);
+    let diagnostics = loom_core::diagnose(&loaded.input, options);
+    let warnings = diagnostics
+        .iter()
+        .filter(|d| d.severity == loom_core::diagnose::Severity::Warning);
+    let at = loaded.locate(warnings.clone().map(|d| (&d.object, d.field.as_deref())));
+    for (d, at) in warnings.zip(at) {
+        let at = at.map(|s| format!("{s}: ")).unwrap_or_default();
+        log::warn!("{at}{}: {}", d.object, d.message);
+    }
     Ok(Load {
         input: loaded.input,
         compiled,

@@ -131,3 +131,121 @@ fn a_closed_stdout_ends_output_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
+
+/// The newcomer's paste: Gateways in loom-system, routes in default whose parentRefs leave out
+/// the namespace. Every object is named in the output, with its status or why it has none, and
+/// every dangling parentRef is explained with the Gateway meant and the fix.
+#[test]
+fn check_explains_the_newcomers_paste() {
+    let file = "loom-cli/tests/newcomer.yaml";
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/newcomer.yaml"))
+        .unwrap();
+    let (code, out, err) = loom(&["check", file]);
+    assert_eq!(code, 0, "dangling parentRefs are warnings\n{out}{err}");
+    let loaded = loom_core::load::load_str(file, &text);
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    assert_eq!(loaded.objects.len(), 22);
+    let documents: Vec<&str> = out.split("---\n").collect();
+    let mut dangling = 0;
+    for (_, object) in &loaded.objects {
+        let key = object.key();
+        let mut header = format!("kind: {}\nmetadata:\n  name: {}\n", key.kind, key.name);
+        if !key.namespace.is_empty() {
+            header.push_str(&format!("  namespace: {}\n", key.namespace));
+        }
+        let doc = documents
+            .iter()
+            .find(|d| d.starts_with(&header))
+            .unwrap_or_else(|| panic!("{key} is not in the output:\n{out}"));
+        assert!(
+            doc.contains("\nstatus:\n") || doc.contains("\n# no status: "),
+            "{key} has neither a status nor why not:\n{doc}"
+        );
+        let Some(parent_refs) = object.parent_refs() else {
+            continue;
+        };
+        if key.namespace != "default" {
+            assert!(doc.contains("reason: Accepted"), "{doc}");
+            continue;
+        }
+        let gateway = &parent_refs[0].name;
+        let start = text
+            .find(&format!(
+                "kind: {}\nmetadata:\n  name: {}\n",
+                key.kind, key.name
+            ))
+            .unwrap();
+        let at = start
+            + text[start..]
+                .find(&format!("  - name: {gateway}\n"))
+                .unwrap();
+        let line = text[..at].matches('\n').count() + 1;
+        let explained = format!(
+            "parentRefs[0] names Gateway default/{gateway}, which does not exist; did you mean \
+             loom-system/{gateway}? add \"namespace: loom-system\" to the parentRef, and allow \
+             routes from namespace \"default\" on its listener"
+        );
+        assert!(
+            doc.contains("# no status: attached to no Gateway or ListenerSet Loom serves"),
+            "{doc}"
+        );
+        assert!(doc.contains(&format!("# warning: {explained}")), "{doc}");
+        let warning = format!("warning: {file}:{line}: {key}: {explained}");
+        assert!(err.contains(&warning), "no `{warning}` in:\n{err}");
+        dangling += 1;
+    }
+    assert_eq!(
+        dangling, 8,
+        "five HTTPRoutes, a GRPCRoute, a TCPRoute and a TLSRoute"
+    );
+}
+
+#[test]
+fn check_warns_of_unknown_fields_with_file_line_and_path() {
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/quickstart.yaml"
+    ))
+    .unwrap();
+    // A typo, and fields Loom does not model but Gateway API has (no warnings for those).
+    let typo = example
+        .replace(
+            "    hostname: \"*.example.com\"\n",
+            "    hostname: \"*.example.com\"\n    allowedRoute: {namespaces: {from: All}}\n",
+        )
+        .replace(
+            "  hostnames: [\"shop.example.com\"]\n",
+            "  hostnames: [\"shop.example.com\"]\n  useDefaultGateways: All\n",
+        )
+        .replace(
+            "  name: shop\n",
+            "  name: shop\n  annotations: {note: fine}\n  resourceVersion: \"7\"\n",
+        )
+        + "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: echo, namespace: default}\n";
+    let path = temp_file("typo.yaml", &typo);
+    let (code, out, err) = loom(&["check", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "unknown fields are warnings\n{out}{err}");
+    let line = typo
+        .lines()
+        .position(|l| l.contains("allowedRoute:"))
+        .unwrap()
+        + 1;
+    let expected = format!(
+        "warning: {}:{line}: Gateway default/web: unknown field `spec.listeners[0].allowedRoute`",
+        path.display()
+    );
+    assert!(err.contains(&expected), "{err}");
+    assert_eq!(err.matches("unknown field").count(), 1, "{err}");
+    assert!(
+        out.contains("# warning: unknown field `spec.listeners[0].allowedRoute`: Loom ignores it"),
+        "{out}"
+    );
+    // The Deployment Loom does not read is listed too.
+    assert!(
+        out.contains(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: echo\n  namespace: \
+             default\n# not a kind Loom reads; skipped"
+        ),
+        "{out}"
+    );
+}

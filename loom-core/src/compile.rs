@@ -31,8 +31,8 @@
 //! (objects are sorted by creation time, then namespace/name, and maps are ordered).
 
 mod error;
-mod lookup;
-mod model;
+pub(crate) mod lookup;
+pub(crate) mod model;
 
 mod references;
 

@@ -391,6 +391,26 @@ impl Input {
         with_kinds!(push)
     }
 
+    /// The key of every object, kind by kind.
+    pub fn keys(&self) -> Vec<ObjectKey> {
+        let mut out = Vec::new();
+        macro_rules! keys {
+            ($($k:ident => $field:ident),*) => {
+                $(out.extend(self.$field.iter().map(|o| ObjectKey {
+                    kind: Kind::$k,
+                    namespace: if Kind::$k.is_namespaced() {
+                        o.metadata.namespace_or_default().to_owned()
+                    } else {
+                        String::new()
+                    },
+                    name: o.metadata.name.clone(),
+                }));)*
+            };
+        }
+        with_kinds!(keys);
+        out
+    }
+
     /// Every object, cloned, kind by kind.
     pub fn objects(&self) -> Vec<Object> {
         let mut out = Vec::new();

@@ -58,6 +58,7 @@
 #![warn(missing_docs)]
 
 pub mod compile;
+pub mod diagnose;
 pub mod filter;
 pub mod input;
 pub mod load;
@@ -69,6 +70,7 @@ pub mod status;
 pub use compile::{
     CONTROLLER_NAME, Compiled, NotServing, Options, PortsNotServing, compile, compile_with,
 };
+pub use diagnose::{Diagnostic, diagnose};
 pub use input::{Input, Object};
 pub use snapshot::Snapshot;
 pub use status::Status;

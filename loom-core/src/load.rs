@@ -76,12 +76,30 @@ pub enum LoadError {
         /// The kind.
         kind: Kind,
     },
+    /// A key a Gateway API object's CRD schema does not have: a typo, or a field of another
+    /// implementation's API. The API server rejects it (`kubectl apply --validate=strict`) or
+    /// drops it; Loom ignores it (a warning).
+    #[error("{at}: {kind} {name}: unknown field `{field}`")]
+    UnknownField {
+        /// Where (the key's line).
+        at: Source,
+        /// The object's kind.
+        kind: Kind,
+        /// `namespace/name` or `name`.
+        name: String,
+        /// Dotted field path (`spec.rules[0].filterz`).
+        field: String,
+    },
 }
 
 impl LoadError {
-    /// Whether the problem only skips something Loom does not read (not a configuration error).
+    /// Whether the problem does not stop the configuration from loading: a skipped kind Loom
+    /// does not read, or an unknown field Loom ignores.
     pub fn is_warning(&self) -> bool {
-        matches!(self, LoadError::UnknownKind { .. })
+        matches!(
+            self,
+            LoadError::UnknownKind { .. } | LoadError::UnknownField { .. }
+        )
     }
 }
 
@@ -154,23 +172,63 @@ struct NameOnly {
     namespace: Option<String>,
 }
 
-/// Loads every document of a YAML stream.
+/// Loads every document of a YAML stream. Besides errors, `errors` has a warning for every
+/// unknown field of a Gateway API object ([`LoadError::UnknownField`]).
 pub fn load_str(file: &str, text: &str) -> Loaded {
     let mut loaded = Loaded::default();
     for doc in split_documents(text) {
         match load_document(file, &doc) {
-            Ok(Some(obj)) => loaded.objects.push((
-                Source {
-                    file: file.into(),
-                    line: doc.first_line,
-                },
-                obj,
-            )),
+            Ok(Some(obj)) => {
+                loaded.errors.extend(unknown_fields(file, &doc, &obj));
+                loaded.objects.push((
+                    Source {
+                        file: file.into(),
+                        line: doc.first_line,
+                    },
+                    obj,
+                ));
+            }
             Ok(None) => {}
             Err(e) => loaded.errors.push(e),
         }
     }
     loaded
+}
+
+/// The keys of a loaded Gateway API object's document that are not in its upstream schema.
+pub fn unknown_fields(file: &str, doc: &Document<'_>, object: &Object) -> Vec<LoadError> {
+    let kind = object.kind();
+    if kind.group() != crate::input::GATEWAY_GROUP {
+        return vec![];
+    }
+    let Some(root) = fields::Node::parse(doc.text) else {
+        return vec![];
+    };
+    let m = object.metadata();
+    let name = match &m.namespace {
+        Some(ns) => format!("{ns}/{}", m.name),
+        None => m.name.clone(),
+    };
+    fields::unknown_fields(kind, &root)
+        .into_iter()
+        .map(|u| LoadError::UnknownField {
+            at: Source {
+                file: file.into(),
+                line: doc.first_line + u.line.saturating_sub(1),
+            },
+            kind,
+            name: name.clone(),
+            field: u.field,
+        })
+        .collect()
+}
+
+/// The line in its file of a field of a document, given as a dotted path with list indexes
+/// (`spec.parentRefs[1]`): the line of its key, or of the list item for a path that ends in an
+/// index. `None` when the document has no such field.
+pub fn line_of_field(doc: &Document<'_>, field: &str) -> Option<u64> {
+    let line = fields::Node::parse(doc.text)?.line_of(field)?;
+    Some(doc.first_line + line.saturating_sub(1))
 }
 
 /// Loads one document; `Ok(None)` for a `List` or an empty document.
@@ -323,6 +381,7 @@ fn strip_location(s: &str) -> String {
     }
 }
 
+mod fields;
 mod limits;
 
 #[cfg(test)]
@@ -427,6 +486,30 @@ mod tests {
             loaded.errors[0].to_string(),
             "f.yaml:1: apps/v1 Deployment d is not a kind Loom reads; skipped"
         );
+    }
+
+    #[test]
+    fn unknown_fields_of_gateway_api_objects_are_warnings() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}], ipFamilyPolicy: SingleStack}\n---\n\
+            apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: r\n  namespace: n\n\
+            spec:\n  rules:\n  - backendRefs: [{name: s, port: 80}]\n    filterz: []\n";
+        let loaded = load_str("routes.yaml", text);
+        assert_eq!(loaded.objects.len(), 2);
+        assert_eq!(loaded.errors.len(), 1, "{:?}", loaded.errors);
+        assert!(loaded.errors[0].is_warning());
+        assert_eq!(
+            loaded.errors[0].to_string(),
+            "routes.yaml:14: HTTPRoute n/r: unknown field `spec.rules[0].filterz`"
+        );
+    }
+
+    #[test]
+    fn fields_are_located_by_path() {
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n\
+            kind: HTTPRoute\nspec:\n  parentRefs:\n  - name: a\n  - {name: b}\n";
+        let docs = split_documents(text);
+        assert_eq!(line_of_field(&docs[1], "spec.parentRefs[1]"), Some(9));
+        assert_eq!(line_of_field(&docs[1], "spec.parentRefs[2]"), None);
     }
 
     #[test]

@@ -95,19 +95,16 @@ impl CheckedListener<'_> {
 
     /// Whether routes from this namespace may attach.
     pub(crate) fn allows_namespace(&self, lookup: &InputLookup<'_>, route_ns: &str) -> bool {
-        let from = self
-            .spec
-            .allowed_routes
-            .as_ref()
-            .and_then(|a| a.namespaces.as_ref());
-        match from.and_then(|f| f.from.as_deref()).unwrap_or("Same") {
-            "All" => true,
-            "Same" => route_ns == self.owner.namespace,
-            "Selector" => from
-                .and_then(|f| f.selector.as_ref())
-                .is_some_and(|s| s.matches(&lookup.namespace_labels(route_ns))),
-            _ => false,
-        }
+        NamespacesFrom::admits(
+            self.spec
+                .allowed_routes
+                .as_ref()
+                .and_then(|a| a.namespaces.as_ref()),
+            "Same",
+            &self.owner.namespace,
+            route_ns,
+            || lookup.namespace_labels(route_ns),
+        )
     }
 }
 

@@ -106,6 +106,28 @@ pub struct NamespacesFrom {
     pub selector: Option<LabelSelector>,
 }
 
+impl NamespacesFrom {
+    /// Whether `{from, selector}` admits an object from namespace `ns` to a parent in
+    /// `parent_ns`. `default_from` is `from`'s default (`Same` for `allowedRoutes`, `None` for
+    /// `allowedListeners`); `labels` gives `ns`'s labels for a selector.
+    pub fn admits(
+        this: Option<&NamespacesFrom>,
+        default_from: &str,
+        parent_ns: &str,
+        ns: &str,
+        labels: impl FnOnce() -> BTreeMap<String, String>,
+    ) -> bool {
+        match this.and_then(|f| f.from.as_deref()).unwrap_or(default_from) {
+            "All" => true,
+            "Same" => ns == parent_ns,
+            "Selector" => this
+                .and_then(|f| f.selector.as_ref())
+                .is_some_and(|s| s.matches(&labels())),
+            _ => false,
+        }
+    }
+}
+
 /// `spec.tls` of a Gateway.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
