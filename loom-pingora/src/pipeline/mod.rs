@@ -213,7 +213,8 @@ impl ProxyHttp for LoomProxy {
         };
         let origin = header.headers.get(http::header::ORIGIN).cloned();
         let decision = port.decide_over(self.transport, &request, fastrand::u64(..));
-        // Spec-wise an HTTPS port serving HTTP/3 too says so on every response (RFC 7838).
+        // An HTTPS response for a host an HTTP/3 listener of the port serves advertises it
+        // (Alt-Svc, RFC 7838), so clients can move to HTTP/3.
         if self.tls
             && self.transport == Transport::Tcp
             && port.serves_http3(PortSnapshot::authority(&request).unwrap_or(""))
