@@ -225,22 +225,25 @@ impl ProxyHttp for LoomProxy {
         if let Some(m) = decision.matched() {
             ctx.matched = Some(m.rule.clone());
             if let Some(limit) = &m.limit {
-                let peer = session
-                    .client_addr()
-                    .and_then(|a| a.as_inet())
-                    .map(|a| a.ip());
-                let client =
-                    forwarded::client_address(session.req_header(), peer, self.shared.trusted_hops);
+                let client = || {
+                    let peer = session
+                        .client_addr()
+                        .and_then(|a| a.as_inet())
+                        .map(|a| a.ip());
+                    forwarded::client_address(session.req_header(), peer, self.shared.trusted_hops)
+                };
                 let counted = ratelimit::count(
                     &self.shared,
                     &published,
                     limit,
                     &session.req_header().headers,
-                    client.as_deref(),
+                    client,
                 )
                 .await;
                 match counted {
-                    ratelimit::Counted::Allowed(headers) => ctx.response_headers.extend(headers),
+                    ratelimit::Counted::Allowed(headers) => {
+                        ctx.response_headers.extend(headers.into_iter().flatten())
+                    }
                     ratelimit::Counted::Limited(mut headers) => {
                         self.shared
                             .metrics

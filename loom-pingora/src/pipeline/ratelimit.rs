@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
-use loom_core::policy::gcra::Verdict;
+use loom_core::policy::gcra::{Quota, Verdict};
 use loom_core::snapshot::{ClientKey, Limit};
 
 use super::Shared;
@@ -21,38 +21,45 @@ pub(crate) const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 /// What counting a request came to.
 pub(crate) enum Counted {
     /// Go on; these headers go on the response.
-    Allowed(Vec<(HeaderName, HeaderValue)>),
+    Allowed(Option<[(HeaderName, HeaderValue); 2]>),
     /// Answer 429 with these headers.
     Limited(Vec<(HeaderName, HeaderValue)>),
     /// The shared store is unreachable and the policy fails closed: answer 503.
     Unavailable,
 }
 
-/// Counts one request in the bucket of `limit`. `client` is the client's address as Loom
-/// determines it.
+/// Counts one request in the bucket of `limit`. `client` gives the client's address as Loom
+/// determines it (asked only for policies keyed by it).
 pub(crate) async fn count(
     shared: &Shared,
     published: &Published,
     limit: &Limit<'_>,
     headers: &http::HeaderMap,
-    client: Option<&str>,
+    client: impl FnOnce() -> Option<String>,
 ) -> Counted {
     let rl = limit.rate_limit;
+    let address;
     let key: &[u8] = match &rl.key {
         None => b"",
-        Some(ClientKey::ClientAddress { .. }) => client.unwrap_or("").as_bytes(),
+        Some(ClientKey::ClientAddress { .. }) => {
+            address = client().unwrap_or_default();
+            address.as_bytes()
+        }
         Some(ClientKey::Header { name, .. }) => headers.get(name).map_or(b"", |v| v.as_bytes()),
     };
-    let verdict = match rl.global {
+    let (local, global_name);
+    let (verdict, name, policy) = match rl.global {
         None => {
             let Some(bucket) = shared
                 .rate_limits
                 .buckets(published, rl)
                 .and_then(|b| b.bucket(limit.slot).cloned())
             else {
-                return Counted::Allowed(vec![]);
+                return Counted::Allowed(None);
             };
-            bucket.check(key, shared.health.now())
+            local = bucket;
+            let verdict = local.check(key, shared.health.now());
+            (verdict, &*local.name, local.policy_header.clone())
         }
         Some(global) => {
             let checked = match &shared.global {
@@ -84,7 +91,7 @@ pub(crate) async fn count(
                 }
                 None => Err("no Redis configured (--redis-url)".to_owned()),
             };
-            match checked {
+            let verdict = match checked {
                 Ok(GlobalVerdict::Allowed { remaining, reset }) => {
                     Verdict::Allowed { remaining, reset }
                 }
@@ -97,28 +104,25 @@ pub(crate) async fn count(
                         .rate_limit_store_error(&rl.policy, global.fail_open);
                     log::debug!("rate limit {}: {e}", rl.policy);
                     return if global.fail_open {
-                        Counted::Allowed(vec![])
+                        Counted::Allowed(None)
                     } else {
                         Counted::Unavailable
                     };
                 }
-            }
+            };
+            global_name = format!("{}/{}", rl.policy.name, limit.slot);
+            let policy = policy_header(&global_name, &limit.quota);
+            (verdict, global_name.as_str(), policy)
         }
     };
-    let name = format!("{}/{}", rl.policy.name, limit.slot);
-    let policy = header(&format!(
-        "\"{name}\";q={};w={}",
-        limit.quota.burst(),
-        seconds(limit.quota.window())
-    ));
     match verdict {
-        Verdict::Allowed { remaining, reset } => Counted::Allowed(vec![
+        Verdict::Allowed { remaining, reset } => Counted::Allowed(Some([
             (RATELIMIT_POLICY, policy),
             (
                 RATELIMIT,
                 header(&format!("\"{name}\";r={remaining};t={}", seconds(reset))),
             ),
-        ]),
+        ])),
         Verdict::Limited { retry_after, .. } => {
             let wait = seconds(retry_after);
             Counted::Limited(vec![
@@ -128,6 +132,15 @@ pub(crate) async fn count(
             ])
         }
     }
+}
+
+/// `RateLimit-Policy` of a bucket: `"<name>";q=<burst>;w=<seconds to refill>`.
+pub(crate) fn policy_header(name: &str, quota: &Quota) -> HeaderValue {
+    header(&format!(
+        "\"{name}\";q={};w={}",
+        quota.burst(),
+        seconds(quota.window())
+    ))
 }
 
 /// Whole seconds, rounded up (a client that waits this long is not limited again).

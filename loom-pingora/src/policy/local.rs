@@ -38,10 +38,15 @@ enum State {
 pub struct Bucket {
     quota: Quota,
     state: State,
+    /// Its name in the rate-limit headers (`policy/slot`) and its `RateLimit-Policy` value,
+    /// made once rather than per request.
+    pub name: Box<str>,
+    /// `"<name>";q=<burst>;w=<seconds to refill>`.
+    pub policy_header: http::HeaderValue,
 }
 
 impl Bucket {
-    fn new(quota: Quota, key: Option<&ClientKey>) -> Self {
+    fn new(quota: Quota, key: Option<&ClientKey>, name: String) -> Self {
         let state = match key {
             None => State::Shared(AtomicU64::new(0)),
             Some(k) => State::PerClient {
@@ -51,7 +56,13 @@ impl Bucket {
                 max: NonZeroUsize::new(k.max_keys() as usize).unwrap_or(NonZeroUsize::MIN),
             },
         };
-        Bucket { quota, state }
+        let policy_header = crate::pipeline::ratelimit::policy_header(&name, &quota);
+        Bucket {
+            quota,
+            state,
+            name: name.into(),
+            policy_header,
+        }
     }
 
     /// Counts one request at `now` (from `client`, for per-client buckets).
@@ -179,11 +190,10 @@ impl RateLimiters {
                 quota,
                 key: limit.key.clone(),
             };
-            let b = old
-                .by_identity
-                .get(&identity)
-                .cloned()
-                .unwrap_or_else(|| Arc::new(Bucket::new(quota, limit.key.as_ref())));
+            let b = old.by_identity.get(&identity).cloned().unwrap_or_else(|| {
+                let name = format!("{}/{slot}", limit.policy.name);
+                Arc::new(Bucket::new(quota, limit.key.as_ref(), name))
+            });
             by_identity.insert(identity, b.clone());
             Some(b)
         };
@@ -223,12 +233,13 @@ mod tests {
         Bucket::new(
             Quota::new(1, 2).unwrap(),
             Some(&ClientKey::ClientAddress { max_keys }),
+            "p/default".into(),
         )
     }
 
     #[test]
     fn a_shared_bucket_allows_its_burst_then_limits() {
-        let b = Bucket::new(Quota::new(10, 3).unwrap(), None);
+        let b = Bucket::new(Quota::new(10, 3).unwrap(), None, "p/default".into());
         let now = Duration::from_secs(100);
         let allowed = (0..10).filter(|_| b.check(b"", now).is_allowed()).count();
         assert_eq!(allowed, 3);
