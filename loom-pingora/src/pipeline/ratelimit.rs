@@ -118,17 +118,14 @@ pub(crate) async fn count(
     match verdict {
         Verdict::Allowed { remaining, reset } => Counted::Allowed(Some([
             (RATELIMIT_POLICY, policy),
-            (
-                RATELIMIT,
-                header(&format!("\"{name}\";r={remaining};t={}", seconds(reset))),
-            ),
+            (RATELIMIT, ratelimit_value(name, remaining, seconds(reset))),
         ])),
         Verdict::Limited { retry_after, .. } => {
             let wait = seconds(retry_after);
             Counted::Limited(vec![
                 (http::header::RETRY_AFTER, HeaderValue::from(wait)),
                 (RATELIMIT_POLICY, policy),
-                (RATELIMIT, header(&format!("\"{name}\";r=0;t={wait}"))),
+                (RATELIMIT, ratelimit_value(name, 0, wait)),
             ])
         }
     }
@@ -148,6 +145,16 @@ fn seconds(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
+/// `RateLimit`: `"<name>";r=<remaining>;t=<seconds until the bucket is full>`, written into one
+/// buffer that becomes the header value without a copy (this runs for every allowed request).
+fn ratelimit_value(name: &str, remaining: u32, reset: u64) -> HeaderValue {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(name.len() + 32);
+    let _ = write!(s, "\"{name}\";r={remaining};t={reset}");
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(s))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"invalid\""))
+}
+
 /// A header value from text Loom wrote (policy names are DNS labels).
 fn header(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("\"invalid\""))
@@ -156,6 +163,14 @@ fn header(s: &str) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ratelimit_header_names_the_bucket_and_what_is_left() {
+        assert_eq!(
+            ratelimit_value("default/api/0", 7, 2),
+            "\"default/api/0\";r=7;t=2"
+        );
+    }
 
     #[test]
     fn retry_after_rounds_up_to_whole_seconds() {

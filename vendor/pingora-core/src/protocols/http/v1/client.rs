@@ -31,6 +31,10 @@ use crate::protocols::http::HttpTask;
 use crate::protocols::{Digest, SocketAddr, Stream, UniqueID, UniqueIDType};
 use crate::utils::{BufRef, KVRef};
 
+/// How many headers beyond the upstream's a response header is built with room for: the
+/// ones a proxy adds in `response_filter` (loom patch).
+const RESPONSE_HEADER_HEADROOM: usize = 4;
+
 /// The HTTP 1.x client session
 pub struct HttpSession {
     buf: Bytes,
@@ -284,9 +288,11 @@ impl HttpSession {
                         // while header_refs doesn't as it is still empty
                         let _num_headers = populate_headers(base, &mut header_refs, resp.headers);
 
+                        // Room for the headers a proxy adds in `response_filter` (loom
+                        // patch): without it, the first insert grows both header maps.
                         let mut response_header = match ResponseHeader::build(
                             resp.code.unwrap(),
-                            Some(resp.headers.len()),
+                            Some(resp.headers.len() + RESPONSE_HEADER_HEADROOM),
                         ) {
                             Ok(header) => Box::new(header),
                             Err(e) => return self.fail_response_header_read(e),
