@@ -175,24 +175,54 @@ struct NameOnly {
 /// Loads every document of a YAML stream. Besides errors, `errors` has a warning for every
 /// unknown field of a Gateway API object ([`LoadError::UnknownField`]).
 pub fn load_str(file: &str, text: &str) -> Loaded {
-    let mut loaded = Loaded::default();
-    for doc in split_documents(text) {
-        match load_document(file, &doc) {
-            Ok(Some(obj)) => {
-                loaded.errors.extend(unknown_fields(file, &doc, &obj));
-                loaded.objects.push((
-                    Source {
-                        file: file.into(),
-                        line: doc.first_line,
-                    },
-                    obj,
-                ));
+    Reloader::default().load_str(file, text)
+}
+
+/// Loads streams as [`load_str`] does, again and again, reusing the object of every document
+/// whose text it loaded the time before (without errors or warnings): a reload that changes
+/// one object of a large file parses one document. The documents of the previous load are
+/// forgotten at [`Reloader::finish`], so it holds at most two loads' worth of objects.
+#[derive(Debug, Default)]
+pub struct Reloader {
+    previous: std::collections::HashMap<String, Object>,
+    current: std::collections::HashMap<String, Object>,
+}
+
+impl Reloader {
+    /// Loads one stream, as [`load_str`].
+    pub fn load_str(&mut self, file: &str, text: &str) -> Loaded {
+        let mut loaded = Loaded::default();
+        for doc in split_documents(text) {
+            let source = Source {
+                file: file.into(),
+                line: doc.first_line,
+            };
+            let seen = (self.previous.get(doc.text)).or_else(|| self.current.get(doc.text));
+            if let Some(obj) = seen.cloned() {
+                self.current.insert(doc.text.to_owned(), obj.clone());
+                loaded.objects.push((source, obj));
+                continue;
             }
-            Ok(None) => {}
-            Err(e) => loaded.errors.push(e),
+            match load_document(file, &doc) {
+                Ok(Some(obj)) => {
+                    let unknown = unknown_fields(file, &doc, &obj);
+                    if unknown.is_empty() {
+                        self.current.insert(doc.text.to_owned(), obj.clone());
+                    }
+                    loaded.errors.extend(unknown);
+                    loaded.objects.push((source, obj));
+                }
+                Ok(None) => {}
+                Err(e) => loaded.errors.push(e),
+            }
         }
+        loaded
     }
-    loaded
+
+    /// Ends a load: only the documents seen in it are kept for the next.
+    pub fn finish(&mut self) {
+        self.previous = std::mem::take(&mut self.current);
+    }
 }
 
 /// The keys of a loaded Gateway API object's document that are not in its upstream schema.
@@ -536,5 +566,65 @@ mod tests {
         };
         assert_eq!(s.data["a"], b"hi");
         assert_eq!(s.data["b"], b"yo");
+    }
+
+    /// Two namespaces and a route with an unknown field, as one stream.
+    const STREAM: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n\
+        apiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n---\n\
+        apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: a}\n\
+        spec:\n  rules:\n  - filterz: []\n";
+
+    #[test]
+    fn a_reloader_loads_what_load_str_loads_every_time() {
+        let mut reloader = Reloader::default();
+        for _ in 0..3 {
+            let again = reloader.load_str("f.yaml", STREAM);
+            reloader.finish();
+            let once = load_str("f.yaml", STREAM);
+            assert_eq!(again.objects, once.objects);
+            // The route's unknown field is reported on every load, not only the first.
+            assert_eq!(again.errors, once.errors);
+            assert_eq!(again.errors.len(), 1, "{:?}", again.errors);
+        }
+    }
+
+    #[test]
+    fn a_reloader_places_a_reused_document_where_it_is_now() {
+        let mut reloader = Reloader::default();
+        reloader.load_str("f.yaml", STREAM);
+        reloader.finish();
+        // The first namespace removed: the others move up four lines.
+        let shorter = STREAM.split_once("---\n").unwrap().1;
+        let loaded = reloader.load_str("g.yaml", shorter);
+        assert_eq!(loaded.objects, load_str("g.yaml", shorter).objects);
+        assert_eq!(loaded.objects[0].0.line, 1);
+        assert_eq!(loaded.objects[0].0.file, "g.yaml");
+        assert_eq!(
+            loaded.errors[0].to_string(),
+            load_str("g.yaml", shorter).errors[0].to_string()
+        );
+    }
+
+    #[test]
+    fn a_reloader_parses_a_changed_document_again() {
+        let mut reloader = Reloader::default();
+        reloader.load_str("f.yaml", STREAM);
+        reloader.finish();
+        let changed = STREAM.replace("{name: b}", "{name: c}");
+        let loaded = reloader.load_str("f.yaml", &changed);
+        assert_eq!(loaded.objects[1].1.metadata().name, "c");
+    }
+
+    #[test]
+    fn a_reloader_forgets_documents_a_load_did_not_see() {
+        let mut reloader = Reloader::default();
+        reloader.load_str("f.yaml", STREAM);
+        reloader.finish();
+        reloader.load_str(
+            "f.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: z}\n",
+        );
+        reloader.finish();
+        assert_eq!(reloader.previous.len(), 1);
     }
 }
