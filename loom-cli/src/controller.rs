@@ -62,6 +62,9 @@ pub(crate) struct Args {
     /// RUST_LOG of the data-plane pods.
     #[arg(long, default_value = "info")]
     data_plane_log: String,
+    /// The log format of the data-plane pods (`--log-format`).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    data_plane_log_format: String,
     /// The type of those Services.
     #[arg(long, default_value = "ClusterIP", value_parser = ["ClusterIP", "NodePort", "LoadBalancer"])]
     gateway_service_type: String,
@@ -163,6 +166,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                 cluster_role: args.data_plane_cluster_role.clone(),
                 admin_port: 9901,
                 log: args.data_plane_log.clone(),
+                log_format: args.data_plane_log_format.clone(),
                 redis: args
                     .data_plane
                     .redis_url
@@ -223,7 +227,7 @@ pub(crate) fn run_data_plane(args: DataPlaneArgs) -> Result<ExitCode> {
         data_plane_of: Some(args.gateway.clone()),
         ..Default::default()
     };
-    log::info!("serving Gateway {}/{}", args.gateway.0, args.gateway.1);
+    tracing::info!("serving Gateway {}/{}", args.gateway.0, args.gateway.1);
     let serve = crate::serve::serve_options(args.bind, args.admin, args.threads, &args.data_plane);
     serve_from_kubernetes(opts, args.kubeconfig, serve, true)
 }
@@ -256,7 +260,7 @@ fn serve_from_kubernetes(
             compiled.snapshot.gateways.clear();
         }
         let g = publisher.publish(compiled, took);
-        log::info!("configuration {g} compiled in {took:?}");
+        tracing::info!("configuration {g} compiled in {took:?}");
     });
     std::thread::Builder::new()
         .name("loom-controller".into())
@@ -281,12 +285,12 @@ fn serve_from_kubernetes(
                 anyhow::Ok(())
             });
             if let Err(e) = result {
-                log::error!("the controller stopped: {e:#}");
+                tracing::error!("the controller stopped: {e:#}");
                 std::process::exit(1);
             }
         })?;
     if let Some(admin) = serve.admin {
-        log::info!("admin on http://{admin}");
+        tracing::info!("admin on http://{admin}");
     }
     loom_pingora::server(handle, &serve)?.run_forever()
 }

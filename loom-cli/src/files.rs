@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use loom_core::Input;
 use loom_core::input::{Kind, ObjectKey};
-use loom_core::load::{LoadError, Source, line_of_field, load_str, split_documents};
+use loom_core::load::{LoadError, Reloader, Source, line_of_field, split_documents};
 
 use crate::reload::{FileSummary, Files};
 
@@ -54,6 +54,12 @@ impl Loaded {
 
 /// Loads every `.yaml`/`.yml` file under the paths (directories recursively, sorted).
 pub(crate) fn load_paths(paths: &[PathBuf]) -> Result<Loaded> {
+    load_paths_again(paths, &mut Reloader::default())
+}
+
+/// [`load_paths`] for a process that loads the same paths again and again: `reloader` keeps
+/// the documents of the last load, so unchanged ones are not parsed again.
+pub(crate) fn load_paths_again(paths: &[PathBuf], reloader: &mut Reloader) -> Result<Loaded> {
     let mut files = vec![];
     for p in paths {
         collect(p, &mut files)?;
@@ -65,7 +71,7 @@ pub(crate) fn load_paths(paths: &[PathBuf]) -> Result<Loaded> {
     for f in files {
         let text =
             std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
-        let l = load_str(&f.display().to_string(), &text);
+        let l = reloader.load_str(&f.display().to_string(), &text);
         errors.extend(l.errors);
         let summary = FileSummary {
             objects: l.objects.len(),
@@ -81,6 +87,7 @@ pub(crate) fn load_paths(paths: &[PathBuf]) -> Result<Loaded> {
             objects.push(o);
         }
     }
+    reloader.finish();
     let loaded = Loaded {
         input: Input::from_objects(objects),
         errors,

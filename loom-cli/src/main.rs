@@ -13,6 +13,7 @@ macro_rules! say {
 
 mod controller;
 mod files;
+mod logs;
 mod reload;
 mod serve;
 
@@ -32,6 +33,16 @@ use loom_core::snapshot::{ClientKey, Decision, GatewayName, HttpRequest};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines on stderr are written: `text`, or `json` (one object per line, the
+    /// access log's fields as keys). `RUST_LOG` filters them (default `info`).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "LOOM_LOG_FORMAT"
+    )]
+    log_format: logs::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -99,7 +110,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    logs::init(cli.log_format);
     let result = match cli.command {
         Command::Check {
             paths,

@@ -129,13 +129,17 @@ struct Load {
 }
 
 /// Loads and compiles; `Err` lists every load error (nothing is published then).
-fn load(paths: &[PathBuf], options: &loom_core::Options) -> Result<Load> {
+fn load(
+    paths: &[PathBuf],
+    options: &loom_core::Options,
+    reloader: &mut loom_core::load::Reloader,
+) -> Result<Load> {
     let started = Instant::now();
-    let loaded = files::load_paths(paths)?;
+    let loaded = files::load_paths_again(paths, reloader)?;
     let mut errors = vec![];
     for e in &loaded.errors {
         if e.is_warning() {
-            log::warn!("{e}");
+            tracing::warn!("{e}");
         } else {
             errors.push(e.to_string());
         }
@@ -151,7 +155,7 @@ fn load(paths: &[PathBuf], options: &loom_core::Options) -> Result<Load> {
     let at = loaded.locate(warnings.clone().map(|d| (&d.object, d.field.as_deref())));
     for (d, at) in warnings.zip(at) {
         let at = at.map(|s| format!("{s}: ")).unwrap_or_default();
-        log::warn!("{at}{}: {}", d.object, d.message);
+        tracing::warn!("{at}{}: {}", d.object, d.message);
     }
     Ok(Load {
         input: loaded.input,
@@ -164,7 +168,7 @@ fn load(paths: &[PathBuf], options: &loom_core::Options) -> Result<Load> {
 fn report(compiled: &loom_core::Compiled) {
     for (key, status) in &compiled.status.objects {
         if !status.is_healthy() {
-            log::warn!(
+            tracing::warn!(
                 "{key} is not healthy: {}",
                 serde_json::to_string(status).unwrap_or_default()
             );
@@ -231,10 +235,14 @@ const WRITTEN_SETTLE: Duration = Duration::from_millis(2);
 /// system without inotify such as some network mounts).
 const FULL_LOOK: Duration = Duration::from_secs(1);
 
-/// What woke the watcher.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What woke the watcher, from the most to the least certain that the files are whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Wake {
-    /// A file was closed after writing or renamed into place: whole, read at once.
+    /// A file was renamed into place (how editors and `kubectl`-style tools replace a file):
+    /// atomic, so read at once.
+    Replaced,
+    /// A file was closed after writing: whole, read after a short settle that joins a
+    /// script's quick successive writes.
     Written,
     /// Something changed (a write in progress, maybe): read once settled.
     Changed,
@@ -251,20 +259,30 @@ struct FileEvents {
 impl FileEvents {
     /// `None` (polling only) when the watches cannot be set up.
     fn watch(paths: &[PathBuf]) -> Option<FileEvents> {
-        use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
+        use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
         use notify::{RecursiveMode, Watcher};
         let (tx, events) = std::sync::mpsc::channel();
+        let served = paths.to_vec();
         let mut watcher = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
             let Ok(e) = e else { return };
+            // Only events about what is served: a temporary file written beside it (the
+            // first step of a rename-over) must not wake the watcher as a change in progress.
+            if !e.paths.iter().any(|p| concerns(&served, p)) {
+                return;
+            }
             let wake = match e.kind {
-                EventKind::Access(AccessKind::Close(AccessMode::Write))
-                | EventKind::Modify(ModifyKind::Name(_)) => Wake::Written,
+                EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+                    if e.paths.last().is_some_and(|p| concerns(&served, p)) =>
+                {
+                    Wake::Replaced
+                }
+                EventKind::Access(AccessKind::Close(AccessMode::Write)) => Wake::Written,
                 EventKind::Access(_) => return,
                 _ => Wake::Changed,
             };
             let _ = tx.send(wake);
         })
-        .map_err(|e| log::warn!("no inotify, polling for file changes: {e}"))
+        .map_err(|e| tracing::warn!("no inotify, polling for file changes: {e}"))
         .ok()?;
         for p in paths {
             let (target, mode) = if p.is_dir() {
@@ -277,7 +295,7 @@ impl FileEvents {
                 )
             };
             if let Err(e) = watcher.watch(target, mode) {
-                log::warn!(
+                tracing::warn!(
                     "no inotify on {}, polling for its changes: {e}",
                     target.display()
                 );
@@ -290,17 +308,30 @@ impl FileEvents {
         })
     }
 
-    /// The next wake within `tick` (`None`: none came); queued events are taken together, a
-    /// `Changed` among them winning.
+    /// The next wake within `tick` (`None`: none came); queued events are taken together, the
+    /// least certain among them winning.
     fn next(&self, tick: Duration) -> Option<Wake> {
         let mut wake = self.events.recv_timeout(tick).ok()?;
         while let Ok(w) = self.events.try_recv() {
-            if w == Wake::Changed {
-                wake = Wake::Changed;
-            }
+            wake = wake.max(w);
         }
         Some(wake)
     }
+}
+
+/// Whether a change at `path` can change what `loom serve` reads from `served`: the file
+/// itself, or under a served directory a `.yaml`/`.yml` file or a directory.
+fn concerns(served: &[PathBuf], path: &std::path::Path) -> bool {
+    served.iter().any(|s| {
+        if s.is_dir() {
+            // Events name absolute paths; a served path may be relative.
+            let under =
+                path.starts_with(s) || std::fs::canonicalize(s).is_ok_and(|s| path.starts_with(s));
+            under && (path.extension().is_none_or(|e| e == "yaml" || e == "yml") || path.is_dir())
+        } else {
+            path.file_name() == s.file_name()
+        }
+    })
 }
 
 type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
@@ -312,6 +343,7 @@ fn watch(
     handle: SnapshotHandle,
     args: Args,
     mut opts: loom_core::Options,
+    mut reloader: loom_core::load::Reloader,
     (mut served, mut input): (Files, loom_core::Input),
 ) {
     let (poll, settle) = (
@@ -340,7 +372,7 @@ fn watch(
                 let compiled = loom_core::compile_with(&input, &opts);
                 report(&compiled);
                 let g = handle.publish(compiled, started.elapsed());
-                log::info!("configuration {g}: listener status follows the open ports");
+                tracing::info!("configuration {g}: listener status follows the open ports");
             }
         }
         let wake = match wake {
@@ -357,10 +389,11 @@ fn watch(
         // settle still joins a script's quick successive writes. Anything else may be a write
         // in progress: wait the full settle time.
         let now = match wake {
+            Wake::Replaced => now,
             Wake::Written => settled(&args.paths, now, settle.min(WRITTEN_SETTLE)),
             Wake::Changed => settled(&args.paths, now, settle),
         };
-        let result = load(&args.paths, &opts);
+        let result = load(&args.paths, &opts, &mut reloader);
         if fingerprint(&args.paths) != now {
             // Changed while it was read: read it again once it settles.
             continue;
@@ -369,41 +402,81 @@ fn watch(
         let load = match result {
             Ok(load) => load,
             Err(e) => {
-                log::error!("configuration not changed, the last good one keeps serving:\n{e:#}");
+                tracing::error!(
+                    "configuration not changed, the last good one keeps serving:\n{e:#}"
+                );
                 continue;
             }
         };
         if let Err(refused) = reload::judge(&served, &load.files, args.allow_empty) {
-            log::error!("configuration not changed, the last good one keeps serving: {refused}");
+            tracing::error!(
+                "configuration not changed, the last good one keeps serving: {refused}"
+            );
             continue;
         }
         report(&load.compiled);
         let g = handle.publish(load.compiled, load.took);
         (served, input) = (load.files, load.input);
-        log::info!("configuration {g} loaded in {:?}", load.took);
+        tracing::info!("configuration {g} loaded in {:?}", load.took);
     }
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let opts = options(args.bind, &args.data_plane);
+    let mut reloader = loom_core::load::Reloader::default();
     let Load {
         input,
         compiled,
         files,
         took,
-    } = load(&args.paths, &opts)?;
+    } = load(&args.paths, &opts, &mut reloader)?;
     report(&compiled);
     let handle = SnapshotHandle::new();
     let generation = handle.publish(compiled, took);
-    log::info!("configuration {generation} loaded in {took:?}");
+    tracing::info!("configuration {generation} loaded in {took:?}");
 
     let serve = serve_options(args.bind, args.admin, args.threads, &args.data_plane);
     let admin = args.admin;
     let watcher = handle.clone();
     std::thread::Builder::new()
         .name("loom-watch".into())
-        .spawn(move || watch(watcher, args, opts, (files, input)))?;
+        .spawn(move || watch(watcher, args, opts, reloader, (files, input)))?;
 
-    log::info!("admin on http://{admin}");
+    tracing::info!("admin on http://{admin}");
     loom_pingora::server(handle, &serve)?.run_forever()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn a_served_file_concerns_the_watcher_and_its_neighbours_do_not() {
+        let served = [PathBuf::from("conf/gateway.yaml")];
+        assert!(concerns(&served, Path::new("/abs/conf/gateway.yaml")));
+        assert!(!concerns(&served, Path::new("/abs/conf/gateway.yaml.tmp")));
+        assert!(!concerns(&served, Path::new("/abs/conf/.gateway.yaml.swp")));
+    }
+
+    #[test]
+    fn under_a_served_directory_yaml_files_and_directories_concern_the_watcher() {
+        let dir = std::env::temp_dir().join(format!("loom-concerns-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub.d")).unwrap();
+        let served = [dir.clone()];
+        assert!(concerns(&served, &dir.join("routes.yaml")));
+        assert!(concerns(&served, &dir.join("more/routes.yml")));
+        assert!(concerns(&served, &dir.join("newdir")));
+        assert!(concerns(&served, &dir.join("sub.d")));
+        assert!(!concerns(&served, &dir.join("routes.yaml.tmp")));
+        assert!(!concerns(&served, Path::new("/elsewhere/routes.yaml")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_least_certain_of_queued_wakes_wins() {
+        assert_eq!(Wake::Replaced.max(Wake::Written), Wake::Written);
+        assert_eq!(Wake::Written.max(Wake::Changed), Wake::Changed);
+    }
 }

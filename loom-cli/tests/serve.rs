@@ -479,3 +479,98 @@ fn a_client_traffic_policy_limits_its_listeners_port_instead_of_the_flags() {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs `loom serve` on `config` with `args`, sends one request and returns the log lines
+/// written until its access-log line appeared.
+fn log_of_one_request(name: &str, args: &[&str]) -> (u16, Vec<String>) {
+    let dir = test_dir(name);
+    let (port, admin, backend) = (free_port(), free_port(), backend());
+    std::fs::write(dir.join("gateway.yaml"), config(port, backend, "/v1")).unwrap();
+    let log = dir.join("stderr.log");
+    let _server = Server(
+        Command::new(env!("CARGO_BIN_EXE_loom"))
+            .args(["serve", "-f", dir.join("gateway.yaml").to_str().unwrap()])
+            .args(["--bind", "127.0.0.1", "--threads", "1"])
+            .args(["--admin", &format!("127.0.0.1:{admin}")])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the route", || {
+        get(port, "/v1/x").is_some_and(|(s, _)| s == 200)
+    });
+    let mut lines = vec![];
+    wait_for("the access log line", || {
+        lines = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        lines.iter().any(|l| l.contains("/v1/x"))
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    (backend, lines)
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_and_the_access_log_has_a_field_per_fact() {
+    let (backend, lines) = log_of_one_request("json-log", &["--log-format", "json"]);
+    let objects: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    // Loom's own messages are there too, with level and target.
+    assert!(
+        objects
+            .iter()
+            .any(|o| o["level"] == "INFO"
+                && o["target"].as_str().is_some_and(|t| t.starts_with("loom"))),
+        "{lines:#?}"
+    );
+    let access = objects
+        .iter()
+        .find(|o| o["target"] == "access" && o["path"] == "/v1/x")
+        .unwrap_or_else(|| panic!("no access line: {lines:#?}"));
+    assert_eq!(access["method"], "GET", "{access}");
+    assert_eq!(access["host"], "app.example.com", "{access}");
+    assert_eq!(access["status"], 200, "{access}");
+    assert_eq!(access["route_kind"], "HTTPRoute", "{access}");
+    assert_eq!(access["route"], "default/app", "{access}");
+    assert_eq!(access["rule"], "0", "{access}");
+    assert_eq!(access["backend_kind"], "Backend", "{access}");
+    assert_eq!(access["backend"], "default/app", "{access}");
+    assert_eq!(
+        access["endpoint"],
+        format!("127.0.0.1:{backend}"),
+        "{access}"
+    );
+    assert_eq!(access["bytes"], "backend /v1/x".len(), "{access}");
+    assert!(
+        access["client"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{access}"
+    );
+    assert!(access["duration_ms"].as_f64().unwrap() > 0.0, "{access}");
+    assert!(access["timestamp"].is_string(), "{access}");
+    assert!(access.get("error").is_none(), "{access}");
+}
+
+#[test]
+fn text_logs_write_the_access_log_as_key_value_pairs() {
+    let (backend, lines) = log_of_one_request("text-log", &[]);
+    let access = lines
+        .iter()
+        .find(|l| l.contains(" access: ") && l.contains("/v1/x"))
+        .unwrap_or_else(|| panic!("no access line: {lines:#?}"));
+    for field in [
+        "method=GET".to_owned(),
+        "status=200".to_owned(),
+        "route=default/app".to_owned(),
+        format!("endpoint=127.0.0.1:{backend}"),
+    ] {
+        assert!(access.contains(&field), "{field} missing in {access}");
+    }
+    assert!(!lines.iter().any(|l| l.starts_with('{')), "{lines:#?}");
+}

@@ -141,16 +141,16 @@ pub async fn run(client: kube::Client, opts: ControllerOptions, publish: Publish
         let found = match resources::discover(client.clone()).await {
             Ok(found) => found,
             Err(e) => {
-                log::warn!("API discovery failed ({e}); trying again in 2 s");
+                tracing::warn!("API discovery failed ({e}); trying again in 2 s");
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 continue;
             }
         };
         for kind in &found.missing {
-            log::info!("{kind} is not served by this cluster (CRD not installed); not watched");
+            tracing::info!("{kind} is not served by this cluster (CRD not installed); not watched");
         }
         watch_and_compile(&client, &opts, &publish, found, leader.clone(), &writes_tx).await;
-        log::info!("the kinds the API server serves changed; watching them anew");
+        tracing::info!("the kinds the API server serves changed; watching them anew");
     }
 }
 
@@ -223,7 +223,7 @@ async fn watch_and_compile(
                         }
                         replan_writes |= changed.observed_status;
                     }
-                    Err(e) => log::warn!("watching {kind}: {e}"),
+                    Err(e) => tracing::warn!("watching {kind}: {e}"),
                 }
             }
             Some(ev) = rollouts.next() => match ev {
@@ -232,7 +232,7 @@ async fn watch_and_compile(
                         debounce.changed(Instant::now());
                     }
                 }
-                Err(e) => log::warn!("watching data-plane Deployments: {e}"),
+                Err(e) => tracing::warn!("watching data-plane Deployments: {e}"),
             },
             Ok(()) = async {
                 match &mut ports_not_serving {
@@ -246,7 +246,7 @@ async fn watch_and_compile(
                         debounce.changed(Instant::now());
                     }
                 }
-                Err(e) => log::warn!("watching {key}: {e}"),
+                Err(e) => tracing::warn!("watching {key}: {e}"),
             },
             _ = sleep_until(deadline), if ready && deadline.is_some() => {
                 let now = Instant::now();
@@ -256,7 +256,7 @@ async fn watch_and_compile(
                     let started = Instant::now();
                     let compiled = planner.compile(&mut index);
                     let took = started.elapsed();
-                    log::debug!("compiled in {took:?}");
+                    tracing::debug!("compiled in {took:?}");
                     last_status = Some(compiled.status.clone());
                     publish(compiled, took);
                     replan_writes = true;
@@ -273,7 +273,7 @@ async fn watch_and_compile(
                     resources::discover(client.clone()),
                 )
                 .await;
-                log::debug!("rediscovery: {}", if found.is_ok() { "done" } else { "timed out" });
+                tracing::debug!("rediscovery: {}", if found.is_ok() { "done" } else { "timed out" });
                 if let Ok(Ok(now)) = found {
                     let now: BTreeSet<Kind> = now.watched.iter().map(|w| w.kind).collect();
                     if now != served {

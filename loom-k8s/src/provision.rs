@@ -57,6 +57,8 @@ pub struct DataPlane {
     pub admin_port: u16,
     /// `RUST_LOG` of the pods.
     pub log: String,
+    /// `LOOM_LOG_FORMAT` of the pods (`text` or `json`).
+    pub log_format: String,
     /// Redis for global rate limits and the timeout of one check in milliseconds
     /// (`--redis-url`, `--redis-timeout-ms` of the pods).
     pub redis: Option<(String, u64)>,
@@ -71,6 +73,7 @@ impl Default for DataPlane {
             cluster_role: "loom-data-plane".into(),
             admin_port: 9901,
             log: "info".into(),
+            log_format: "text".into(),
             redis: None,
         }
     }
@@ -332,7 +335,10 @@ pub fn deployment_for(input: &Input, gw: &Gateway, dp: &DataPlane) -> Option<Val
             "--controller-name", dp.controller_name,
             "--admin", format!("0.0.0.0:{}", dp.admin_port),
         ],
-        "env": [{"name": "RUST_LOG", "value": dp.log}],
+        "env": [
+            {"name": "RUST_LOG", "value": dp.log},
+            {"name": "LOOM_LOG_FORMAT", "value": dp.log_format},
+        ],
         "ports": container_ports,
         "readinessProbe": {
             "httpGet": {"path": "/readyz", "port": dp.admin_port},

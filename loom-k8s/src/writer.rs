@@ -99,11 +99,11 @@ pub(crate) async fn status_writer(
         for (w, r) in results {
             match r {
                 Ok(_) => {
-                    log::debug!("{w}: written");
+                    tracing::debug!("{w}: written");
                     applied.insert(w.id(), (w.base, w.what));
                 }
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => log::warn!("writing {w}: {e}"),
+                Err(e) => tracing::warn!("writing {w}: {e}"),
             }
         }
     }

@@ -55,7 +55,7 @@ impl BackgroundService for AdminService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let taken = self.listener.lock().ok().and_then(|mut l| l.take());
         let Some(listener) = taken.and_then(|l| tokio::net::TcpListener::from_std(l).ok()) else {
-            return log::error!("admin listener: could not start");
+            return tracing::error!("admin listener: could not start");
         };
         // Admin connections never see the shutdown: they are answered until the end.
         let (_keep, never) = tokio::sync::watch::channel(false);
@@ -78,7 +78,7 @@ impl BackgroundService for AdminService {
                     });
                 }
                 Err(e) => {
-                    log::warn!("admin accept: {e}");
+                    tracing::warn!("admin accept: {e}");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             }

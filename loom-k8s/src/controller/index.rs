@@ -230,7 +230,7 @@ impl Index {
                     changed.compile |= self.remove(&key);
                 }
                 let first = self.initial_list.listed(kind);
-                log::debug!("{kind}: listed {} objects, {removed} gone", listed.len());
+                tracing::debug!("{kind}: listed {} objects, {removed} gone", listed.len());
                 changed.compile |= first;
                 changed
             }
@@ -356,7 +356,7 @@ impl Index {
         let mut obj = match resources::to_object(kind, o) {
             Ok(obj) => obj,
             Err(e) => {
-                log::warn!(
+                tracing::warn!(
                     "{kind} {}/{} is not understood and is ignored: {e}",
                     o.metadata.namespace.as_deref().unwrap_or(""),
                     o.metadata.name.as_deref().unwrap_or("")

@@ -27,7 +27,7 @@ pub(crate) async fn elect(
         match built {
             Ok(m) => break m,
             Err(e) => {
-                log::warn!(
+                tracing::warn!(
                     "leader election: Lease {}/{} not usable yet ({e}); trying again in 2 s",
                     lease.namespace,
                     lease.name
@@ -40,7 +40,7 @@ pub(crate) async fn elect(
     let name = format!("{}/{}", lease.namespace, lease.name);
     loop {
         let leading = *rx.borrow_and_update();
-        log::info!(
+        tracing::info!(
             "{} the status-writer lease {name}",
             if leading { "holding" } else { "not holding" }
         );
@@ -50,6 +50,6 @@ pub(crate) async fn elect(
     }
     let _ = tx.send(false);
     if let Ok(Err(e)) = task.await {
-        log::error!("leader election stopped: {e}");
+        tracing::error!("leader election stopped: {e}");
     }
 }

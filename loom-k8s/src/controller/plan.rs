@@ -82,7 +82,7 @@ impl Planner {
                         }],
                     );
                 }
-                None => log::error!("no address left in the pool for {key}"),
+                None => tracing::error!("no address left in the pool for {key}"),
             }
         }
         let mut compiled = loom_core::compile_with(index.input(), &opts);

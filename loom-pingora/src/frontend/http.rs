@@ -125,7 +125,7 @@ pub(crate) async fn serve_http<A: HttpServerApp + Send + Sync + 'static>(
         None => Box::new(l4),
         Some(a) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, a.tls_handshake(l4)).await {
             Ok(Ok(s)) => Box::new(s),
-            Ok(Err(e)) => return log::debug!("TLS handshake: {e}"),
+            Ok(Err(e)) => return tracing::debug!("TLS handshake: {e}"),
             Err(_) => return,
         },
     };
@@ -179,12 +179,12 @@ async fn serve_http1<A: HttpServerApp + Send + Sync + 'static>(
             biased;
             reused = app.process_new_http(session, shutdown) => reused,
             _ = &mut expired => {
-                return log::debug!(
+                return tracing::debug!(
                     "closing a connection that sent no complete request head in time"
                 );
             }
             _ = &mut at_shutdown => {
-                return log::debug!("closing an idle keep-alive connection: shutting down");
+                return tracing::debug!("closing an idle keep-alive connection: shutting down");
             }
         };
         let Some((stream, settings)) = reused.map(|r| r.consume()) else {
@@ -248,7 +248,7 @@ pub(crate) async fn admit(
     match accepted {
         Ok((tcp, peer)) => {
             let Some(admitted) = admission.try_admit() else {
-                log::debug!("{peer}: refused, over the connection limit");
+                tracing::debug!("{peer}: refused, over the connection limit");
                 return None;
             };
             let _ = tcp.set_nodelay(true);
@@ -256,7 +256,7 @@ pub(crate) async fn admit(
         }
         Err(e) => {
             // Out of file descriptors and the like: back off instead of spinning.
-            log::warn!("accept: {e}");
+            tracing::warn!("accept: {e}");
             tokio::time::sleep(Duration::from_millis(50)).await;
             None
         }

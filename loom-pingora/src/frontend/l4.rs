@@ -83,13 +83,13 @@ pub(crate) async fn tcp_loop(
             let _admitted = admitted;
             let backend = match rule.choose(fastrand::u64(..)) {
                 Ok(b) => b,
-                Err(why) => return log::debug!("TCP {}: {why}", rule.route),
+                Err(why) => return tracing::debug!("TCP {}: {why}", rule.route),
             };
             match connect(backend).await {
                 Ok(mut upstream) => {
                     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
                 }
-                Err(e) => log::debug!("TCP {} to {}: {e}", rule.route, backend.object),
+                Err(e) => tracing::debug!("TCP {} to {}: {e}", rule.route, backend.object),
             }
         });
     }
@@ -175,12 +175,16 @@ pub(crate) async fn tls_loop<A: HttpServerApp + Send + Sync + 'static>(
                 Some((listener, rule)) => {
                     let backend = match rule.choose(fastrand::u64(..)) {
                         Ok(b) => b,
-                        Err(why) => return log::debug!("TLS {}: {why}", rule.route),
+                        Err(why) => return tracing::debug!("TLS {}: {why}", rule.route),
                     };
                     let mut upstream = match connect(backend).await {
                         Ok(u) => u,
                         Err(e) => {
-                            return log::debug!("TLS {} to {}: {e}", rule.route, backend.object);
+                            return tracing::debug!(
+                                "TLS {} to {}: {e}",
+                                rule.route,
+                                backend.object
+                            );
                         }
                     };
                     let mut client = client;
@@ -227,7 +231,7 @@ pub(crate) async fn udp_loop(
     let mut buf = vec![0u8; 65_536];
     loop {
         let (n, client) = tokio::select! {
-            r = socket.recv_from(&mut buf) => match r { Ok(r) => r, Err(e) => { log::debug!("UDP recv: {e}"); continue } },
+            r = socket.recv_from(&mut buf) => match r { Ok(r) => r, Err(e) => { tracing::debug!("UDP recv: {e}"); continue } },
             _ = stop.changed() => break,
         };
         let existing = sessions.lock().await.get(&client).cloned();

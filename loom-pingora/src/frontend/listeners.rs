@@ -255,7 +255,7 @@ impl ListenerManager {
             };
             apps.store(Arc::new(next));
         }
-        log::info!(
+        tracing::info!(
             "listener {addr} ({}/{}): client limits now {client:?}",
             r.wanted.gateway.namespace,
             r.wanted.gateway.name
@@ -304,10 +304,13 @@ impl ListenerManager {
             self.shared.metrics.published(&published);
             self.shared.health.sync(&published);
         }
-        let level = if retry {
-            log::Level::Debug
-        } else {
-            log::Level::Error
+        // A failure is an error the first time, and quiet while it is retried.
+        let report = |message: std::fmt::Arguments<'_>| {
+            if retry {
+                tracing::debug!("{message}");
+            } else {
+                tracing::error!("{message}");
+            }
         };
         let wanted = self.wanted(&published);
         let mut failed = vec![];
@@ -316,7 +319,7 @@ impl ListenerManager {
                 w.gateway == r.wanted.gateway && w.kind.same_listener(r.wanted.kind)
             });
             if !keep {
-                log::info!(
+                tracing::info!(
                     "listener {:?} ({}/{}) stopped",
                     key,
                     r.wanted.gateway.namespace,
@@ -341,7 +344,7 @@ impl ListenerManager {
                     match Self::load_tls(&w, port, r) {
                         Ok(()) => r.wanted = w.clone(),
                         Err(e) => {
-                            log::log!(level, "listener {addr}: {e}");
+                            report(format_args!("listener {addr}: {e}"));
                             failed.push(failure(e));
                         }
                     }
@@ -353,7 +356,7 @@ impl ListenerManager {
                         // configuration new connections get.
                         max.store(client.max_connections_per_listener, Ordering::Relaxed);
                         if let Err(e) = Self::load_tls(&w, port, r) {
-                            log::log!(level, "listener {addr}: {e}");
+                            report(format_args!("listener {addr}: {e}"));
                         }
                     }
                 }
@@ -371,7 +374,7 @@ impl ListenerManager {
                 apps: None,
             };
             if let Err(e) = Self::load_tls(&w, port, &r) {
-                log::log!(level, "listener {addr}: {e}");
+                report(format_args!("listener {addr}: {e}"));
                 failed.push(failure(e));
                 continue;
             }
@@ -449,7 +452,7 @@ impl ListenerManager {
             };
             match bound {
                 Ok(()) => {
-                    log::info!(
+                    tracing::info!(
                         "listener {addr} {:?} ({}/{}) started",
                         w.kind,
                         w.gateway.namespace,
@@ -458,12 +461,10 @@ impl ListenerManager {
                     running.insert(key, r);
                 }
                 Err(e) => {
-                    log::log!(
-                        level,
+                    report(format_args!(
                         "listener {addr} ({}/{}): {e}; retrying every {BIND_RETRY:?}",
-                        w.gateway.namespace,
-                        w.gateway.name
-                    );
+                        w.gateway.namespace, w.gateway.name
+                    ));
                     failed.push(failure(e.to_string()));
                 }
             }
@@ -500,7 +501,7 @@ impl BackgroundService for ListenerManager {
                     // load balancer may still send new connections while it learns that
                     // /readyz fails), and every request from now on is answered with
                     // `Connection: close`. The runtime's shutdown ends the accept loops.
-                    log::info!("shutting down: draining connections until the grace period ends");
+                    tracing::info!("shutting down: draining connections until the grace period ends");
                     std::future::pending::<()>().await;
                     false
                 }

@@ -157,7 +157,7 @@ async fn connection<A: HttpServerApp + Send + Sync + 'static>(
 ) {
     let conn = match incoming.await {
         Ok(c) => c,
-        Err(e) => return log::debug!("QUIC handshake: {e}"),
+        Err(e) => return tracing::debug!("QUIC handshake: {e}"),
     };
     let sni = conn
         .handshake_data()
@@ -174,7 +174,7 @@ async fn connection<A: HttpServerApp + Send + Sync + 'static>(
         .await
     {
         Ok(h3) => h3,
-        Err(e) => return log::debug!("HTTP/3 connection from {client}: {e}"),
+        Err(e) => return tracing::debug!("HTTP/3 connection from {client}: {e}"),
     };
     let mut going_away = false;
     loop {
@@ -206,9 +206,9 @@ async fn connection<A: HttpServerApp + Send + Sync + 'static>(
                     .await
                     {
                         Ok(Ok(r)) => r,
-                        Ok(Err(e)) => return log::debug!("HTTP/3 request from {client}: {e}"),
+                        Ok(Err(e)) => return tracing::debug!("HTTP/3 request from {client}: {e}"),
                         Err(_) => {
-                            return log::debug!("HTTP/3 request head from {client}: timed out");
+                            return tracing::debug!("HTTP/3 request head from {client}: timed out");
                         }
                     };
                     let server = local.map(|ip| std::net::SocketAddr::new(ip, 0));
@@ -223,7 +223,7 @@ async fn connection<A: HttpServerApp + Send + Sync + 'static>(
             }
             Ok(None) => break,
             Err(e) => {
-                log::debug!("HTTP/3 connection from {client}: {e}");
+                tracing::debug!("HTTP/3 connection from {client}: {e}");
                 break;
             }
         }

@@ -196,7 +196,7 @@ impl rustls::server::danger::ClientCertVerifier for InsecureFallback {
         now: rustls::pki_types::UnixTime,
     ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
         if let Err(e) = self.0.verify_client_cert(end_entity, intermediates, now) {
-            log::debug!("client certificate not valid ({e}); allowed by AllowInsecureFallback");
+            tracing::debug!("client certificate not valid ({e}); allowed by AllowInsecureFallback");
         }
         Ok(rustls::server::danger::ClientCertVerified::assertion())
     }

@@ -135,12 +135,12 @@ fn outcome(e: &Error, code: u16) -> String {
     let incomplete = match (code, e.esource(), e.etype()) {
         (0, ..) => "",
         (_, ErrorSource::Upstream, ConnectionClosed | ReadError | ReadTimedout) => {
-            " incomplete=upstream closed mid-body"
+            "incomplete: upstream closed mid-body; "
         }
-        (_, ErrorSource::Downstream, _) => " incomplete=client went away",
-        _ => " incomplete=response cut short",
+        (_, ErrorSource::Downstream, _) => "incomplete: client went away; ",
+        _ => "incomplete: response cut short; ",
     };
-    format!("{incomplete} error={e}")
+    format!("{incomplete}{e}")
 }
 
 async fn respond(
@@ -442,7 +442,7 @@ impl ProxyHttp for LoomProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        log::warn!("{e}");
+        tracing::warn!("{e}");
         self.record(ctx, Outcome::GatewayFailure);
         // A connection that could not be made is retried while the policy has attempts left.
         if let Some(retry) = ctx.route.as_ref().and_then(|r| r.rule.retry.as_ref())
@@ -540,7 +540,7 @@ impl ProxyHttp for LoomProxy {
         if code > 0
             && let Err(e) = session.respond_error(code).await
         {
-            log::debug!("could not answer {code}: {e}");
+            tracing::debug!("could not answer {code}: {e}");
         }
         pingora::proxy::FailToProxy {
             error_code: code,
@@ -580,23 +580,37 @@ impl ProxyHttp for LoomProxy {
             code,
             elapsed.as_secs_f64(),
         );
-        let (route, rule): (&dyn std::fmt::Display, &dyn std::fmt::Display) = match &ctx.matched {
-            Some(r) => (&r.route, &r.rule_index),
-            None => (&"-", &"-"),
-        };
-        log::info!(
+        if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+            return;
+        }
+        // One event per request with a field per fact: `key=value` pairs in text logs, one
+        // JSON object per line with `--log-format json`.
+        let dash = |s: Option<String>| s.unwrap_or_else(|| "-".to_owned());
+        let name = |k: &loom_core::input::ObjectKey| format!("{}/{}", k.namespace, k.name);
+        let route = ctx.matched.as_ref().map(|r| &r.route);
+        let backend = ctx.route.as_ref().map(|r| &r.backend.object);
+        // The endpoint of the last attempt, if one was made.
+        let endpoint = ctx
+            .route
+            .as_ref()
+            .filter(|_| ctx.tries > 0)
+            .and_then(|r| r.backend.endpoints.get(ctx.endpoint).cloned());
+        tracing::info!(
             target: "access",
-            "{} {} {} {} {} route={} rule={} backend={} {:.3}ms{}",
-            session.client_addr().map(|a| a.to_string()).unwrap_or_default(),
-            req.method,
-            req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("-"),
-            req.uri,
-            code,
-            route,
-            rule,
-            ctx.route.as_ref().map_or_else(|| "-".to_owned(), |r| r.backend.object.to_string()),
-            elapsed.as_secs_f64() * 1000.0,
-            error.map(|e| outcome(e, code)).unwrap_or_default(),
+            client = %dash(session.client_addr().map(|a| a.to_string())),
+            method = %req.method,
+            host = req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("-"),
+            path = %req.uri,
+            status = code,
+            route_kind = %route.map_or("-", |r| r.kind.as_str()),
+            route = %dash(route.map(name)),
+            rule = %dash(ctx.matched.as_ref().map(|r| r.rule_index.to_string())),
+            backend_kind = %backend.map_or("-", |b| b.kind.as_str()),
+            backend = %dash(backend.map(name)),
+            endpoint = %dash(endpoint),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            bytes = session.body_bytes_sent(),
+            error = error.map(|e| outcome(e, code)).as_deref(),
         );
     }
 }

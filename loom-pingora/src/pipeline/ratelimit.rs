@@ -102,7 +102,7 @@ pub(crate) async fn count(
                     shared
                         .metrics
                         .rate_limit_store_error(&rl.policy, global.fail_open);
-                    log::debug!("rate limit {}: {e}", rl.policy);
+                    tracing::debug!("rate limit {}: {e}", rl.policy);
                     return if global.fail_open {
                         Counted::Allowed(None)
                     } else {

@@ -287,7 +287,7 @@ impl GlobalLimiter {
                     let mut health = self.health();
                     if !inner.healthy.swap(true, Ordering::Relaxed) {
                         health.backoff = BACKOFF_MIN;
-                        log::info!(
+                        tracing::info!(
                             "global rate limits: redis at {} answers again after {:?}",
                             inner.target,
                             health.down_since.elapsed()
@@ -303,7 +303,7 @@ impl GlobalLimiter {
                     health.backoff = BACKOFF_MIN;
                     health.next_probe = now + BACKOFF_MIN;
                     health.down_since = now;
-                    log::warn!(
+                    tracing::warn!(
                         "global rate limits: redis at {} failed ({err}); checks fail fast and \
                          probe again every {BACKOFF_MIN:?} to {BACKOFF_MAX:?} until it answers",
                         inner.target

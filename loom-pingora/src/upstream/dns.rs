@@ -87,7 +87,7 @@ impl Resolver {
                     match lookup(&name).await {
                         Ok(addrs) => Self::store(&answers, name, addrs),
                         Err(e) => {
-                            log::warn!("DNS {name}: {e}; the last answer is used");
+                            tracing::warn!("DNS {name}: {e}; the last answer is used");
                             stale.refreshing.store(false, Ordering::Release);
                         }
                     }

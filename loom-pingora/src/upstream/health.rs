@@ -243,10 +243,10 @@ impl Health {
         }
         // The sweep first: ejections forgiven by now must not lengthen this one.
         for back in o.sweep(now) {
-            log::info!("{} endpoint {back} is back", target.object);
+            tracing::info!("{} endpoint {back} is back", target.object);
         }
         if let Some(until) = o.record(endpoint, outcome, target.endpoints.len(), now) {
-            log::warn!(
+            tracing::warn!(
                 "{} endpoint {endpoint} ejected for {:?} ({outcome:?})",
                 target.object,
                 until.saturating_sub(now)

@@ -80,7 +80,7 @@ impl Mirrors {
                     ))
                 })
             {
-                log::debug!("mirror to {endpoint}: {e}");
+                tracing::debug!("mirror to {endpoint}: {e}");
             }
         });
     }
