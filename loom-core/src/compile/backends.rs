@@ -16,7 +16,9 @@ pub(crate) fn resolve_backend(
     traffic: &TrafficPolicies,
     route: &RouteView<'_>,
     b: &BackendRef,
-    l4: Option<AppProtocol>,
+    // The protocol the route's kind dictates, whatever the Service port says: TCP or UDP for
+    // L4 routes, HTTP/2 for GRPCRoute.
+    forced: Option<AppProtocol>,
     services: &mut BTreeSet<(String, String)>,
 ) -> Result<Arc<BackendTarget>, BackendRefError> {
     let group = group_or(&b.group, "");
@@ -61,7 +63,7 @@ pub(crate) fn resolve_backend(
                 error,
             });
         }
-        let protocol = match (l4, be.spec.protocol.as_deref()) {
+        let protocol = match (forced, be.spec.protocol.as_deref()) {
             (Some(p), _) => p,
             (None, Some("h2c")) => AppProtocol::H2c,
             (None, Some("ws")) => AppProtocol::WebSocket,
@@ -100,7 +102,7 @@ pub(crate) fn resolve_backend(
         });
     };
     services.insert((ns.into(), b.name.clone()));
-    let protocol = l4.unwrap_or(match sp.app_protocol.as_deref() {
+    let protocol = forced.unwrap_or(match sp.app_protocol.as_deref() {
         Some("kubernetes.io/h2c") => AppProtocol::H2c,
         Some("kubernetes.io/ws") => AppProtocol::WebSocket,
         _ => AppProtocol::Http,

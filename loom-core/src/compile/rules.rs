@@ -52,8 +52,13 @@ impl RouteCx<'_, '_> {
         let mut http = vec![];
         for (index, rule) in rules.iter().enumerate() {
             let compiled = compile_http_matches(&rule.matches).and_then(|matches| {
-                let mut compiled =
-                    self.rule(index, rule.name.clone(), &rule.filters, &rule.backend_refs)?;
+                let mut compiled = self.rule(
+                    index,
+                    rule.name.clone(),
+                    &rule.filters,
+                    &rule.backend_refs,
+                    None,
+                )?;
                 if let Some(t) = &rule.timeouts {
                     // GEP-1742: a zero duration disables the timeout (kept as `Some(0)`).
                     let ms = |s: &Option<String>| s.as_deref().and_then(filter::parse_duration_ms);
@@ -102,8 +107,16 @@ impl RouteCx<'_, '_> {
         let mut grpc = vec![];
         for (index, rule) in rules.iter().enumerate() {
             let compiled = compile_grpc_matches(&rule.matches).and_then(|matches| {
-                let compiled =
-                    self.rule(index, rule.name.clone(), &rule.filters, &rule.backend_refs)?;
+                // gRPC is HTTP/2 end to end (its status travels in trailers, which HTTP/1.1
+                // responses rarely carry): h2c to the backend, or h2 by ALPN with
+                // BackendTLSPolicy, whatever the Service port's appProtocol says.
+                let compiled = self.rule(
+                    index,
+                    rule.name.clone(),
+                    &rule.filters,
+                    &rule.backend_refs,
+                    Some(AppProtocol::H2c),
+                )?;
                 Ok(CompiledRule {
                     index,
                     matches,
@@ -129,12 +142,13 @@ impl RouteCx<'_, '_> {
         name: Option<String>,
         filters: &[HttpRouteFilter],
         backend_refs: &[HttpBackendRef],
+        protocol: Option<AppProtocol>,
     ) -> Result<HttpRule, InvalidRule> {
         let (rule_filters, invalid) = self.filters(filters)?;
         let mut backends = vec![];
         for b in backend_refs {
             let (f, backend_invalid) = self.filters(&b.filters)?;
-            let mut w = self.weighted(&b.backend_ref, None, f);
+            let mut w = self.weighted(&b.backend_ref, protocol, f);
             if let Some(why) = backend_invalid {
                 w.target = Err(why.into());
             }
@@ -157,10 +171,10 @@ impl RouteCx<'_, '_> {
     pub(crate) fn weighted(
         &mut self,
         b: &BackendRef,
-        l4: Option<AppProtocol>,
+        forced: Option<AppProtocol>,
         filters: Filters,
     ) -> WeightedBackend {
-        let target = self.backend(b, l4);
+        let target = self.backend(b, forced);
         WeightedBackend {
             weight: u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0),
             target,
@@ -171,7 +185,7 @@ impl RouteCx<'_, '_> {
     fn backend(
         &mut self,
         b: &BackendRef,
-        l4: Option<AppProtocol>,
+        forced: Option<AppProtocol>,
     ) -> Result<Arc<BackendTarget>, UnresolvedRef> {
         match resolve_backend(
             self.lookup,
@@ -179,7 +193,7 @@ impl RouteCx<'_, '_> {
             self.traffic,
             self.view,
             b,
-            l4,
+            forced,
             &mut self.found.services,
         ) {
             Ok(target) => Ok(match self.interned.get(&target) {

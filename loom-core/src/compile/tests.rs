@@ -1105,3 +1105,54 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_grpc_route_speaks_http2_to_its_backend_whatever_the_service_port_says() {
+    // The same Service port, without appProtocol, behind an HTTPRoute and a GRPCRoute.
+    let compiled = compile(&input(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: app}
+spec:
+  parentRefs: [{name: gw, namespace: infra}]
+  hostnames: [web.example.com]
+  rules: [{backendRefs: [{name: local, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: rpc, namespace: app}
+spec:
+  parentRefs: [{name: gw, namespace: infra}]
+  hostnames: [rpc.example.com]
+  rules: [{backendRefs: [{name: local, port: 8080}]}]
+"#,
+    ));
+    let protocol = |host: &str, method: &Method, content_type: &str| {
+        let uri: Uri = format!("http://{host}/shop.Catalog/List").parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::CONTENT_TYPE, content_type.parse().unwrap());
+        let req = HttpRequest {
+            scheme: "http",
+            sni: None,
+            method,
+            uri: &uri,
+            headers: &headers,
+        };
+        match compiled
+            .snapshot
+            .decide(&GatewayName::new("infra", "gw"), 80, &req, 7)
+        {
+            Decision::Forward(f) => f.backend.protocol,
+            other => panic!("not forwarded: {other:?}"),
+        }
+    };
+    assert_eq!(
+        protocol("rpc.example.com", &Method::POST, "application/grpc"),
+        crate::snapshot::AppProtocol::H2c
+    );
+    assert_eq!(
+        protocol("web.example.com", &Method::GET, "text/plain"),
+        crate::snapshot::AppProtocol::Http
+    );
+}
