@@ -8,16 +8,24 @@
 # the counters, sends REQUESTS requests on one keep-alive connection (curl), and dumps them.
 # Kernel time is not counted: `strace` shows the same system calls per request in all three.
 #
-# usage: bench/policies-instructions.sh     env: REQUESTS (5000)
+# Also counts the calls to malloc per request (the allocations #16 wants to see).
+#
+# usage: bench/policies-instructions.sh
+#   env: REQUESTS (5000), VARIANTS ("none ratelimit breaker"), LOOM_BIN (a binary instead of
+#   this checkout's release build)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${REQUESTS:-5000}
 for tool in valgrind callgrind_control curl python3; do
   command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install valgrind curl)" >&2; exit 2; }
 done
-cargo build --release -q -p loom-cli --manifest-path "$ROOT/Cargo.toml"
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.toml" | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-LOOM=$TARGET_DIR/release/loom
+if [[ -n ${LOOM_BIN:-} ]]; then
+  LOOM=$LOOM_BIN # another build, to compare
+else
+  cargo build --release -q -p loom-cli --manifest-path "$ROOT/Cargo.toml"
+  TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.toml" | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+  LOOM=$TARGET_DIR/release/loom
+fi
 OUT=$(mktemp -d /tmp/loom-bench-instructions.XXXXXX)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UPSTREAM=$(free_port)
@@ -34,7 +42,7 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_foreve
 BACKEND=$!
 PID=
 trap 'kill $BACKEND ${PID:-} 2>/dev/null || true' EXIT
-for variant in none ratelimit breaker; do
+for variant in ${VARIANTS:-none ratelimit breaker}; do
   case $variant in
     none) tpl=$ROOT/bench/loom.yaml.tpl ;;
     *) tpl=$ROOT/bench/loom-$variant.yaml.tpl ;;
@@ -60,17 +68,28 @@ for variant in none ratelimit breaker; do
   dump=$(ls -t "$OUT/$variant".*.1 2>/dev/null | head -1 || true)
   [[ -n $dump ]] || dump=$(ls -t "$OUT/$variant".* | grep -v '\.yaml$\|\.log$' | head -1)
   total=$(grep -E '^(summary|totals):' "$dump" | head -1 | awk '{print $2}')
-  echo "$variant $total" >>"$OUT/totals"
+  # Allocations: calls to libc's malloc (or mimalloc's mi_malloc_aligned, the global allocator's
+  # entry), summed over their callers.
+  mallocs=$(callgrind_annotate --threshold=100 --inclusive=yes --tree=caller "$dump" 2>/dev/null |
+    python3 -c '
+import re, sys
+total = 0
+for block in sys.stdin.read().split("\n\n"):
+    if re.search(r"\*  \S*(malloc\.c:malloc|:mi_malloc_aligned) \[", block):
+        total += sum(int(m.replace(",", "")) for m in re.findall(r"<\s.*\((\d[\d,]*)x\)", block))
+print(total)')
+  echo "$variant $total $mallocs" >>"$OUT/totals"
 done
 python3 - "$OUT/totals" "$N" <<'PY'
 import sys
 n = int(sys.argv[2])
-rows = dict(line.split() for line in open(sys.argv[1]))
-base = int(rows["none"]) / n
-print(f"| Loom with | instructions per request | ÷ none |")
-print(f"| --- | --- | --- |")
-for v in ["none", "ratelimit", "breaker"]:
-    per = int(rows[v]) / n
-    print(f"| {v} | {per:,.0f} | {per / base:.3f} |")
+rows = {v: (int(t), int(m)) for v, t, m in (line.split() for line in open(sys.argv[1]))}
+base = rows["none"][0] / n if "none" in rows else None
+print(f"| Loom with | instructions per request | ÷ none | mallocs per request |")
+print(f"| --- | --- | --- | --- |")
+for v, (total, mallocs) in rows.items():
+    per = total / n
+    ratio = f"{per / base:.3f}" if base else "-"
+    print(f"| {v} | {per:,.0f} | {ratio} | {mallocs / n:.1f} |")
 PY
 echo "raw dumps in $OUT"

@@ -344,6 +344,25 @@ fn requests_no_rule_matches_use_the_default_bucket_and_its_burst() {
 }
 
 #[test]
+fn an_error_answer_carries_the_rate_limit_headers_of_the_request_it_counted() {
+    // Nothing listens on the endpoint: Loom answers 502 after counting the request.
+    let r = run(
+        "rate-502",
+        |port| config(port, &[free_port()], ISSUE_RATE_LIMIT),
+        &[],
+    );
+    let failed = request(r.port, "/api/cheap", &[]);
+    assert_eq!(failed.status, 502);
+    assert_eq!(
+        failed.header("ratelimit-policy"),
+        Some("\"api-rate-limit/default\";q=200;w=2"),
+        "{:?}",
+        failed.headers
+    );
+    assert!(failed.header("ratelimit").is_some(), "{:?}", failed.headers);
+}
+
+#[test]
 fn a_limited_bucket_refills_at_its_rate() {
     let backend = Backend::start("ok", 200);
     let r = run(

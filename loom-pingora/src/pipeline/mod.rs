@@ -519,7 +519,7 @@ impl ProxyHttp for LoomProxy {
         &self,
         session: &mut Session,
         e: &Error,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> pingora::proxy::FailToProxy {
         let code = match e.etype() {
             HTTPStatus(code) => *code,
@@ -537,10 +537,17 @@ impl ProxyHttp for LoomProxy {
                 ErrorSource::Internal | ErrorSource::Unset => 500,
             },
         };
-        if code > 0
-            && let Err(e) = session.respond_error(code).await
-        {
-            tracing::debug!("could not answer {code}: {e}");
+        if code > 0 {
+            // Pingora's error response, with the headers Loom owes every response of the
+            // request (RateLimit state, Alt-Svc): a 502 still counted against the client's
+            // quota says so.
+            let mut resp = pingora::protocols::http::ServerSession::generate_error(code);
+            for (name, value) in std::mem::take(&mut ctx.response_headers) {
+                let _ = resp.insert_header(name, value);
+            }
+            if let Err(e) = session.write_error_response(resp, Bytes::new()).await {
+                tracing::debug!("could not answer {code}: {e}");
+            }
         }
         pingora::proxy::FailToProxy {
             error_code: code,
