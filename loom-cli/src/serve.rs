@@ -320,7 +320,9 @@ impl FileEvents {
 }
 
 /// Whether a change at `path` can change what `loom serve` reads from `served`: the file
-/// itself, or under a served directory a `.yaml`/`.yml` file or a directory.
+/// itself, or under a served directory a `.yaml`/`.yml` file or a directory. A served file
+/// that is a symbolic link changes with whatever its directory's entries point to (a
+/// Kubernetes ConfigMap volume swaps its `..data` link), so any change beside it counts.
 fn concerns(served: &[PathBuf], path: &std::path::Path) -> bool {
     served.iter().any(|s| {
         if s.is_dir() {
@@ -329,7 +331,7 @@ fn concerns(served: &[PathBuf], path: &std::path::Path) -> bool {
                 path.starts_with(s) || std::fs::canonicalize(s).is_ok_and(|s| path.starts_with(s));
             under && (path.extension().is_none_or(|e| e == "yaml" || e == "yml") || path.is_dir())
         } else {
-            path.file_name() == s.file_name()
+            path.file_name() == s.file_name() || s.is_symlink()
         }
     })
 }
@@ -458,6 +460,20 @@ mod tests {
         assert!(concerns(&served, Path::new("/abs/conf/gateway.yaml")));
         assert!(!concerns(&served, Path::new("/abs/conf/gateway.yaml.tmp")));
         assert!(!concerns(&served, Path::new("/abs/conf/.gateway.yaml.swp")));
+    }
+
+    #[test]
+    fn a_served_symbolic_link_is_concerned_by_changes_beside_it() {
+        // A ConfigMap volume: gateway.yaml -> ..data/gateway.yaml, ..data -> ..2026_12_05…
+        let dir = std::env::temp_dir().join(format!("loom-concerns-link-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("..v1")).unwrap();
+        std::fs::write(dir.join("..v1/gateway.yaml"), "").unwrap();
+        std::os::unix::fs::symlink("..v1", dir.join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/gateway.yaml", dir.join("gateway.yaml")).unwrap();
+        let served = [dir.join("gateway.yaml")];
+        assert!(concerns(&served, &dir.join("..data")));
+        assert!(concerns(&served, &dir.join("..data_tmp")));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
