@@ -42,6 +42,10 @@ use crate::protocols::http::{
 use crate::protocols::{Digest, SocketAddr, Stream};
 use crate::utils::{BufRef, KVRef};
 
+/// How many headers beyond the client's a request header is built with room for: the ones a
+/// proxy adds before forwarding it (`X-Forwarded-*` and the like; loom patch).
+const REQUEST_HEADER_HEADROOM: usize = 4;
+
 /// Tracks which writer is currently processing a task.
 ///
 /// This enables resuming writes after cancellation. Each variant stores the
@@ -349,11 +353,13 @@ impl HttpSession {
                         // while header_refs doesn't as it is still empty
                         let _num_headers = populate_headers(base, &mut header_refs, req.headers);
 
+                        // Room for the headers a proxy adds before forwarding (loom patch):
+                        // without it, the first insert grows both header maps.
                         let mut request_header = Box::new(RequestHeader::build(
                             req.method.unwrap_or(""),
                             // we path httparse to allow unsafe bytes in the str
                             req.path.unwrap_or("").as_bytes(),
-                            Some(req.headers.len()),
+                            Some(req.headers.len() + REQUEST_HEADER_HEADROOM),
                         )?);
 
                         request_header.set_version(match req.version {
