@@ -9,12 +9,13 @@
 //! The arithmetic is loom-core's `policy::gcra::check` (the local limiter's), in microseconds,
 //! run atomically in one Lua script on Redis' own clock: replicas with skewed clocks agree, and a
 //! request sees the same numbers either way.
-//! Every check is bounded by [`RedisSettings::timeout`]; after a failure, checks fail at once
-//! (without touching the network) for a backoff that starts at 100 ms and doubles to 2 s, and
-//! one check per backoff period probes Redis. The caller decides whether an error lets the
+//! Every check is bounded by [`RedisSettings::timeout`]; after a refused or broken connection,
+//! or [`TIMEOUTS_TO_OPEN`] timeouts in a row (one slow reply fails only its own check), checks
+//! fail at once (without touching the network) for a backoff that starts at 100 ms and doubles
+//! to 2 s, and one check per backoff period probes Redis. The caller decides whether an error lets the
 //! request through (failOpen) or refuses it (failClosed).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,9 @@ return {0, used - tau, math.max(tat - now, 0)}
 
 /// The first wait after a failure before a check probes Redis again.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Timeouts in a row that make checks fail fast: a single slow reply (a Redis fork for a
+/// snapshot, a lost packet) fails its own check, not every check for the next 100 ms.
+const TIMEOUTS_TO_OPEN: u32 = 3;
 /// The longest wait between probes while Redis is down.
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
@@ -164,6 +168,8 @@ struct Inner {
     /// (blackholed) connection or one to a demoted primary is not kept forever.
     conn: RwLock<Arc<OnceCell<ConnectionManager>>>,
     healthy: AtomicBool,
+    /// Timeouts since the last answer, while healthy.
+    timeouts_in_a_row: AtomicU32,
     health: Mutex<Health>,
 }
 
@@ -223,6 +229,7 @@ impl GlobalLimiter {
                 target,
                 conn: RwLock::new(Arc::new(OnceCell::new())),
                 healthy: AtomicBool::new(true),
+                timeouts_in_a_row: AtomicU32::new(0),
                 health: Mutex::new(Health {
                     backoff: BACKOFF_MIN,
                     next_probe: now,
@@ -283,6 +290,9 @@ impl GlobalLimiter {
         let inner = &self.inner;
         match result {
             Ok(_) => {
+                if inner.timeouts_in_a_row.load(Ordering::Relaxed) != 0 {
+                    inner.timeouts_in_a_row.store(0, Ordering::Relaxed);
+                }
                 if !inner.healthy.load(Ordering::Relaxed) {
                     let mut health = self.health();
                     if !inner.healthy.swap(true, Ordering::Relaxed) {
@@ -296,7 +306,15 @@ impl GlobalLimiter {
                 }
             }
             Err(GlobalError::Unavailable) => {}
+            Err(GlobalError::TimedOut(_))
+                if !probe
+                    && inner.timeouts_in_a_row.fetch_add(1, Ordering::Relaxed) + 1
+                        < TIMEOUTS_TO_OPEN =>
+            {
+                tracing::debug!("global rate limits: redis at {} was slow", inner.target);
+            }
             Err(err) => {
+                inner.timeouts_in_a_row.store(0, Ordering::Relaxed);
                 let mut health = self.health();
                 let now = Instant::now();
                 if inner.healthy.swap(false, Ordering::Relaxed) {
@@ -1159,22 +1177,27 @@ mod tests {
         let addr = blackhole().await;
         let timeout = Duration::from_millis(50);
         let limiter = limiter(&format!("redis://{addr}"), timeout);
-        for round in 0..2 {
-            let started = Instant::now();
-            let v = limiter.check("k", 10, 10).await;
-            let took = started.elapsed();
-            eprintln!("blackholed redis, round {round}: {v:?} after {took:?}");
-            assert_eq!(v, Err(GlobalError::TimedOut(timeout)));
-            assert_within(
-                "time to fail",
-                took,
-                timeout,
-                timeout + Duration::from_millis(50),
-            );
+        // While healthy it takes TIMEOUTS_TO_OPEN timeouts in a row to fail fast; once failing
+        // fast, one timed-out probe keeps it so.
+        for (round, timeouts) in [(0, TIMEOUTS_TO_OPEN), (1, 1)] {
+            for _ in 0..timeouts {
+                let started = Instant::now();
+                let v = limiter.check("k", 10, 10).await;
+                let took = started.elapsed();
+                eprintln!("blackholed redis, round {round}: {v:?} after {took:?}");
+                assert_eq!(v, Err(GlobalError::TimedOut(timeout)));
+                assert_within(
+                    "time to fail",
+                    took,
+                    timeout,
+                    timeout + Duration::from_millis(50),
+                );
+            }
             assert_eq!(
                 limiter.check("k", 10, 10).await,
                 Err(GlobalError::Unavailable)
             );
+            assert!(!limiter.healthy());
             tokio::time::sleep(BACKOFF_MIN * 2).await;
         }
     }
@@ -1290,7 +1313,15 @@ mod tests {
             timeout,
             timeout + Duration::from_millis(50),
         );
-        // New connections get through: the limiter must make one, not wait on the frozen one.
+        // One slow reply fails its own check only: the next one goes to Redis at once (on a
+        // new connection, not the frozen one) instead of failing fast for a backoff.
+        assert!(limiter.healthy(), "one timeout made every check fail fast");
+        let next = limiter.check(&key, 1000, 1000).await;
+        assert_ne!(
+            next,
+            Err(GlobalError::Unavailable),
+            "failing fast after one timeout"
+        );
         let took = until_ok(&limiter, &key, "still stuck on the frozen connection").await;
         eprintln!("silent connection: replaced and answering {took:?} after the timeout");
     }
