@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # What Loom's traffic policies cost on the hot path: Loom with no policy, with a
-# RateLimitPolicy whose limit is never reached, and with a CircuitBreakerPolicy that never
-# trips, interleaved (none, ratelimit, breaker, none, ...) in one run of the shared harness
-# (one worker pinned, 50 keep-alive connections). Prints the median req/s and req per proxy
+# RateLimitPolicy whose limit is never reached (as written: RateLimit headers on 429s only; and
+# ratelimit-always, with `headers: Always`), and with a CircuitBreakerPolicy that never trips,
+# interleaved (none, ratelimit, ratelimit-always, breaker, none, ...) in one run of the shared
+# harness (one worker pinned, 50 keep-alive connections). Prints the median req/s and req per proxy
 # CPU-second of each, and each policy's ratio to none.
 #
-# usage: bench/policies.sh        env: REPS (5), WRK_DURATION (10), SHARED (../shared)
+# usage: bench/policies.sh
+#   env: POLICY_REPS (5), VARIANTS ("none ratelimit ratelimit-always breaker"),
+#   WRK_DURATION (10), SHARED (../shared)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARED=${SHARED:-$ROOT/../shared}
@@ -19,7 +22,7 @@ export LOOM_ARGS='serve -f @CONF@ --threads @WORKERS@ --admin 127.0.0.1:0'
 export WORKERS_LIST=1 REPS=1 RUST_LOG=${RUST_LOG:-warn}
 OUT=$(mktemp -d /tmp/loom-bench-policies.XXXXXX)
 for rep in $(seq 1 "${POLICY_REPS:-5}"); do
-  for variant in none ratelimit breaker; do
+  for variant in ${VARIANTS:-none ratelimit ratelimit-always breaker}; do
     case $variant in
       none) tpl=$ROOT/bench/loom.yaml.tpl ;;
       *) tpl=$ROOT/bench/loom-$variant.yaml.tpl ;;
@@ -43,7 +46,7 @@ base = runs["none"]
 b_rps, b_cpu = med([r["rps"] for r in base]), med([r["req_per_proxy_cpu_s"] for r in base])
 print(f"| Loom with | runs | req/s (median) | ÷ none | req per proxy CPU-s | ÷ none |")
 print(f"| --- | --- | --- | --- | --- | --- |")
-for v in ["none", "ratelimit", "breaker"]:
+for v in ["none", "ratelimit", "ratelimit-always", "breaker"]:
     rs = runs.get(v, [])
     if not rs:
         continue

@@ -280,6 +280,11 @@ fn the_issue_rate_limit_gives_429_past_the_burst_of_its_rule_at_its_rate() {
     );
     // The rule's bucket: burst 10 (its requestsPerSecond), 10 per second.
     let (ok, limited, elapsed) = hammer(r.port, "/api/expensive", &[], Duration::from_millis(1500));
+    eprintln!(
+        "measured: rule bucket (10/s, burst 10): {ok} allowed, {limited} limited in {elapsed:?}; \
+         expected 10..={}",
+        most_allowed(10, 10, elapsed)
+    );
     assert!(limited > 0, "nothing was limited in {elapsed:?}");
     assert!(
         ok >= 10,
@@ -329,6 +334,25 @@ fn requests_no_rule_matches_use_the_default_bucket_and_its_burst() {
         "default burst 200 limited one of 60 in {:?}: {statuses:?}",
         started.elapsed()
     );
+    // By default (headers: OnLimit) an allowed response is the backend's, unchanged.
+    let allowed = request(r.port, "/api/cheap", &[]);
+    assert_eq!(allowed.status, 200);
+    assert_eq!(allowed.header("ratelimit-policy"), None);
+    assert_eq!(allowed.header("ratelimit"), None);
+}
+
+#[test]
+fn headers_always_describes_the_bucket_on_allowed_responses() {
+    let backend = Backend::start("ok", 200);
+    let always = ISSUE_RATE_LIMIT.replace("spec:\n", "spec:\n  headers: Always\n");
+    let r = run(
+        "rate-always",
+        |port| config(port, &[backend.port], &always),
+        &[],
+    );
+    for _ in 0..60 {
+        assert_eq!(get(r.port, "/api/cheap"), 200);
+    }
     let allowed = request(r.port, "/api/cheap", &[]);
     assert_eq!(
         allowed.header("ratelimit-policy"),
@@ -346,9 +370,10 @@ fn requests_no_rule_matches_use_the_default_bucket_and_its_burst() {
 #[test]
 fn an_error_answer_carries_the_rate_limit_headers_of_the_request_it_counted() {
     // Nothing listens on the endpoint: Loom answers 502 after counting the request.
+    let always = ISSUE_RATE_LIMIT.replace("spec:\n", "spec:\n  headers: Always\n");
     let r = run(
         "rate-502",
-        |port| config(port, &[free_port()], ISSUE_RATE_LIMIT),
+        |port| config(port, &[free_port()], &always),
         &[],
     );
     let failed = request(r.port, "/api/cheap", &[]);
@@ -375,6 +400,7 @@ fn a_limited_bucket_refills_at_its_rate() {
     // Empty now: what is allowed from here on is the refill, 10 per second.
     let (ok, _, elapsed) = hammer(r.port, "/api/expensive", &[], Duration::from_millis(2000));
     let expected = elapsed.as_secs_f64() * 10.0;
+    eprintln!("measured: refill: {ok} allowed in {elapsed:?}, 10/s expects {expected:.1}");
     assert!(
         f64::from(ok) >= expected.floor() - 2.0 && ok <= most_allowed(1, 10, elapsed),
         "{ok} allowed in {elapsed:?}, refill 10/s expects about {expected:.1}"
@@ -490,6 +516,7 @@ fn the_issue_circuit_breaker_ejects_an_endpoint_after_five_5xx_in_a_row() {
     assert_eq!(endpoints[0]["endpoint"], format!("127.0.0.1:{}", bad.port));
     assert_eq!(endpoints[0]["ejections"], 1);
     let left = endpoints[0]["ejectedForSeconds"].as_f64().unwrap_or(0.0);
+    eprintln!("measured: ejected at its 5th 500 in a row, {left:.1} s of 30 s left");
     assert!(left > 25.0 && left <= 30.0, "{endpoints}");
 }
 
@@ -507,6 +534,7 @@ fn an_ejected_endpoint_returns_after_its_ejection_time() {
     let ejected = Instant::now();
     until_hits(r.port, &bad, 6);
     let out = ejected.elapsed();
+    eprintln!("measured: ejected for 1 s, back after {out:?}");
     assert!(
         out >= Duration::from_millis(950) && out < Duration::from_secs(5),
         "back after {out:?}, ejected for 1 s"
@@ -734,13 +762,23 @@ fn two_replicas_share_a_global_limit_and_a_redis_outage_follows_fail_open() {
         ok += u32::from(get(b.port, "/api/x") == 200);
     }
     let elapsed = started.elapsed();
+    eprintln!(
+        "measured: global (1/s, burst 10), two replicas: {ok} of 20 allowed in {elapsed:?}; \
+         expected 10..={}",
+        most_allowed(10, 1, elapsed)
+    );
     assert!(
         ok >= 10 && ok <= most_allowed(10, 1, elapsed),
         "{ok} of 20 allowed across two replicas in {elapsed:?}: one bucket of 10 (+1/s)"
     );
     // Redis goes away: failOpen lets requests through, counted as errors; nothing crashes.
     redis.stop();
+    let down = Instant::now();
     let statuses: Vec<u16> = (0..5).map(|_| get(a.port, "/api/x")).collect();
+    eprintln!(
+        "measured: Redis stopped, failOpen: {statuses:?} in {:?} for the 5 requests",
+        down.elapsed()
+    );
     assert_eq!(statuses, [200; 5]);
     assert!(
         metric(
@@ -750,7 +788,12 @@ fn two_replicas_share_a_global_limit_and_a_redis_outage_follows_fail_open() {
     );
     // Back: the limit holds again (the bucket was spent before the outage).
     assert!(redis.restart());
+    let back = Instant::now();
     wait_for("the limit to hold again", || get(a.port, "/api/x") == 429);
+    eprintln!(
+        "measured: Redis restarted: limited again after {:?}",
+        back.elapsed()
+    );
 }
 
 #[test]
@@ -767,7 +810,13 @@ fn a_global_limit_that_fails_closed_answers_503_while_redis_is_down() {
     );
     assert_eq!(get(r.port, "/api/x"), 200);
     redis.stop();
+    let stopped = Instant::now();
     let down = request(r.port, "/api/x", &[]);
+    eprintln!(
+        "measured: Redis stopped, failOpen false: {} in {:?}",
+        down.status,
+        stopped.elapsed()
+    );
     assert_eq!(
         (down.status, down.header("x-loom-overloaded")),
         (503, Some("rate-limit-store"))

@@ -134,6 +134,10 @@ fn rate_limit_schema() -> Value {
                 "has(self.default) || (has(self.rules) && size(self.rules) > 0)",
                 "the policy limits nothing: it needs default, rules, or both",
             ),
+            (
+                "!has(self.headers) || self.headers in ['OnLimit', 'Always']",
+                "headers must be OnLimit or Always",
+            ),
         ],
     );
     validate(

@@ -290,6 +290,8 @@ pub(crate) enum LoomPolicyError {
     Match { field: String, why: String },
     #[error("key.type {0:?} must be ClientAddress or Header")]
     KeyType(String),
+    #[error("headers {0:?} must be OnLimit or Always")]
+    Headers(String),
     #[error("key.header is required with key.type Header")]
     KeyHeaderMissing,
     #[error("key.header is only for key.type Header")]

@@ -20,7 +20,8 @@ use crate::input::*;
 use crate::policy::gcra::Quota;
 use crate::policy::outlier::OutlierConfig;
 use crate::snapshot::{
-    CircuitBreaker, ClientKey, ClientSettings, GatewayName, GlobalLimit, RateLimit, RateLimitRule,
+    CircuitBreaker, ClientKey, ClientSettings, GatewayName, GlobalLimit, RateLimit,
+    RateLimitHeaders, RateLimitRule,
 };
 
 /// Clients tracked per bucket when `key.maxKeys` is not set.
@@ -59,6 +60,7 @@ pub(crate) struct Limits {
     rules: Vec<(Vec<crate::route::HttpMatch>, Quota)>,
     key: Option<ClientKey>,
     global: Option<GlobalLimit>,
+    headers: RateLimitHeaders,
 }
 
 /// Every traffic policy, checked, and which one holds each target.
@@ -319,6 +321,7 @@ impl TrafficPolicies {
                         .collect(),
                     key: limits.key.clone(),
                     global: limits.global,
+                    headers: limits.headers,
                 })
             });
         if entry.id == id {
@@ -598,11 +601,17 @@ pub(crate) fn rate_limit_values(
         }),
         None => None,
     };
+    let headers = match spec.headers.as_deref() {
+        None | Some("OnLimit") => RateLimitHeaders::OnLimit,
+        Some("Always") => RateLimitHeaders::Always,
+        Some(other) => return Err(LoomPolicyError::Headers(other.into())),
+    };
     Ok(Limits {
         default,
         rules,
         key,
         global,
+        headers,
     })
 }
 
@@ -794,6 +803,23 @@ mod tests {
         assert!(key("{type: Header}").unwrap_err().contains("key.header"));
         assert!(key("{type: Cookie}").unwrap_err().contains("Cookie"));
         assert!(key("{type: Header, header: 'a b'}").is_err());
+    }
+
+    #[test]
+    fn rate_limit_headers_go_on_429s_unless_always_is_asked() {
+        let headers =
+            |h: &str| limit(&format!("default: {{requestsPerSecond: 1}}{h}")).map(|l| l.headers);
+        assert_eq!(headers("").unwrap(), RateLimitHeaders::OnLimit);
+        assert_eq!(
+            headers("\nheaders: OnLimit").unwrap(),
+            RateLimitHeaders::OnLimit
+        );
+        assert_eq!(
+            headers("\nheaders: Always").unwrap(),
+            RateLimitHeaders::Always
+        );
+        let e = headers("\nheaders: always").unwrap_err();
+        assert!(e.contains("\"always\" must be OnLimit or Always"), "{e}");
     }
 
     #[test]

@@ -108,6 +108,10 @@ pub struct RateLimitPolicySpec {
     pub key: Option<RateLimitKey>,
     /// Share the limit across every replica through Redis instead of counting per replica.
     pub global: Option<GlobalRateLimit>,
+    /// Which responses carry the `RateLimit-Policy` and `RateLimit` headers: `OnLimit`
+    /// (default: only the 429 answers, beside `Retry-After`) or `Always` (every response of a
+    /// counted request).
+    pub headers: Option<String>,
 }
 
 impl RateLimitPolicySpec {

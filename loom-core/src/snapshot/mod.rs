@@ -39,7 +39,8 @@ pub use describe::describe;
 pub use http::{Filters, HttpListener, HttpRule, Mirror, Retry, Timeouts, VirtualHost};
 pub use l4::{L4Listener, L4Rule, NoBackend};
 pub use policy::{
-    CircuitBreaker, ClientKey, ClientSettings, GlobalLimit, Limit, RateLimit, RateLimitRule, Slot,
+    CircuitBreaker, ClientKey, ClientSettings, GlobalLimit, Limit, RateLimit, RateLimitHeaders,
+    RateLimitRule, Slot,
 };
 pub use tls::{Certificate, ClientValidation, ServerTls, TlsListener};
 

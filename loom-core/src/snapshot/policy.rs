@@ -34,6 +34,20 @@ pub struct RateLimit {
     pub key: Option<ClientKey>,
     /// Shared across replicas through Redis.
     pub global: Option<GlobalLimit>,
+    /// Which responses carry the `RateLimit-Policy` and `RateLimit` headers.
+    pub headers: RateLimitHeaders,
+}
+
+/// `RateLimitPolicy.spec.headers`: which responses describe the limit (`RateLimit-Policy`,
+/// `RateLimit`; draft-ietf-httpapi-ratelimit-headers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum RateLimitHeaders {
+    /// Only the 429 answers (beside `Retry-After`); allowed responses stay as the backend sent
+    /// them, as Envoy's, nginx's and HAProxy's rate limits leave them by default.
+    #[default]
+    OnLimit,
+    /// Every response of a request the policy counted.
+    Always,
 }
 
 /// A `rules[]` entry of a RateLimitPolicy.

@@ -1,13 +1,14 @@
 //! RateLimitPolicy enforcement: count a request in the bucket loom-core chose for it (here,
 //! or in Redis for global limits) and describe the outcome in the headers of the IETF
-//! httpapi draft (`RateLimit-Policy`, `RateLimit`; draft-ietf-httpapi-ratelimit-headers),
-//! with `Retry-After` on a 429.
+//! httpapi draft (`RateLimit-Policy`, `RateLimit`; draft-ietf-httpapi-ratelimit-headers):
+//! on a 429 with `Retry-After`, and on allowed responses too where the policy says
+//! `headers: Always`.
 
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 use loom_core::policy::gcra::{Quota, Verdict};
-use loom_core::snapshot::{ClientKey, Limit};
+use loom_core::snapshot::{ClientKey, Limit, RateLimitHeaders};
 
 use super::Shared;
 use crate::handle::Published;
@@ -116,6 +117,9 @@ pub(crate) async fn count(
         }
     };
     match verdict {
+        Verdict::Allowed { .. } if rl.headers == RateLimitHeaders::OnLimit => {
+            Counted::Allowed(None)
+        }
         Verdict::Allowed { remaining, reset } => Counted::Allowed(Some([
             (RATELIMIT_POLICY, policy),
             (RATELIMIT, ratelimit_value(name, remaining, seconds(reset))),
