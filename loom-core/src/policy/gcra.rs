@@ -21,14 +21,27 @@ const NANOS_PER_SECOND: u64 = 1_000_000_000;
 pub struct Quota {
     requests_per_second: u32,
     burst: u32,
+    /// The emission interval and window in nanoseconds, made once: a check divides only to
+    /// count what remains.
+    #[serde(skip)]
+    interval_nanos: u64,
+    #[serde(skip)]
+    window_nanos: u64,
 }
 
 impl Quota {
     /// A quota, or `None` when either number is 0.
     pub fn new(requests_per_second: u32, burst: u32) -> Option<Quota> {
-        (requests_per_second > 0 && burst > 0).then_some(Quota {
+        if requests_per_second == 0 || burst == 0 {
+            return None;
+        }
+        let interval_nanos = NANOS_PER_SECOND.div_ceil(u64::from(requests_per_second));
+        Some(Quota {
             requests_per_second,
             burst,
+            interval_nanos,
+            // At most 10⁹ × u32::MAX < u64::MAX.
+            window_nanos: interval_nanos * u64::from(burst),
         })
     }
 
@@ -54,12 +67,11 @@ impl Quota {
     }
 
     fn interval_nanos(&self) -> u64 {
-        NANOS_PER_SECOND.div_ceil(u64::from(self.requests_per_second))
+        self.interval_nanos
     }
 
     fn window_nanos(&self) -> u64 {
-        // At most 10⁹ × u32::MAX < u64::MAX.
-        self.interval_nanos() * u64::from(self.burst)
+        self.window_nanos
     }
 }
 
@@ -103,31 +115,28 @@ impl Verdict {
 /// store (unchanged when limited). Pure; the caller stores the new [`Tat`] (a CAS loop in the
 /// data plane, or under a lock).
 pub fn check(quota: &Quota, tat: Tat, now: Duration) -> (Verdict, Tat) {
-    let interval = u128::from(quota.interval_nanos());
-    let window = u128::from(quota.window_nanos());
-    let now = now.as_nanos().min(u128::from(u64::MAX));
-    let last = u128::from(tat.0);
-    // Where the TAT would be after this request, and how far that is ahead of now.
-    let next = last.max(now) + interval;
+    let interval = quota.interval_nanos();
+    let window = quota.window_nanos();
+    let now = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
+    let last = tat.0;
+    // Where the TAT would be after this request, and how far that is ahead of now. Past
+    // u64::MAX the TAT stays there: `ahead` is then short by what was cut off, which only
+    // happens 584 years after the epoch.
+    let next = last.max(now).saturating_add(interval);
     let ahead = next - now;
     if ahead <= window {
-        let stored = next.min(u128::from(u64::MAX));
         let verdict = Verdict::Allowed {
             remaining: u32::try_from((window - ahead) / interval).unwrap_or(u32::MAX),
-            reset: nanos(stored - now),
+            reset: Duration::from_nanos(next - now),
         };
-        (verdict, Tat(u64::try_from(stored).unwrap_or(u64::MAX)))
+        (verdict, Tat(next))
     } else {
         let verdict = Verdict::Limited {
-            retry_after: nanos(ahead - window),
-            reset: nanos(last.saturating_sub(now)),
+            retry_after: Duration::from_nanos(ahead - window),
+            reset: Duration::from_nanos(last.saturating_sub(now)),
         };
         (verdict, tat)
     }
-}
-
-fn nanos(n: u128) -> Duration {
-    Duration::from_nanos(u64::try_from(n).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
