@@ -2,7 +2,8 @@
 //! verbatim, on free ports), aioquic as the client (tests/h3client.py; a QUIC and HTTP/3
 //! implementation nobody here wrote), real backends. Every request goes through the same
 //! pipeline as HTTP/1 and HTTP/2: filters, redirects, 404, 421, bodies both ways, many streams
-//! on one connection, certificates by SNI, reloads under an open connection, Alt-Svc on HTTPS.
+//! on one connection, certificates by SNI, reloads under an open connection, rate limits and
+//! metrics, Alt-Svc on HTTPS.
 
 mod support;
 
@@ -12,7 +13,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use base64::Engine;
 use serde_json::{Value, json};
-use support::{Server, free_port, serve, test_dir, wait_for, wait_ready};
+use support::{Server, admin_get, free_port, serve, test_dir, wait_for, wait_ready};
 
 /// A CA and a certificate it signed for each name.
 struct Pki {
@@ -241,6 +242,7 @@ impl Drop for H3Client {
 struct Setup {
     _server: Server,
     dir: std::path::PathBuf,
+    admin: u16,
     https: u16,
     ca: std::path::PathBuf,
     backend: u16,
@@ -260,6 +262,7 @@ fn setup(name: &str, config: impl Fn(&Pki, u16, u16, u16) -> String) -> Setup {
     Setup {
         _server: server,
         dir,
+        admin,
         https,
         ca,
         backend,
@@ -303,6 +306,70 @@ fn the_issue_gateway_serves_http3_through_the_pipeline() {
         .send(json!({"path": "/app/x", "authority": "nope.example.com"}))
         .remove(0);
     assert_eq!(other["status"], 404, "{other}");
+}
+
+#[test]
+fn rate_limits_and_metrics_apply_to_http3_requests_as_to_any_other() {
+    // A RateLimitPolicy on the route: 1 request/s, burst 2.
+    let s = setup("h3-policies", |pki, http, https, backend| {
+        format!(
+            "{}---\n\
+             apiVersion: gateway.loom.dev/v1alpha1\n\
+             kind: RateLimitPolicy\n\
+             metadata: {{name: h3-limit, namespace: loom-system}}\n\
+             spec:\n  \
+               targetRef: {{group: gateway.networking.k8s.io, kind: HTTPRoute, name: app}}\n  \
+               default: {{requestsPerSecond: 1, burst: 2}}\n",
+            issue_config(pki, http, https, backend)
+        )
+    });
+    let Some(mut c) = H3Client::connect(s.https, "app.example.com", &s.ca) else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let answers: Vec<Value> = (0..10).map(|_| c.get("/app/counted")).collect();
+    let elapsed = started.elapsed();
+    let allowed = answers.iter().filter(|a| a["status"] == 200).count();
+    let limited: Vec<&Value> = answers.iter().filter(|a| a["status"] == 429).collect();
+    assert_eq!(allowed + limited.len(), 10, "{answers:?}");
+    let most = 2 + elapsed.as_secs_f64().ceil() as usize;
+    assert!(
+        (2..=most).contains(&allowed),
+        "{allowed} of 10 allowed in {elapsed:?}: burst 2 + 1/s allows 2..={most}"
+    );
+    for a in &limited {
+        assert_eq!(a["headers"]["retry-after"], "1", "{a}");
+        assert_eq!(
+            a["headers"]["ratelimit-policy"], "\"h3-limit/default\";q=2;w=2",
+            "{a}"
+        );
+    }
+    // Counted by the same metrics as HTTP/1 and HTTP/2 (in the logging phase, after the
+    // answer: wait for the last one).
+    let expected = [
+        (
+            r#"loom_rate_limited_total{policy="loom-system/h3-limit",route="loom-system/app"}"#,
+            limited.len(),
+        ),
+        (
+            r#"loom_route_requests_total{code="200",kind="HTTPRoute",method="GET",namespace="loom-system",route="app",rule="0"}"#,
+            allowed,
+        ),
+    ];
+    let counted = |metrics: &str, prefix: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    wait_for("the HTTP/3 requests in /metrics", || {
+        let metrics = admin_get(s.admin, "/metrics").map_or_else(String::new, |(_, m)| m);
+        expected
+            .iter()
+            .all(|(prefix, n)| counted(&metrics, prefix) == *n as f64)
+    });
 }
 
 #[test]

@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -98,9 +97,9 @@ struct Running {
     https: Arc<ArcSwapOption<Acceptor>>,
     /// Terminating TLSRoute listeners' TLS.
     terminate: Arc<ArcSwapOption<TlsAcceptor>>,
-    /// The QUIC endpoint of an HTTP/3 port (its TLS is swapped in place) and its connection
-    /// limit.
-    quic: Option<(quinn::Endpoint, Arc<AtomicUsize>)>,
+    /// The QUIC endpoint of an HTTP/3 port (its TLS is swapped in place) and its client
+    /// limits.
+    quic: Option<(quinn::Endpoint, Arc<quic::Limits>)>,
     /// The client limits it applies: the defaults with the port's ClientTrafficPolicy.
     client: ClientLimits,
     /// Its connection limit (TCP sockets).
@@ -351,10 +350,10 @@ impl ListenerManager {
                 }
                 if r.client != client {
                     self.change_client(addr, r, client);
-                    if let Some((_, max)) = &r.quic {
-                        // QUIC: the connection cap at once, the idle timeout in the server
-                        // configuration new connections get.
-                        max.store(client.max_connections_per_listener, Ordering::Relaxed);
+                    if let Some((_, limits)) = &r.quic {
+                        // QUIC: the connection cap and head deadline at once, the idle timeout
+                        // in the server configuration new connections get.
+                        limits.set(client.max_connections_per_listener, client.head.head);
                         if let Err(e) = Self::load_tls(&w, port, r) {
                             report(format_args!("listener {addr}: {e}"));
                         }
@@ -380,13 +379,15 @@ impl ListenerManager {
             }
             let bound = if let PortKind::Http3(_) = w.kind {
                 Self::quic_endpoint(addr, port, &client).map(|endpoint| {
-                    let max = Arc::new(AtomicUsize::new(client.max_connections_per_listener));
-                    r.quic = Some((endpoint.clone(), max.clone()));
+                    let limits = Arc::new(quic::Limits::new(
+                        client.max_connections_per_listener,
+                        client.head.head,
+                    ));
+                    r.quic = Some((endpoint.clone(), limits.clone()));
                     tokio::spawn(quic::quic_loop(
                         endpoint,
                         self.proxy(&w, false, &client),
-                        max,
-                        client.head.head,
+                        limits,
                         stopped,
                         shutdown.clone(),
                     ));

@@ -17,7 +17,7 @@
 //! (RFC 9000 §8.1).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -47,6 +47,41 @@ pub(crate) const MAX_FIELD_SECTION: u64 = 64 * 1024;
 const RETRY_BUFFER: usize = 64 * 1024;
 
 type H3Stream = RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
+
+/// The client limits of an HTTP/3 port that apply per connection, changed in place when the
+/// port's ClientTrafficPolicy changes: new connections get the new values.
+#[derive(Debug)]
+pub(crate) struct Limits {
+    max_connections: AtomicUsize,
+    /// The head deadline, in milliseconds.
+    head_timeout: AtomicU64,
+}
+
+impl Limits {
+    pub(crate) fn new(max_connections: usize, head_timeout: Duration) -> Self {
+        let limits = Limits {
+            max_connections: AtomicUsize::new(0),
+            head_timeout: AtomicU64::new(0),
+        };
+        limits.set(max_connections, head_timeout);
+        limits
+    }
+
+    pub(crate) fn set(&self, max_connections: usize, head_timeout: Duration) {
+        self.max_connections
+            .store(max_connections, Ordering::Relaxed);
+        let ms = u64::try_from(head_timeout.as_millis()).unwrap_or(u64::MAX);
+        self.head_timeout.store(ms, Ordering::Relaxed);
+    }
+
+    fn max_connections(&self) -> usize {
+        self.max_connections.load(Ordering::Relaxed)
+    }
+
+    fn head_timeout(&self) -> Duration {
+        Duration::from_millis(self.head_timeout.load(Ordering::Relaxed))
+    }
+}
 
 /// The QUIC configuration of a port: its certificates by SNI (the rustls configuration of
 /// the port's HTTP/3 listeners, TLS 1.3 and ALPN `h3`), stream limits and idle timeout.
@@ -84,8 +119,7 @@ pub(crate) fn server_config(
 pub(crate) async fn quic_loop<A: HttpServerApp + Send + Sync + 'static>(
     endpoint: quinn::Endpoint,
     app: Arc<A>,
-    max_connections: Arc<AtomicUsize>,
-    head_timeout: Duration,
+    limits: Arc<Limits>,
     mut stopped: watch::Receiver<bool>,
     shutdown: ShutdownWatch,
 ) {
@@ -97,7 +131,7 @@ pub(crate) async fn quic_loop<A: HttpServerApp + Send + Sync + 'static>(
         };
         let Some(incoming) = incoming else { break };
         let connections = open.load(Ordering::Relaxed);
-        let max_connections = max_connections.load(Ordering::Relaxed);
+        let max_connections = limits.max_connections();
         if connections >= max_connections {
             incoming.refuse();
             continue;
@@ -113,6 +147,7 @@ pub(crate) async fn quic_loop<A: HttpServerApp + Send + Sync + 'static>(
             continue;
         }
         let counted = Counted::new(open.clone());
+        let head_timeout = limits.head_timeout();
         let (app, shutdown, stopped) = (app.clone(), shutdown.clone(), stopped.clone());
         tokio::spawn(async move {
             let _counted = counted;
