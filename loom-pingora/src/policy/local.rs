@@ -46,7 +46,9 @@ pub struct Bucket {
 }
 
 impl Bucket {
-    fn new(quota: Quota, key: Option<&ClientKey>, name: String) -> Self {
+    /// An empty bucket (full, every client's) for `quota`, one per client with `key`; `name`
+    /// is how the rate-limit headers call it.
+    pub fn new(quota: Quota, key: Option<&ClientKey>, name: String) -> Self {
         let state = match key {
             None => State::Shared(AtomicU64::new(0)),
             Some(k) => State::PerClient {
