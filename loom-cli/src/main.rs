@@ -81,6 +81,10 @@ enum Command {
         /// Compile as for a data plane started with `--redis-url`.
         #[arg(long)]
         redis: bool,
+        /// The admin address (`host:port`) of a running data plane serving these files: also
+        /// say which endpoints of the chosen backend it has ejected now.
+        #[arg(long)]
+        admin: Option<String>,
     },
     /// Serve Gateway API manifests: listeners follow the Gateways, and file changes are live
     /// within milliseconds (a broken change is reported and the last good configuration keeps
@@ -123,12 +127,14 @@ fn main() -> ExitCode {
             headers,
             gateway,
             redis,
+            admin,
         } => explain(
             &paths,
             &request,
             &headers,
             gateway.as_deref(),
             &options(redis),
+            admin.as_deref(),
         ),
         Command::Serve(args) => serve::run(args),
         Command::Controller(args) => controller::run(*args),
@@ -326,12 +332,59 @@ fn key_of(kind: loom_core::input::Kind, name: &str) -> loom_core::input::ObjectK
     }
 }
 
+/// The endpoints of a backend (object and port) that the data plane whose admin listener is at
+/// `admin` has ejected now, from its `/config` (`outliers`): `endpoint (for N s, ejection n)`.
+fn ejected_now(
+    admin: &str,
+    object: &loom_core::input::ObjectKey,
+    port: Option<u16>,
+) -> Result<Vec<String>> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(admin)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET /config HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    s.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("not an HTTP response")?;
+    anyhow::ensure!(
+        head.starts_with("HTTP/1.1 200"),
+        "{}",
+        head.lines().next().unwrap_or_default()
+    );
+    let config: serde_json::Value = serde_json::from_str(body)?;
+    let backend = object.to_string();
+    let mut out = vec![];
+    let outliers = config["outliers"].as_array().map_or(&[][..], Vec::as_slice);
+    for b in outliers {
+        if b["backend"] != backend.as_str() || b["port"].as_u64() != port.map(u64::from) {
+            continue;
+        }
+        for e in b["endpoints"].as_array().map_or(&[][..], Vec::as_slice) {
+            let left = e["ejectedForSeconds"].as_f64().unwrap_or(0.0);
+            if left > 0.0 {
+                out.push(format!(
+                    "{} (for {left:.1} s more, ejection {})",
+                    e["endpoint"].as_str().unwrap_or("?"),
+                    e["ejections"]
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn explain(
     paths: &[PathBuf],
     request: &str,
     headers: &[String],
     gateway: Option<&str>,
     options: &loom_core::Options,
+    admin: Option<&str>,
 ) -> Result<ExitCode> {
     let loaded = files::load_paths(paths)?;
     for e in &loaded.errors {
@@ -503,13 +556,23 @@ fn explain(
                 let limit = |v: Option<u32>| v.map_or("unlimited".to_owned(), |n| n.to_string());
                 say!("circuit breaker: {}: {}", cb.policy, cb.outlier_summary());
                 say!(
-                    "  maxConnections {}, maxPendingRequests {}, maxRequests {}; which endpoints \
-                     are ejected now is live state: see /config on the admin listener of the \
-                     running data plane",
+                    "  maxConnections {}, maxPendingRequests {}, maxRequests {}",
                     limit(cb.max_connections),
                     cb.max_pending_requests.unwrap_or(0),
                     limit(cb.max_requests)
                 );
+            }
+            // Which endpoints are out is live state: the running data plane's, when named.
+            match admin {
+                Some(admin) => match ejected_now(admin, &f.backend.object, f.backend.port) {
+                    Ok(out) if out.is_empty() => say!("ejected now ({admin}): none"),
+                    Ok(out) => say!("ejected now ({admin}): {}", out.join(", ")),
+                    Err(e) => say!("ejected now: unknown, {admin}/config: {e:#}"),
+                },
+                None => say!(
+                    "ejected now: live state; --admin ADDR asks a running data plane \
+                     (its /config)"
+                ),
             }
             say!("backend receives:");
             let request = f.backend_request(&hr);

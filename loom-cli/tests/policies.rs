@@ -518,6 +518,28 @@ fn the_issue_circuit_breaker_ejects_an_endpoint_after_five_5xx_in_a_row() {
     let left = endpoints[0]["ejectedForSeconds"].as_f64().unwrap_or(0.0);
     eprintln!("measured: ejected at its 5th 500 in a row, {left:.1} s of 30 s left");
     assert!(left > 25.0 && left <= 30.0, "{endpoints}");
+    // loom explain --admin asks the running data plane which endpoints are out.
+    let explained = std::process::Command::new(env!("CARGO_BIN_EXE_loom"))
+        .arg("explain")
+        .arg(&r.file)
+        .args([
+            "--request",
+            &format!("GET http://127.0.0.1:{}/api/x", r.port),
+        ])
+        .args(["--admin", &format!("127.0.0.1:{}", r.admin)])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&explained.stdout);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("ejected now"))
+        .unwrap_or_default();
+    let want = format!(
+        "ejected now (127.0.0.1:{}): 127.0.0.1:{} (for ",
+        r.admin, bad.port
+    );
+    assert!(line.starts_with(&want), "{out}");
+    assert!(line.ends_with("s more, ejection 1)"), "{out}");
 }
 
 #[test]
