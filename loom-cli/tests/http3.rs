@@ -2,8 +2,8 @@
 //! verbatim, on free ports), aioquic as the client (tests/h3client.py; a QUIC and HTTP/3
 //! implementation nobody here wrote), real backends. Every request goes through the same
 //! pipeline as HTTP/1 and HTTP/2: filters, redirects, 404, 421, bodies both ways, many streams
-//! on one connection, certificates by SNI, reloads under an open connection, rate limits and
-//! metrics, Alt-Svc on HTTPS.
+//! on one connection (more than the stream limit), a head over 64 KiB, certificates by SNI,
+//! reloads under an open connection, rate limits and metrics, Alt-Svc on HTTPS.
 
 mod support;
 
@@ -388,6 +388,35 @@ fn large_responses_and_many_streams_share_one_connection() {
             .all(|r| r["status"] == 200 && r["body"] == "size=0 path=/app/many"),
         "{many:?}"
     );
+}
+
+#[test]
+fn streams_beyond_the_limit_wait_for_credit_and_a_head_over_64_kib_is_refused() {
+    let s = setup("h3-limits", issue_config);
+    let Some(mut c) = H3Client::connect(s.https, "app.example.com", &s.ca) else {
+        return;
+    };
+    // 150 requests at once against 100 streams per connection: the client waits for stream
+    // credit, and every request is answered.
+    let many = c.send(json!({"path": "/app/credit", "parallel": 150}));
+    let answered = many.iter().filter(|r| r["status"] == 200).count();
+    assert_eq!(
+        answered,
+        150,
+        "{:?}",
+        many.iter().find(|r| r["status"] != 200)
+    );
+    // A request head over 64 KiB (as on HTTP/1 and HTTP/2) is answered 431 and never reaches
+    // the backend: 100 fields of 800 bytes (aioquic refuses to encode one value that long).
+    let fields: serde_json::Map<String, Value> = (0..100)
+        .map(|i| (format!("x-big-{i}"), json!("a".repeat(800))))
+        .collect();
+    let big = c
+        .send(json!({"path": "/app/big-head", "headers": fields}))
+        .remove(0);
+    assert_eq!(big["status"], 431, "{big}");
+    // The connection is still good.
+    assert_eq!(c.get("/app/after")["status"], 200);
 }
 
 #[test]
