@@ -365,6 +365,15 @@ fn sigterm_drains_readiness_fails_and_requests_in_flight_finish() {
         late.to_ascii_lowercase().contains("connection: close"),
         "{late}"
     );
+    // So is one whose bytes come a little after its connection (they were on their way): a
+    // connection is closed as idle only after a quiet second.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    write!(s, "GET /v1/later HTTP/1.1\r\nHost: app.example.com\r\n\r\n").unwrap();
+    let mut later = String::new();
+    let _ = s.read_to_string(&mut later);
+    assert!(later.starts_with("HTTP/1.1 200"), "{later}");
     // The request in flight when the signal came finishes.
     assert_eq!(
         in_flight.join().unwrap(),

@@ -120,9 +120,14 @@ impl HeadClock {
         }
     }
 
-    /// Whether it waits for a request head of which no byte has come yet.
-    pub(crate) fn waiting_without_bytes(&self) -> bool {
-        self.armed_at.load(Ordering::Acquire) != 0 && self.first_byte.load(Ordering::Acquire) == 0
+    /// How long, at `now`, it has waited for a request head of which no byte has come yet;
+    /// `None` while a head is being read or handled.
+    pub(crate) fn waited_without_bytes(&self, now: Instant) -> Option<Duration> {
+        if self.first_byte.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        let armed_at = self.decode(self.armed_at.load(Ordering::Acquire))?;
+        Some(now.saturating_duration_since(armed_at))
     }
 
     /// When the current wait ends, if the clock is armed.
@@ -182,6 +187,34 @@ mod tests {
         assert_eq!(deadline(LIMITS, t0, None, true), t0 + LIMITS.head);
         let late = t0 + Duration::from_secs(10);
         assert_eq!(deadline(LIMITS, t0, Some(late), true), t0 + LIMITS.head);
+    }
+
+    #[test]
+    fn only_a_wait_without_bytes_counts_as_idle() {
+        let t0 = Instant::now();
+        let clock = HeadClock::new(t0);
+        let later = t0 + Duration::from_secs(2);
+        assert_eq!(
+            clock.waited_without_bytes(later),
+            Some(Duration::from_secs(2))
+        );
+        clock.saw_bytes(|| t0 + Duration::from_secs(1));
+        assert_eq!(
+            clock.waited_without_bytes(later),
+            None,
+            "a head is arriving"
+        );
+        clock.disarm();
+        assert_eq!(
+            clock.waited_without_bytes(later),
+            None,
+            "a request is handled"
+        );
+        clock.arm(later);
+        assert_eq!(
+            clock.waited_without_bytes(later + Duration::from_millis(300)),
+            Some(Duration::from_millis(300))
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -64,7 +64,8 @@ async fn starts_with_h2_preface(
 ) -> bool {
     tokio::select! {
         preface = peek_h2_preface(tcp, deadline) => preface,
-        // Shutting down: a connection that has sent nothing is HTTP/1 (and closed there).
+        // Shutting down: a connection that has sent nothing is HTTP/1 (closed there once it
+        // has been quiet for a second).
         _ = shutting_down(shutdown) => false,
     }
 }
@@ -205,13 +206,23 @@ async fn serve_http1<A: HttpServerApp + Send + Sync + 'static>(
     }
 }
 
-/// Returns once shutdown has begun and the connection is waiting for a request that has not
-/// started: such a connection is closed rather than kept until the process exits (a load
-/// balancer might still send a request on it).
+/// How long a connection must have waited without a byte of a request before a shutdown
+/// closes it: a request whose first bytes are still on their way when the drain begins, or
+/// that comes on a connection accepted during the drain, is served rather than reset.
+const QUIET_BEFORE_CLOSE: Duration = Duration::from_secs(1);
+
+/// Returns once shutdown has begun and the connection has waited [`QUIET_BEFORE_CLOSE`] for a
+/// request that has not started: such a connection is closed rather than kept until the
+/// process exits (a load balancer might still send a request on it).
 async fn idle_at_shutdown(clock: &HeadClock, shutdown: &ShutdownWatch) {
     shutting_down(shutdown).await;
-    while !clock.waiting_without_bytes() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    loop {
+        let wait = match clock.waited_without_bytes(tokio::time::Instant::now()) {
+            Some(waited) if waited >= QUIET_BEFORE_CLOSE => return,
+            Some(waited) => QUIET_BEFORE_CLOSE - waited,
+            None => Duration::from_millis(50),
+        };
+        tokio::time::sleep(wait).await;
     }
 }
 
