@@ -4,6 +4,7 @@
 //! on a 429 with `Retry-After`, and on allowed responses too where the policy says
 //! `headers: Always`.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
@@ -48,8 +49,7 @@ pub(crate) async fn count(
         }
         Some(ClientKey::Header { name, .. }) => headers.get(name).map_or(b"", |v| v.as_bytes()),
     };
-    let (local, global_name);
-    let (verdict, name, policy) = match rl.global {
+    let (verdict, local) = match rl.global {
         None => {
             let Some(bucket) = shared
                 .rate_limits
@@ -58,9 +58,7 @@ pub(crate) async fn count(
             else {
                 return Counted::Allowed(None);
             };
-            local = bucket;
-            let verdict = local.check(key, shared.health.now());
-            (verdict, &*local.name, local.policy_header.clone())
+            (bucket.check(key, shared.health.now()), Some(bucket))
         }
         Some(global) => {
             let checked = match &shared.global {
@@ -111,25 +109,37 @@ pub(crate) async fn count(
                     };
                 }
             };
-            global_name = format!("{}/{}", rl.policy.name, limit.slot);
-            let policy = policy_header(&global_name, &limit.quota);
-            (verdict, global_name.as_str(), policy)
+            (verdict, None)
+        }
+    };
+    // The bucket's name in the headers and its `RateLimit-Policy`, asked only for a response
+    // that describes the limit: made once per local bucket, when needed for a global one.
+    let described = || match &local {
+        Some(bucket) => (Cow::Borrowed(&*bucket.name), bucket.policy_header.clone()),
+        None => {
+            let name = format!("{}/{}", rl.policy.name, limit.slot);
+            let policy = policy_header(&name, &limit.quota);
+            (Cow::Owned(name), policy)
         }
     };
     match verdict {
         Verdict::Allowed { .. } if rl.headers == RateLimitHeaders::OnLimit => {
             Counted::Allowed(None)
         }
-        Verdict::Allowed { remaining, reset } => Counted::Allowed(Some([
-            (RATELIMIT_POLICY, policy),
-            (RATELIMIT, ratelimit_value(name, remaining, seconds(reset))),
-        ])),
+        Verdict::Allowed { remaining, reset } => {
+            let (name, policy) = described();
+            Counted::Allowed(Some([
+                (RATELIMIT_POLICY, policy),
+                (RATELIMIT, ratelimit_value(&name, remaining, seconds(reset))),
+            ]))
+        }
         Verdict::Limited { retry_after, .. } => {
+            let (name, policy) = described();
             let wait = seconds(retry_after);
             Counted::Limited(vec![
                 (http::header::RETRY_AFTER, HeaderValue::from(wait)),
                 (RATELIMIT_POLICY, policy),
-                (RATELIMIT, ratelimit_value(name, 0, wait)),
+                (RATELIMIT, ratelimit_value(&name, 0, wait)),
             ])
         }
     }
