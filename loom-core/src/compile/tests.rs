@@ -76,20 +76,29 @@ fn condition(p: &RouteParentStatus, t: ConditionType) -> (bool, Reason) {
     (c.status, c.reason)
 }
 
-fn decide_status(compiled: &Compiled, path: &str) -> Result<String, StatusCode> {
-    let uri: Uri = format!("http://example.com{path}").parse().unwrap();
-    let headers = HeaderMap::new();
+/// What Gateway `infra/gw` decides on port 80 for `method url` with `headers`.
+fn decide_on_gw<'c>(
+    compiled: &'c Compiled,
+    method: &Method,
+    url: &str,
+    headers: &HeaderMap,
+) -> Decision<'c> {
+    let uri: Uri = url.parse().unwrap();
     let req = HttpRequest {
         scheme: "http",
         sni: None,
-        method: &Method::GET,
+        method,
         uri: &uri,
-        headers: &headers,
+        headers,
     };
-    match compiled
+    compiled
         .snapshot
         .decide(&GatewayName::new("infra", "gw"), 80, &req, 7)
-    {
+}
+
+fn decide_status(compiled: &Compiled, path: &str) -> Result<String, StatusCode> {
+    let url = format!("http://example.com{path}");
+    match decide_on_gw(compiled, &Method::GET, &url, &HeaderMap::new()) {
         Decision::Forward(f) => Ok(f.backend.object.to_string()),
         Decision::Redirect { status, .. } => Err(status),
         Decision::Respond(r) => Err(r.status),
@@ -1129,20 +1138,10 @@ spec:
 "#,
     ));
     let protocol = |host: &str, method: &Method, content_type: &str| {
-        let uri: Uri = format!("http://{host}/shop.Catalog/List").parse().unwrap();
         let mut headers = HeaderMap::new();
         headers.insert(http::header::CONTENT_TYPE, content_type.parse().unwrap());
-        let req = HttpRequest {
-            scheme: "http",
-            sni: None,
-            method,
-            uri: &uri,
-            headers: &headers,
-        };
-        match compiled
-            .snapshot
-            .decide(&GatewayName::new("infra", "gw"), 80, &req, 7)
-        {
+        let url = format!("http://{host}/shop.Catalog/List");
+        match decide_on_gw(&compiled, method, &url, &headers) {
             Decision::Forward(f) => f.backend.protocol,
             other => panic!("not forwarded: {other:?}"),
         }
