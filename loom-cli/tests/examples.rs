@@ -263,6 +263,23 @@ impl Drop for Killed {
     }
 }
 
+impl Killed {
+    /// Starts `program` with `args` from the repository root in a process group of its own,
+    /// stdout and stderr into the file `log`.
+    fn spawn(program: impl AsRef<std::ffi::OsStr>, args: &[String], log: &Path) -> Killed {
+        let log = std::fs::File::create(log).unwrap();
+        let child = Command::new(program)
+            .args(args)
+            .current_dir(root())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        Killed(child)
+    }
+}
+
 fn listening(addr: &str) -> bool {
     TcpStream::connect(addr).is_ok()
 }
@@ -481,16 +498,7 @@ fn serve_and_try(example: &Example, echo: &Path, bin: &Path, dir: &Path, h3: boo
         );
     }
     let backend_log = dir.join(format!("{name}.backend.log"));
-    let log = std::fs::File::create(&backend_log).unwrap();
-    let backend = Command::new(echo)
-        .args(&example.backends)
-        .current_dir(root())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let mut backend = Killed(backend);
+    let mut backend = Killed::spawn(echo, &example.backends, &backend_log);
     support::wait_for(&format!("{}'s backends", example.file), || {
         if let Ok(Some(status)) = backend.0.try_wait() {
             panic!(
@@ -502,16 +510,7 @@ fn serve_and_try(example: &Example, echo: &Path, bin: &Path, dir: &Path, h3: boo
         addresses.iter().all(|a| listening(a))
     });
     let loom_log = dir.join(format!("{name}.loom.log"));
-    let log = std::fs::File::create(&loom_log).unwrap();
-    let loom = Command::new(env!("CARGO_BIN_EXE_loom"))
-        .args(&example.serve)
-        .current_dir(root())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let mut loom = Killed(loom);
+    let mut loom = Killed::spawn(env!("CARGO_BIN_EXE_loom"), &example.serve, &loom_log);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(Some(status)) = loom.0.try_wait() {
