@@ -13,7 +13,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use base64::Engine;
 use serde_json::{Value, json};
-use support::{Server, admin_get, free_port, serve, test_dir, wait_for, wait_ready};
+use support::{Server, free_port, metric, serve, test_dir, wait_for, wait_ready};
 
 /// A CA and a certificate it signed for each name.
 struct Pki {
@@ -356,19 +356,10 @@ fn rate_limits_and_metrics_apply_to_http3_requests_as_to_any_other() {
             allowed,
         ),
     ];
-    let counted = |metrics: &str, prefix: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
     wait_for("the HTTP/3 requests in /metrics", || {
-        let metrics = admin_get(s.admin, "/metrics").map_or_else(String::new, |(_, m)| m);
         expected
             .iter()
-            .all(|(prefix, n)| counted(&metrics, prefix) == *n as f64)
+            .all(|(prefix, n)| metric(s.admin, prefix) == *n as f64)
     });
 }
 

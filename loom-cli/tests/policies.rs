@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use support::{Server, admin_get, free_port, serve, test_dir, wait_for, wait_ready};
+use support::{Server, admin_get, free_port, metric, serve, test_dir, wait_for, wait_ready};
 
 /// The RateLimitPolicy of issue #11, verbatim.
 const ISSUE_RATE_LIMIT: &str = r#"apiVersion: gateway.loom.dev/v1alpha1
@@ -218,19 +218,6 @@ fn run(name: &str, yaml: impl Fn(u16) -> String, extra: &[&str]) -> Running {
         admin,
         file,
     }
-}
-
-/// The value of a metric line that starts with `prefix` (0 when absent).
-fn metric(admin: u16, prefix: &str) -> f64 {
-    admin_get(admin, "/metrics")
-        .map(|(_, body)| {
-            body.lines()
-                .find(|l| l.starts_with(prefix))
-                .and_then(|l| l.rsplit(' ').next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0.0)
-        })
-        .unwrap_or(0.0)
 }
 
 fn generation(admin: u16) -> u64 {

@@ -80,6 +80,19 @@ pub(crate) fn admin_get(admin: u16, path: &str) -> Option<(u16, String)> {
     Some((status, out.split_once("\r\n\r\n")?.1.to_owned()))
 }
 
+/// The value of the `/metrics` line on `admin` that starts with `prefix` (0 when absent).
+pub(crate) fn metric(admin: u16, prefix: &str) -> f64 {
+    admin_get(admin, "/metrics")
+        .map(|(_, body)| {
+            body.lines()
+                .find(|l| l.starts_with(prefix))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0)
+        })
+        .unwrap_or(0.0)
+}
+
 /// Waits until `loom serve` on `admin` is ready: its configuration published and every
 /// listener it asks for open.
 pub(crate) fn wait_ready(admin: u16) {
