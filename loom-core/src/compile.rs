@@ -1,8 +1,8 @@
 //! `compile`: the whole input in, one snapshot and every status out.
 //!
 //! Passes, in order: GatewayClasses → BackendTLSPolicies, RateLimitPolicies,
-//! CircuitBreakerPolicies and ClientTrafficPolicies (so backends carry their TLS and circuit
-//! breakers) →
+//! CircuitBreakerPolicies, ClientTrafficPolicies and WASMPlugins (so backends carry their TLS
+//! and circuit breakers, rules their limits and plugins) →
 //! Gateways and their listeners → ListenerSets → listener conflicts → routes (attachment,
 //! backend resolution, rule compilation) → listener route counts → snapshot → statuses.
 //!
@@ -16,8 +16,9 @@
 //! | `references` | certificate Secrets, CA bundles, PEM parsing |
 //! | `classes` | GatewayClasses |
 //! | `matches` | HTTPRouteMatch and GRPCRouteMatch values |
-//! | `policies` | BackendTLSPolicies; a WASMPlugin's settings |
+//! | `policies` | BackendTLSPolicies |
 //! | `traffic` | RateLimit-, CircuitBreaker- and ClientTrafficPolicies: values, conflicts, what applies where |
+//! | `plugins` | WASMPlugins: values, module state, what each rule runs; their status |
 //! | `listeners` | one listener: protocol, port, hostname, route kinds, TLS |
 //! | `gateways` | Gateways: addresses, ListenerSets, listener conflicts |
 //! | `backends` | backendRefs → Services, Loom Backends, endpoints |
@@ -38,6 +39,7 @@ mod references;
 
 mod classes;
 mod matches;
+mod plugins;
 mod policies;
 mod traffic;
 
@@ -58,6 +60,9 @@ use std::collections::{BTreeMap, BTreeSet};
 pub use error::NotServing;
 use lookup::InputLookup;
 use model::Gateways;
+pub use plugins::{
+    DEFAULT_MEMORY, DEFAULT_TIMEOUT, MAX_TIMEOUT, ModuleSource, ModuleState, module_sources,
+};
 
 use crate::input::*;
 use crate::snapshot::Snapshot;
@@ -91,6 +96,10 @@ pub struct Options {
     /// Whether the data plane shares rate limits through Redis (`spec.global` of a
     /// RateLimitPolicy needs it).
     pub global_rate_limits: bool,
+    /// What the data plane knows of the WASMPlugin modules it fetches ([`module_sources`]);
+    /// `None`: it runs no plugins (then every plugin reports so, and fails as its
+    /// `failStrategy` says).
+    pub plugin_modules: Option<BTreeMap<ModuleSource, ModuleState>>,
 }
 
 /// Why the data plane has not opened a port, by Gateway `(namespace, name)` and port.
@@ -107,6 +116,7 @@ impl Default for Options {
             gateway_not_programmed: BTreeMap::new(),
             ports_not_serving: BTreeMap::new(),
             global_rate_limits: false,
+            plugin_modules: None,
         }
     }
 }
@@ -132,14 +142,15 @@ pub fn compile_with(input: &Input, options: &Options) -> Compiled {
     let classes = classes::gateway_classes(&lookup, &mut status);
     let tls_policies = policies::backend_tls_policies(&lookup);
     let traffic = traffic::TrafficPolicies::check(&lookup);
+    let plugins = plugins::Plugins::check(&lookup);
     let mut gateways = Gateways::build(&lookup, &classes);
     let routes =
         attachment::attach_all(&lookup, &mut gateways, &tls_policies, &traffic, &mut status);
-    let snapshot = gateways.snapshot(&routes, &traffic);
+    let snapshot = gateways.snapshot(&routes, &traffic, &plugins);
     gateways.write_status(&mut status);
     status::write_backend_tls_status(&lookup, &tls_policies, &routes, &gateways, &mut status);
     status::write_traffic_policy_status(&lookup, &traffic, &mut status);
-    status::write_wasm_plugin_status(&lookup, &gateways, &mut status);
+    plugins::write_status(&lookup, &plugins, &gateways.plugin_settings(), &mut status);
     Compiled { snapshot, status }
 }
 

@@ -76,6 +76,8 @@ pub enum Reason {
     Pending,
     /// Loom's own: the policy is valid, but this version of Loom does not act on it.
     NotEnforced,
+    /// Loom's own: a GatewayClassConfig turns the feature off (`plugins.enabled: false`).
+    Disabled,
 }
 
 impl Reason {
@@ -114,6 +116,7 @@ impl Reason {
             Reason::ConfigurationChanged => "ConfigurationChanged",
             Reason::TargetNotFound => "TargetNotFound",
             Reason::NotEnforced => "NotEnforced",
+            Reason::Disabled => "Disabled",
             Reason::Pending => "Pending",
         }
     }

@@ -149,6 +149,9 @@ pub fn shape(input: &Input, gw: &Gateway) -> Shape {
             service_type,
             labels,
             http3,
+            // Read by the compiler (which plugins a Gateway's rules run), not by provisioning:
+            // every data-plane pod can run plugins.
+            plugins: _,
         } = spec;
         shape.http3 = http3.as_ref().and_then(|h| h.enabled).or(shape.http3);
         let deployment = deployment.as_ref();

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::model::*;
+use super::plugins::Plugins;
 use super::traffic::{RateLimitTable, TrafficPolicies};
 use crate::input::Kind;
 use crate::route::host::{HostPattern, most_specific_first};
@@ -12,7 +13,12 @@ use crate::snapshot::*;
 
 impl Gateways<'_> {
     /// Builds the snapshot from the programmed listeners and the routes attached to them.
-    pub(crate) fn snapshot(&self, attached: &Attached, traffic: &TrafficPolicies) -> Snapshot {
+    pub(crate) fn snapshot(
+        &self,
+        attached: &Attached,
+        traffic: &TrafficPolicies,
+        plugins: &Plugins,
+    ) -> Snapshot {
         let mut snapshot = Snapshot::default();
         let mut limits = RateLimitTable::default();
         for (gi, gw) in self.gateways.iter().enumerate() {
@@ -32,8 +38,9 @@ impl Gateways<'_> {
                 }
                 let port = ports.entry(l.port).or_default();
                 let mut http = || {
-                    let mut limit = RuleLimits {
+                    let mut limit = RulePolicies {
                         traffic,
+                        plugins: (gw.plugins.disabled_by.is_none()).then_some(plugins),
                         table: &mut limits,
                         gateway: &gw.name,
                         listener: (l.owner.kind == Kind::Gateway).then_some(l.spec.name.as_str()),
@@ -169,10 +176,13 @@ fn build_tls_listener(l: &CheckedListener<'_>, li: usize, attached: &Attached) -
     }
 }
 
-/// The rate limits of one listener's rules: a rule a policy limits gets its own copy carrying
-/// the limit (the same rule on another listener may have another, or none).
-struct RuleLimits<'a> {
+/// The rate limits and plugins of one listener's rules: a rule a policy limits or a plugin
+/// targets gets its own copy carrying them (the same rule on another listener may have
+/// others, or none).
+struct RulePolicies<'a> {
     traffic: &'a TrafficPolicies,
+    /// `None`: the Gateway's GatewayClassConfig turns plugins off.
+    plugins: Option<&'a Plugins>,
     table: &'a mut RateLimitTable,
     gateway: &'a GatewayName,
     /// The listener's name, when a Gateway's `sectionName` can name it.
@@ -181,23 +191,36 @@ struct RuleLimits<'a> {
     done: HashMap<*const HttpRule, Arc<HttpRule>>,
 }
 
-impl RuleLimits<'_> {
+impl RulePolicies<'_> {
     fn rule(&mut self, rule: &Arc<HttpRule>) -> Arc<HttpRule> {
         if let Some(r) = self.done.get(&Arc::as_ptr(rule)) {
             return r.clone();
         }
-        let limited = match self.traffic.rate_limit(
+        let limit = self.traffic.rate_limit(
             self.table,
             self.gateway,
             self.listener,
             &rule.route,
             rule.rule_name.as_deref(),
-        ) {
-            Some(limit) => Arc::new(HttpRule {
-                rate_limit: Some(limit),
+        );
+        let plugins = self
+            .plugins
+            .map(|p| {
+                p.for_rule(
+                    self.gateway,
+                    self.listener,
+                    &rule.route,
+                    rule.rule_name.as_deref(),
+                )
+            })
+            .and_then(RulePlugins::new);
+        let limited = match (limit, plugins) {
+            (None, None) => rule.clone(),
+            (limit, plugins) => Arc::new(HttpRule {
+                rate_limit: limit,
+                plugins: plugins.map(Arc::new),
                 ..HttpRule::clone(rule)
             }),
-            None => rule.clone(),
         };
         self.done.insert(Arc::as_ptr(rule), limited.clone());
         limited
@@ -208,7 +231,7 @@ fn build_http_listener(
     l: &CheckedListener<'_>,
     li: usize,
     attached: &Attached,
-    limits: &mut RuleLimits<'_>,
+    limits: &mut RulePolicies<'_>,
 ) -> HttpListener {
     type Entries = (
         Vec<(crate::route::HttpMatch, HttpPrecedence, Arc<HttpRule>)>,

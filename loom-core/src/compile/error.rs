@@ -305,6 +305,25 @@ pub(crate) enum LoomPolicyError {
     NoRedis,
     #[error("url is required")]
     MissingUrl,
+    #[error("{field}: {value:?} must be {allowed}")]
+    OneOf {
+        field: &'static str,
+        value: String,
+        allowed: &'static str,
+    },
+    #[error(
+        "url {0:?} must be file:///path, a path, https://host/path, http://host/path or \
+         oci://registry/repository[:tag|@digest]"
+    )]
+    Url(String),
+    #[error("sha256 {0:?} must be 64 hex digits (optionally after \"sha256:\")")]
+    Sha256(String),
+    #[error("config must be an object")]
+    ConfigNotObject,
+    #[error("timeout {0:?} must be a duration from 1ms to 1s")]
+    PluginTimeout(String),
+    #[error("memoryLimit {0:?} must be from 64Ki to 4Gi (Ki, Mi, Gi or bytes)")]
+    MemoryLimit(String),
 }
 
 /// Why a policy does not apply to one of its targets.

@@ -1,12 +1,13 @@
 //! Gateways: their listeners and ListenerSets checked, addresses assigned, listener conflicts
 //! settled.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::error::*;
 use super::listeners::{PortClaim, check_listener};
 use super::lookup::{InputLookup, by_age, group_or};
 use super::model::*;
+use super::plugins::PluginSettings;
 use super::references::resolve_secret;
 use crate::input::*;
 use crate::snapshot::*;
@@ -51,6 +52,7 @@ impl<'a> Gateways<'a> {
                 insecure_fallback: false,
                 addresses: vec![],
                 http3: false,
+                plugins: Default::default(),
             };
             this.gateway_checks(&mut checked);
             this.by_name
@@ -75,13 +77,18 @@ impl<'a> Gateways<'a> {
         self.listeners.len() - 1
     }
 
-    /// `http3.enabled` of the Gateway's own GatewayClassConfig, else of its class's.
-    fn http3_enabled(&self, gw: &Gateway) -> bool {
+    /// A setting of the Gateway's own GatewayClassConfig, else of its class's, and the name of
+    /// the GatewayClassConfig that set it.
+    fn class_setting<T>(
+        &self,
+        gw: &Gateway,
+        setting: impl Fn(&GatewayClassConfigSpec) -> Option<T>,
+    ) -> Option<(T, &'a str)> {
         let config = |ns: &str, group: &str, kind: &str, name: &str| {
-            (group == LOOM_GROUP && kind == "GatewayClassConfig")
+            let c = (group == LOOM_GROUP && kind == "GatewayClassConfig")
                 .then(|| self.lookup.class_config(ns, name))
-                .flatten()
-                .and_then(|c| c.spec.http3.as_ref()?.enabled)
+                .flatten()?;
+            Some((setting(&c.spec)?, c.metadata.name.as_str()))
         };
         let own = gw
             .spec
@@ -107,7 +114,27 @@ impl<'a> Gateways<'a> {
             let ns = p.namespace.as_deref().unwrap_or("default");
             config(ns, &p.group, &p.kind, &p.name)
         };
-        own.or_else(class).unwrap_or(false)
+        own.or_else(class)
+    }
+
+    /// GatewayClassConfig `plugins` of a Gateway.
+    fn plugin_settings_of(&self, gw: &Gateway) -> PluginSettings {
+        let enabled = self.class_setting(gw, |c| c.plugins.as_ref()?.enabled);
+        let runtime = self.class_setting(gw, |c| c.plugins.as_ref()?.runtime.clone());
+        PluginSettings {
+            disabled_by: enabled
+                .filter(|(on, _)| !on)
+                .map(|(_, name)| name.to_owned()),
+            runtime: runtime.map(|(r, _)| r),
+        }
+    }
+
+    /// GatewayClassConfig `plugins` of every Gateway.
+    pub(crate) fn plugin_settings(&self) -> BTreeMap<GatewayName, PluginSettings> {
+        self.gateways
+            .iter()
+            .map(|g| (g.name.clone(), g.plugins.clone()))
+            .collect()
     }
 
     fn gateway_checks(&self, checked: &mut CheckedGateway<'a>) {
@@ -132,7 +159,10 @@ impl<'a> Gateways<'a> {
                 name: p.name.clone(),
             });
         }
-        checked.http3 = self.http3_enabled(gw);
+        checked.http3 = self
+            .class_setting(gw, |c| c.http3.as_ref()?.enabled)
+            .is_some_and(|(on, _)| on);
+        checked.plugins = self.plugin_settings_of(gw);
         // Addresses.
         let defaults = opts
             .gateway_addresses

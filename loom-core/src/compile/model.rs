@@ -122,6 +122,8 @@ pub(crate) struct CheckedGateway<'a> {
     pub(crate) addresses: Vec<StatusAddress>,
     /// HTTPS listeners also serve HTTP/3 (GatewayClassConfig `http3.enabled`).
     pub(crate) http3: bool,
+    /// GatewayClassConfig `plugins`: off, or another engine named.
+    pub(crate) plugins: super::plugins::PluginSettings,
 }
 
 /// A ListenerSet being compiled.

@@ -1,7 +1,7 @@
-//! Policies: BackendTLSPolicies validated, conflicts settled (GEP-713: the older policy wins);
-//! a WASMPlugin's settings checked (the traffic policies are in `traffic`).
+//! Policies: BackendTLSPolicies validated, conflicts settled (GEP-713: the older policy wins)
+//! (Loom's traffic policies are in `traffic`, WASMPlugins in `plugins`).
 
-use super::error::{BackendTlsPolicyError, LoomPolicyError};
+use super::error::BackendTlsPolicyError;
 use super::lookup::{InputLookup, by_age};
 use super::model::*;
 use super::references::parses_certificates;
@@ -81,22 +81,4 @@ pub(crate) fn backend_tls_policies(lookup: &InputLookup<'_>) -> TlsPolicies {
         });
     }
     TlsPolicies { policies }
-}
-
-/// Why a WASMPlugin's settings are unusable, if they are.
-pub(crate) fn wasm_plugin_error(spec: &WasmPluginSpec) -> Option<LoomPolicyError> {
-    spec.url.is_empty().then_some(LoomPolicyError::MissingUrl)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_plugin_has_a_url() {
-        assert_eq!(
-            wasm_plugin_error(&WasmPluginSpec::default()),
-            Some(LoomPolicyError::MissingUrl)
-        );
-    }
 }

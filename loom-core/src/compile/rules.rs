@@ -164,6 +164,7 @@ impl RouteCx<'_, '_> {
             timeouts: Timeouts::default(),
             retry: None,
             rate_limit: None,
+            plugins: None,
         })
     }
 

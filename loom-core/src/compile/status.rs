@@ -4,7 +4,6 @@ use std::collections::BTreeSet;
 
 use super::lookup::InputLookup;
 use super::model::*;
-use super::policies::wasm_plugin_error;
 use super::traffic::TrafficPolicies;
 use crate::input::*;
 use crate::snapshot::GatewayName;
@@ -485,7 +484,7 @@ pub(crate) fn write_traffic_policy_status(
     }
 }
 
-fn policy_ancestor(
+pub(crate) fn policy_ancestor(
     lookup: &InputLookup<'_>,
     ns: &str,
     t: &PolicyTarget,
@@ -504,72 +503,5 @@ fn policy_ancestor(
         },
         controller_name: lookup.options.controller_name.clone(),
         conditions,
-    }
-}
-
-/// WASMPlugins: valid and attached, but not run by this version of Loom, so never
-/// `Accepted=True`.
-pub(crate) fn write_wasm_plugin_status(
-    lookup: &InputLookup<'_>,
-    gws: &Gateways<'_>,
-    status: &mut Status,
-) {
-    let input = lookup.input;
-    for p in &input.wasm_plugins {
-        let k = ObjectKey {
-            kind: Kind::WasmPlugin,
-            namespace: p.metadata.namespace_or_default().into(),
-            name: p.metadata.name.clone(),
-        };
-        let g = p.metadata.generation();
-        let invalid = wasm_plugin_error(&p.spec);
-        let mut ancestors = vec![];
-        for t in p.spec.targets() {
-            let ns = k.namespace.as_str();
-            let exists =
-                match (t.group.as_str(), t.kind.as_str()) {
-                    (GATEWAY_GROUP, "Gateway") => gws.gateway_index(ns, &t.name).is_some(),
-                    (GATEWAY_GROUP, "HTTPRoute") => input.http_routes.iter().any(|r| {
-                        r.metadata.namespace_or_default() == ns && r.metadata.name == t.name
-                    }),
-                    (GATEWAY_GROUP, "GRPCRoute") => input.grpc_routes.iter().any(|r| {
-                        r.metadata.namespace_or_default() == ns && r.metadata.name == t.name
-                    }),
-                    _ => false,
-                };
-            let condition = match (&invalid, exists) {
-                (Some(e), _) => Condition::new(
-                    ConditionType::Accepted,
-                    false,
-                    Reason::Invalid,
-                    e.to_string(),
-                    g,
-                ),
-                (None, false) => Condition::new(
-                    ConditionType::Accepted,
-                    false,
-                    Reason::TargetNotFound,
-                    format!("{} {ns}/{} not found", t.kind, t.name),
-                    g,
-                ),
-                // Status never says a policy works when it does nothing: the data plane does
-                // not run plugins yet.
-                (None, true) => Condition::new(
-                    ConditionType::Accepted,
-                    false,
-                    Reason::NotEnforced,
-                    format!(
-                        "valid and attached to {} {ns}/{}, but this version of Loom does not \
-                         run WASMPlugins yet: the plugin has no effect",
-                        t.kind, t.name
-                    ),
-                    g,
-                ),
-            };
-            ancestors.push(policy_ancestor(lookup, ns, t, condition));
-        }
-        status
-            .objects
-            .insert(k, ObjectStatus::Policy(PolicyStatus { ancestors }));
     }
 }

@@ -13,6 +13,7 @@ use crate::status::{ConditionType, ObjectStatus, Reason, RouteParentStatus};
 
 mod client;
 mod http3;
+mod plugins;
 mod traffic;
 
 const BASE: &str = r#"
@@ -459,42 +460,6 @@ fn a_port_the_data_plane_could_not_open_leaves_its_listeners_pending() {
 }
 
 #[test]
-fn a_wasm_plugin_the_data_plane_does_not_run_is_not_accepted() {
-    let compiled = compile(&input(&format!(
-        r#"{ROUTE_TO_MISSING_SERVICE}---
-apiVersion: gateway.loom.dev/v1alpha1
-kind: WASMPlugin
-metadata: {{name: auth, namespace: app}}
-spec:
-  targetRef: {{group: gateway.networking.k8s.io, kind: HTTPRoute, name: web}}
-  url: oci://registry.example.com/plugins/auth:v1.0
-  phase: AUTHN
-"#
-    )));
-    let key = ObjectKey {
-        kind: Kind::WasmPlugin,
-        namespace: "app".into(),
-        name: "auth".into(),
-    };
-    let Some(ObjectStatus::Policy(p)) = compiled.status.get(&key) else {
-        panic!("no policy status");
-    };
-    let accepted = p.ancestors[0]
-        .conditions
-        .get(ConditionType::Accepted)
-        .unwrap();
-    assert_eq!(
-        (accepted.status, accepted.reason),
-        (false, Reason::NotEnforced)
-    );
-    assert!(
-        accepted.message.contains("does not run WASMPlugins"),
-        "{}",
-        accepted.message
-    );
-}
-
-#[test]
 fn compiling_twice_gives_the_same_status() {
     let input = input(SEVERAL_ROUTES);
     let a = compile(&input);
@@ -544,6 +509,7 @@ fn misdirected_request_check_tells_same_named_listeners_apart() {
             timeouts: Timeouts::default(),
             retry: None,
             rate_limit: None,
+            plugins: None,
         });
         let m = HttpMatch {
             path: crate::route::path::PathMatch::Prefix("/".into()),

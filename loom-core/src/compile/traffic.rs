@@ -406,6 +406,17 @@ fn rate_limit_target(
     ns: &str,
     t: &PolicyTarget,
 ) -> Result<Kind, TargetError> {
+    route_or_gateway_target(lookup, ns, t, Kind::RateLimitPolicy)
+}
+
+/// A target of a `policy` that applies to routes: a Gateway (or one of its listeners), an
+/// HTTPRoute or GRPCRoute (or one named rule).
+pub(crate) fn route_or_gateway_target(
+    lookup: &InputLookup<'_>,
+    ns: &str,
+    t: &PolicyTarget,
+    policy: Kind,
+) -> Result<Kind, TargetError> {
     let section = t.section_name.as_deref();
     let found = |kind: Kind, sections: Option<Vec<Option<&str>>>| match sections {
         None => Err(TargetError::NotFound {
@@ -445,7 +456,7 @@ fn rate_limit_target(
                 .map(|r| r.spec.rules.iter().map(|r| r.name.as_deref()).collect()),
         ),
         (group, kind) => Err(TargetError::Kind {
-            policy: Kind::RateLimitPolicy,
+            policy,
             group: group.into(),
             kind: kind.into(),
         }),

@@ -34,6 +34,22 @@ pub struct GatewayClassConfigSpec {
     /// HTTP/3: with `enabled: true` every HTTPS listener of the Gateways this configures also
     /// serves HTTP/3 (QUIC) on UDP at its port.
     pub http3: Option<Http3Config>,
+    /// WASMPlugins on the Gateways this configures.
+    pub plugins: Option<PluginsConfig>,
+}
+
+/// `GatewayClassConfig.spec.plugins`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Run WASMPlugins on these Gateways (default true); `false` turns them off, and plugins
+    /// that target them report `Accepted=False`, reason `Disabled`.
+    pub enabled: Option<bool>,
+    /// The engine. Loom has one (extism on wasmtime); `extism`, `wasmtime` and, for manifests
+    /// written for other gateways, `wazero` and `v8` all name it, and the plugin's status says
+    /// which engine runs it.
+    pub runtime: Option<String>,
 }
 
 /// `GatewayClassConfig.spec.deployment`.
@@ -276,19 +292,38 @@ pub struct WasmPlugin {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct WasmPluginSpec {
-    /// The one target.
+    /// The one target: an HTTPRoute or GRPCRoute (`sectionName`: one named rule) or a
+    /// Gateway (every route on it; `sectionName`: one listener).
     pub target_ref: Option<PolicyTarget>,
     /// Targets, as Gateway API policies list them.
     pub target_refs: Vec<PolicyTarget>,
-    /// Where the module is: a file path or an OCI/HTTP URL.
+    /// Where the module is: `file:///path`, a bare path (relative to the working directory),
+    /// `https://…` (or `http://…`), or `oci://registry/repository:tag` (or `@sha256:…`).
     pub url: String,
-    /// Expected sha256 of the module.
+    /// The module's sha256 (64 hex digits); a module with another digest is refused.
     pub sha256: Option<String>,
-    /// Configuration handed to the plugin.
+    /// `IfNotPresent` (default; a `:latest` tag means `Always`) or `Always`: fetch again on
+    /// every change of the plugin and every restart instead of using the local cache.
+    pub image_pull_policy: Option<String>,
+    /// A Secret in the plugin's namespace holding registry credentials
+    /// (`kubernetes.io/dockerconfigjson`) for a private OCI registry.
+    pub image_pull_secret: Option<String>,
+    /// The JSON object handed to the plugin (its top-level keys, and the whole object as
+    /// `loom.config`).
     #[cfg_attr(feature = "schema", schemars(schema_with = "any_object"))]
     pub config: Option<serde_json::Value>,
-    /// `AUTHN`, `AUTHZ`, `STATS` or unspecified.
+    /// `AUTHN`, `AUTHZ`, `STATS` or `UNSPECIFIED_PHASE` (default): AUTHN and AUTHZ run before
+    /// the route's filters, unspecified after them, STATS after the backend answers.
     pub phase: Option<String>,
+    /// Order within a phase: highest first (default 0; ties by namespace/name).
+    pub priority: Option<i32>,
+    /// `FailClose` (default: a plugin that fails, or is not loaded, answers 500/503) or
+    /// `FailOpen` (the request goes on as if the plugin were not there).
+    pub fail_strategy: Option<String>,
+    /// Time one call of the plugin may take (default `5ms`; at most `1s`).
+    pub timeout: Option<String>,
+    /// Linear memory one instance may use (default `64Mi`; `Ki`, `Mi`, `Gi` or bytes).
+    pub memory_limit: Option<String>,
 }
 
 impl WasmPluginSpec {

@@ -118,6 +118,8 @@ pub struct HttpRule {
     pub retry: Option<Retry>,
     /// The RateLimitPolicy that counts this rule's requests on this listener.
     pub rate_limit: Option<Arc<super::RateLimit>>,
+    /// The WASMPlugins this rule runs on this listener.
+    pub plugins: Option<Arc<super::RulePlugins>>,
 }
 
 /// Compiled filters (rule- or backend-level).

@@ -15,7 +15,8 @@
 //!
 //! Modules: `http` (listeners, virtual hosts, rules), `tls` and `l4` (TLS settings and
 //! listeners, TCP/UDP), `backend` (resolved backends and why one cannot take traffic),
-//! `policy` (Loom's rate limits, circuit breakers and client limits as they apply), `decide` (the decision
+//! `policy` (Loom's rate limits, circuit breakers and client limits as they apply), `plugin`
+//! (WASMPlugins and their order), `decide` (the decision
 //! API), `describe` (a plain-data view). Everything is re-exported here.
 
 mod backend;
@@ -23,6 +24,7 @@ mod decide;
 mod describe;
 mod http;
 mod l4;
+mod plugin;
 mod policy;
 mod tls;
 
@@ -38,6 +40,7 @@ pub use decide::{Decision, Forward, HttpRequest, LocalResponse, Matched, NoRoute
 pub use describe::describe;
 pub use http::{Filters, HttpListener, HttpRule, Mirror, Retry, Timeouts, VirtualHost};
 pub use l4::{L4Listener, L4Rule, NoBackend};
+pub use plugin::{FailStrategy, ModuleDigest, Plugin, PluginPhase, RulePlugins};
 pub use policy::{
     CircuitBreaker, ClientKey, ClientSettings, GlobalLimit, Limit, RateLimit, RateLimitHeaders,
     RateLimitRule, Slot,

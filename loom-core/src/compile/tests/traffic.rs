@@ -6,7 +6,7 @@ use crate::snapshot::{ClientKey, Slot};
 
 /// A Gateway with two listeners, the route of the issue (`api-routes`, one named rule) on
 /// both, another route, and the Service of the circuit breaker.
-const APP: &str = r#"
+pub(super) const APP: &str = r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: edge, namespace: default}
@@ -88,7 +88,7 @@ fn compiled(policies: &str) -> Compiled {
 }
 
 /// `(status, reason, message)` of the Accepted condition of each ancestor of a policy.
-fn accepted(c: &Compiled, kind: Kind, name: &str) -> Vec<(bool, Reason, String)> {
+pub(super) fn accepted(c: &Compiled, kind: Kind, name: &str) -> Vec<(bool, Reason, String)> {
     let key = ObjectKey {
         kind,
         namespace: "default".into(),
