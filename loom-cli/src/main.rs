@@ -62,6 +62,10 @@ enum Command {
         /// `spec.global` are accepted).
         #[arg(long)]
         redis: bool,
+        /// Where WASMPlugin modules are cached (check fetches and compiles each, as a data
+        /// plane would, and reports whether it loads).
+        #[arg(long, env = "LOOM_PLUGIN_CACHE", default_value = "/tmp/loom-plugins")]
+        plugin_cache: PathBuf,
     },
     /// Show which listener, route and rule a request would use, and the request the backend
     /// would receive.
@@ -120,7 +124,8 @@ fn main() -> ExitCode {
             paths,
             snapshot,
             redis,
-        } => check(&paths, snapshot, &options(redis)),
+            plugin_cache,
+        } => check(&paths, snapshot, &options(redis), plugin_cache),
         Command::Explain {
             paths,
             request,
@@ -188,7 +193,15 @@ fn options(redis: bool) -> loom_core::Options {
     }
 }
 
-fn check(paths: &[PathBuf], show_snapshot: bool, options: &loom_core::Options) -> Result<ExitCode> {
+/// How long `loom check` waits for WASMPlugin modules to load.
+const CHECK_PLUGIN_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn check(
+    paths: &[PathBuf],
+    show_snapshot: bool,
+    options: &loom_core::Options,
+    plugin_cache: PathBuf,
+) -> Result<ExitCode> {
     use std::collections::{BTreeMap, BTreeSet};
 
     use loom_core::diagnose::{Diagnosis, Severity};
@@ -212,6 +225,16 @@ fn check(paths: &[PathBuf], show_snapshot: bool, options: &loom_core::Options) -
                 .push(format!("warning: unknown field `{field}`: Loom ignores it"));
         }
     }
+    // WASMPlugin modules are fetched and compiled as a data plane would, so their status
+    // says whether they load.
+    let mut options = options.clone();
+    if !loaded.input.wasm_plugins.is_empty() {
+        let plugins = loom_pingora::plugin::Plugins::new(plugin_cache);
+        plugins.sync(&loaded.input);
+        plugins.wait_settled(CHECK_PLUGIN_WAIT);
+        options.plugin_modules = plugins.sync(&loaded.input);
+    }
+    let options = &options;
     let compiled = loom_core::compile_with(&loaded.input, options);
     let diagnosis = Diagnosis::new(&loaded.input, options);
     let diagnostics = diagnosis.diagnostics();
@@ -496,6 +519,25 @@ fn explain(
                 rl.policy
             ),
             (None, None) => {}
+        }
+        if let Some(p) = &m.rule.plugins {
+            // Plugins as they run: their phase order, and any that would not run now.
+            let list: Vec<String> = p
+                .all()
+                .map(|p| {
+                    let mut s = format!(
+                        "{} {}/{}",
+                        p.phase.as_str(),
+                        p.plugin.namespace,
+                        p.plugin.name
+                    );
+                    if p.priority != 0 {
+                        s.push_str(&format!(" (priority {})", p.priority));
+                    }
+                    s
+                })
+                .collect();
+            say!("plugins: {}", list.join(", "));
         }
         if let Some(hm) = m.http_match {
             say!(

@@ -44,6 +44,18 @@ pub(crate) struct DataPlaneFlags {
     /// (`failOpen`) decides.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) redis_timeout_ms: u64,
+    /// Where WASMPlugin modules are cached: downloads by content (`modules/sha256/`), tags
+    /// resolved (`refs/`), compiled code (`compiled/`). Keep it across restarts to start
+    /// without the network (imagePullPolicy IfNotPresent).
+    #[arg(long, env = "LOOM_PLUGIN_CACHE", default_value = "/tmp/loom-plugins")]
+    pub(crate) plugin_cache: PathBuf,
+}
+
+impl DataPlaneFlags {
+    /// The data plane's WASMPlugins, cached where the flags say.
+    pub(crate) fn plugins(&self) -> loom_pingora::plugin::Plugins {
+        loom_pingora::plugin::Plugins::new(self.plugin_cache.clone())
+    }
 }
 
 fn at_least_one(s: &str) -> Result<usize, String> {
@@ -128,11 +140,13 @@ struct Load {
     took: Duration,
 }
 
-/// Loads and compiles; `Err` lists every load error (nothing is published then).
+/// Loads and compiles; `Err` lists every load error (nothing is published then). The
+/// WASMPlugin modules the objects name start fetching, and compile sees their state.
 fn load(
     paths: &[PathBuf],
-    options: &loom_core::Options,
+    options: &mut loom_core::Options,
     reloader: &mut loom_core::load::Reloader,
+    plugins: &loom_pingora::plugin::Plugins,
 ) -> Result<Load> {
     let started = Instant::now();
     let loaded = files::load_paths_again(paths, reloader)?;
@@ -147,6 +161,7 @@ fn load(
     if !errors.is_empty() {
         bail!("{}", errors.join("\n"));
     }
+    options.plugin_modules = plugins.sync(&loaded.input);
     let compiled = loom_core::compile_with(&loaded.input, options);
     let diagnostics = loom_core::diagnose(&loaded.input, options);
     let warnings = diagnostics
@@ -224,6 +239,9 @@ fn settled(paths: &[PathBuf], mut seen: Fingerprint, settle: Duration) -> Finger
         seen = again;
     }
 }
+
+/// The longest the first configuration waits for its WASMPlugins' modules.
+const PLUGIN_WAIT: Duration = Duration::from_secs(10);
 
 /// The longest a change waits for the files to settle.
 const SETTLE_AT_MOST: Duration = Duration::from_secs(2);
@@ -353,6 +371,7 @@ fn watch(
         Duration::from_millis(args.settle_ms),
     );
     let mut listening = handle.listening();
+    let mut modules = handle.plugins().changes();
     let mut last = fingerprint(&args.paths);
     let events = FileEvents::watch(&args.paths);
     let mut compared = Instant::now();
@@ -377,6 +396,15 @@ fn watch(
                 tracing::info!("configuration {g}: listener status follows the open ports");
             }
         }
+        if modules.has_changed().unwrap_or(false) {
+            modules.borrow_and_update();
+            opts.plugin_modules = handle.plugins().sync(&input);
+            let started = Instant::now();
+            let compiled = loom_core::compile_with(&input, &opts);
+            report(&compiled);
+            let g = handle.publish(compiled, started.elapsed());
+            tracing::info!("configuration {g}: WASMPlugin modules changed state");
+        }
         let wake = match wake {
             Some(w) => w,
             None if compared.elapsed() >= FULL_LOOK => Wake::Changed,
@@ -395,7 +423,7 @@ fn watch(
             Wake::Written => settled(&args.paths, now, settle.min(WRITTEN_SETTLE)),
             Wake::Changed => settled(&args.paths, now, settle),
         };
-        let result = load(&args.paths, &opts, &mut reloader);
+        let result = load(&args.paths, &mut opts, &mut reloader, handle.plugins());
         if fingerprint(&args.paths) != now {
             // Changed while it was read: read it again once it settles.
             continue;
@@ -424,16 +452,30 @@ fn watch(
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
-    let opts = options(args.bind, &args.data_plane);
+    let mut opts = options(args.bind, &args.data_plane);
     let mut reloader = loom_core::load::Reloader::default();
+    let handle = SnapshotHandle::with_plugins(args.data_plane.plugins());
     let Load {
         input,
-        compiled,
+        mut compiled,
         files,
-        took,
-    } = load(&args.paths, &opts, &mut reloader)?;
+        mut took,
+    } = load(&args.paths, &mut opts, &mut reloader, handle.plugins())?;
+    // The first configuration waits (a little) for its plugins' modules, so that the data
+    // plane turns ready with them running rather than answering 503 for them.
+    if opts.plugin_modules.as_ref().is_some_and(|m| !m.is_empty()) {
+        if !handle.plugins().wait_settled(PLUGIN_WAIT) {
+            tracing::warn!(
+                "WASMPlugin modules still loading after {PLUGIN_WAIT:?}; serving without them \
+                 meanwhile (see their status)"
+            );
+        }
+        let started = Instant::now();
+        opts.plugin_modules = handle.plugins().sync(&input);
+        compiled = loom_core::compile_with(&input, &opts);
+        took += started.elapsed();
+    }
     report(&compiled);
-    let handle = SnapshotHandle::new();
     let generation = handle.publish(compiled, took);
     tracing::info!("configuration {generation} loaded in {took:?}");
 

@@ -1,5 +1,6 @@
 //! Every example in `examples/` runs as its header says, so that none can rot: `loom check`
-//! accepts it (no errors, no warnings, every route attached and Accepted), then its backends
+//! accepts it (no errors, no warnings, every route attached and Accepted), then its plugins
+//! are built (the `# Plugins:` line, a command run with bash; before `loom check`), its backends
 //! (the `# Backends:` line: the echo backend, `examples/backend/echo.go`) and `loom serve`
 //! (the `# Serve:` line, verbatim) are started, and every command of its `# Try:` section is
 //! run with bash from the repository root, as a user would paste it, with `loom` on the PATH.
@@ -45,6 +46,8 @@ struct Example {
     backends: Vec<String>,
     /// `loom`'s arguments (after `loom`).
     serve: Vec<String>,
+    /// The command that builds its WASMPlugins, if it has any.
+    plugins: Option<String>,
     tries: Vec<Try>,
 }
 
@@ -66,6 +69,7 @@ fn parse(file: &str, text: &str) -> Example {
         file: file.to_owned(),
         backends: vec![],
         serve: vec![],
+        plugins: None,
         tries: vec![],
     };
     let mut in_try = false;
@@ -97,6 +101,9 @@ fn parse(file: &str, text: &str) -> Example {
                 at()
             );
             example.backends = args.split_whitespace().map(str::to_owned).collect();
+        } else if let Some(rest) = line.strip_prefix("Plugins:") {
+            let command = rest.split("  ").next().unwrap_or("").trim();
+            example.plugins = Some(command.to_owned());
         } else if let Some(rest) = line.strip_prefix("Serve:") {
             let args = rest
                 .trim()
@@ -323,15 +330,18 @@ fn run(command: &str, bin: &Path) -> String {
     reader.join().unwrap()
 }
 
-/// `None` (skipped, loudly) without Go, unless `LOOM_REQUIRE_GO=1`; else the echo backend,
-/// built into `dir`.
-fn build_echo(dir: &Path) -> Option<PathBuf> {
-    let present = Command::new("go")
+fn go_present() -> bool {
+    Command::new("go")
         .arg("version")
         .stdout(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success());
-    if !present {
+        .is_ok_and(|s| s.success())
+}
+
+/// `None` (skipped, loudly) without Go, unless `LOOM_REQUIRE_GO=1`; else the echo backend,
+/// built into `dir`.
+fn build_echo(dir: &Path) -> Option<PathBuf> {
+    if !go_present() {
         assert!(
             std::env::var_os("LOOM_REQUIRE_GO").is_none_or(|v| v != "1"),
             "go is required for the examples' backend (https://go.dev/dl/, 1.24 or later)"
@@ -579,10 +589,27 @@ fn every_example_runs_as_documented() {
         !files.is_empty(),
         "no example matches LOOM_EXAMPLE={only:?}"
     );
+    let go = go_present();
     let mut examples = vec![];
     for file in &files {
         let text = std::fs::read_to_string(root().join(file)).unwrap();
         let example = parse(file, &text);
+        if let Some(command) = &example.plugins {
+            if !go {
+                eprintln!("*** skipped: {file} (its plugins are built with Go, not found)");
+                continue;
+            }
+            let out = Command::new("bash")
+                .args(["-c", command])
+                .current_dir(root())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{file}: `{command}` failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         check(file, &text);
         same_demo_certificate(file, &text);
         examples.push(example);

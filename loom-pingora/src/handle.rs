@@ -82,6 +82,8 @@ pub struct SnapshotHandle {
     current: Arc<ArcSwap<Published>>,
     changes: Arc<watch::Sender<u64>>,
     listening: Arc<watch::Sender<Listening>>,
+    /// The WASMPlugins snapshots run.
+    plugins: crate::plugin::Plugins,
 }
 
 impl Default for SnapshotHandle {
@@ -91,14 +93,26 @@ impl Default for SnapshotHandle {
 }
 
 impl SnapshotHandle {
-    /// A handle with nothing published (every request gets 404 until the first publish).
+    /// A handle with nothing published (every request gets 404 until the first publish),
+    /// running no WASMPlugins.
     pub fn new() -> Self {
+        Self::with_plugins(crate::plugin::Plugins::none())
+    }
+
+    /// A handle whose snapshots run WASMPlugins with `plugins`.
+    pub fn with_plugins(plugins: crate::plugin::Plugins) -> Self {
         let (tx, _) = watch::channel(0);
         SnapshotHandle {
             current: Arc::new(ArcSwap::from_pointee(Published::default())),
             changes: Arc::new(tx),
             listening: Arc::new(watch::channel(Listening::default()).0),
+            plugins,
         }
+    }
+
+    /// The WASMPlugins (their modules' state for compile, their calls).
+    pub fn plugins(&self) -> &crate::plugin::Plugins {
+        &self.plugins
     }
 
     /// The configuration to use for one request or one connection.
@@ -108,6 +122,8 @@ impl SnapshotHandle {
 
     /// Publishes a new configuration as one unit and wakes the listener manager.
     pub fn publish(&self, compiled: Compiled, compile_time: Duration) -> u64 {
+        // Plugins are made ready before the snapshot that runs them is served.
+        self.plugins.prepare(&compiled.snapshot);
         let generation = self.current.load().generation + 1;
         self.current.store(Arc::new(Published {
             generation,

@@ -28,6 +28,7 @@ pub mod frontend;
 pub mod handle;
 pub mod metrics;
 pub mod pipeline;
+pub mod plugin;
 pub mod policy;
 pub mod upstream;
 

@@ -100,6 +100,7 @@ impl Gateways<'_> {
             snapshot.gateways.insert(gw.name.clone(), g);
         }
         snapshot.rate_limits = limits.all;
+        snapshot.plugins = plugins.all();
         snapshot
     }
 }

@@ -185,7 +185,7 @@ fn values(spec: &WasmPluginSpec, ns: &str) -> Result<Values, LoomPolicyError> {
     let memory = match &spec.memory_limit {
         None => DEFAULT_MEMORY,
         Some(v) => match memory_bytes(v) {
-            Some(b) if b >= PAGE && b <= 4 << 30 => b,
+            Some(b) if (PAGE..=4 << 30).contains(&b) => b,
             _ => return Err(LoomPolicyError::MemoryLimit(v.clone())),
         },
     };
@@ -348,6 +348,11 @@ impl Plugins {
             });
         }
         out
+    }
+
+    /// Every plugin, as rules run it.
+    pub(crate) fn all(&self) -> Vec<Arc<Plugin>> {
+        self.checked.iter().map(|c| c.plugin.clone()).collect()
     }
 
     /// The plugins a rule of `route` runs on a listener of `gateway` (`listener`: its name,

@@ -76,6 +76,9 @@ pub struct Snapshot {
     /// Every rate limit the rules refer to, by [`RateLimit::id`] (so the data plane keeps one
     /// state per entry).
     pub rate_limits: Vec<std::sync::Arc<RateLimit>>,
+    /// Every WASMPlugin the rules run (so the data plane prepares each once, before it
+    /// serves the snapshot).
+    pub plugins: Vec<std::sync::Arc<Plugin>>,
 }
 
 /// One Gateway.

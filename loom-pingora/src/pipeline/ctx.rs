@@ -26,6 +26,8 @@ pub struct RequestCtx {
     pub(super) admission: Option<Admission>,
     /// Headers for the response (rate-limit state).
     pub(super) response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The client's address as plugins see it (set on rules that run plugins).
+    pub(super) client: Option<String>,
 }
 
 pub(super) struct Routed {
@@ -50,6 +52,7 @@ impl RequestCtx {
             health: None,
             admission: None,
             response_headers: vec![],
+            client: None,
         }
     }
 }

@@ -1,15 +1,16 @@
 //! The HTTP proxy: Pingora's `ProxyHttp` phases driven by loom-core's decision API.
 //!
 //! ```text
-//! request_filter   load the published snapshot once; decide; answer locally (404, 421,
-//!                  redirects, CORS preflight, 500 for invalid backends) or apply the request
-//!                  filters in place and remember the chosen backend
+//! request_filter   load the published snapshot once; decide; rate limits; AUTHN/AUTHZ
+//!                  plugins; answer locally (404, 421, redirects, CORS preflight, 500 for
+//!                  invalid backends) or apply the request filters in place, run the
+//!                  unspecified-phase plugins and remember the chosen backend
 //! upstream_peer    pick a ready endpoint of that backend; h2c for kubernetes.io/h2c; the
 //!                  attempt's timeout (backendRequest, capped by what is left of request)
 //! upstream_response_filter
 //!                  a status the rule's retry policy names, with attempts left: drop it
 //!                  and try again (after the backoff), else pass it on
-//! response_filter  response header filters and CORS headers
+//! response_filter  response header filters and CORS headers; plugins' on_response, STATS
 //! fail_to_proxy    timeouts answer 504, other backend failures 502
 //! logging          metrics and the access log
 //! ```
@@ -143,6 +144,24 @@ fn outcome(e: &Error, code: u16) -> String {
     format!("{incomplete}{e}")
 }
 
+/// Answers with what a WASMPlugin said (its own answer, or its failure).
+async fn respond_plugin(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    answer: crate::plugin::PluginAnswer,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(answer.status, Some(answer.headers.len() + 2))?;
+    for (n, v) in std::mem::take(&mut ctx.response_headers)
+        .into_iter()
+        .chain(answer.headers)
+    {
+        resp.append_header(n, v)?;
+    }
+    resp.insert_header(http::header::CONTENT_LENGTH, answer.body.len())?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(answer.body), true).await
+}
+
 async fn respond(
     session: &mut Session,
     status: StatusCode,
@@ -266,6 +285,30 @@ impl ProxyHttp for LoomProxy {
                 }
             }
         }
+        let plugins = decision.matched().and_then(|m| {
+            let p = m.rule.plugins.clone()?;
+            Some((p, m.rule.clone()))
+        });
+        if let Some((p, rule)) = &plugins {
+            let peer = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip());
+            ctx.client =
+                forwarded::client_address(session.req_header(), peer, self.shared.trusted_hops);
+            // AUTHN, then AUTHZ: before the route's own filters.
+            if !p.before_filters.is_empty()
+                && let Some(answer) = self.shared.handle.plugins().on_request(
+                    &p.before_filters,
+                    session.req_header_mut(),
+                    ctx.client.as_deref(),
+                    rule,
+                )
+            {
+                respond_plugin(session, ctx, answer).await?;
+                return Ok(true);
+            }
+        }
         match decision {
             Decision::Forward(f) => {
                 let health = self.shared.health.backend(f.backend);
@@ -305,6 +348,19 @@ impl ProxyHttp for LoomProxy {
                     req.set_uri(uri);
                 }
                 f.apply_request_headers(&mut headers::Request(req));
+                // Unspecified phase: after the route's filters, before the backend.
+                if let Some((p, rule)) = &plugins
+                    && !p.after_filters.is_empty()
+                    && let Some(answer) = self.shared.handle.plugins().on_request(
+                        &p.after_filters,
+                        req,
+                        ctx.client.as_deref(),
+                        rule,
+                    )
+                {
+                    respond_plugin(session, ctx, answer).await?;
+                    return Ok(true);
+                }
                 if f.retry.is_some() {
                     // Keep the request body so a retry can send it again.
                     session.as_mut().enable_retry_buffering();
@@ -557,7 +613,7 @@ impl ProxyHttp for LoomProxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
@@ -573,6 +629,23 @@ impl ProxyHttp for LoomProxy {
                 r.origin.as_ref(),
                 &mut headers::Response(upstream_response),
             );
+            if let Some(p) = &r.rule.plugins {
+                let view = crate::plugin::RequestView {
+                    header: session.req_header(),
+                    client: ctx.client.as_deref(),
+                    rule: &r.rule,
+                };
+                self.shared
+                    .handle
+                    .plugins()
+                    .on_response(
+                        p.response_order().cloned(),
+                        view,
+                        upstream_response,
+                        ctx.started.elapsed(),
+                    )
+                    .or_else(|why| Error::e_explain(HTTPStatus(500), why))?;
+            }
         }
         Ok(())
     }

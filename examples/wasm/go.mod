@@ -1,0 +1,3 @@
+module loom.dev/examples/wasm
+
+go 1.26
