@@ -28,6 +28,7 @@ pub struct Metrics {
     backend_ejections: IntCounterVec,
     rate_limited: IntCounterVec,
     rate_limit_store_errors: IntCounterVec,
+    plugin_failures: IntCounterVec,
 }
 
 impl Metrics {
@@ -130,6 +131,15 @@ impl Metrics {
                 &["policy", "outcome"],
             )
             .expect("metric"),
+            plugin_failures: IntCounterVec::new(
+                Opts::new(
+                    "loom_plugin_failures_total",
+                    "WASMPlugin calls that gave no answer (failed: trap, time or memory \
+                     budget, bad output; not_loaded: no module), by failStrategy",
+                ),
+                &["plugin", "reason", "fail_strategy"],
+            )
+            .expect("metric"),
             registry,
         };
         for c in [
@@ -148,6 +158,7 @@ impl Metrics {
             Box::new(m.backend_ejections.clone()),
             Box::new(m.rate_limited.clone()),
             Box::new(m.rate_limit_store_errors.clone()),
+            Box::new(m.plugin_failures.clone()),
         ] {
             m.registry.register(c).expect("unique metric names");
         }
@@ -288,6 +299,18 @@ impl Metrics {
         let outcome = if allowed { "allowed" } else { "refused" };
         self.rate_limit_store_errors
             .with_label_values(&[policy.as_str(), outcome])
+            .inc();
+    }
+
+    /// Counts a WASMPlugin call that gave no answer (`not_loaded`: no module to run).
+    pub fn plugin_failed(&self, plugin: &ObjectKey, not_loaded: bool, fail_open: bool) {
+        let plugin = format!("{}/{}", plugin.namespace, plugin.name);
+        self.plugin_failures
+            .with_label_values(&[
+                plugin.as_str(),
+                if not_loaded { "not_loaded" } else { "failed" },
+                if fail_open { "FailOpen" } else { "FailClose" },
+            ])
             .inc();
     }
 

@@ -44,7 +44,11 @@ pub(crate) fn serve(path: &std::path::Path, admin: u16, extra: &[&str]) -> Serve
         .args(["--admin", &format!("127.0.0.1:{admin}")])
         .args(extra)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(if std::env::var_os("LOOM_TEST_LOGS").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .unwrap();
     Server(child)
@@ -99,4 +103,60 @@ pub(crate) fn wait_ready(admin: u16) {
     wait_for("readiness", || {
         admin_get(admin, "/readyz").is_some_and(|(s, _)| s == 200)
     });
+}
+
+/// A response: status, headers (lower-case names), body.
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
+}
+
+impl Response {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One `GET` (Host `app.example.com`) on a connection of its own.
+pub(crate) fn request(port: u16, path: &str, headers: &[(&str, &str)]) -> Response {
+    try_request(port, path, headers).expect("connect")
+}
+
+/// The status of `GET path` on `port`, if something listens there.
+pub(crate) fn status(port: u16, path: &str) -> Option<u16> {
+    try_request(port, path, &[]).map(|r| r.status)
+}
+
+/// [`request`], `None` when nothing listens on `port`.
+pub(crate) fn try_request(port: u16, path: &str, headers: &[(&str, &str)]) -> Option<Response> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n");
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Some(Response {
+        status,
+        headers,
+        body: body.to_owned(),
+    })
 }

@@ -41,8 +41,17 @@ pub fn describe(snapshot: &Snapshot) -> serde_json::Value {
         if f.cors.is_some() {
             filters.push("CORS".to_owned());
         }
+        // WASMPlugins in the order they run, each with its module (or why it has none).
+        let plugins: Vec<Value> = r
+            .plugins
+            .iter()
+            .flat_map(|p| p.all())
+            .map(|p| json!({"plugin": p.plugin.to_string(), "phase": p.phase, "priority": p.priority,
+                "module": p.module.as_ref().map(|d| format!("sha256:{}", d.0)).unwrap_or_else(|why| why.clone())}))
+            .collect();
         json!({"route": r.route.to_string(), "rule": r.rule_index, "name": r.rule_name, "filters": filters,
-            "backends": backends(&r.backends), "invalid": r.invalid.as_ref().map(ToString::to_string), "timeouts": r.timeouts, "retry": r.retry})
+            "backends": backends(&r.backends), "invalid": r.invalid.as_ref().map(ToString::to_string), "timeouts": r.timeouts, "retry": r.retry,
+            "plugins": plugins})
     };
     let mut gateways = serde_json::Map::new();
     for (name, g) in &snapshot.gateways {

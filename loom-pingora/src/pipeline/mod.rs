@@ -303,6 +303,7 @@ impl ProxyHttp for LoomProxy {
                     session.req_header_mut(),
                     ctx.client.as_deref(),
                     rule,
+                    &self.shared.metrics,
                 )
             {
                 respond_plugin(session, ctx, answer).await?;
@@ -356,6 +357,7 @@ impl ProxyHttp for LoomProxy {
                         req,
                         ctx.client.as_deref(),
                         rule,
+                        &self.shared.metrics,
                     )
                 {
                     respond_plugin(session, ctx, answer).await?;
@@ -643,6 +645,7 @@ impl ProxyHttp for LoomProxy {
                         view,
                         upstream_response,
                         ctx.started.elapsed(),
+                        &self.shared.metrics,
                     )
                     .or_else(|why| Error::e_explain(HTTPStatus(500), why))?;
             }

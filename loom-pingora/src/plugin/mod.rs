@@ -189,13 +189,38 @@ pub(crate) struct PluginAnswer {
 /// Says which plugin answered a request that failed closed.
 const PLUGIN_HEADER: HeaderName = HeaderName::from_static("x-loom-plugin");
 
+/// A plugin call that gave no answer: counted, logged (a plugin that failed as a warning, one
+/// not loaded, which its status already reports, at debug), and with FailClose the answer
+/// the request gets (500 failed, 503 not loaded).
+fn failure(
+    p: &Plugin,
+    metrics: &crate::metrics::Metrics,
+    not_loaded: bool,
+    why: &str,
+) -> Option<PluginAnswer> {
+    let fail_open = p.fail == FailStrategy::FailOpen;
+    metrics.plugin_failed(&p.plugin, not_loaded, fail_open);
+    let name = format!("{}/{}", p.plugin.namespace, p.plugin.name);
+    let (status, what) = if not_loaded {
+        (StatusCode::SERVICE_UNAVAILABLE, "not loaded")
+    } else {
+        (StatusCode::INTERNAL_SERVER_ERROR, "failed")
+    };
+    let then = if fail_open {
+        "skipped (failStrategy FailOpen)".to_owned()
+    } else {
+        format!("answering {} (failStrategy FailClose)", status.as_u16())
+    };
+    if not_loaded {
+        tracing::debug!(plugin = %name, "WASMPlugin {what}, {then}: {why}");
+    } else {
+        tracing::warn!(plugin = %name, "WASMPlugin {what}, {then}: {why}");
+    }
+    (!fail_open).then(|| PluginAnswer::failed(p, status, what))
+}
+
 impl PluginAnswer {
-    fn failed(p: &Plugin, status: StatusCode, why: &str, what: &str) -> Self {
-        tracing::warn!(
-            plugin = %format!("{}/{}", p.plugin.namespace, p.plugin.name),
-            "WASMPlugin {what} (failStrategy FailClose, answering {}): {why}",
-            status.as_u16()
-        );
+    fn failed(p: &Plugin, status: StatusCode, what: &str) -> Self {
         PluginAnswer {
             status,
             headers: vec![(
@@ -267,6 +292,7 @@ impl Plugins {
         req: &mut pingora::http::RequestHeader,
         client: Option<&str>,
         rule: &HttpRule,
+        metrics: &crate::metrics::Metrics,
     ) -> Option<PluginAnswer> {
         for p in plugins {
             let view = RequestView {
@@ -278,33 +304,13 @@ impl Plugins {
             let output = match self.call(p, Export::OnRequest, input.as_bytes()) {
                 Outcome::Output(o) => o,
                 Outcome::NotExported => continue,
-                Outcome::Unavailable(why) => match p.fail {
-                    FailStrategy::FailOpen => continue,
-                    FailStrategy::FailClose => {
-                        return Some(PluginAnswer::failed(
-                            p,
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            &why,
-                            "not loaded",
-                        ));
-                    }
+                Outcome::Unavailable(why) => match failure(p, metrics, true, &why) {
+                    Some(answer) => return Some(answer),
+                    None => continue,
                 },
-                Outcome::Failed(why) => match p.fail {
-                    FailStrategy::FailOpen => {
-                        tracing::warn!(
-                            plugin = %format!("{}/{}", p.plugin.namespace, p.plugin.name),
-                            "WASMPlugin failed (failStrategy FailOpen, skipped): {why}"
-                        );
-                        continue;
-                    }
-                    FailStrategy::FailClose => {
-                        return Some(PluginAnswer::failed(
-                            p,
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            &why,
-                            "failed",
-                        ));
-                    }
+                Outcome::Failed(why) => match failure(p, metrics, false, &why) {
+                    Some(answer) => return Some(answer),
+                    None => continue,
                 },
             };
             let applied = parse(p, &output).and_then(|a| {
@@ -313,27 +319,16 @@ impl Plugins {
                         .compile()?
                         .apply(&mut crate::pipeline::headers::Request(req));
                 }
-                match a.respond {
-                    Some(answer) => Ok(Some(answer_of(answer)?)),
-                    None => Ok(None),
-                }
+                a.respond.map(answer_of).transpose()
             });
             match applied {
                 Ok(Some(answer)) => return Some(answer),
                 Ok(None) => {}
-                Err(why) => match p.fail {
-                    FailStrategy::FailOpen => {
-                        tracing::warn!("WASMPlugin output refused (FailOpen, skipped): {why}")
+                Err(why) => {
+                    if let Some(answer) = failure(p, metrics, false, &why) {
+                        return Some(answer);
                     }
-                    FailStrategy::FailClose => {
-                        return Some(PluginAnswer::failed(
-                            p,
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            &why,
-                            "failed",
-                        ));
-                    }
-                },
+                }
             }
         }
         None
@@ -347,6 +342,7 @@ impl Plugins {
         req: RequestView<'_>,
         resp: &mut pingora::http::ResponseHeader,
         latency: Duration,
+        metrics: &crate::metrics::Metrics,
     ) -> Result<(), String> {
         let mut request = None;
         for p in plugins {
@@ -373,28 +369,29 @@ impl Plugins {
             })
             .to_string();
             let result = match self.call(&p, Export::OnResponse, input.as_bytes()) {
-                Outcome::Output(o) => parse(&p, &o).and_then(|a| {
-                    if let Some(edits) = a.response_headers {
-                        edits
-                            .compile()?
-                            .apply(&mut crate::pipeline::headers::Response(resp));
-                    }
-                    Ok(())
-                }),
+                Outcome::Output(o) => parse(&p, &o)
+                    .and_then(|a| {
+                        if let Some(edits) = a.response_headers {
+                            edits
+                                .compile()?
+                                .apply(&mut crate::pipeline::headers::Response(resp));
+                        }
+                        Ok(())
+                    })
+                    .map_err(|why| (false, why)),
                 Outcome::NotExported => Ok(()),
-                Outcome::Unavailable(why) | Outcome::Failed(why) => Err(why),
+                Outcome::Unavailable(why) => Err((true, why)),
+                Outcome::Failed(why) => Err((false, why)),
             };
-            if let Err(why) = result {
-                let name = format!("{}/{}", p.plugin.namespace, p.plugin.name);
-                match p.fail {
-                    FailStrategy::FailOpen => {
-                        tracing::warn!(plugin = %name, "WASMPlugin on_response failed (FailOpen, skipped): {why}")
-                    }
-                    FailStrategy::FailClose => {
-                        tracing::warn!(plugin = %name, "WASMPlugin on_response failed (FailClose, answering 500): {why}");
-                        return Err(format!("WASMPlugin {name} failed: {why}"));
-                    }
-                }
+            let failed = match result {
+                Ok(()) => continue,
+                Err((not_loaded, why)) => failure(&p, metrics, not_loaded, &why).map(|_| why),
+            };
+            if let Some(why) = failed {
+                return Err(format!(
+                    "WASMPlugin {}/{} failed: {why}",
+                    p.plugin.namespace, p.plugin.name
+                ));
             }
         }
         Ok(())
