@@ -185,8 +185,10 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         ..Default::default()
     };
     let serve = crate::serve::serve_options(args.bind, args.admin, args.threads, &args.data_plane);
-    // Provisioned: the data-plane pods serve the Gateways, this process only its admin port.
-    serve_from_kubernetes(opts, args.kubeconfig, serve, !args.provision)
+    // Provisioned: the data-plane pods serve the Gateways, this process only its admin port
+    // (it still loads every WASMPlugin module, so that their status says whether they load).
+    let plugins = args.data_plane.plugins();
+    serve_from_kubernetes(opts, args.kubeconfig, serve, !args.provision, plugins)
 }
 
 /// `loom data-plane`'s settings.
@@ -229,7 +231,8 @@ pub(crate) fn run_data_plane(args: DataPlaneArgs) -> Result<ExitCode> {
     };
     tracing::info!("serving Gateway {}/{}", args.gateway.0, args.gateway.1);
     let serve = crate::serve::serve_options(args.bind, args.admin, args.threads, &args.data_plane);
-    serve_from_kubernetes(opts, args.kubeconfig, serve, true)
+    let plugins = args.data_plane.plugins();
+    serve_from_kubernetes(opts, args.kubeconfig, serve, true, plugins)
 }
 
 fn namespaced_name(s: &str) -> Result<(String, String), String> {
@@ -248,8 +251,13 @@ fn serve_from_kubernetes(
     kubeconfig: Option<PathBuf>,
     serve: ServeOptions,
     serve_gateways: bool,
+    plugins: loom_pingora::plugin::Plugins,
 ) -> Result<ExitCode> {
-    let handle = SnapshotHandle::new();
+    let handle = SnapshotHandle::with_plugins(plugins.clone());
+    opts.plugin_modules = Some(loom_k8s::PluginModules {
+        changes: plugins.changes(),
+        sync: Arc::new(move |input| plugins.sync(input)),
+    });
     // The ports the data plane could not open go into listener status.
     let (ports_tx, ports_rx) = tokio::sync::watch::channel(Default::default());
     opts.ports_not_serving = Some(ports_rx);

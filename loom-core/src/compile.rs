@@ -99,8 +99,11 @@ pub struct Options {
     /// What the data plane knows of the WASMPlugin modules it fetches ([`module_sources`]);
     /// `None`: it runs no plugins (then every plugin reports so, and fails as its
     /// `failStrategy` says).
-    pub plugin_modules: Option<BTreeMap<ModuleSource, ModuleState>>,
+    pub plugin_modules: Option<PluginModuleStates>,
 }
+
+/// The state of each WASMPlugin module, by where it comes from.
+pub type PluginModuleStates = BTreeMap<ModuleSource, ModuleState>;
 
 /// Why the data plane has not opened a port, by Gateway `(namespace, name)` and port.
 pub type PortsNotServing = BTreeMap<(String, String, u16), String>;

@@ -76,6 +76,27 @@ pub struct ControllerOptions {
     /// The ports this process's data plane could not open (`Options::ports_not_serving`);
     /// a change compiles again, so listener status follows.
     pub ports_not_serving: Option<watch::Receiver<loom_core::PortsNotServing>>,
+    /// The data plane's WASMPlugin modules: their state is asked for at every compile
+    /// (`Options::plugin_modules`), and a change of state compiles again.
+    pub plugin_modules: Option<PluginModules>,
+}
+
+/// What the data plane knows of WASMPlugin modules (`loom_pingora::plugin::Plugins`, kept
+/// behind a function so this crate does not depend on the data plane).
+#[derive(Clone)]
+pub struct PluginModules {
+    /// Wants the modules the input names (fetching new ones) and says where each is.
+    pub sync: Arc<
+        dyn Fn(&loom_core::Input) -> Option<loom_core::compile::PluginModuleStates> + Send + Sync,
+    >,
+    /// Changes when a module's state does.
+    pub changes: watch::Receiver<u64>,
+}
+
+impl std::fmt::Debug for PluginModules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginModules").finish_non_exhaustive()
+    }
 }
 
 /// The Lease that elects the status writer.
@@ -102,6 +123,7 @@ impl Default for ControllerOptions {
             resync: Duration::from_secs(30),
             rediscover: Duration::from_secs(10),
             ports_not_serving: None,
+            plugin_modules: None,
             provision: None,
             data_plane_of: None,
         }
@@ -209,6 +231,7 @@ async fn watch_and_compile(
     rediscover.reset();
     let mut leader_open = true;
     let mut ports_not_serving = opts.ports_not_serving.clone();
+    let mut plugin_changes = opts.plugin_modules.as_ref().map(|p| p.changes.clone());
     loop {
         let deadline = debounce.deadline();
         let ready = index.initial_list_complete();
@@ -236,6 +259,12 @@ async fn watch_and_compile(
             },
             Ok(()) = async {
                 match &mut ports_not_serving {
+                    Some(rx) => rx.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => debounce.changed(Instant::now()),
+            Ok(()) = async {
+                match &mut plugin_changes {
                     Some(rx) => rx.changed().await,
                     None => std::future::pending().await,
                 }

@@ -189,6 +189,35 @@ fn client_traffic_schema() -> Value {
     spec
 }
 
+fn wasm_plugin_schema() -> Value {
+    let mut spec = schema_of::<WasmPluginSpec>();
+    validate(
+        &mut spec,
+        &[],
+        &[
+            HAS_TARGET,
+            ("has(self.url) && size(self.url) > 0", "url is required"),
+            (
+                "!has(self.phase) || self.phase in ['AUTHN', 'AUTHZ', 'STATS', 'UNSPECIFIED_PHASE']",
+                "phase must be AUTHN, AUTHZ, STATS or UNSPECIFIED_PHASE",
+            ),
+            (
+                "!has(self.failStrategy) || self.failStrategy in ['FailClose', 'FailOpen']",
+                "failStrategy must be FailClose or FailOpen",
+            ),
+            (
+                "!has(self.imagePullPolicy) || self.imagePullPolicy in ['IfNotPresent', 'Always']",
+                "imagePullPolicy must be IfNotPresent or Always",
+            ),
+            (
+                "!has(self.sha256) || self.sha256.matches('^(sha256:)?[0-9a-fA-F]{64}$')",
+                "sha256 must be 64 hex digits",
+            ),
+        ],
+    );
+    spec
+}
+
 /// Every CRD of Loom's kinds.
 pub fn crds() -> Vec<Value> {
     vec![
@@ -225,9 +254,10 @@ pub fn crds() -> Vec<Value> {
         crd(
             "WASMPlugin",
             "wasmplugins",
-            "A WebAssembly filter attached to Gateways or routes.",
+            "A WebAssembly plugin on the request path of a Gateway's routes, a route, or one \
+             rule (docs/wasm-plugins.md).",
             true,
-            schema_of::<WasmPluginSpec>(),
+            wasm_plugin_schema(),
         ),
         crd(
             "Backend",

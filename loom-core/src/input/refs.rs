@@ -77,6 +77,16 @@ impl Input {
                 add(&r, ns, Kind::ConfigMap);
             }
         }
+        // A WASMPlugin's registry credentials.
+        for p in &self.wasm_plugins {
+            if let Some(name) = &p.spec.image_pull_secret {
+                out.insert(ObjectKey {
+                    kind: Kind::Secret,
+                    namespace: p.metadata.namespace_or_default().into(),
+                    name: name.clone(),
+                });
+            }
+        }
         out
     }
 }
@@ -121,6 +131,14 @@ metadata: {name: p, namespace: apps}
 spec:
   targetRefs: [{group: "", kind: Service, name: svc}]
   validation: {hostname: a.example.com, caCertificateRefs: [{group: "", kind: ConfigMap, name: backend-ca}]}
+---
+apiVersion: gateway.loom.dev/v1alpha1
+kind: WASMPlugin
+metadata: {name: auth, namespace: apps}
+spec:
+  targetRef: {group: gateway.networking.k8s.io, kind: Gateway, name: gw}
+  url: oci://registry.example.com/auth:v1
+  imagePullSecret: registry-creds
 "#;
         let loaded = load_str("refs.yaml", yaml);
         assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
@@ -138,6 +156,7 @@ spec:
             key(Kind::Secret, "infra", "ca-secret"),
             key(Kind::Secret, "apps", "ls-cert"),
             key(Kind::ConfigMap, "apps", "backend-ca"),
+            key(Kind::Secret, "apps", "registry-creds"),
         ]
         .into();
         assert_eq!(input.referenced_secrets_and_config_maps(), want);

@@ -42,6 +42,9 @@ impl Planner {
         if let Some(ports) = &self.opts.ports_not_serving {
             opts.ports_not_serving = ports.borrow().clone();
         }
+        if let Some(p) = &self.opts.plugin_modules {
+            opts.plugin_modules = (p.sync)(index.input());
+        }
         let requested = requested_ips(index.input());
         let usable: Vec<Ipv4Net> = match (&self.opts.usable_networks[..], self.opts.address_pool) {
             ([], pool) => pool.into_iter().collect(),
