@@ -81,14 +81,16 @@ pub struct ControllerOptions {
     pub plugin_modules: Option<PluginModules>,
 }
 
+/// Wants the modules an input's WASMPlugins name and says where each is.
+pub type SyncModules =
+    Arc<dyn Fn(&loom_core::Input) -> Option<loom_core::compile::PluginModuleStates> + Send + Sync>;
+
 /// What the data plane knows of WASMPlugin modules (`loom_pingora::plugin::Plugins`, kept
 /// behind a function so this crate does not depend on the data plane).
 #[derive(Clone)]
 pub struct PluginModules {
     /// Wants the modules the input names (fetching new ones) and says where each is.
-    pub sync: Arc<
-        dyn Fn(&loom_core::Input) -> Option<loom_core::compile::PluginModuleStates> + Send + Sync,
-    >,
+    pub sync: SyncModules,
     /// Changes when a module's state does.
     pub changes: watch::Receiver<u64>,
 }
