@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# What Loom's traffic policies cost on the hot path: Loom with no policy, with a
+# What Loom's traffic policies and WASMPlugins cost on the hot path: Loom with no policy, with a
 # RateLimitPolicy whose limit is never reached (as written: RateLimit headers on 429s only; and
-# ratelimit-always, with `headers: Always`), and with a CircuitBreakerPolicy that never trips,
+# ratelimit-always, with `headers: Always`), with a CircuitBreakerPolicy that never trips, and
+# (VARIANTS="none plugin-noop plugin-auth") with the Go no-op plugin or a header plugin plus the
+# JWT auth plugin (bench/loom-plugin-*.yaml.tpl),
 # interleaved (none, ratelimit, ratelimit-always, breaker, none, ...) in one run of the shared
 # harness (one worker pinned, 50 keep-alive connections). Prints the median req/s and req per proxy
 # CPU-second of each, and each policy's ratio to none.
@@ -21,12 +23,19 @@ export LOOM_BIN=$TARGET_DIR/release/loom
 export LOOM_ARGS='serve -f @CONF@ --threads @WORKERS@ --admin 127.0.0.1:0'
 export WORKERS_LIST=1 REPS=1 RUST_LOG=${RUST_LOG:-warn}
 OUT=$(mktemp -d /tmp/loom-bench-policies.XXXXXX)
+case " ${VARIANTS:-} " in
+  *" plugin-"*) bash "$ROOT/examples/wasm/build.sh" testdata/noop headers auth >/dev/null ;;
+esac
 for rep in $(seq 1 "${POLICY_REPS:-5}"); do
   for variant in ${VARIANTS:-none ratelimit ratelimit-always breaker}; do
     case $variant in
       none) tpl=$ROOT/bench/loom.yaml.tpl ;;
       *) tpl=$ROOT/bench/loom-$variant.yaml.tpl ;;
     esac
+    if grep -q @PLUGINS@ "$tpl"; then
+      sed "s|@PLUGINS@|$ROOT/examples/wasm|g" "$tpl" >"$OUT/$variant.yaml.tpl"
+      tpl=$OUT/$variant.yaml.tpl
+    fi
     LOOM_CONF_TEMPLATE=$tpl OUT=$OUT/$variant-$rep "$HARNESS/bench.sh" loom >/dev/null 2>&1 ||
       { echo "bench.sh failed for $variant (rep $rep): see $OUT/$variant-$rep" >&2; exit 1; }
   done
@@ -44,13 +53,15 @@ for f in glob.glob(os.path.join(out, "*", "results.jsonl")):
 med = lambda xs: statistics.median(xs)
 base = runs["none"]
 b_rps, b_cpu = med([r["rps"] for r in base]), med([r["req_per_proxy_cpu_s"] for r in base])
-print(f"| Loom with | runs | req/s (median) | ÷ none | req per proxy CPU-s | ÷ none |")
-print(f"| --- | --- | --- | --- | --- | --- |")
-for v in ["none", "ratelimit", "ratelimit-always", "breaker"]:
+print(f"| Loom with | runs | req/s (median) | ÷ none | req per proxy CPU-s | ÷ none | CPU per request vs none |")
+print(f"| --- | --- | --- | --- | --- | --- | --- |")
+for v in ["none", "ratelimit", "ratelimit-always", "breaker", "plugin-noop", "plugin-auth"]:
     rs = runs.get(v, [])
     if not rs:
         continue
     rps, cpu = med([r["rps"] for r in rs]), med([r["req_per_proxy_cpu_s"] for r in rs])
-    print(f"| {v} | {len(rs)} | {rps:,.0f} | {rps / b_rps:.3f} | {cpu:,.0f} | {cpu / b_cpu:.3f} |")
+    # The proxy CPU a request costs beyond none's.
+    extra = (1 / cpu - 1 / b_cpu) * 1e6
+    print(f"| {v} | {len(rs)} | {rps:,.0f} | {rps / b_rps:.3f} | {cpu:,.0f} | {cpu / b_cpu:.3f} | {extra:+.1f} µs |")
 PY
 echo "raw results in $OUT"

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 if [ $# -eq 0 ]; then
-  set -- auth headers testdata/trap testdata/spin testdata/tag
+  set -- auth headers testdata/trap testdata/spin testdata/tag testdata/noop
 fi
 for dir in "$@"; do
   GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -ldflags=-s \

@@ -214,7 +214,8 @@ impl Running {
         std::fs::write(&path, yaml(port)).unwrap();
         let cache = std::env::temp_dir().join("loom-test-plugin-cache");
         let server = serve(&path, admin, &["--plugin-cache", cache.to_str().unwrap()]);
-        wait_for("the route", || status(port, "/plain") == Some(200));
+        // Served once it answers (with its plugins loaded: `loom serve` waits for them first).
+        wait_for("the route", || status(port, "/plain").is_some());
         Running {
             _server: server,
             dir,
@@ -408,6 +409,7 @@ fn a_failing_plugin_fails_closed_by_default_and_is_skipped_with_fail_open() {
     let backend = echo_backend();
     let guarded = "  targetRef: {group: gateway.networking.k8s.io, kind: HTTPRoute, name: api-routes, sectionName: guarded}\n";
     let open = "  targetRef: {group: gateway.networking.k8s.io, kind: HTTPRoute, name: api-routes, sectionName: open}\n";
+    let plain = "  targetRef: {group: gateway.networking.k8s.io, kind: HTTPRoute, name: plain}\n";
     let plugins = [
         plugin(dir, "trap-closed", "testdata/trap", guarded),
         plugin(
@@ -415,6 +417,12 @@ fn a_failing_plugin_fails_closed_by_default_and_is_skipped_with_fail_open() {
             "trap-open",
             "testdata/trap",
             &format!("{open}  failStrategy: FailOpen\n"),
+        ),
+        plugin(
+            dir,
+            "trap-response",
+            "testdata/tag",
+            &format!("{plain}  config: {{tag: t, trap: response}}\n"),
         ),
     ]
     .join("---\n");
@@ -439,6 +447,12 @@ fn a_failing_plugin_fails_closed_by_default_and_is_skipped_with_fail_open() {
     };
     assert_eq!(failures("trap-closed", "FailClose"), 1.0);
     assert_eq!(failures("trap-open", "FailOpen"), 1.0);
+    // A plugin that fails on the response side: the response becomes a 500.
+    let before = failures("trap-response", "FailClose");
+    let r = loom.get("/plain", &[]);
+    assert_eq!(r.status, 500);
+    assert_eq!(r.header("x-plugin-response-order"), None);
+    assert_eq!(failures("trap-response", "FailClose"), before + 1.0);
 }
 
 #[test]

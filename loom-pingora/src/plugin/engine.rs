@@ -3,27 +3,38 @@
 //! one module with one config and limits, and its instances are pooled (extism's
 //! `Plugin::call` takes `&mut self`: a call takes an idle instance, or makes one, and gives
 //! it back unless the call failed, since a trapped instance's state is undefined).
+//!
+//! Public for embedders and benchmarks; the data plane reaches it through
+//! [`Plugins`](super::Plugins).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use loom_core::snapshot::Plugin;
 
 /// Idle instances kept per prepared plugin (more are made under load and dropped after).
 const POOL: usize = 64;
 
+/// The instructions (wasmtime fuel) a module's initialization may take when it loads: the Go
+/// auth plugin's runtime start takes about 760,000; a loop runs out in under a second.
+const INIT_FUEL: u64 = 1_000_000_000;
+
+/// A function no plugin exports (see [`Engine::check`]).
+const INIT_PROBE: &str = "loom:initialize-only";
+
 /// What a module exports, of what Loom calls.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Exports {
-    pub(crate) on_request: bool,
-    pub(crate) on_response: bool,
+pub struct Exports {
+    /// `on_request`.
+    pub on_request: bool,
+    /// `on_response`.
+    pub on_response: bool,
 }
 
 /// Why a call did not give an answer.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum CallError {
+pub enum CallError {
     /// A trap, a time-out, memory exhausted, or the plugin's own error (`error_set`).
     #[error("{0}")]
     Failed(String),
@@ -31,14 +42,15 @@ pub(crate) enum CallError {
 
 /// The engine's settings.
 #[derive(Clone, Debug)]
-pub(crate) struct Engine {
+pub struct Engine {
     /// wasmtime's cache configuration file (compiled code under the plugin cache
     /// directory), if it could be written.
     cache_config: Option<PathBuf>,
 }
 
 impl Engine {
-    pub(crate) fn new(cache_dir: &Path) -> Self {
+    /// An engine whose compiled code is cached under `cache_dir`.
+    pub fn new(cache_dir: &Path) -> Self {
         let compiled = cache_dir.join("compiled");
         let file = cache_dir.join("wasmtime-cache.toml");
         let cache_config = std::fs::create_dir_all(&compiled)
@@ -69,17 +81,23 @@ impl Engine {
         }
     }
 
-    /// Compiles a module (filling the cache) and says what it exports; an instance is made
-    /// and initialized once (the module's start code runs here, off the request path).
-    pub(crate) fn check(&self, wasm: &[u8]) -> Result<Exports, String> {
-        let manifest = extism::Manifest::new([extism::Wasm::data(wasm.to_vec())])
-            .with_timeout(Duration::from_secs(1));
+    /// Compiles a module (filling the cache) and says what it exports. An instance is made
+    /// and initialized once, off the request path, under a fuel budget: the module's own start
+    /// code (Go's runtime, `init` functions) is not under a call's time budget later, so a
+    /// module whose initialization does not end (or traps) is refused here.
+    pub fn check(&self, wasm: &[u8]) -> Result<Exports, String> {
+        let manifest = extism::Manifest::new([extism::Wasm::data(wasm.to_vec())]);
         let compiled = self
             .builder(manifest)
+            .with_fuel_limit(INIT_FUEL)
             .compile()
             .map_err(|e| format!("not a usable Wasm module: {e:#}"))?;
-        let plugin = extism::Plugin::new_from_compiled(&compiled)
-            .map_err(|e| format!("cannot instantiate the module: {e:#}"))?;
+        let mut plugin = extism::Plugin::new_from_compiled(&compiled).map_err(|e| {
+            format!(
+                "cannot instantiate the module (its imports, or its initialization): {}",
+                describe(&e)
+            )
+        })?;
         let exports = Exports {
             on_request: plugin.function_exists("on_request"),
             on_response: plugin.function_exists("on_response"),
@@ -91,11 +109,36 @@ impl Engine {
                     .into(),
             );
         }
-        Ok(exports)
+        // Calling a function that is not there instantiates (and initializes) the module, then
+        // stops: no plugin code but its initialization runs.
+        let probed = plugin
+            .call::<&[u8], &[u8]>(INIT_PROBE, b"")
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"));
+        tracing::debug!(
+            "module initialization took {:?} instructions (fuel)",
+            plugin.fuel_consumed()
+        );
+        match probed {
+            Err(e) if e.contains("Function not found") => {
+                // The code calls run (without fuel metering, compiled apart), into the cache,
+                // so that preparing the plugin before a publish only loads it.
+                let manifest = extism::Manifest::new([extism::Wasm::data(wasm.to_vec())]);
+                self.builder(manifest)
+                    .compile()
+                    .map_err(|e| format!("compiling: {e:#}"))?;
+                Ok(exports)
+            }
+            Err(e) => Err(format!(
+                "the module's initialization failed: {}",
+                e.replace('\n', " ")
+            )),
+            Ok(()) => Ok(exports),
+        }
     }
 
     /// A module with a plugin's config and limits, ready to make instances.
-    pub(crate) fn prepare(
+    pub fn prepare(
         &self,
         plugin: &Plugin,
         wasm: &[u8],
@@ -135,10 +178,11 @@ pub(crate) fn config_entries(config: &str) -> BTreeMap<String, String> {
 }
 
 /// One module with one config and limits, and its idle instances.
-pub(crate) struct Prepared {
+pub struct Prepared {
     compiled: extism::CompiledPlugin,
     idle: Mutex<Vec<extism::Plugin>>,
-    pub(crate) exports: Exports,
+    /// What the module exports.
+    pub exports: Exports,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -151,7 +195,7 @@ impl std::fmt::Debug for Prepared {
 
 impl Prepared {
     /// Calls `export` with `input`; the output bytes, or why there are none.
-    pub(crate) fn call(&self, export: &str, input: &[u8]) -> Result<Vec<u8>, CallError> {
+    pub fn call(&self, export: &str, input: &[u8]) -> Result<Vec<u8>, CallError> {
         let taken = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut instance = match taken {
             Some(i) => i,
@@ -182,18 +226,23 @@ impl Prepared {
 
 /// One line for an extism error: a time-out says so.
 fn describe(e: &extism::Error) -> String {
-    let text = format!("{e:#}");
-    if text.contains("epoch deadline") || text.contains("timeout") || text.contains("interrupt") {
+    let text = format!("{e:#}").replace('\n', " ");
+    if text.contains("fuel consumed") {
+        format!("ran out of its instruction budget ({text})")
+    } else if text.contains("epoch deadline")
+        || text.contains("timeout")
+        || text.contains("interrupt")
+    {
         format!("ran past its time budget ({text})")
     } else {
-        text.replace('\n', " ")
+        text
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     use loom_core::input::{Kind, ObjectKey};
     use loom_core::snapshot::{FailStrategy, ModuleDigest, PluginPhase};
@@ -303,6 +352,27 @@ mod tests {
                 .unwrap_err()
                 .contains("not a usable Wasm module")
         );
+    }
+
+    #[test]
+    fn a_module_whose_initialization_never_ends_is_refused_when_it_loads() {
+        let looping = br#"(module
+          (func $init (loop (br 0)))
+          (start $init)
+          (func (export "on_request") (result i32) (i32.const 0)))"#;
+        let started = std::time::Instant::now();
+        let why = engine().check(looping).unwrap_err();
+        assert!(why.contains("ran out of its instruction budget"), "{why}");
+        eprintln!(
+            "measured: a looping start function refused after {:?}",
+            started.elapsed()
+        );
+        let trapping = br#"(module
+          (func (export "_initialize") unreachable)
+          (func (export "on_request") (result i32) (i32.const 0)))"#;
+        let why = engine().check(trapping).unwrap_err();
+        assert!(why.contains("its initialization"), "{why}");
+        assert!(why.contains("unreachable"), "{why}");
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //! every plugin reports that it does not run.
 
 #[cfg(feature = "wasm")]
-mod engine;
+pub mod engine;
 #[cfg(feature = "wasm")]
 pub mod fetch;
 #[cfg(feature = "wasm")]

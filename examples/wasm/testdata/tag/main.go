@@ -1,5 +1,6 @@
 // A plugin that appends its config "tag" to the request header x-plugin-order, so tests can
-// see in which order plugins ran, and to the response header x-plugin-response-order.
+// see in which order plugins ran, and to the response header x-plugin-response-order. With
+// config "trap: response" its on_response panics (a trap) instead.
 package main
 
 import "loom.dev/examples/wasm/pdk"
@@ -20,6 +21,10 @@ func onRequest() int32 {
 
 //go:wasmexport on_response
 func onResponse() int32 {
+	if pdk.Config("trap") == "response" {
+		var m map[string]int
+		m["boom"] = 1
+	}
 	resp := pdk.Response()
 	order := resp.Headers["x-plugin-response-order"]
 	if order != "" {
