@@ -58,12 +58,7 @@ impl Plugins {
     pub fn sync(
         &self,
         _input: &loom_core::Input,
-    ) -> Option<
-        std::collections::BTreeMap<
-            loom_core::compile::ModuleSource,
-            loom_core::compile::ModuleState,
-        >,
-    > {
+    ) -> Option<loom_core::compile::PluginModuleStates> {
         None
     }
 
@@ -243,24 +238,11 @@ pub(crate) struct RequestView<'a> {
 impl RequestView<'_> {
     fn json(&self, phase: &str) -> serde_json::Value {
         let h = self.header;
-        let mut headers = serde_json::Map::new();
-        for (name, value) in &h.headers {
-            let v = String::from_utf8_lossy(value.as_bytes());
-            match headers.get_mut(name.as_str()) {
-                Some(serde_json::Value::String(s)) => {
-                    s.push_str(", ");
-                    s.push_str(&v);
-                }
-                _ => {
-                    headers.insert(name.as_str().to_owned(), v.into_owned().into());
-                }
-            }
-        }
         serde_json::json!({
             "method": h.method.as_str(),
             "path": h.uri.path(),
             "query": h.uri.query().unwrap_or(""),
-            "headers": headers,
+            "headers": headers_json(&h.headers),
             "client": self.client.unwrap_or(""),
             "route": format!("{}/{}", self.rule.route.namespace, self.rule.route.name),
             "routeKind": self.rule.route.kind.as_str(),
@@ -269,6 +251,25 @@ impl RequestView<'_> {
             "phase": phase,
         })
     }
+}
+
+/// Headers as a plugin sees them: names in lower case, a repeated header's values joined by
+/// `, ` (RFC 9110 §5.3).
+fn headers_json(headers: &http::HeaderMap) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for (name, value) in headers {
+        let v = String::from_utf8_lossy(value.as_bytes());
+        match out.get_mut(name.as_str()) {
+            Some(serde_json::Value::String(s)) => {
+                s.push_str(", ");
+                s.push_str(&v);
+            }
+            _ => {
+                out.insert(name.as_str().to_owned(), v.into_owned().into());
+            }
+        }
+    }
+    out.into()
 }
 
 fn parse(p: &Plugin, output: &[u8]) -> Result<Actions, String> {
@@ -348,23 +349,10 @@ impl Plugins {
         for p in plugins {
             let request = request.get_or_insert_with(|| req.json(""));
             request["phase"] = p.phase.as_str().into();
-            let mut headers = serde_json::Map::new();
-            for (name, value) in &resp.headers {
-                let v = String::from_utf8_lossy(value.as_bytes());
-                match headers.get_mut(name.as_str()) {
-                    Some(serde_json::Value::String(s)) => {
-                        s.push_str(", ");
-                        s.push_str(&v);
-                    }
-                    _ => {
-                        headers.insert(name.as_str().to_owned(), v.into_owned().into());
-                    }
-                }
-            }
             let input = serde_json::json!({
                 "request": request,
                 "status": resp.status.as_u16(),
-                "headers": headers,
+                "headers": headers_json(&resp.headers),
                 "latencyMs": latency.as_secs_f64() * 1000.0,
             })
             .to_string();

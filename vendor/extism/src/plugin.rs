@@ -972,7 +972,9 @@ impl Plugin {
         self.store_needs_reset = name == "_start";
 
         let mut rc = -1;
-        if self.store.get_fuel().is_ok_and(|x| x == 0) {
+        // loom patch: without fuel, `get_fuel` builds an error (with a backtrace when
+        // RUST_BACKTRACE is set) on every call only to be dropped; ask only when metered.
+        if self.fuel.is_some() && self.store.get_fuel().is_ok_and(|x| x == 0) {
             res = Err(wasmtime::Error::msg("plugin ran out of fuel"));
         } else {
             // Get extism error
