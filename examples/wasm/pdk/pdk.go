@@ -130,9 +130,8 @@ func Fail(msg string) int32 {
 // Config returns the value of a top-level key of the WASMPlugin's spec.config: strings as
 // they are, other values as JSON; "" when the key is absent.
 func Config(key string) string {
-	k := store([]byte(key))
-	off := configGet(k)
-	free(k)
+	// config_get takes the key's memory (the host frees it).
+	off := configGet(store([]byte(key)))
 	if off == 0 {
 		return ""
 	}
@@ -146,8 +145,9 @@ func ConfigJSON(v any) error {
 	return json.Unmarshal([]byte(Config("loom.config")), v)
 }
 
-// Log writes a line to Loom's log (as the `plugin` target, with the plugin's name).
+// Log writes a line to Loom's log (extism's log functions: Loom logs it at that level).
 func Log(level string, msg string) {
+	// The log functions take the message's memory (the host frees it).
 	off := store([]byte(msg))
 	switch level {
 	case "warn":
@@ -157,7 +157,6 @@ func Log(level string, msg string) {
 	default:
 		logInfo(off)
 	}
-	free(off)
 }
 
 // HTTPRequest is what Loom tells a plugin about the request.

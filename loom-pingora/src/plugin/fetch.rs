@@ -186,10 +186,9 @@ impl Fetcher {
             .or((!url.contains("://")).then_some(url));
         if let Some(path) = local {
             let owned = path.to_owned();
-            let bytes = tokio::task::spawn_blocking(move || std::fs::read(owned))
+            let bytes = tokio::task::spawn_blocking(move || read_module_file(&owned))
                 .await
-                .map_err(retry)?
-                .map_err(|e| retry(format!("{path}: {e}")))?;
+                .map_err(retry)??;
             return verify(source, bytes);
         }
         if !source.always_pull {
@@ -485,6 +484,28 @@ impl Session<'_> {
     }
 }
 
+/// A module file: a regular file (not a device or a FIFO, which a plugin's url could name to
+/// make the data plane read forever) of at most [`MAX_BYTES`].
+fn read_module_file(path: &str) -> Result<Vec<u8>, FetchError> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| retry(format!("{path}: {e}")))?;
+    let meta = file.metadata().map_err(|e| retry(format!("{path}: {e}")))?;
+    if !meta.is_file() {
+        return Err(FetchError::Refused(format!("{path} is not a regular file")));
+    }
+    let mut bytes = vec![];
+    file.take(MAX_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| retry(format!("{path}: {e}")))?;
+    if bytes.len() > MAX_BYTES {
+        return Err(FetchError::Refused(format!(
+            "{path} is larger than {} MiB",
+            MAX_BYTES >> 20
+        )));
+    }
+    Ok(bytes)
+}
+
 /// `plugin.wasm` from a tar+gzip layer (the compat image layout).
 fn plugin_wasm_from_tar_gz(tgz: &[u8]) -> Result<Vec<u8>, String> {
     use std::io::Read as _;
@@ -570,6 +591,13 @@ mod tests {
             "a"
         );
         assert_eq!(Credentials::from_docker_config(json.as_bytes(), "x"), None);
+    }
+
+    #[test]
+    fn only_regular_files_are_read_as_modules() {
+        let why = read_module_file("/dev/zero").unwrap_err().to_string();
+        assert!(why.contains("not a regular file"), "{why}");
+        assert!(read_module_file("/nonexistent/p.wasm").is_err());
     }
 
     #[test]
