@@ -15,6 +15,7 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use support::{
     Response, Server, admin_get, free_port, metric, request, serve, status, test_dir, wait_for,
+    wait_within,
 };
 
 fn root() -> PathBuf {
@@ -23,6 +24,11 @@ fn root() -> PathBuf {
         .unwrap()
         .to_path_buf()
 }
+
+/// How long a module may take to load: a Go module is compiled twice when it loads (its
+/// initialization checked under a fuel budget, then the code calls run), by a debug build's
+/// host on a machine that may be busy with other tests.
+const COMPILE: Duration = Duration::from_secs(120);
 
 /// The plugins of examples/wasm, built once per test binary; `None` (skip) without Go.
 fn plugins() -> Option<&'static Path> {
@@ -206,7 +212,29 @@ struct Running {
 }
 
 impl Running {
+    /// Serves `yaml`, once every plugin's module has loaded or been refused (`loom serve`
+    /// waits 10 s at most; a loaded machine may take longer to compile).
     fn start(name: &str, yaml: impl Fn(u16) -> String) -> Running {
+        let loom = Running::start_pending(name, yaml);
+        let settled = || -> Option<bool> {
+            let (_, body) = admin_get(loom.admin, "/config")?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let status = v["status"].as_object()?;
+            Some(
+                status
+                    .iter()
+                    .filter(|(k, _)| k.starts_with("WASMPlugin "))
+                    .flat_map(|(_, s)| s["ancestors"].as_array().cloned().unwrap_or_default())
+                    .flat_map(|a| a["conditions"].as_array().cloned().unwrap_or_default())
+                    .all(|c| c["reason"] != "Pending"),
+            )
+        };
+        wait_within("the plugins' modules", COMPILE, || settled() == Some(true));
+        loom
+    }
+
+    /// Serves `yaml` as soon as it answers, plugins loaded or not.
+    fn start_pending(name: &str, yaml: impl Fn(u16) -> String) -> Running {
         let dir = test_dir(name);
         let port = free_port();
         let admin = free_port();
@@ -529,7 +557,9 @@ fn a_module_whose_sha256_differs_is_refused_and_its_route_fails_closed() {
         backend,
         &plugin(dir, "pinned", "headers", &spec.replace(&wrong, &right)),
     ));
-    wait_for("the pinned plugin", || loom.get("/api", &[]).status == 200);
+    wait_within("the pinned plugin", COMPILE, || {
+        loom.get("/api", &[]).status == 200
+    });
     assert_eq!(loom.accepted("pinned").unwrap().0, "True");
 }
 
@@ -735,6 +765,7 @@ fn oci_the_issue_manifest_pulls_both_layouts_by_tag_and_by_digest() {
         .unwrap();
         let _loom = serve(&path, admin, &["--plugin-cache", cache.to_str().unwrap()]);
         wait_for("the route", || status(port, "/plain") == Some(200));
+        wait_within("the module", COMPILE, || status(port, "/api") != Some(503));
         assert_eq!(request(port, "/api", &[]).status, 401, "{url}");
         assert_eq!(
             request(port, "/api", &[("authorization", &good)]).status,
@@ -767,7 +798,7 @@ fn oci_a_private_registry_needs_the_pull_secret() {
         registry.address
     );
     let backend = echo_backend();
-    let loom = Running::start("oci-private", |port| {
+    let loom = Running::start_pending("oci-private", |port| {
         config(port, backend, &oci_auth_plugin("anonymous", &url, ""))
     });
     // Without credentials: pending, retried, saying why.
@@ -785,7 +816,7 @@ fn oci_a_private_registry_needs_the_pull_secret() {
             oci_auth_plugin("anonymous", &url, "  imagePullSecret: registry-creds\n")
         ),
     ));
-    wait_for("the pull with the secret", || {
+    wait_within("the pull with the secret", COMPILE, || {
         loom.get("/api", &[]).status == 401
     });
     assert_eq!(loom.accepted("anonymous").unwrap().0, "True");
@@ -823,7 +854,7 @@ fn oci_a_registry_that_is_down_is_retried_and_if_not_present_starts_from_the_cac
         "application/wasm",
     );
     let pushed = Instant::now();
-    wait_for("a retry to pull it", || {
+    wait_within("a retry to pull it", COMPILE, || {
         request(gw, "/api", &[]).status == 401
     });
     // Backoff doubles from 1 s up to 60 s; within ~20 s of starting, a retry is at most 16 s

@@ -18,8 +18,13 @@ pub(crate) fn free_port() -> u16 {
 }
 
 /// Polls `ok` every 20 ms until it holds; fails the test after 20 s.
-pub(crate) fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+pub(crate) fn wait_for(what: &str, ok: impl FnMut() -> bool) {
+    wait_within(what, Duration::from_secs(20), ok);
+}
+
+/// Polls `ok` every 20 ms until it holds; fails the test after `limit`.
+pub(crate) fn wait_within(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
     while !ok() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
