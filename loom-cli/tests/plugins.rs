@@ -30,6 +30,21 @@ fn root() -> PathBuf {
 /// host on a machine that may be busy with other tests.
 const COMPILE: Duration = Duration::from_secs(120);
 
+/// Runs a script of the repository with bash; its standard output.
+fn bash(script: &str) -> String {
+    let out = Command::new("bash")
+        .arg(script)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The plugins of examples/wasm, built once per test binary; `None` (skip) without Go.
 fn plugins() -> Option<&'static Path> {
     static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
@@ -44,16 +59,7 @@ fn plugins() -> Option<&'static Path> {
                 eprintln!("*** skipped: WASMPlugin tests (go not found; LOOM_REQUIRE_GO=1 makes this fail)");
                 return None;
             }
-            let out = Command::new("bash")
-                .arg("examples/wasm/build.sh")
-                .current_dir(root())
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "examples/wasm/build.sh:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            bash("examples/wasm/build.sh");
             Some(root().join("examples/wasm"))
         })
         .as_deref()
@@ -590,17 +596,7 @@ fn oci_tools() -> Option<&'static OciTools> {
     TOOLS
         .get_or_init(|| {
             plugins()?;
-            let out = Command::new("bash")
-                .arg("ci/oci/tools")
-                .current_dir(root())
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "ci/oci/tools:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let text = bash("ci/oci/tools");
             let path = |name: &str| {
                 text.lines()
                     .find_map(|l| l.strip_prefix(&format!("{name}=")))

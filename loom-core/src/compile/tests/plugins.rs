@@ -2,11 +2,12 @@
 //! status that says whether the plugin runs.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::traffic::{APP, accepted};
 use super::*;
 use crate::compile::{ModuleSource, ModuleState, module_sources};
-use crate::snapshot::{FailStrategy, ModuleDigest, PluginPhase};
+use crate::snapshot::{FailStrategy, HttpRule, ModuleDigest, PluginPhase};
 
 /// The WASMPlugin of issue #12, verbatim (its route is `api-routes` of [`APP`]).
 const ISSUE_PLUGIN: &str = r#"
@@ -55,13 +56,8 @@ fn ready(objects: &str) -> Compiled {
     compiled_with(objects, |s| ModuleState::Ready(ModuleDigest(s.url.clone())))
 }
 
-/// The plugins the rule serving `path` on port 80 runs, in order, with their module.
-fn plugins_of(
-    c: &Compiled,
-    port: u16,
-    host: &str,
-    path: &str,
-) -> Vec<(String, Result<String, String>)> {
+/// The rule Gateway `default/edge` serves `GET path` with `host` by on `port`.
+fn rule_at(c: &Compiled, port: u16, host: &str, path: &str) -> Arc<HttpRule> {
     let uri: Uri = path.parse().unwrap();
     let mut headers = HeaderMap::new();
     headers.insert(http::header::HOST, host.parse().unwrap());
@@ -75,8 +71,17 @@ fn plugins_of(
     let d = c
         .snapshot
         .decide(&GatewayName::new("default", "edge"), port, &req, 0);
-    let m = d.matched().expect("a rule matches");
-    m.rule
+    d.matched().expect("a rule matches").rule.clone()
+}
+
+/// The plugins that rule runs, in order, with their module (or why it has none).
+fn plugins_of(
+    c: &Compiled,
+    port: u16,
+    host: &str,
+    path: &str,
+) -> Vec<(String, Result<String, String>)> {
+    rule_at(c, port, host, path)
         .plugins
         .iter()
         .flat_map(|p| p.all())
@@ -98,28 +103,8 @@ fn the_issue_plugin_runs_on_every_rule_of_its_route_once_loaded() {
     assert_eq!(status.len(), 1);
     assert!(status[0].0, "{status:?}");
     assert!(status[0].2.contains("phase AUTHN"), "{}", status[0].2);
-    let p = &c
-        .snapshot
-        .decide(
-            &GatewayName::new("default", "edge"),
-            80,
-            &HttpRequest {
-                scheme: "http",
-                sni: None,
-                method: &Method::GET,
-                uri: &"/api".parse().unwrap(),
-                headers: &HeaderMap::new(),
-            },
-            0,
-        )
-        .matched()
-        .unwrap()
-        .rule
-        .plugins
-        .clone()
-        .unwrap()
-        .before_filters[0]
-        .clone();
+    let rule = rule_at(&c, 80, "a.example", "/api");
+    let p = &rule.plugins.as_ref().unwrap().before_filters[0];
     assert_eq!(p.phase, PluginPhase::Authn);
     assert_eq!(&*p.config, r#"{"audience":"api.example.com"}"#);
 }
@@ -233,24 +218,7 @@ fn fail_open_is_carried_to_the_rule() {
         "kind: HTTPRoute, name: api-routes",
         "  failStrategy: FailOpen\n",
     ));
-    let rule = c
-        .snapshot
-        .decide(
-            &GatewayName::new("default", "edge"),
-            80,
-            &HttpRequest {
-                scheme: "http",
-                sni: None,
-                method: &Method::GET,
-                uri: &"/api".parse().unwrap(),
-                headers: &HeaderMap::new(),
-            },
-            0,
-        )
-        .matched()
-        .unwrap()
-        .rule
-        .clone();
+    let rule = rule_at(&c, 80, "a.example", "/api");
     assert_eq!(
         rule.plugins.as_ref().unwrap().after_filters[0].fail,
         FailStrategy::FailOpen
