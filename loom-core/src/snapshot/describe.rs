@@ -49,9 +49,12 @@ pub fn describe(snapshot: &Snapshot) -> serde_json::Value {
             .map(|p| json!({"plugin": p.plugin.to_string(), "phase": p.phase, "priority": p.priority,
                 "module": p.module.as_ref().map(|d| format!("sha256:{}", d.0)).unwrap_or_else(|why| why.clone())}))
             .collect();
-        json!({"route": r.route.to_string(), "rule": r.rule_index, "name": r.rule_name, "filters": filters,
-            "backends": backends(&r.backends), "invalid": r.invalid.as_ref().map(ToString::to_string), "timeouts": r.timeouts, "retry": r.retry,
-            "plugins": plugins})
+        let mut described = json!({"route": r.route.to_string(), "rule": r.rule_index, "name": r.rule_name, "filters": filters,
+            "backends": backends(&r.backends), "invalid": r.invalid.as_ref().map(ToString::to_string), "timeouts": r.timeouts, "retry": r.retry});
+        if !plugins.is_empty() {
+            described["plugins"] = plugins.into();
+        }
+        described
     };
     let mut gateways = serde_json::Map::new();
     for (name, g) in &snapshot.gateways {
