@@ -393,6 +393,18 @@ fn answer_of(a: Answer) -> Result<PluginAnswer, String> {
         .ok_or_else(|| format!("respond.status {} is not a final HTTP status", a.status))?;
     let mut headers = vec![];
     for (n, v) in a.headers {
+        // Loom frames the answer itself (Content-Length of `body`) and keeps the connection's
+        // own headers: a plugin's framing headers could desynchronise the client.
+        let framing = [
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "keep-alive",
+            "upgrade",
+        ];
+        if framing.iter().any(|f| n.eq_ignore_ascii_case(f)) {
+            continue;
+        }
         headers.push((
             HeaderName::try_from(n.as_str()).map_err(|_| format!("bad header name {n:?}"))?,
             HeaderValue::try_from(v.as_str()).map_err(|_| format!("bad value for header {n:?}"))?,
@@ -403,4 +415,47 @@ fn answer_of(a: Answer) -> Result<PluginAnswer, String> {
         headers,
         body: Bytes::from(a.body),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_keeps_its_headers_but_not_framing_ones() {
+        let a: Answer = serde_json::from_str(
+            r#"{"status": 401, "headers": {"www-authenticate": "Bearer", "Transfer-Encoding": "chunked", "content-length": "9"}, "body": "no"}"#,
+        )
+        .unwrap();
+        let answer = answer_of(a).unwrap();
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        let names: Vec<&str> = answer.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["www-authenticate"]);
+        assert_eq!(answer.body, "no");
+    }
+
+    #[test]
+    fn outputs_loom_cannot_use_are_refused() {
+        let bad = |json: &str| serde_json::from_str::<Actions>(json).is_err();
+        assert!(bad(r#"{"requestHeader": {}}"#), "unknown field");
+        assert!(bad(r#"{"respond": {"status": 200, "extra": 1}}"#));
+        let status = |n: u16| {
+            answer_of(Answer {
+                status: n,
+                headers: Default::default(),
+                body: String::new(),
+            })
+            .is_ok()
+        };
+        assert!(status(200) && status(599));
+        assert!(!status(101) && !status(600) && !status(99));
+        let edits = Edits {
+            set: vec![NameValue {
+                name: "bad name".into(),
+                value: "v".into(),
+            }],
+            ..Edits::default()
+        };
+        assert!(edits.compile().unwrap_err().contains("bad header name"));
+    }
 }
