@@ -1,3 +1,3 @@
 module loom.dev/examples/wasm
 
-go 1.26
+go 1.24
