@@ -119,7 +119,6 @@ fn memory_bytes(v: &str) -> Option<u64> {
 }
 
 fn url_ok(url: &str) -> bool {
-    let path = |p: &str| !p.is_empty();
     if let Some(rest) = url.strip_prefix("oci://") {
         // registry/repository[:tag][@sha256:digest]
         return rest.contains('/') && !rest.starts_with('/');
@@ -133,7 +132,8 @@ fn url_ok(url: &str) -> bool {
     if let Some(rest) = url.strip_prefix("file://") {
         return rest.starts_with('/');
     }
-    !url.contains("://") && path(url)
+    // A path (relative to the working directory).
+    !url.contains("://") && !url.is_empty()
 }
 
 fn values(spec: &WasmPluginSpec, ns: &str) -> Result<Values, LoomPolicyError> {
