@@ -110,7 +110,9 @@ type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Byt
 /// Fetches modules into the cache directory.
 pub(crate) struct Fetcher {
     dir: PathBuf,
-    client: HttpsClient,
+    /// The HTTP(S) client, or why there is none (no TLS roots on this machine): files still
+    /// load, every download fails with the reason.
+    client: Result<HttpsClient, String>,
 }
 
 /// `sha256` of bytes, in hex.
@@ -120,19 +122,20 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl Fetcher {
-    pub(crate) fn new(dir: &Path) -> Result<Fetcher, String> {
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
+    pub(crate) fn new(dir: &Path) -> Fetcher {
+        let client = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_native_roots(std::sync::Arc::new(
                 rustls::crypto::ring::default_provider(),
             ))
-            .map_err(|e| format!("no TLS roots for https plugin sources: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        Ok(Fetcher {
+            .map(|b| {
+                let https = b.https_or_http().enable_http1().build();
+                Client::builder(TokioExecutor::new()).build(https)
+            })
+            .map_err(|e| format!("no TLS roots on this machine for plugin downloads: {e}"));
+        Fetcher {
             dir: dir.to_owned(),
-            client: Client::builder(TokioExecutor::new()).build(https),
-        })
+            client,
+        }
     }
 
     fn module_path(&self, hex: &str) -> PathBuf {
@@ -231,7 +234,8 @@ impl Fetcher {
                 .body(Empty::<Bytes>::new())
                 .map_err(|e| FetchError::Refused(format!("{url}: {e}")))?;
             req.headers_mut().extend(headers.clone());
-            let resp = tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(req))
+            let client = self.client.as_ref().map_err(retry)?;
+            let resp = tokio::time::timeout(REQUEST_TIMEOUT, client.request(req))
                 .await
                 .map_err(|_| retry(format!("GET {url}: no answer in {REQUEST_TIMEOUT:?}")))?
                 .map_err(|e| retry(format!("GET {url}: {e:#}")))?;

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use loom_core::compile::{ModuleSource, ModuleState, module_sources};
@@ -47,14 +47,49 @@ impl PreparedKey {
 }
 
 struct Inner {
-    engine: Engine,
-    fetcher: Fetcher,
+    cache_dir: PathBuf,
+    /// The engine, the fetcher and their thread, started by the first plugin (a data plane
+    /// without plugins starts no thread and reads no TLS roots for them).
+    started: OnceLock<Started>,
     /// Every module the input names, and its state.
     states: Mutex<BTreeMap<ModuleSource, ModuleState>>,
     modules: RwLock<HashMap<ModuleDigest, Arc<Module>>>,
     prepared: RwLock<HashMap<PreparedKey, Arc<Prepared>>>,
     changes: watch::Sender<u64>,
+}
+
+/// What fetching and running plugins needs.
+struct Started {
+    engine: Engine,
+    fetcher: Fetcher,
+    /// The runtime of the fetch thread.
     runtime: tokio::runtime::Handle,
+}
+
+impl Started {
+    fn new(cache_dir: &std::path::Path) -> Started {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _ = std::thread::Builder::new()
+            .name("loom-plugins".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a tokio runtime for plugin fetches");
+                let _ = tx.send(runtime.handle().clone());
+                runtime.block_on(std::future::pending::<()>());
+            });
+        let runtime = rx.recv().expect("the plugin fetch thread starts");
+        let fetcher = {
+            let _guard = runtime.enter();
+            Fetcher::new(cache_dir)
+        };
+        Started {
+            engine: Engine::new(cache_dir),
+            fetcher,
+            runtime,
+        }
+    }
 }
 
 /// The data plane's WASMPlugins: modules, their state, prepared plugins. Cheap to clone.
@@ -73,33 +108,16 @@ impl std::fmt::Debug for Plugins {
 
 impl Plugins {
     /// Plugins whose modules are cached under `cache_dir` (downloads by content, compiled
-    /// code). Fetches run on a thread of their own.
+    /// code). Fetches run on a thread of their own, started with the first plugin.
     pub fn new(cache_dir: PathBuf) -> Plugins {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let _ = std::thread::Builder::new()
-            .name("loom-plugins".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a tokio runtime for plugin fetches");
-                let _ = tx.send(runtime.handle().clone());
-                runtime.block_on(std::future::pending::<()>());
-            });
-        let runtime = rx.recv().expect("the plugin fetch thread starts");
-        let fetcher = {
-            let _guard = runtime.enter();
-            Fetcher::new(&cache_dir).unwrap_or_else(|e| panic!("plugin fetcher: {e}"))
-        };
         Plugins {
             inner: Some(Arc::new(Inner {
-                engine: Engine::new(&cache_dir),
-                fetcher,
+                cache_dir,
+                started: OnceLock::new(),
                 states: Mutex::default(),
                 modules: RwLock::default(),
                 prepared: RwLock::default(),
                 changes: watch::channel(0).0,
-                runtime,
             })),
         }
     }
@@ -111,6 +129,11 @@ impl Plugins {
 
     fn inner(&self) -> &Inner {
         self.inner.as_ref().expect("only called with an engine")
+    }
+
+    fn started(&self) -> &Started {
+        let inner = self.inner();
+        inner.started.get_or_init(|| Started::new(&inner.cache_dir))
     }
 
     /// Wants the modules `input`'s plugins name: new ones start fetching, ones no longer
@@ -127,7 +150,7 @@ impl Plugins {
             states.insert(source.clone(), ModuleState::Pending("fetching".into()));
             let credentials = credentials(input, &source);
             let this = self.clone();
-            inner
+            self.started()
                 .runtime
                 .spawn(async move { this.fetch(source, credentials).await });
         }
@@ -189,7 +212,7 @@ impl Plugins {
         let mut backoff = BACKOFF_FIRST;
         for attempt in 1.. {
             let result = self
-                .inner()
+                .started()
                 .fetcher
                 .fetch(&source, credentials.as_ref())
                 .await;
@@ -234,7 +257,7 @@ impl Plugins {
         let this = self.clone();
         let d = digest.clone();
         let checked = tokio::task::spawn_blocking(move || {
-            let exports = this.inner().engine.check(&wasm)?;
+            let exports = this.started().engine.check(&wasm)?;
             this.inner()
                 .modules
                 .write()
@@ -272,6 +295,10 @@ impl Plugins {
         let Some(inner) = &self.inner else {
             return;
         };
+        // Nothing is prepared before a module has loaded (which starts the engine).
+        let Some(started) = inner.started.get() else {
+            return;
+        };
         let mut next = HashMap::new();
         for p in &snapshot.plugins {
             let Some(key) = PreparedKey::of(p) else {
@@ -292,7 +319,7 @@ impl Plugins {
                     let Some(module) = self.module(&key.digest) else {
                         continue;
                     };
-                    match inner.engine.prepare(p, &module.wasm, module.exports) {
+                    match started.engine.prepare(p, &module.wasm, module.exports) {
                         Ok(prepared) => Arc::new(prepared),
                         Err(why) => {
                             tracing::warn!(
