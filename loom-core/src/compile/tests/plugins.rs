@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::traffic::{APP, accepted};
+use super::traffic::{APP, accepted, decide_on_edge};
 use super::*;
 use crate::compile::{ModuleSource, ModuleState, module_sources};
 use crate::snapshot::{FailStrategy, HttpRule, ModuleDigest, PluginPhase};
@@ -58,19 +58,7 @@ fn ready(objects: &str) -> Compiled {
 
 /// The rule Gateway `default/edge` serves `GET path` with `host` by on `port`.
 fn rule_at(c: &Compiled, port: u16, host: &str, path: &str) -> Arc<HttpRule> {
-    let uri: Uri = path.parse().unwrap();
-    let mut headers = HeaderMap::new();
-    headers.insert(http::header::HOST, host.parse().unwrap());
-    let req = HttpRequest {
-        scheme: "http",
-        sni: None,
-        method: &Method::GET,
-        uri: &uri,
-        headers: &headers,
-    };
-    let d = c
-        .snapshot
-        .decide(&GatewayName::new("default", "edge"), port, &req, 0);
+    let d = decide_on_edge(c, port, host, path);
     d.matched().expect("a rule matches").rule.clone()
 }
 

@@ -106,8 +106,13 @@ pub(super) fn accepted(c: &Compiled, kind: Kind, name: &str) -> Vec<(bool, Reaso
         .collect()
 }
 
-/// The policy, slot and rate a request to `port` with `host` and `path` is counted in.
-fn limit_of(c: &Compiled, port: u16, host: &str, path: &str) -> Option<(String, Slot, u32, u32)> {
+/// What Gateway `default/edge` decides on `port` for `GET path` with `host`.
+pub(super) fn decide_on_edge<'c>(
+    c: &'c Compiled,
+    port: u16,
+    host: &str,
+    path: &str,
+) -> Decision<'c> {
     let uri: Uri = path.parse().unwrap();
     let mut headers = HeaderMap::new();
     headers.insert(http::header::HOST, host.parse().unwrap());
@@ -118,9 +123,13 @@ fn limit_of(c: &Compiled, port: u16, host: &str, path: &str) -> Option<(String, 
         uri: &uri,
         headers: &headers,
     };
-    let d = c
-        .snapshot
-        .decide(&GatewayName::new("default", "edge"), port, &req, 0);
+    c.snapshot
+        .decide(&GatewayName::new("default", "edge"), port, &req, 0)
+}
+
+/// The policy, slot and rate a request to `port` with `host` and `path` is counted in.
+fn limit_of(c: &Compiled, port: u16, host: &str, path: &str) -> Option<(String, Slot, u32, u32)> {
+    let d = decide_on_edge(c, port, host, path);
     let m = d.matched().expect("a rule matches");
     m.limit.map(|l| {
         (
@@ -342,20 +351,7 @@ fn the_issue_circuit_breaker_is_accepted_and_its_service_carries_it() {
             "enforced on Service backend-service: failing endpoints are ejected".into()
         )]
     );
-    let uri: Uri = "/api".parse().unwrap();
-    let mut headers = HeaderMap::new();
-    headers.insert(http::header::HOST, "a.example".parse().unwrap());
-    let req = HttpRequest {
-        scheme: "http",
-        sni: None,
-        method: &Method::GET,
-        uri: &uri,
-        headers: &headers,
-    };
-    let Decision::Forward(f) = c
-        .snapshot
-        .decide(&GatewayName::new("default", "edge"), 80, &req, 0)
-    else {
+    let Decision::Forward(f) = decide_on_edge(&c, 80, "a.example", "/api") else {
         panic!("forwarded");
     };
     let cb = f
