@@ -164,6 +164,16 @@ spec:
     )
 }
 
+/// `spec.targetRef` lines for [`plugin`]: the route `api-routes`, its rules `guarded` and
+/// `open`, the route `plain`, the Gateway.
+const API_ROUTES: &str =
+    "  targetRef: {group: gateway.networking.k8s.io, kind: HTTPRoute, name: api-routes}\n";
+const GUARDED: &str = "  targetRef: {group: gateway.networking.k8s.io, kind: HTTPRoute, name: api-routes, sectionName: guarded}\n";
+const OPEN: &str = "  targetRef: {group: gateway.networking.k8s.io, kind: HTTPRoute, name: api-routes, sectionName: open}\n";
+const PLAIN: &str =
+    "  targetRef: {group: gateway.networking.k8s.io, kind: HTTPRoute, name: plain}\n";
+const GATEWAY: &str = "  targetRef: {group: gateway.networking.k8s.io, kind: Gateway, name: gw}\n";
+
 /// A plugin from examples/wasm (`name` is its directory) with `spec` lines added.
 fn plugin(dir: &Path, name: &str, module: &str, spec: &str) -> String {
     format!(
@@ -381,34 +391,30 @@ fn a_config_change_applies_without_a_restart() {
 fn phases_then_priorities_order_plugins_and_the_response_side_runs_in_reverse() {
     let Some(dir) = plugins() else { return };
     let backend = echo_backend();
-    let target =
-        "  targetRef: {group: gateway.networking.k8s.io, kind: HTTPRoute, name: api-routes}\n";
-    let gateway = "  targetRef: {group: gateway.networking.k8s.io, kind: Gateway, name: gw}\n";
-    let rule = "  targetRef: {group: gateway.networking.k8s.io, kind: HTTPRoute, name: api-routes, sectionName: guarded}\n";
     let plugins = [
         plugin(
             dir,
             "tag-late",
             "testdata/tag",
-            &format!("{target}  config: {{tag: late}}\n"),
+            &format!("{API_ROUTES}  config: {{tag: late}}\n"),
         ),
         plugin(
             dir,
             "tag-authz",
             "testdata/tag",
-            &format!("{rule}  phase: AUTHZ\n  config: {{tag: authz}}\n"),
+            &format!("{GUARDED}  phase: AUTHZ\n  config: {{tag: authz}}\n"),
         ),
         plugin(
             dir,
             "tag-authn-low",
             "testdata/tag",
-            &format!("{gateway}  phase: AUTHN\n  priority: -1\n  config: {{tag: authn-low}}\n"),
+            &format!("{GATEWAY}  phase: AUTHN\n  priority: -1\n  config: {{tag: authn-low}}\n"),
         ),
         plugin(
             dir,
             "tag-authn-high",
             "testdata/tag",
-            &format!("{target}  phase: AUTHN\n  priority: 5\n  config: {{tag: authn-high}}\n"),
+            &format!("{API_ROUTES}  phase: AUTHN\n  priority: 5\n  config: {{tag: authn-high}}\n"),
         ),
     ]
     .join("---\n");
@@ -441,22 +447,19 @@ fn phases_then_priorities_order_plugins_and_the_response_side_runs_in_reverse() 
 fn a_failing_plugin_fails_closed_by_default_and_is_skipped_with_fail_open() {
     let Some(dir) = plugins() else { return };
     let backend = echo_backend();
-    let guarded = "  targetRef: {group: gateway.networking.k8s.io, kind: HTTPRoute, name: api-routes, sectionName: guarded}\n";
-    let open = "  targetRef: {group: gateway.networking.k8s.io, kind: HTTPRoute, name: api-routes, sectionName: open}\n";
-    let plain = "  targetRef: {group: gateway.networking.k8s.io, kind: HTTPRoute, name: plain}\n";
     let plugins = [
-        plugin(dir, "trap-closed", "testdata/trap", guarded),
+        plugin(dir, "trap-closed", "testdata/trap", GUARDED),
         plugin(
             dir,
             "trap-open",
             "testdata/trap",
-            &format!("{open}  failStrategy: FailOpen\n"),
+            &format!("{OPEN}  failStrategy: FailOpen\n"),
         ),
         plugin(
             dir,
             "trap-response",
             "testdata/tag",
-            &format!("{plain}  config: {{tag: t, trap: response}}\n"),
+            &format!("{PLAIN}  config: {{tag: t, trap: response}}\n"),
         ),
     ]
     .join("---\n");
@@ -493,20 +496,18 @@ fn a_failing_plugin_fails_closed_by_default_and_is_skipped_with_fail_open() {
 fn a_plugin_that_never_returns_is_stopped_at_its_budget_and_the_gateway_stays_responsive() {
     let Some(dir) = plugins() else { return };
     let backend = echo_backend();
-    let guarded = "  targetRef: {group: gateway.networking.k8s.io, kind: HTTPRoute, name: api-routes, sectionName: guarded}\n";
-    let open = "  targetRef: {group: gateway.networking.k8s.io, kind: HTTPRoute, name: api-routes, sectionName: open}\n";
     let plugins = [
         plugin(
             dir,
             "spin-closed",
             "testdata/spin",
-            &format!("{guarded}  timeout: 50ms\n"),
+            &format!("{GUARDED}  timeout: 50ms\n"),
         ),
         plugin(
             dir,
             "spin-open",
             "testdata/spin",
-            &format!("{open}  timeout: 50ms\n  failStrategy: FailOpen\n"),
+            &format!("{OPEN}  timeout: 50ms\n  failStrategy: FailOpen\n"),
         ),
     ]
     .join("---\n");
@@ -534,9 +535,7 @@ fn a_module_whose_sha256_differs_is_refused_and_its_route_fails_closed() {
     let Some(dir) = plugins() else { return };
     let backend = echo_backend();
     let wrong = "0".repeat(64);
-    let spec = format!(
-        "  targetRef: {{group: gateway.networking.k8s.io, kind: HTTPRoute, name: api-routes}}\n  sha256: {wrong}\n"
-    );
+    let spec = format!("{API_ROUTES}  sha256: {wrong}\n");
     let loom = Running::start("sha256", |port| {
         config(port, backend, &plugin(dir, "pinned", "headers", &spec))
     });
@@ -573,9 +572,9 @@ fn a_module_whose_sha256_differs_is_refused_and_its_route_fails_closed() {
 fn a_stats_plugin_sees_the_response_and_its_latency() {
     let Some(dir) = plugins() else { return };
     let backend = echo_backend();
-    let spec = "  targetRef: {group: gateway.networking.k8s.io, kind: HTTPRoute, name: plain}\n  phase: STATS\n  config: {response: {x-seen: stats}}\n";
+    let spec = format!("{PLAIN}  phase: STATS\n  config: {{response: {{x-seen: stats}}}}\n");
     let loom = Running::start("stats", |port| {
-        config(port, backend, &plugin(dir, "stats", "headers", spec))
+        config(port, backend, &plugin(dir, "stats", "headers", &spec))
     });
     let r = loom.get("/plain", &[]);
     assert_eq!(r.status, 200);
@@ -682,7 +681,7 @@ impl Registry {
         let out = push.output().unwrap();
         assert!(
             out.status.success(),
-            "oras push {target}:\n{}{}",
+            "oras push {API_ROUTES}:\n{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
@@ -710,8 +709,7 @@ fn compat_layer(module: &Path, dir: &Path) -> &'static str {
 fn oci_auth_plugin(name: &str, url: &str, extra: &str) -> String {
     format!(
         "apiVersion: gateway.loom.dev/v1alpha1\nkind: WASMPlugin\nmetadata: {{name: {name}}}\n\
-         spec:\n  targetRef: {{group: gateway.networking.k8s.io, kind: HTTPRoute, name: api-routes}}\n  \
-         url: {url}\n  phase: AUTHN\n  config: {{audience: api.example.com, secret: test-secret}}\n{extra}"
+         spec:\n{API_ROUTES}  url: {url}\n  phase: AUTHN\n  config: {{audience: api.example.com, secret: test-secret}}\n{extra}"
     )
 }
 
