@@ -13,7 +13,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use base64::Engine;
 use serde_json::{Value, json};
-use support::{Server, free_port, metric, serve, test_dir, wait_for, wait_ready};
+use support::{Server, TestDir, free_port, metric, serve, test_dir, wait_for, wait_ready};
 
 /// A CA and a certificate it signed for each name.
 struct Pki {
@@ -241,7 +241,7 @@ impl Drop for H3Client {
 
 struct Setup {
     _server: Server,
-    dir: std::path::PathBuf,
+    dir: TestDir,
     admin: u16,
     https: u16,
     ca: std::path::PathBuf,

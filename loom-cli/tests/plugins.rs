@@ -14,8 +14,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use support::{
-    Response, Server, admin_get, free_port, metric, request, serve, status, test_dir, wait_for,
-    wait_within,
+    Response, Server, TestDir, admin_get, free_port, metric, request, serve, status, test_dir,
+    wait_for, wait_within,
 };
 
 fn root() -> PathBuf {
@@ -222,7 +222,7 @@ fn now() -> u64 {
 /// `loom serve` on `yaml` (written to a test directory), once the route answers.
 struct Running {
     _server: Server,
-    dir: PathBuf,
+    dir: TestDir,
     port: u16,
     admin: u16,
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use support::{
-    Server, admin_get, free_port, metric, request, serve, test_dir, wait_for, wait_ready,
+    Server, TestDir, admin_get, free_port, metric, request, serve, test_dir, wait_for, wait_ready,
 };
 
 /// The RateLimitPolicy of issue #11, verbatim.
@@ -155,6 +155,7 @@ spec:
 /// `loom serve` on a fresh file holding `yaml`; returns once the Gateway answers.
 struct Running {
     _server: Server,
+    _dir: TestDir,
     port: u16,
     admin: u16,
     file: std::path::PathBuf,
@@ -170,6 +171,7 @@ fn run(name: &str, yaml: impl Fn(u16) -> String, extra: &[&str]) -> Running {
     wait_ready(admin);
     Running {
         _server: server,
+        _dir: dir,
         port,
         admin,
         file,

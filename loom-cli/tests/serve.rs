@@ -124,7 +124,6 @@ fn serves_follows_file_changes_and_keeps_the_last_good_config() {
     assert_eq!(get(port, "/v3/x").unwrap().0, 404);
     let config = get(admin, "/config").unwrap().1;
     assert!(config.contains(r#""generation": 2"#), "{config}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -149,7 +148,6 @@ fn an_emptied_file_keeps_the_last_good_configuration() {
     wait_for("the rewritten route", || {
         get(port, "/v2/x").is_some_and(|(s, _)| s == 200)
     });
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -195,7 +193,6 @@ fn rewriting_a_file_in_two_steps_never_takes_the_listener_down() {
         failed, 0,
         "{failed} of {sent} requests failed during 40 rewrites"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -228,7 +225,6 @@ fn removing_every_gateway_is_refused_until_its_file_is_deleted() {
     wait_for("the listener to close", || {
         TcpStream::connect(("127.0.0.1", port)).is_err()
     });
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -249,7 +245,6 @@ fn readyz_is_503_naming_the_address_while_a_listener_cannot_bind() {
         get(port, "/v1/x").is_some_and(|(s, _)| s == 200)
     });
     assert_eq!(get(admin, "/readyz").map(|r| r.0), Some(200));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -295,7 +290,6 @@ fn slowloris_under_a_low_descriptor_limit_denies_no_service_past_the_head_deadli
         "served after {served_after:?}"
     );
     drop(attackers);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -319,7 +313,6 @@ fn an_admin_address_in_use_is_a_startup_error() {
         stderr.contains(&format!("admin listener 127.0.0.1:{admin}")),
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -390,7 +383,6 @@ fn sigterm_drains_readiness_fails_and_requests_in_flight_finish() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(terminated.elapsed() >= Duration::from_secs(6));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The ClientTrafficPolicy of issue #10, verbatim.
@@ -486,7 +478,6 @@ fn a_client_traffic_policy_limits_its_listeners_port_instead_of_the_flags() {
     wait_for("a request after the silent clients", || {
         get(port, "/v1/x").is_some_and(|(s, _)| s == 200)
     });
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Runs `loom serve` on `config` with `args`, sends one request and returns the log lines
@@ -520,7 +511,6 @@ fn log_of_one_request(name: &str, args: &[&str]) -> (u16, Vec<String>) {
             .collect();
         lines.iter().any(|l| l.contains("/v1/x"))
     });
-    let _ = std::fs::remove_dir_all(&dir);
     (backend, lines)
 }
 

@@ -66,12 +66,31 @@ impl Drop for Server {
     }
 }
 
-/// A directory of its own for one test.
-pub(crate) fn test_dir(name: &str) -> std::path::PathBuf {
+/// A directory of its own for one test, removed when the test is done with it.
+pub(crate) fn test_dir(name: &str) -> TestDir {
     let dir = std::env::temp_dir().join(format!("loom-serve-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TestDir(dir)
+}
+
+/// See [`test_dir`]. Kept when `LOOM_TEST_KEEP` is set, to look at after a failure.
+pub(crate) struct TestDir(std::path::PathBuf);
+
+impl std::ops::Deref for TestDir {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if std::env::var_os("LOOM_TEST_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 /// `GET path` on the admin listener: status and body.
