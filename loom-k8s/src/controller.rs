@@ -55,10 +55,10 @@ pub struct ControllerOptions {
     /// Networks whose addresses Gateways may ask for in `spec.addresses` (others are
     /// `AddressNotUsable`). Empty: the pool's network, or any address without a pool.
     pub usable_networks: Vec<Ipv4Net>,
-    /// Quiet time after the last change before compiling.
-    pub debounce: Duration,
-    /// Longest a change waits for a compile while changes keep coming.
-    pub max_delay: Duration,
+    /// Least time from the end of one compile to the start of the next (and at least as long
+    /// as that compile took). A change while idle compiles at once; changes that come faster
+    /// are compiled together once this has passed.
+    pub min_compile_interval: Duration,
     /// Field manager for status writes.
     pub field_manager: String,
     /// Leader election: `None` writes status without a Lease (a single replica).
@@ -118,8 +118,7 @@ impl Default for ControllerOptions {
             compile: Options::default(),
             address_pool: None,
             usable_networks: vec![],
-            debounce: Duration::from_millis(20),
-            max_delay: Duration::from_millis(250),
+            min_compile_interval: Duration::from_millis(5),
             field_manager: loom_core::CONTROLLER_NAME.into(),
             lease: None,
             resync: Duration::from_secs(30),
@@ -225,7 +224,7 @@ async fn watch_and_compile(
             .filter(|w| !by_ref(w.kind))
             .map(|w| watch_kind(client, w)),
     );
-    let mut debounce = Debounce::new(opts.debounce, opts.max_delay);
+    let mut debounce = Debounce::new(opts.min_compile_interval);
     // Plan the writes again (after a compile, a status change, a resync, a new leader).
     let mut replan_writes = false;
     let mut resync = tokio::time::interval(opts.resync);
@@ -283,17 +282,16 @@ async fn watch_and_compile(
                 let now = Instant::now();
                 named_watches.update(index.update_references(now));
                 if index.references_fetched(now) {
-                    debounce.compiled();
-                    let started = Instant::now();
                     let compiled = planner.compile(&mut index);
-                    let took = started.elapsed();
+                    let took = now.elapsed();
                     tracing::debug!("compiled in {took:?}");
                     last_status = Some(compiled.status.clone());
                     publish(compiled, took);
+                    debounce.compiled(Instant::now(), took);
                     replan_writes = true;
                 } else {
                     // A newly named Secret or ConfigMap is on its way; look again shortly.
-                    debounce.restart(now);
+                    debounce.retry(now);
                 }
             }
             _ = resync.tick() => replan_writes = true,

@@ -2,9 +2,9 @@
 //!
 //! Watches every kind `loom-core` reads (discovered, so a cluster without the
 //! experimental CRDs still works), keeps one [`loom_core::input::Input`] up to date,
-//! compiles after a short debounce, hands each snapshot to the data plane, and writes
-//! the status `loom-core` computes with server-side apply — only on the replica holding
-//! the Lease, and only when the object does not already show it.
+//! compiles at once when idle (a burst of changes together), hands each snapshot to the
+//! data plane, and writes the status `loom-core` computes with server-side apply — only on
+//! the replica holding the Lease, and only when the object does not already show it.
 //!
 //! - [`controller`]: the run loop (select over watches and timers, debounce, leader
 //!   election, reconnects, per-Secret watches) and its options. Inside it, pure and

@@ -66,39 +66,49 @@ impl ReferenceFetch {
     }
 }
 
-/// Changes waiting for a compile: it is due after a quiet time since the last change, or at
-/// the latest a maximum delay after the first, so that a flood of changes becomes a few
-/// compiles.
+/// How long a compile waits before looking again for a named Secret or ConfigMap that is
+/// on its way.
+pub(crate) const REFERENCE_RETRY: Duration = Duration::from_millis(20);
+
+/// When the next compile is due. A change while idle compiles at once (leading edge: one
+/// `kubectl apply` is live within milliseconds); after a compile, the next starts no sooner
+/// than `min_interval`, or as long as that compile took if longer, after it ended. So a burst
+/// of changes becomes one compile per interval, and under a flood compiling takes at most
+/// about half the controller's time.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Debounce {
-    quiet: Duration,
-    max_delay: Duration,
-    /// (first change, last change) since the last compile.
-    pending: Option<(Instant, Instant)>,
+    min_interval: Duration,
+    /// The first change since the last compile.
+    pending: Option<Instant>,
+    /// No compile before this (the interval after the last one, or a retry).
+    not_before: Option<Instant>,
 }
 
 impl Debounce {
-    pub(crate) fn new(quiet: Duration, max_delay: Duration) -> Self {
+    pub(crate) fn new(min_interval: Duration) -> Self {
         Debounce {
-            quiet,
-            max_delay,
+            min_interval,
             pending: None,
+            not_before: None,
         }
     }
 
     /// Something changed at `now`.
     pub(crate) fn changed(&mut self, now: Instant) {
-        self.pending = Some((self.pending.map_or(now, |d| d.0), now));
+        self.pending.get_or_insert(now);
     }
 
-    /// Waits anew from `now`, as for a first change (a named Secret is on its way).
-    pub(crate) fn restart(&mut self, now: Instant) {
-        self.pending = Some((now, now));
+    /// The compile that was due cannot run yet (a named Secret is on its way): looks again
+    /// [`REFERENCE_RETRY`] after `now`.
+    pub(crate) fn retry(&mut self, now: Instant) {
+        let at = now + REFERENCE_RETRY;
+        self.not_before = Some(self.not_before.map_or(at, |t| t.max(at)));
     }
 
-    /// A compile ran: nothing is waiting.
-    pub(crate) fn compiled(&mut self) {
+    /// A compile that took `took` ended at `now`: nothing is waiting.
+    pub(crate) fn compiled(&mut self, now: Instant, took: Duration) {
         self.pending = None;
+        self.not_before = Some(now + self.min_interval.max(took));
     }
 
     pub(crate) fn is_pending(&self) -> bool {
@@ -108,7 +118,7 @@ impl Debounce {
     /// When the compile is due; `None` when nothing changed.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         self.pending
-            .map(|(first, last)| (last + self.quiet).min(first + self.max_delay))
+            .map(|first| self.not_before.map_or(first, |t| t.max(first)))
     }
 }
 
@@ -158,68 +168,84 @@ mod tests {
         assert!(fetch.is_done(t0 + REFERENCE_WAIT + Duration::from_millis(1)));
     }
 
-    const QUIET: Duration = Duration::from_millis(20);
-    const MAX_DELAY: Duration = Duration::from_millis(250);
+    const INTERVAL: Duration = Duration::from_millis(5);
 
     #[test]
     fn nothing_changed_means_no_compile_is_due() {
-        let debounce = Debounce::new(QUIET, MAX_DELAY);
+        let debounce = Debounce::new(INTERVAL);
         assert!(!debounce.is_pending());
         assert_eq!(debounce.deadline(), None);
     }
 
     #[test]
-    fn a_change_is_compiled_after_a_quiet_time() {
+    fn a_first_change_is_compiled_at_once() {
         let t0 = Instant::now();
-        let mut debounce = Debounce::new(QUIET, MAX_DELAY);
+        let mut debounce = Debounce::new(INTERVAL);
         debounce.changed(t0);
-        assert_eq!(debounce.deadline(), Some(t0 + QUIET));
+        assert_eq!(debounce.deadline(), Some(t0));
     }
 
     #[test]
-    fn each_change_pushes_the_compile_back_by_the_quiet_time() {
+    fn a_change_long_after_the_last_compile_is_compiled_at_once() {
         let t0 = Instant::now();
-        let mut debounce = Debounce::new(QUIET, MAX_DELAY);
+        let mut debounce = Debounce::new(INTERVAL);
         debounce.changed(t0);
-        debounce.changed(t0 + Duration::from_millis(15));
-        assert_eq!(debounce.deadline(), Some(t0 + Duration::from_millis(35)));
-    }
-
-    #[test]
-    fn changes_that_keep_coming_wait_at_most_the_maximum_delay() {
-        let t0 = Instant::now();
-        let mut debounce = Debounce::new(QUIET, MAX_DELAY);
-        for ms in (0..=240).step_by(10) {
-            debounce.changed(t0 + Duration::from_millis(ms));
-        }
-        assert_eq!(debounce.deadline(), Some(t0 + MAX_DELAY));
-    }
-
-    #[test]
-    fn a_compile_clears_the_pending_changes() {
-        let t0 = Instant::now();
-        let mut debounce = Debounce::new(QUIET, MAX_DELAY);
-        debounce.changed(t0);
-        debounce.compiled();
+        debounce.compiled(t0 + Duration::from_millis(1), Duration::from_millis(1));
         assert!(!debounce.is_pending());
         let t1 = t0 + Duration::from_secs(1);
         debounce.changed(t1);
-        assert_eq!(
-            debounce.deadline(),
-            Some(t1 + QUIET),
-            "the maximum delay starts anew"
+        assert_eq!(debounce.deadline(), Some(t1));
+    }
+
+    #[test]
+    fn changes_right_after_a_compile_wait_out_the_interval_together() {
+        let t0 = Instant::now();
+        let mut debounce = Debounce::new(INTERVAL);
+        debounce.compiled(t0, Duration::from_millis(1));
+        debounce.changed(t0 + Duration::from_millis(1));
+        debounce.changed(t0 + Duration::from_millis(2));
+        debounce.changed(t0 + Duration::from_millis(4));
+        assert_eq!(debounce.deadline(), Some(t0 + INTERVAL));
+    }
+
+    #[test]
+    fn a_slow_compile_is_followed_by_a_pause_as_long_as_it_took() {
+        let t0 = Instant::now();
+        let mut debounce = Debounce::new(INTERVAL);
+        let took = Duration::from_millis(80);
+        debounce.compiled(t0, took);
+        debounce.changed(t0 + Duration::from_millis(10));
+        assert_eq!(debounce.deadline(), Some(t0 + took));
+    }
+
+    #[test]
+    fn changes_that_keep_coming_are_compiled_once_per_interval() {
+        let t0 = Instant::now();
+        let mut debounce = Debounce::new(INTERVAL);
+        let mut compiles = vec![];
+        // A change every millisecond for 100 ms; each compile takes 1 ms.
+        for ms in 0..100 {
+            let now = t0 + Duration::from_millis(ms);
+            debounce.changed(now);
+            if debounce.deadline().is_some_and(|d| d <= now) {
+                compiles.push(ms);
+                debounce.compiled(now + Duration::from_millis(1), Duration::from_millis(1));
+            }
+        }
+        assert_eq!(compiles.first(), Some(&0), "the first change at once");
+        assert!(
+            compiles.windows(2).all(|w| w[1] - w[0] == 6),
+            "then one each interval after the last ended: {compiles:?}"
         );
     }
 
     #[test]
-    fn a_restart_waits_anew_as_for_a_first_change() {
+    fn a_retry_looks_again_shortly() {
         let t0 = Instant::now();
-        let mut debounce = Debounce::new(QUIET, MAX_DELAY);
+        let mut debounce = Debounce::new(INTERVAL);
         debounce.changed(t0);
-        let t1 = t0 + Duration::from_millis(240);
-        debounce.restart(t1);
-        assert_eq!(debounce.deadline(), Some(t1 + QUIET));
-        debounce.changed(t1 + Duration::from_millis(240));
-        assert_eq!(debounce.deadline(), Some(t1 + MAX_DELAY));
+        debounce.retry(t0);
+        assert_eq!(debounce.deadline(), Some(t0 + REFERENCE_RETRY));
+        assert!(debounce.is_pending());
     }
 }
