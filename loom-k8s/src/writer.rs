@@ -68,43 +68,78 @@ impl Write {
     }
 }
 
+/// Route and policy status is written this many at a time; between chunks a newer batch
+/// takes over.
+const CHUNK: usize = 64;
+
+/// Splits writes into those that settle GatewayClasses and Gateways (finalizers, the objects
+/// Loom provisions and deletes, and their own status), written first and all together, and
+/// the status of everything else: routes and policies, which can number thousands, and whose
+/// writes must not keep a deleted Gateway's class waiting for its finalizer.
+fn urgent_first(writes: Vec<StatusWrite>) -> (Vec<StatusWrite>, Vec<StatusWrite>) {
+    writes.into_iter().partition(|w| match &w.what {
+        Write::Status(_) => matches!(w.resource.kind.as_str(), "GatewayClass" | "Gateway"),
+        Write::Object(_) | Write::Finalizers(_) | Write::Delete => true,
+    })
+}
+
 /// Applies the latest batch of writes, skipping those already applied to the same
-/// resourceVersion (the watch has not caught up yet).
+/// resourceVersion (the watch has not caught up yet): the urgent ones first
+/// ([`urgent_first`]), then the rest in chunks, giving way to a newer batch between chunks
+/// (what it still needs is written then).
 pub(crate) async fn status_writer(
     client: kube::Client,
     field_manager: String,
     mut batches: watch::Receiver<Arc<Vec<StatusWrite>>>,
     leader: watch::Receiver<bool>,
 ) {
-    type Id = (String, String, String, u8);
-    let mut applied: HashMap<Id, (String, Write)> = HashMap::new();
+    let mut applied = Applied::new();
     let params = PatchParams::apply(&field_manager).force();
     while batches.changed().await.is_ok() {
         let batch = batches.borrow_and_update().clone();
         if !*leader.borrow() {
             continue;
         }
-        let pending: HashSet<Id> = batch.iter().map(StatusWrite::id).collect();
+        let pending: HashSet<_> = batch.iter().map(StatusWrite::id).collect();
         applied.retain(|id, _| pending.contains(id));
         let todo: Vec<StatusWrite> = batch
             .iter()
             .filter(|w| applied.get(&w.id()) != Some(&(w.base.clone(), w.what.clone())))
             .cloned()
             .collect();
-        let results: Vec<_> = stream::iter(todo)
-            .map(|w| write_status(client.clone(), params.clone(), w))
-            .buffer_unordered(8)
-            .collect()
-            .await;
-        for (w, r) in results {
-            match r {
-                Ok(_) => {
-                    tracing::debug!("{w}: written");
-                    applied.insert(w.id(), (w.base, w.what));
-                }
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => tracing::warn!("writing {w}: {e}"),
+        let (urgent, rest) = urgent_first(todo);
+        apply(&client, &params, urgent, &mut applied).await;
+        for chunk in rest.chunks(CHUNK) {
+            if batches.has_changed().unwrap_or(true) || !*leader.borrow() {
+                break;
             }
+            apply(&client, &params, chunk.to_vec(), &mut applied).await;
+        }
+    }
+}
+
+type Applied = HashMap<(String, String, String, u8), (String, Write)>;
+
+/// Applies `writes`, eight at a time, and remembers those that succeeded.
+async fn apply(
+    client: &kube::Client,
+    params: &PatchParams,
+    writes: Vec<StatusWrite>,
+    applied: &mut Applied,
+) {
+    let results: Vec<_> = stream::iter(writes)
+        .map(|w| write_status(client.clone(), params.clone(), w))
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    for (w, r) in results {
+        match r {
+            Ok(_) => {
+                tracing::debug!("{w}: written");
+                applied.insert(w.id(), (w.base, w.what));
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => tracing::warn!("writing {w}: {e}"),
         }
     }
 }
@@ -162,4 +197,59 @@ async fn write_status(
             .map(drop),
     };
     (w, r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(kind: &str, name: &str, what: Write) -> StatusWrite {
+        StatusWrite {
+            namespace: "default".into(),
+            name: name.into(),
+            resource: ApiResource {
+                group: "gateway.networking.k8s.io".into(),
+                version: "v1".into(),
+                api_version: "gateway.networking.k8s.io/v1".into(),
+                kind: kind.into(),
+                plural: format!("{}s", kind.to_lowercase()),
+            },
+            base: "1".into(),
+            what,
+        }
+    }
+
+    fn names(writes: &[StatusWrite]) -> Vec<&str> {
+        writes.iter().map(|w| w.name.as_str()).collect()
+    }
+
+    #[test]
+    fn what_settles_classes_and_gateways_goes_before_route_and_policy_status() {
+        let status = || Write::Status(json!({}));
+        let (urgent, rest) = urgent_first(vec![
+            write("HTTPRoute", "route-1", status()),
+            write("GatewayClass", "class-status", status()),
+            write("HTTPRoute", "route-2", status()),
+            write("GatewayClass", "class-finalizer", Write::Finalizers(vec![])),
+            write("RateLimitPolicy", "policy", status()),
+            write("Gateway", "gateway", status()),
+            write("Deployment", "data-plane", Write::Object(json!({}))),
+            write("Service", "gone", Write::Delete),
+        ]);
+        assert_eq!(
+            names(&urgent),
+            [
+                "class-status",
+                "class-finalizer",
+                "gateway",
+                "data-plane",
+                "gone"
+            ]
+        );
+        assert_eq!(
+            names(&rest),
+            ["route-1", "route-2", "policy"],
+            "in the order planned"
+        );
+    }
 }
