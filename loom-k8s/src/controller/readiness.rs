@@ -72,9 +72,9 @@ pub(crate) const REFERENCE_RETRY: Duration = Duration::from_millis(20);
 
 /// When the next compile is due. A change while idle compiles at once (leading edge: one
 /// `kubectl apply` is live within milliseconds); after a compile, the next starts no sooner
-/// than `min_interval`, or as long as that compile took if longer, after it ended. So a burst
-/// of changes becomes one compile per interval, and under a flood compiling takes at most
-/// about half the controller's time.
+/// than `min_interval`, or twice as long as that compile took if longer, after it ended. So a
+/// burst of changes becomes one compile per interval, and under a flood compiling takes at
+/// most about a third of the controller's time (at 5,000 routes a compile takes ~60 ms here).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Debounce {
     min_interval: Duration,
@@ -108,7 +108,7 @@ impl Debounce {
     /// A compile that took `took` ended at `now`: nothing is waiting.
     pub(crate) fn compiled(&mut self, now: Instant, took: Duration) {
         self.pending = None;
-        self.not_before = Some(now + self.min_interval.max(took));
+        self.not_before = Some(now + self.min_interval.max(took * 2));
     }
 
     pub(crate) fn is_pending(&self) -> bool {
@@ -209,13 +209,13 @@ mod tests {
     }
 
     #[test]
-    fn a_slow_compile_is_followed_by_a_pause_as_long_as_it_took() {
+    fn a_slow_compile_is_followed_by_a_pause_twice_as_long_as_it_took() {
         let t0 = Instant::now();
         let mut debounce = Debounce::new(INTERVAL);
         let took = Duration::from_millis(80);
         debounce.compiled(t0, took);
         debounce.changed(t0 + Duration::from_millis(10));
-        assert_eq!(debounce.deadline(), Some(t0 + took));
+        assert_eq!(debounce.deadline(), Some(t0 + 2 * took));
     }
 
     #[test]
