@@ -109,11 +109,10 @@ pub(crate) async fn status_writer(
             .collect();
         let (urgent, rest) = urgent_first(todo);
         apply(&client, &params, urgent, &mut applied).await;
-        for chunk in rest.chunks(CHUNK) {
-            if batches.has_changed().unwrap_or(true) || !*leader.borrow() {
-                break;
-            }
-            apply(&client, &params, chunk.to_vec(), &mut applied).await;
+        let mut rest = rest.into_iter().peekable();
+        while rest.peek().is_some() && !batches.has_changed().unwrap_or(true) && *leader.borrow() {
+            let chunk = rest.by_ref().take(CHUNK).collect();
+            apply(&client, &params, chunk, &mut applied).await;
         }
     }
 }
