@@ -11,6 +11,10 @@ macro_rules! say {
     }};
 }
 
+/// mimalloc instead of glibc's malloc (see loom-cli/Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod controller;
 mod files;
 mod logs;
