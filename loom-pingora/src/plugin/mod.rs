@@ -386,6 +386,17 @@ impl Plugins {
     }
 }
 
+/// Headers a plugin's answer cannot set: Loom frames the answer itself (Content-Length of
+/// `body`) and keeps the connection's own headers; a plugin's framing headers could
+/// desynchronise the client.
+const ANSWER_FRAMING: [&str; 5] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+];
+
 fn answer_of(a: Answer) -> Result<PluginAnswer, String> {
     let status = StatusCode::from_u16(a.status)
         .ok()
@@ -393,16 +404,7 @@ fn answer_of(a: Answer) -> Result<PluginAnswer, String> {
         .ok_or_else(|| format!("respond.status {} is not a final HTTP status", a.status))?;
     let mut headers = vec![];
     for (n, v) in a.headers {
-        // Loom frames the answer itself (Content-Length of `body`) and keeps the connection's
-        // own headers: a plugin's framing headers could desynchronise the client.
-        let framing = [
-            "content-length",
-            "transfer-encoding",
-            "connection",
-            "keep-alive",
-            "upgrade",
-        ];
-        if framing.iter().any(|f| n.eq_ignore_ascii_case(f)) {
+        if ANSWER_FRAMING.iter().any(|f| n.eq_ignore_ascii_case(f)) {
             continue;
         }
         headers.push((

@@ -1,12 +1,12 @@
 //! The modules the input names, fetched and compiled in the background, and the prepared
 //! plugins the served snapshot runs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
-use loom_core::compile::{ModuleSource, ModuleState, module_sources};
+use loom_core::compile::{ModuleSource, ModuleState, PluginModuleStates, module_sources};
 use loom_core::snapshot::{ModuleDigest, Plugin};
 use loom_core::{Input, Snapshot};
 use tokio::sync::watch;
@@ -52,7 +52,7 @@ struct Inner {
     /// without plugins starts no thread and reads no TLS roots for them).
     started: OnceLock<Started>,
     /// Every module the input names, and its state.
-    states: Mutex<BTreeMap<ModuleSource, ModuleState>>,
+    states: Mutex<PluginModuleStates>,
     modules: RwLock<HashMap<ModuleDigest, Arc<Module>>>,
     prepared: RwLock<HashMap<PreparedKey, Arc<Prepared>>>,
     changes: watch::Sender<u64>,
@@ -138,7 +138,7 @@ impl Plugins {
 
     /// Wants the modules `input`'s plugins name: new ones start fetching, ones no longer
     /// named are forgotten. Returns every module's state, for compile.
-    pub fn sync(&self, input: &Input) -> Option<BTreeMap<ModuleSource, ModuleState>> {
+    pub fn sync(&self, input: &Input) -> Option<PluginModuleStates> {
         let inner = self.inner.as_ref()?;
         let wanted = module_sources(input);
         let mut states = inner.states.lock().unwrap_or_else(|e| e.into_inner());
