@@ -12,6 +12,7 @@ macro_rules! say {
 }
 
 /// mimalloc instead of glibc's malloc (see loom-cli/Cargo.toml).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
