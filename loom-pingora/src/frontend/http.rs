@@ -141,6 +141,12 @@ pub(crate) async fn serve_http<A: HttpServerApp + Send + Sync + 'static>(
     }
 }
 
+/// Keep-alive without a timeout of Pingora's own (`Some(0)`: "infinite"): the [`HeadClock`]
+/// already bounds every wait for a request head, idle or not, and closes the connection when
+/// it runs out. A Pingora keep-alive timeout on top cost a timer registration (a boxed future,
+/// a clock read, a lock and a `Notify`) for every request (bench/RESULTS.md, #16).
+const KEEPALIVE_WITHOUT_TIMER: u64 = 0;
+
 /// HTTP/1's keep-alive loop (Pingora's own, `ServerApp::process_new`, with request head
 /// deadlines): every wait for a request head is bounded by `limits` (see [`HeadClock`]); the
 /// pipeline disarms the clock once the head is read (`OnRequestHead`).
@@ -151,12 +157,11 @@ async fn serve_http1<A: HttpServerApp + Send + Sync + 'static>(
     clock: &Arc<HeadClock>,
     shutdown: &ShutdownWatch,
 ) {
-    let idle_secs = limits.idle.as_secs().max(1);
     let mut session = ServerSession::new_http1(stream);
     session.set_keepalive(if *shutdown.borrow() {
         None
     } else {
-        Some(idle_secs)
+        Some(KEEPALIVE_WITHOUT_TIMER)
     });
     session.set_keepalive_reuses_remaining(
         app.server_options()
@@ -195,12 +200,12 @@ async fn serve_http1<A: HttpServerApp + Send + Sync + 'static>(
         if let Some(settings) = settings {
             settings.apply_to_session(&mut session);
         }
-        // Pingora keeps HTTP/1.1 connections open forever between requests; Loom's idle
-        // timeout applies instead (and none once shutting down).
+        // No keep-alive once shutting down; otherwise the clock's idle timeout bounds the
+        // wait for the next request (`expired` above).
         if *shutdown.borrow() {
             session.set_keepalive(None);
         } else if session.get_keepalive().is_some() {
-            session.set_keepalive(Some(idle_secs));
+            session.set_keepalive(Some(KEEPALIVE_WITHOUT_TIMER));
         }
         clock.arm(tokio::time::Instant::now());
     }
