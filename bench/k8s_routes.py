@@ -3,12 +3,14 @@
 and the controller's memory with many HTTPRoutes.
 
 Usage: bench/k8s_routes.py LOOM_BINARY [--latency N] [--memory 1000,5000] [--provisioned]
+                           [--latency-after]
 
 Starts its own controller (own GatewayClass, controller name and address pool, so it can share
 the cluster), one Gateway and one echo backend in namespace loom-bench; creates routes through
 the API (the admin client certificate of ci/k8s); every step is bounded in time and count.
 Prints p50/p99 of create-to-200 over N routes created one at a time, then RSS after the
-controller has compiled each total number of routes.
+controller has compiled each total number of routes; with --latency-after, create-to-200 over N
+more routes created one at a time among all those.
 
 With --provisioned the controller runs with --provision: traffic goes to the Gateway's
 data-plane pod (run by the podlet, watching the API with its own token), and the RSS of that
@@ -128,6 +130,8 @@ def main():
     p.add_argument("--latency", type=int, default=100)
     p.add_argument("--memory", default="1000,5000")
     p.add_argument("--provisioned", action="store_true")
+    p.add_argument("--latency-after", action="store_true",
+                   help="measure create-to-200 again once the --memory routes exist")
     a = p.parse_args()
     if a.provisioned:
         # The data-plane role and binding, and the image the podlet runs as this binary.
@@ -198,22 +202,25 @@ def main():
             return text + (f", data-plane pod RSS {rss_mib(data_plane[1]):.1f} MiB" if data_plane else "")
         print(f"with 1 route: {rss()}")
 
-        times, after_post = [], []
-        for i in range(a.latency):
-            t0 = time.monotonic()
-            api("POST", f"{GW}/namespaces/{NS}/httproutes", route(f"lat-{i}", f"/lat-{i}"))
-            t1 = time.monotonic()
-            wait(f"route lat-{i}", lambda: get(ip, f"/lat-{i}") == 200)
-            times.append((time.monotonic() - t0) * 1000)
-            after_post.append((time.monotonic() - t1) * 1000)
-
         def p50_p99(xs):
             xs = sorted(xs)
             return statistics.median(xs), xs[min(len(xs) - 1, int(len(xs) * 0.99))], xs[-1]
-        print("create HTTPRoute -> 200 over {} routes: p50 {:.1f} ms, p99 {:.1f} ms, max {:.1f} ms".format(
-            len(times), *p50_p99(times)))
-        print("  of which after the API server answered the POST: p50 {:.1f} ms, p99 {:.1f} ms, "
-              "max {:.1f} ms".format(*p50_p99(after_post)))
+
+        def latency(prefix, existing):
+            """Create-to-200 over a.latency routes created one at a time."""
+            times, after_post = [], []
+            for i in range(a.latency):
+                t0 = time.monotonic()
+                api("POST", f"{GW}/namespaces/{NS}/httproutes", route(f"{prefix}-{i}", f"/{prefix}-{i}"))
+                t1 = time.monotonic()
+                wait(f"route {prefix}-{i}", lambda: get(ip, f"/{prefix}-{i}") == 200)
+                times.append((time.monotonic() - t0) * 1000)
+                after_post.append((time.monotonic() - t1) * 1000)
+            print("create HTTPRoute -> 200 over {} routes, {} existing: p50 {:.1f} ms, p99 {:.1f} ms, "
+                  "max {:.1f} ms".format(len(times), existing, *p50_p99(times)))
+            print("  of which after the API server answered the POST: p50 {:.1f} ms, p99 {:.1f} ms, "
+                  "max {:.1f} ms".format(*p50_p99(after_post)))
+        latency("lat", 1)
 
         made = a.latency + 1
         for total in [int(x) for x in a.memory.split(",") if x]:
@@ -229,6 +236,8 @@ def main():
                      limit=60, step=0)
             print(f"{total} HTTPRoutes: live {time.monotonic() - t0:.1f} s after the first create, "
                   f"{rss()}, {generation()} compiles so far")
+        if a.latency_after and made > a.latency + 1:
+            latency("late", made)
     finally:
         # The Gateway first, so that the controller drops the class's gateway-exists
         # finalizer before it stops; then the rest.
