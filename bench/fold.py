@@ -14,11 +14,10 @@ import re
 import sys
 from collections import Counter, defaultdict
 
-# A frame's component, by the first matching pattern on "symbol (dso)".
+# A frame's component: the kernel and unresolved frames by their object, the rest by the
+# first pattern that matches the symbol (so that a binary's name, "pingora-min", says nothing).
 COMPONENTS = [
-    ("kernel", r"\[kernel\.kallsyms\]"),
-    ("unknown", r"^\[unknown\]"),
-    ("allocator", r"\bmi_|mimalloc|_int_malloc|_int_free|\bmalloc\b|\bfree\b|\brealloc\b|cfree|__rust_alloc|__rust_dealloc|__rdl_"),
+    ("allocator", r"\bmi_|mimalloc|_int_malloc|_int_free|\bmalloc\b|\bfree\b|\brealloc\b|cfree|tcache|malloc_consolidate|unlink_chunk|__rust_alloc|__rust_dealloc|__rdl_"),
     ("memcpy/memmove", r"__mem(cpy|move|set)"),
     ("loom", r"\bloom_(pingora|core|cli)\b|\bloom::"),
     ("pingora", r"\bpingora"),
@@ -26,14 +25,20 @@ COMPONENTS = [
     ("http/httparse", r"\bhttp::|\bhttparse\b|\bbytes::"),
     ("prometheus", r"\bprometheus\b"),
     ("hashing", r"\bsip::|hash::|ahash|foldhash|hashbrown"),
-    ("libc", r"libc\.so|ld-linux"),
 ]
 
 
 def component(frame):
+    sym, _, dso = frame.rpartition(" (")
+    if dso.startswith("[kernel.kallsyms]"):
+        return "kernel"
+    if sym.startswith("[unknown]"):
+        return "unknown"
     for name, pattern in COMPONENTS:
-        if re.search(pattern, frame):
+        if re.search(pattern, sym):
             return name
+    if re.match(r"(libc|ld-linux|libm|libgcc)", dso):
+        return "libc"
     return "other"
 
 
