@@ -55,10 +55,9 @@ pub struct ControllerOptions {
     /// Networks whose addresses Gateways may ask for in `spec.addresses` (others are
     /// `AddressNotUsable`). Empty: the pool's network, or any address without a pool.
     pub usable_networks: Vec<Ipv4Net>,
-    /// Least time from the end of one compile to the start of the next when changes come in
-    /// a burst (and at least twice as long as that compile took). A change while idle, or
-    /// the first after a quiet spell of this long, compiles at once; changes that come
-    /// faster are compiled together once this has passed.
+    /// Least time from the end of one compile to the start of the next (and at least twice
+    /// as long as that compile took). A change while idle compiles at once; changes that
+    /// come faster are compiled together once this has passed.
     pub min_compile_interval: Duration,
     /// Field manager for status writes.
     pub field_manager: String,
