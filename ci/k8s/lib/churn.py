@@ -169,9 +169,9 @@ def route_change(ip, flips=50, interval=0.2):
         t.start()
     t0 = time.monotonic()
     for i in range(flips):
-        api("PUT", f"{path}/flip", {**flip_route(i % 2), "metadata": {
-            **flip_route(0)["metadata"],
-            "resourceVersion": api("GET", f"{path}/flip")[1]["metadata"]["resourceVersion"]}})
+        route = flip_route(i % 2)
+        route["metadata"]["resourceVersion"] = api("GET", f"{path}/flip")[1]["metadata"]["resourceVersion"]
+        api("PUT", f"{path}/flip", route)
         time.sleep(max(0.0, t0 + (i + 1) * interval - time.monotonic()))
     time.sleep(1)  # the last change goes live under traffic too
     stop.set()
