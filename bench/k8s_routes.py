@@ -19,32 +19,22 @@ pod's process is reported beside the controller's.
 
 import argparse
 import http.client
-import json
 import os
 import signal
-import ssl
 import statistics
 import subprocess
 import sys
 import time
 
-RUN = os.environ.get("LOOM_K8S_RUN", "/run/loom-k8s")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ci", "k8s", "lib"))
+from cluster import RUN, Api, echo_backend, fresh_namespace  # noqa: E402
+from cluster import wait as cluster_wait  # noqa: E402
+
 NS, CLASS, CTL = "loom-bench", "loom-bench", "loom.dev/bench"
 ADMIN = 9941
 
 
-def api(method, path, body=None, ok=(200, 201, 202, 404, 409)):
-    ctx = ssl.create_default_context(cafile=f"{RUN}/pki/ca.crt")
-    ctx.load_cert_chain(f"{RUN}/pki/admin.crt", f"{RUN}/pki/admin.key")
-    c = http.client.HTTPSConnection("127.0.0.1", 6443, context=ctx, timeout=30)
-    c.request(method, path, body=json.dumps(body) if body else None,
-              headers={"Content-Type": "application/json"})
-    r = c.getresponse()
-    data = r.read()
-    if r.status not in ok:
-        raise RuntimeError(f"{method} {path}: {r.status} {data[:300]!r}")
-    is_json = (r.getheader("Content-Type") or "").startswith("application/json")
-    return r.status, json.loads(data) if data and is_json else None
+api = Api()
 
 
 GW = "/apis/gateway.networking.k8s.io/v1"
@@ -68,13 +58,10 @@ def get(ip, path):
 
 
 def wait(what, fn, limit=120.0, step=0.001):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(step)
-    raise SystemExit(f"timed out waiting for {what}")
+    try:
+        return cluster_wait(what, fn, limit, step)
+    except TimeoutError as e:
+        raise SystemExit(str(e)) from None
 
 
 def rss_mib(pid):
@@ -150,11 +137,7 @@ def main():
         subprocess.run(["bash", "-c", '. ci/k8s/lib/common.sh && install_gateway_crds conformance'],
                        cwd=root, check=True, env={**os.environ, "KUBECONFIG": f"{RUN}/admin.kubeconfig"})
 
-    def not_terminating():  # the namespace of an earlier run may still be going
-        code, ns = api("GET", f"/api/v1/namespaces/{NS}")
-        return code == 404 or ns.get("status", {}).get("phase") != "Terminating"
-    wait("the namespace of an earlier run to go", not_terminating, step=0.5)
-    api("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    fresh_namespace(api, NS)
     api("POST", f"{GW}/gatewayclasses", {**v1, "kind": "GatewayClass", "metadata": {"name": CLASS},
                                          "spec": {"controllerName": CTL}})
     api("POST", f"{GW}/namespaces/{NS}/gateways", {
@@ -163,18 +146,7 @@ def main():
         "spec": {"gatewayClassName": CLASS,
                  "listeners": [{"name": "http", "port": 8080, "protocol": "HTTP",
                                 "allowedRoutes": {"namespaces": {"from": "Same"}}}]}})
-    api("POST", f"/api/v1/namespaces/{NS}/services", {
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "echo", "namespace": NS},
-        "spec": {"selector": {"app": "echo"}, "ports": [{"port": 8080, "targetPort": 3000}]}})
-    api("POST", f"/apis/apps/v1/namespaces/{NS}/deployments", {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "echo", "namespace": NS},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "echo"}},
-                 "template": {"metadata": {"labels": {"app": "echo"}}, "spec": {"containers": [{
-                     "name": "echo", "image": "registry.k8s.io/gateway-api/echo-basic:v1.5.1",
-                     "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                             {"name": "NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]}]}}}})
+    echo_backend(api, NS, [{"port": 8080}])
     log = open("/var/cache/loom/logs/bench-controller.log", "w")
     mode = (["--provision", "--data-plane-image", "ghcr.io/loom-gateway/loom:bench",
              "--gateway-service-type", "ClusterIP", "--data-plane-log", "warn"]

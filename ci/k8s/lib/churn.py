@@ -18,18 +18,17 @@ Usage: churn.py LOOM_BINARY ROUTES
 """
 
 import http.client
-import json
 import os
 import random
 import signal
-import ssl
 import statistics
 import subprocess
 import sys
 import threading
 import time
 
-RUN = os.environ.get("LOOM_K8S_RUN", "/run/loom-k8s")
+from cluster import RUN, Api, echo_backend, fresh_namespace, wait
+
 LOGS = os.environ.get("LOGS", "/var/cache/loom/logs")
 NS, CLASS, CTL = "loom-churn", "loom-churn", "loom.dev/churn-test"
 ADMIN = 9934
@@ -60,47 +59,7 @@ def check(what, cond, detail=""):
         bad(what, detail)
 
 
-class Api:
-    """The API server with the admin client certificate of ci/k8s, on one kept-alive
-    connection (a TLS handshake per request would dominate the timings)."""
-
-    def __init__(self):
-        self.ctx = ssl.create_default_context(cafile=f"{RUN}/pki/ca.crt")
-        self.ctx.load_cert_chain(f"{RUN}/pki/admin.crt", f"{RUN}/pki/admin.key")
-        self.conn = None
-
-    def __call__(self, method, path, body=None, ok=(200, 201, 202, 404, 409),
-                 content_type="application/json"):
-        for attempt in range(2):
-            if self.conn is None:
-                self.conn = http.client.HTTPSConnection("127.0.0.1", 6443, context=self.ctx, timeout=30)
-            try:
-                self.conn.request(method, path, body=json.dumps(body) if body else None,
-                                  headers={"Content-Type": content_type})
-                r = self.conn.getresponse()
-                data = r.read()
-                break
-            except (OSError, http.client.HTTPException):
-                self.conn = None
-                if attempt:
-                    raise
-        if r.status not in ok:
-            raise RuntimeError(f"{method} {path}: {r.status} {data[:300]!r}")
-        is_json = (r.getheader("Content-Type") or "").startswith("application/json")
-        return r.status, json.loads(data) if data and is_json else None
-
-
 api = Api()
-
-
-def wait(what, fn, limit=60.0, step=0.05):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(step)
-    raise TimeoutError(f"timed out after {limit:.0f} s waiting for {what}")
 
 
 class Client:
@@ -262,11 +221,7 @@ def added_one_by_one(ip, n):
 def main():
     loom, n = sys.argv[1], int(sys.argv[2])
 
-    def not_terminating():  # the namespace of an earlier run may still be going
-        code, ns = api("GET", f"/api/v1/namespaces/{NS}")
-        return code == 404 or ns.get("status", {}).get("phase") != "Terminating"
-    wait("the namespace of an earlier run to go", not_terminating, limit=120, step=0.5)
-    api("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    fresh_namespace(api, NS)
     api("POST", f"{GW}/gatewayclasses", {**V1, "kind": "GatewayClass", "metadata": {"name": CLASS},
                                          "spec": {"controllerName": CTL}})
     api("POST", f"{GW}/namespaces/{NS}/gateways", {
@@ -274,18 +229,7 @@ def main():
         "spec": {"gatewayClassName": CLASS,
                  "listeners": [{"name": "a", "port": 8080, "protocol": "HTTP"},
                                {"name": "b", "port": 8081, "protocol": "HTTP"}]}})
-    api("POST", f"/api/v1/namespaces/{NS}/services", {
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "echo", "namespace": NS},
-        "spec": {"selector": {"app": "echo"},
-                 "ports": [{"name": "http", "port": 80, "targetPort": 3000},
-                           {"name": "http-alt", "port": 8080, "targetPort": 3000}]}})
-    api("POST", f"/apis/apps/v1/namespaces/{NS}/deployments", {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "echo", "namespace": NS},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "echo"}},
-                 "template": {"metadata": {"labels": {"app": "echo"}}, "spec": {"containers": [{
-                     "name": "echo", "image": "registry.k8s.io/gateway-api/echo-basic:v1.5.1",
-                     "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                             {"name": "NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]}]}}}})
+    echo_backend(api, NS, [{"name": "http", "port": 80}, {"name": "http-alt", "port": 8080}])
     log = open(f"{LOGS}/churn-test-controller.log", "w")
     ctl = subprocess.Popen(
         [loom, "controller", "--controller-name", CTL, "--admin", f"127.0.0.1:{ADMIN}",
