@@ -20,14 +20,14 @@ pod's process is reported beside the controller's.
 import argparse
 import http.client
 import os
-import signal
 import statistics
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ci", "k8s", "lib"))
-from cluster import RUN, Api, echo_backend, fresh_namespace  # noqa: E402
+from cluster import (GW, RUN, Api, class_finalizer_gone, echo_backend,  # noqa: E402
+                     fresh_namespace, gateway_address, remove)
 from cluster import wait as cluster_wait  # noqa: E402
 
 NS, CLASS, CTL = "loom-bench", "loom-bench", "loom.dev/bench"
@@ -35,9 +35,6 @@ ADMIN = 9941
 
 
 api = Api()
-
-
-GW = "/apis/gateway.networking.k8s.io/v1"
 
 
 def route(name, path):
@@ -157,11 +154,7 @@ def main():
         stdout=log, stderr=log, env={**os.environ, "KUBECONFIG": f"{RUN}/admin.kubeconfig",
                                      "RUST_LOG": os.environ.get("LOOM_BENCH_LOG", "warn")})
     try:
-        def address():
-            _, gw = api("GET", f"{GW}/namespaces/{NS}/gateways/gw")
-            addrs = (gw or {}).get("status", {}).get("addresses", [])
-            return addrs[0]["value"] if addrs else None
-        ip = wait("the Gateway's address", address, step=0.1)
+        ip = wait("the Gateway's address", lambda: gateway_address(api, NS, "gw"), step=0.1)
         data_plane = None  # (pod IP, pid) in provisioned mode
         if a.provisioned:
             data_plane = wait("a ready data-plane pod", data_plane_pod, step=0.2)
@@ -215,22 +208,13 @@ def main():
         # finalizer before it stops; then the rest.
         t0 = time.monotonic()
         api("DELETE", f"{GW}/namespaces/{NS}/gateways/gw")
-
-        def no_finalizer():
-            _, c = api("GET", f"{GW}/gatewayclasses/{CLASS}")
-            return not (c or {}).get("metadata", {}).get("finalizers")
         try:
-            wait("the GatewayClass finalizer to go", no_finalizer, limit=30, step=0.05)
+            wait("the GatewayClass finalizer to go", lambda: class_finalizer_gone(api, CLASS),
+                 limit=30, step=0.05)
             print(f"Gateway deleted: the GatewayClass finalizer went after "
                   f"{time.monotonic() - t0:.2f} s")
         finally:
-            api("DELETE", f"{GW}/gatewayclasses/{CLASS}")
-            api("DELETE", f"/api/v1/namespaces/{NS}")
-            ctl.send_signal(signal.SIGTERM)
-            try:
-                ctl.wait(10)
-            except subprocess.TimeoutExpired:
-                ctl.kill()
+            remove(api, CLASS, NS, ctl)
 
 
 if __name__ == "__main__":

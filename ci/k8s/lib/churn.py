@@ -20,19 +20,18 @@ Usage: churn.py LOOM_BINARY ROUTES
 import http.client
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
 
-from cluster import RUN, Api, echo_backend, fresh_namespace, wait
+from cluster import (GW, RUN, Api, class_finalizer_gone, echo_backend, fresh_namespace,
+                     gateway_address, remove, wait)
 
 LOGS = os.environ.get("LOGS", "/var/cache/loom/logs")
 NS, CLASS, CTL = "loom-churn", "loom-churn", "loom.dev/churn-test"
 ADMIN = 9934
-GW = "/apis/gateway.networking.k8s.io/v1"
 V1 = {"apiVersion": "gateway.networking.k8s.io/v1"}
 
 passed = failed = 0
@@ -238,11 +237,7 @@ def main():
             "CONTROLLER_KUBECONFIG", f"{RUN}/admin.kubeconfig"),
                                      "RUST_LOG": "info,kube=warn,pingora_core=warn"})
     try:
-        def address():
-            _, gw = api("GET", f"{GW}/namespaces/{NS}/gateways/gw")
-            addrs = (gw or {}).get("status", {}).get("addresses", [])
-            return addrs[0]["value"] if addrs else None
-        ip = wait("the Gateway's address", address, limit=60)
+        ip = wait("the Gateway's address", lambda: gateway_address(api, NS, "gw"), limit=60)
         wait("the echo backend to be ready", lambda: (api("GET", f"/apis/apps/v1/namespaces/{NS}/deployments/echo")[1]
                                                      or {}).get("status", {}).get("availableReplicas"), limit=120)
         route_change(ip)
@@ -251,21 +246,11 @@ def main():
         bad("the churn cases ran to their end", e)
     finally:
         api("DELETE", f"{GW}/namespaces/{NS}/gateways/gw")
-
-        def no_finalizer():
-            _, c = api("GET", f"{GW}/gatewayclasses/{CLASS}")
-            return not (c or {}).get("metadata", {}).get("finalizers")
         try:
-            wait("the GatewayClass finalizer to go", no_finalizer, limit=30)
+            wait("the GatewayClass finalizer to go", lambda: class_finalizer_gone(api, CLASS), limit=30)
         except TimeoutError as e:
             bad("the class finalizer went after the Gateway was deleted", e)
-        api("DELETE", f"{GW}/gatewayclasses/{CLASS}")
-        api("DELETE", f"/api/v1/namespaces/{NS}")
-        ctl.send_signal(signal.SIGTERM)
-        try:
-            ctl.wait(10)
-        except subprocess.TimeoutExpired:
-            ctl.kill()
+        remove(api, CLASS, NS, ctl)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 

@@ -1,14 +1,17 @@
 """The ci/k8s cluster from Python (ci/k8s/lib/churn.py, bench/k8s_routes.py): its API server
-with the admin client certificate, a bounded wait, a fresh namespace, and the conformance
-suite's echo backend."""
+with the admin client certificate, a bounded wait, a fresh namespace, the conformance suite's
+echo backend, and the Gateway API objects a test controller serves and removes."""
 
 import http.client
 import json
 import os
+import signal
 import ssl
+import subprocess
 import time
 
 RUN = os.environ.get("LOOM_K8S_RUN", "/run/loom-k8s")
+GW = "/apis/gateway.networking.k8s.io/v1"
 
 
 class Api:
@@ -74,3 +77,27 @@ def echo_backend(api, ns, ports):
                      "name": "echo", "image": "registry.k8s.io/gateway-api/echo-basic:v1.5.1",
                      "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                              {"name": "NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]}]}}}})
+
+
+def gateway_address(api, ns, name):
+    """The first address in the Gateway's status, or None."""
+    _, gw = api("GET", f"{GW}/namespaces/{ns}/gateways/{name}")
+    addrs = (gw or {}).get("status", {}).get("addresses", [])
+    return addrs[0]["value"] if addrs else None
+
+
+def class_finalizer_gone(api, cls):
+    """Whether the GatewayClass carries no finalizer (its controller let go of it)."""
+    _, c = api("GET", f"{GW}/gatewayclasses/{cls}")
+    return not (c or {}).get("metadata", {}).get("finalizers")
+
+
+def remove(api, cls, ns, controller):
+    """Deletes the GatewayClass and the namespace, then stops the controller process."""
+    api("DELETE", f"{GW}/gatewayclasses/{cls}")
+    api("DELETE", f"/api/v1/namespaces/{ns}")
+    controller.send_signal(signal.SIGTERM)
+    try:
+        controller.wait(10)
+    except subprocess.TimeoutExpired:
+        controller.kill()
