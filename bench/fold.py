@@ -28,6 +28,11 @@ COMPONENTS = [
 ]
 
 
+# A flame graph's colour per component (warm hues), the same in every run.
+HUES = {name: 8 * i for i, name in enumerate(
+    ["kernel", "unknown", "libc", "other", *(name for name, _ in COMPONENTS)])}
+
+
 def component(frame):
     sym, _, dso = frame.rpartition(" (")
     if dso.startswith("[kernel.kallsyms]"):
@@ -85,7 +90,7 @@ def svg(folded, total, out, title):
             w = child["n"] / total * width
             if w >= 0.1:
                 y = height - (level + 2) * row
-                hue = 0 + hash(component(name)) % 60
+                hue = HUES.get(component(name), 0)
                 label = html.escape(name)
                 pct = 100 * child["n"] / total
                 text = html.escape(name[: int(w / 7)]) if w > 21 else ""
