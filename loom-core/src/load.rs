@@ -184,8 +184,9 @@ pub fn load_str(file: &str, text: &str) -> Loaded {
 /// forgotten at [`Reloader::finish`], so it holds at most two loads' worth of objects.
 #[derive(Debug, Default)]
 pub struct Reloader {
-    previous: std::collections::HashMap<String, Object>,
-    current: std::collections::HashMap<String, Object>,
+    // Boxed: an `Object` is ~600 bytes, and a map's empty slots would be that size too.
+    previous: std::collections::HashMap<String, Box<Object>>,
+    current: std::collections::HashMap<String, Box<Object>>,
 }
 
 impl Reloader {
@@ -199,15 +200,21 @@ impl Reloader {
             };
             let seen = (self.previous.get(doc.text)).or_else(|| self.current.get(doc.text));
             if let Some(obj) = seen.cloned() {
-                self.current.insert(doc.text.to_owned(), obj.clone());
-                loaded.objects.push((source, obj));
+                loaded.objects.push((source, (*obj).clone()));
+                self.current.insert(doc.text.to_owned(), obj);
                 continue;
             }
             match load_document(file, &doc) {
-                Ok(Some(obj)) => {
+                Ok(Some(parsed)) => {
+                    // A clone is what is kept: the parser's lists and strings have spare
+                    // capacity (a list of one grows to four), its copy is exact, a quarter of
+                    // the size (5,000 HTTPRoutes: 13 MB parsed, 3.6 MB cloned).
+                    let obj = parsed.clone();
+                    drop(parsed);
                     let unknown = unknown_fields(file, &doc, &obj);
                     if unknown.is_empty() {
-                        self.current.insert(doc.text.to_owned(), obj.clone());
+                        self.current
+                            .insert(doc.text.to_owned(), Box::new(obj.clone()));
                     }
                     loaded.errors.extend(unknown);
                     loaded.objects.push((source, obj));
@@ -585,6 +592,30 @@ mod tests {
             // The route's unknown field is reported on every load, not only the first.
             assert_eq!(again.errors, once.errors);
             assert_eq!(again.errors.len(), 1, "{:?}", again.errors);
+        }
+    }
+
+    #[test]
+    fn a_loaded_object_keeps_no_spare_capacity_new_or_reused() {
+        let doc = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+            metadata: {name: r, namespace: a}\nspec:\n  parentRefs: [{name: gw}]\n  \
+            hostnames: [a.example.com]\n  rules:\n  - backendRefs: [{name: svc, port: 80}]\n";
+        let mut reloader = Reloader::default();
+        for load in 0..2 {
+            let loaded = reloader.load_str("f.yaml", doc);
+            reloader.finish();
+            let Object::HttpRoute(r) = &loaded.objects[0].1 else {
+                panic!("{loaded:?}")
+            };
+            // The parser's lists of one have room for four.
+            let lists = [
+                r.spec.parent_refs.capacity(),
+                r.spec.hostnames.capacity(),
+                r.spec.rules.capacity(),
+                r.spec.rules[0].backend_refs.capacity(),
+            ];
+            assert_eq!(lists, [1; 4], "load {load}");
+            assert_eq!(r.spec.hostnames[0].capacity(), "a.example.com".len());
         }
     }
 

@@ -146,6 +146,38 @@ fn missing_backend_service_is_backend_not_found_but_accepted() {
 }
 
 #[test]
+fn a_compiled_route_and_its_status_keep_no_spare_capacity() {
+    let compiled = compile(&input(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+         metadata: {name: one, namespace: app}\n\
+         spec:\n  parentRefs: [{name: gw, namespace: infra}]\n  \
+         rules: [{backendRefs: [{name: local, port: 8080}]}]\n",
+    ));
+    // A pushed-to empty list has room for four: per route, kept as long as it is served.
+    let key = ObjectKey {
+        kind: Kind::HttpRoute,
+        namespace: "app".into(),
+        name: "one".into(),
+    };
+    let Some(ObjectStatus::Route(status)) = compiled.status.get(&key) else {
+        panic!("no status for {key}")
+    };
+    assert_eq!((status.parents.len(), status.parents.capacity()), (1, 1));
+    let port = compiled
+        .snapshot
+        .port(&GatewayName::new("infra", "gw"), 80)
+        .unwrap();
+    let route = port.http_listeners()[0]
+        .vhosts
+        .iter()
+        .flat_map(|v| v.http.entries())
+        .map(|(_, r)| r)
+        .next()
+        .unwrap();
+    assert_eq!((route.backends.len(), route.backends.capacity()), (1, 1));
+}
+
+#[test]
 fn a_backend_with_an_unusable_endpoint_is_unresolved_and_its_share_answers_500() {
     for (endpoint, why) in [
         (
