@@ -268,6 +268,7 @@ fn serve_from_kubernetes(
             compiled.snapshot.gateways.clear();
         }
         let g = publisher.publish(compiled, took);
+        crate::release_freed_memory();
         tracing::info!("configuration {g} compiled in {took:?}");
     });
     std::thread::Builder::new()

@@ -356,6 +356,31 @@ fn concerns(served: &[PathBuf], path: &std::path::Path) -> bool {
 
 type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
 
+/// When to hand freed memory back to the system ([`crate::release_freed_memory`]): right
+/// after a publish (what loading and compiling freed), and once more a second later (the
+/// replaced configuration, freed when the listeners and the last requests let go of it).
+struct Release(Option<Instant>);
+
+impl Release {
+    const AGAIN: Duration = Duration::from_secs(1);
+
+    fn after_publish() -> Self {
+        Release(Some(Instant::now() + Self::AGAIN))
+    }
+
+    fn published(&mut self) {
+        crate::release_freed_memory();
+        *self = Self::after_publish();
+    }
+
+    fn tick(&mut self) {
+        if self.0.is_some_and(|at| at <= Instant::now()) {
+            self.0 = None;
+            crate::release_freed_memory();
+        }
+    }
+}
+
 /// Follows the files: every settled change is loaded, judged and published. Also follows what
 /// the listeners report: a port that cannot be opened (or is open again) is compiled into the
 /// status of its listeners (`Programmed=False`, `Pending`).
@@ -375,6 +400,8 @@ fn watch(
     let mut last = fingerprint(&args.paths);
     let events = FileEvents::watch(&args.paths);
     let mut compared = Instant::now();
+    // The first configuration was published before this loop.
+    let mut release = Release::after_publish();
     loop {
         // An inotify event, or the tick (listener status; a full comparison every
         // `FULL_LOOK`, every tick without inotify).
@@ -385,6 +412,7 @@ fn watch(
             },
             |e| e.next(poll),
         );
+        release.tick();
         if listening.has_changed().unwrap_or(false) {
             let not_serving = listening.borrow_and_update().ports_not_serving();
             if not_serving != opts.ports_not_serving {
@@ -393,6 +421,7 @@ fn watch(
                 let compiled = loom_core::compile_with(&input, &opts);
                 report(&compiled);
                 let g = handle.publish(compiled, started.elapsed());
+                release.published();
                 tracing::info!("configuration {g}: listener status follows the open ports");
             }
         }
@@ -403,6 +432,7 @@ fn watch(
             let compiled = loom_core::compile_with(&input, &opts);
             report(&compiled);
             let g = handle.publish(compiled, started.elapsed());
+            release.published();
             tracing::info!("configuration {g}: WASMPlugin modules changed state");
         }
         let wake = match wake {
@@ -447,6 +477,7 @@ fn watch(
         report(&load.compiled);
         let g = handle.publish(load.compiled, load.took);
         (served, input) = (load.files, load.input);
+        release.published();
         tracing::info!("configuration {g} loaded in {:?}", load.took);
     }
 }
@@ -477,6 +508,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     }
     report(&compiled);
     let generation = handle.publish(compiled, took);
+    crate::release_freed_memory();
     tracing::info!("configuration {generation} loaded in {took:?}");
 
     let serve = serve_options(args.bind, args.admin, args.threads, &args.data_plane);
