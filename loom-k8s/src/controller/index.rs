@@ -380,7 +380,9 @@ impl Index {
             }
         }
         let mut observed_status = false;
-        if has_status(kind) {
+        // A data plane writes no status: what the API server shows of each route (a JSON tree
+        // of ~2 KB) is not kept (at 5,000 HTTPRoutes, 13 MB of the pod's heap).
+        if has_status(kind) && self.data_plane_of.is_none() {
             let seen = ObservedStatus {
                 resource_version: o.metadata.resource_version.clone().unwrap_or_default(),
                 status: resources::status_of(o).cloned(),

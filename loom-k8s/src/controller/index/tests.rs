@@ -570,6 +570,18 @@ fn a_data_plane_index_keeps_neither_other_gateways_nor_their_observed_status() {
 }
 
 #[test]
+fn a_data_plane_index_keeps_no_observed_status_even_of_its_own_objects() {
+    let mut index = data_plane_index();
+    let mut gw = gateway("edge", 80);
+    gw.data["status"] = json!({"conditions": [{"type": "Accepted", "status": "True"}]});
+    index.apply(Kind::Gateway, Event::Apply(gw));
+    index.apply(Kind::HttpRoute, Event::Apply(route("r", "edge")));
+    assert_eq!(index.input().gateways.len(), 1);
+    assert_eq!(names(&index, Kind::HttpRoute), ["r"]);
+    assert_eq!(index.observed_keys().count(), 0);
+}
+
+#[test]
 fn a_data_plane_index_drops_a_route_that_moves_to_another_gateway() {
     let mut index = data_plane_index();
     index.apply(Kind::HttpRoute, Event::Apply(route("r", "edge")));
