@@ -12,38 +12,7 @@ LOOM=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.
 mkdir -p "$RUN"; OUT=${OUT:-$PERF/results/routes-$(date +%Y%m%d-%H%M%S)}; mkdir -p "$OUT"; RES="$OUT/results.jsonl"
 trap 'stop_all' EXIT
 gen() {  # gen N PORT FILE
-  python3 - "$1" "$2" "$(port_of backend)" > "$3" <<'PY'
-import sys
-n, port, backend = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-print(f"""apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: loom}}
-spec: {{controllerName: loom.dev/gateway-controller}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: bench, namespace: default}}
-spec:
-  gatewayClassName: loom
-  addresses: [{{type: IPAddress, value: 127.0.0.1}}]
-  listeners: [{{name: http, port: {port}, protocol: HTTP}}]
----
-apiVersion: gateway.loom.dev/v1alpha1
-kind: Backend
-metadata: {{name: backend, namespace: default}}
-spec: {{endpoints: ["127.0.0.1:{backend}"]}}""")
-for i in range(n):
-    last = i == n - 1
-    hosts = "" if last else f"\n  hostnames: [r{i}.example.com]"
-    path = "PathPrefix, value: /" if last else f"Exact, value: /r{i}"
-    print(f"""---
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: r{i:05d}, namespace: default}}
-spec:
-  parentRefs: [{{name: bench}}]{hosts}
-  rules: [{{matches: [{{path: {{type: {path}}}}}], backendRefs: [{{group: gateway.loom.dev, kind: Backend, name: backend}}]}}]""")
-PY
+  python3 "$ROOT/bench/gen_routes.py" "$1" "$2" "127.0.0.1:$(port_of backend)" > "$3"
 }
 preflight_quiet
 start_backend
