@@ -141,13 +141,14 @@ spec: {{endpoints: ["127.0.0.1:{backend}"]}}
     )
 }
 
-/// The WASMPlugin of issue #12 as users write it, with the auth plugin built here as a file
-/// (the OCI form is tested in `oci_*`).
-/// The time budget of the plugins in these tests, except those about the budget: the 5 ms
-/// default is wall-clock time, which a call can overrun on a CI machine whose two cores are
-/// busy with the other test binaries (the plugin then fails closed: a 500).
+/// The time budget of the plugins in tests that are about neither the budget nor the issue's
+/// manifest as written: the 5 ms default is wall-clock time, which a call can overrun on a CI
+/// machine whose two cores are busy with the other test binaries (the plugin then fails
+/// closed: a 500).
 const BUDGET: &str = "1s";
 
+/// The WASMPlugin of issue #12 as users write it, with the auth plugin built here as a file
+/// (the OCI form is tested in `oci_*`).
 fn auth_plugin(dir: &Path, audience: &str) -> String {
     format!(
         r#"apiVersion: gateway.loom.dev/v1alpha1
@@ -164,7 +165,6 @@ spec:
   config:
     audience: {audience}
     secret: test-secret
-  timeout: {BUDGET}
 "#,
         dir.display()
     )
@@ -384,9 +384,9 @@ fn the_auth_plugin_admits_good_tokens_and_answers_401_to_the_rest() {
 fn a_config_change_applies_without_a_restart() {
     let Some(dir) = plugins() else { return };
     let backend = echo_backend();
-    let loom = Running::start("config-change", |port| {
-        config(port, backend, &auth_plugin(dir, "one"))
-    });
+    // The issue's manifest with a budget: this test is about the reload.
+    let auth = |audience| format!("{}  timeout: {BUDGET}\n", auth_plugin(dir, audience));
+    let loom = Running::start("config-change", |port| config(port, backend, &auth("one")));
     let for_one = format!("Bearer {}", jwt(r#"{"aud":"one"}"#, "test-secret"));
     let for_two = format!("Bearer {}", jwt(r#"{"aud":"two"}"#, "test-secret"));
     let r = loom.get("/api", &[("authorization", &for_one)]);
@@ -397,7 +397,7 @@ fn a_config_change_applies_without_a_restart() {
         r.header("x-loom-plugin")
     );
     assert_eq!(loom.get("/api", &[("authorization", &for_two)]).status, 401);
-    loom.rewrite(config(loom.port, backend, &auth_plugin(dir, "two")));
+    loom.rewrite(config(loom.port, backend, &auth("two")));
     wait_for("the new audience", || {
         loom.get("/api", &[("authorization", &for_two)]).status == 200
     });
@@ -726,7 +726,7 @@ fn compat_layer(module: &Path, dir: &Path) -> &'static str {
 fn oci_auth_plugin(name: &str, url: &str, extra: &str) -> String {
     format!(
         "apiVersion: gateway.loom.dev/v1alpha1\nkind: WASMPlugin\nmetadata: {{name: {name}}}\n\
-         spec:\n{API_ROUTES}  url: {url}\n  phase: AUTHN\n  config: {{audience: api.example.com, secret: test-secret}}\n  timeout: {BUDGET}\n{extra}"
+         spec:\n{API_ROUTES}  url: {url}\n  phase: AUTHN\n  config: {{audience: api.example.com, secret: test-secret}}\n{extra}"
     )
 }
 
