@@ -198,10 +198,14 @@ impl Reloader {
                 file: file.into(),
                 line: doc.first_line,
             };
-            let seen = (self.previous.get(doc.text)).or_else(|| self.current.get(doc.text));
-            if let Some(obj) = seen.cloned() {
+            // Seen in the last load: moved over, not copied; seen earlier in this one: kept.
+            if let Some((text, obj)) = self.previous.remove_entry(doc.text) {
                 loaded.objects.push((source, (*obj).clone()));
-                self.current.insert(doc.text.to_owned(), obj);
+                self.current.insert(text, obj);
+                continue;
+            }
+            if let Some(obj) = self.current.get(doc.text) {
+                loaded.objects.push((source, (**obj).clone()));
                 continue;
             }
             match load_document(file, &doc) {
