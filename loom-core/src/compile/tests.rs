@@ -56,7 +56,11 @@ fn input(extra: &str) -> Input {
     input
 }
 
-fn route_parents<'s>(status: &'s Status, namespace: &str, name: &str) -> &'s [RouteParentStatus] {
+fn route_parents<'s>(
+    status: &'s Status,
+    namespace: &str,
+    name: &str,
+) -> &'s Vec<RouteParentStatus> {
     let key = ObjectKey {
         kind: Kind::HttpRoute,
         namespace: namespace.into(),
@@ -154,15 +158,8 @@ fn a_compiled_route_and_its_status_keep_no_spare_capacity() {
          rules: [{backendRefs: [{name: local, port: 8080}]}]\n",
     ));
     // A pushed-to empty list has room for four: per route, kept as long as it is served.
-    let key = ObjectKey {
-        kind: Kind::HttpRoute,
-        namespace: "app".into(),
-        name: "one".into(),
-    };
-    let Some(ObjectStatus::Route(status)) = compiled.status.get(&key) else {
-        panic!("no status for {key}")
-    };
-    assert_eq!((status.parents.len(), status.parents.capacity()), (1, 1));
+    let parents = route_parents(&compiled.status, "app", "one");
+    assert_eq!((parents.len(), parents.capacity()), (1, 1));
     let port = compiled
         .snapshot
         .port(&GatewayName::new("infra", "gw"), 80)
