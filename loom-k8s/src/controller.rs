@@ -8,7 +8,8 @@
 //!    │ changed? ─► readiness: every kind listed once, named references fetched, debounce
 //!    ▼
 //! plan::Planner::compile ─► publish (the data plane's snapshot)
-//! plan::Planner::writes(now) ─► writer (only on the Lease holder: lease)
+//! plan::Planner::writes(now) ─► writer (only on the Lease holder: lease); each object's
+//!     write is kept (plan::StatusWrites) and planned again only when its status changes
 //! ```
 //!
 //! Every replica watches and serves; only the Lease holder writes status. Writes are
@@ -26,7 +27,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, stream};
+use futures::{FutureExt, StreamExt, stream};
 use loom_core::Compiled;
 use loom_core::Options;
 use loom_core::input::Kind;
@@ -38,9 +39,12 @@ use crate::provision::Provision;
 use crate::resources;
 use crate::writer::{StatusWrite, status_writer};
 use index::Index;
-use plan::Planner;
+use plan::{Planner, StatusWrites};
 use readiness::Debounce;
 use watches::{NamedWatches, watch_kind, watch_rollouts};
+
+/// Watch events applied before the loop looks at its timers again.
+const MAX_EVENTS_AT_ONCE: usize = 1024;
 
 /// Where compiled snapshots go (the data plane's handle).
 pub type Publish = Arc<dyn Fn(Compiled, Duration) + Send + Sync>;
@@ -216,6 +220,7 @@ async fn watch_and_compile(
     );
     // The status of the last compile (its snapshot went to the data plane).
     let mut last_status: Option<Status> = None;
+    let mut status_writes = StatusWrites::default();
     let mut rollouts = watch_rollouts(client, opts);
     let mut events = stream::select_all(
         found
@@ -238,16 +243,26 @@ async fn watch_and_compile(
         let ready = index.initial_list_complete();
         tokio::select! {
             ev = events.next() => {
-                let Some((kind, ev)) = ev else { return };
-                match ev {
-                    Ok(ev) => {
-                        let changed = index.apply(kind, ev);
-                        if changed.compile {
-                            debounce.changed(Instant::now());
+                // With the events already waiting: a burst (the writer's own status writes
+                // coming back) is planned for once.
+                let mut next = Some(ev);
+                let mut applied = 0;
+                while let Some(ev) = next.take() {
+                    let Some((kind, ev)) = ev else { return };
+                    match ev {
+                        Ok(ev) => {
+                            let changed = index.apply(kind, ev);
+                            if changed.compile {
+                                debounce.changed(Instant::now());
+                            }
+                            replan_writes |= changed.observed_status;
                         }
-                        replan_writes |= changed.observed_status;
+                        Err(e) => tracing::warn!("watching {kind}: {e}"),
                     }
-                    Err(e) => tracing::warn!("watching {kind}: {e}"),
+                    applied += 1;
+                    if applied < MAX_EVENTS_AT_ONCE {
+                        next = events.next().now_or_never();
+                    }
                 }
             }
             Some(ev) = rollouts.next() => match ev {
@@ -285,6 +300,7 @@ async fn watch_and_compile(
                     let compiled = planner.compile(&mut index);
                     let took = now.elapsed();
                     tracing::debug!("compiled in {took:?}");
+                    status_writes.compiled(last_status.as_ref(), &compiled.status);
                     last_status = Some(compiled.status.clone());
                     publish(compiled, took);
                     debounce.compiled(Instant::now(), took);
@@ -294,7 +310,10 @@ async fn watch_and_compile(
                     debounce.retry(now);
                 }
             }
-            _ = resync.tick() => replan_writes = true,
+            _ = resync.tick() => {
+                status_writes.all_stale();
+                replan_writes = true;
+            }
             _ = rediscover.tick() => {
                 // Bounded: the loop must not wait on a request to a server that went away.
                 let found = tokio::time::timeout(
@@ -313,6 +332,7 @@ async fn watch_and_compile(
             changed = leader.changed(), if leader_open => {
                 // Closed: leader election ended; the last value (false) stays.
                 leader_open = changed.is_ok();
+                status_writes.all_stale();
                 replan_writes = true;
             }
         }
@@ -326,7 +346,11 @@ async fn watch_and_compile(
                 .round(jiff::Unit::Second)
                 .unwrap_or_else(|_| jiff::Timestamp::now())
                 .to_string();
-            let _ = writes_tx.send(Arc::new(planner.writes(&index, status, &now)));
+            let started = Instant::now();
+            status_writes.stale(index.take_observed_changes());
+            let writes = planner.writes(&index, status, &mut status_writes, &now);
+            tracing::debug!("planned {} writes in {:?}", writes.len(), started.elapsed());
+            let _ = writes_tx.send(Arc::new(writes));
         }
     }
 }

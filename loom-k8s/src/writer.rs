@@ -104,7 +104,11 @@ pub(crate) async fn status_writer(
         applied.retain(|id, _| pending.contains(id));
         let todo: Vec<StatusWrite> = batch
             .iter()
-            .filter(|w| applied.get(&w.id()) != Some(&(w.base.clone(), w.what.clone())))
+            .filter(|w| {
+                !applied
+                    .get(&w.id())
+                    .is_some_and(|(base, what)| *base == w.base && *what == w.what)
+            })
             .cloned()
             .collect();
         let (urgent, rest) = urgent_first(todo);

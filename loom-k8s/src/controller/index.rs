@@ -147,6 +147,9 @@ pub(crate) struct Index {
     relists: HashMap<Kind, Relist<DynamicObject>>,
     initial_list: InitialList,
     observed: HashMap<ObjectKey, ObservedStatus>,
+    /// Objects whose observed status, resourceVersion or finalizers changed (or that came
+    /// or went) since [`Index::take_observed_changes`] last took them.
+    observed_changes: HashSet<ObjectKey>,
     address_pool: Option<AddressPool>,
     /// The kinds watched one object at a time, by reference (Secret, ConfigMap), that the
     /// API server serves.
@@ -172,6 +175,7 @@ impl Index {
             relists: HashMap::new(),
             initial_list: InitialList::new(listed),
             observed: HashMap::new(),
+            observed_changes: HashSet::new(),
             address_pool,
             referable: referable.into_iter().collect(),
             references: HashMap::new(),
@@ -190,6 +194,12 @@ impl Index {
 
     pub(crate) fn observed_keys(&self) -> impl Iterator<Item = &ObjectKey> {
         self.observed.keys()
+    }
+
+    /// The objects whose observed state changed since the last call: what status writes
+    /// have to be planned again for.
+    pub(crate) fn take_observed_changes(&mut self) -> HashSet<ObjectKey> {
+        std::mem::take(&mut self.observed_changes)
     }
 
     pub(crate) fn rollouts(&self) -> &Rollouts {
@@ -388,11 +398,12 @@ impl Index {
                 status: resources::status_of(o).cloned(),
                 finalizers: o.metadata.finalizers.clone().unwrap_or_default(),
             };
-            observed_status = self
-                .observed
-                .get(&key)
-                .is_none_or(|b| b.status != seen.status);
-            self.observed.insert(key.clone(), seen);
+            let before = self.observed.get(&key);
+            observed_status = before.is_none_or(|b| b.status != seen.status);
+            if before != Some(&seen) {
+                self.observed_changes.insert(key.clone());
+                self.observed.insert(key.clone(), seen);
+            }
         }
         self.keys_by_kind
             .entry(kind)
@@ -411,7 +422,9 @@ impl Index {
 
     /// Returns whether the input changed.
     fn remove(&mut self, key: &ObjectKey) -> bool {
-        self.observed.remove(key);
+        if self.observed.remove(key).is_some() {
+            self.observed_changes.insert(key.clone());
+        }
         if let Some(keys) = self.keys_by_kind.get_mut(&key.kind) {
             keys.remove(key);
         }

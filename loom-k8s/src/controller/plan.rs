@@ -99,31 +99,45 @@ impl Planner {
     }
 
     /// Every write `status` (a compile's) calls for, against what the index observed; `now`
-    /// stamps changed conditions.
-    pub(crate) fn writes(&self, index: &Index, status: &Status, now: &str) -> Vec<StatusWrite> {
+    /// stamps changed conditions. Each object's status write is planned again only if
+    /// `statuses` marks it stale; the others are the writes planned before.
+    pub(crate) fn writes(
+        &self,
+        index: &Index,
+        status: &Status,
+        statuses: &mut StatusWrites,
+        now: &str,
+    ) -> Vec<StatusWrite> {
         let controller = &self.opts.compile.controller_name;
-        let mut out = vec![];
-        let mut keys: BTreeMap<&ObjectKey, ()> = BTreeMap::new();
-        keys.extend(status.objects.keys().map(|k| (k, ())));
-        keys.extend(index.observed_keys().map(|k| (k, ())));
-        for key in keys.into_keys() {
-            let Some(observed) = index.observed(key) else {
-                continue; // not (or no longer) in the cluster
-            };
-            let Some(resource) = self.resources.get(&key.kind) else {
-                continue;
-            };
-            let desired = status.get(key);
-            if let Some(status) = next_status(desired, observed.status.as_ref(), controller, now) {
-                out.push(StatusWrite {
-                    namespace: key.namespace.clone(),
-                    name: key.name.clone(),
-                    resource: resource.clone(),
-                    base: observed.resource_version.clone(),
-                    what: Write::Status(status),
-                });
+        let plan = |key: &ObjectKey| {
+            let observed = index.observed(key)?; // not (or no longer) in the cluster
+            let resource = self.resources.get(&key.kind)?;
+            let status = next_status(status.get(key), observed.status.as_ref(), controller, now)?;
+            Some(StatusWrite {
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+                resource: resource.clone(),
+                base: observed.resource_version.clone(),
+                what: Write::Status(status),
+            })
+        };
+        match std::mem::replace(&mut statuses.stale, Stale::Some(HashSet::new())) {
+            Stale::All => {
+                statuses.planned = index
+                    .observed_keys()
+                    .filter_map(|key| Some((key.clone(), plan(key)?)))
+                    .collect();
+            }
+            Stale::Some(keys) => {
+                for key in keys {
+                    match plan(&key) {
+                        Some(write) => statuses.planned.insert(key, write),
+                        None => statuses.planned.remove(&key),
+                    };
+                }
             }
         }
+        let mut out: Vec<StatusWrite> = statuses.planned.values().cloned().collect();
         if let Some(p) = &self.opts.provision {
             out.extend(self.provision_writes(index, status, p));
         }
@@ -257,6 +271,66 @@ impl Planner {
             }
         }
         out
+    }
+}
+
+/// The status writes of single objects, kept from one plan to the next: a plan computes
+/// again only the objects whose status changed, in a compile or as observed. (Computing every
+/// object's write takes ~35 ms at 5,000 HTTPRoutes; planned after each status event, while
+/// the writer's own writes came back as events, that left no time to compile new routes.)
+#[derive(Debug)]
+pub(crate) struct StatusWrites {
+    planned: BTreeMap<ObjectKey, StatusWrite>,
+    stale: Stale,
+}
+
+/// Which objects' status writes have to be planned again.
+#[derive(Debug)]
+enum Stale {
+    All,
+    Some(HashSet<ObjectKey>),
+}
+
+impl Default for StatusWrites {
+    /// Nothing planned yet: every object is stale.
+    fn default() -> Self {
+        StatusWrites {
+            planned: BTreeMap::new(),
+            stale: Stale::All,
+        }
+    }
+}
+
+impl StatusWrites {
+    /// Every object's write is planned again (a resync, a new leader).
+    pub(crate) fn all_stale(&mut self) {
+        self.stale = Stale::All;
+    }
+
+    /// These objects' writes are planned again (their observed state changed).
+    pub(crate) fn stale(&mut self, keys: impl IntoIterator<Item = ObjectKey>) {
+        if let Stale::Some(stale) = &mut self.stale {
+            stale.extend(keys);
+        }
+    }
+
+    /// A compile's status, `new`, takes the place of `old`: the objects whose status differs
+    /// are planned again.
+    pub(crate) fn compiled(&mut self, old: Option<&Status>, new: &Status) {
+        let (Some(old), Stale::Some(stale)) = (old, &mut self.stale) else {
+            self.stale = Stale::All;
+            return;
+        };
+        let changed = new
+            .objects
+            .iter()
+            .filter(|(key, s)| old.objects.get(*key) != Some(*s))
+            .map(|(key, _)| key);
+        let gone = old
+            .objects
+            .keys()
+            .filter(|key| !new.objects.contains_key(*key));
+        stale.extend(changed.chain(gone).cloned());
     }
 }
 

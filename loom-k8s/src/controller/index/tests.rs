@@ -422,6 +422,40 @@ fn a_status_only_change_is_observed_without_a_compile() {
 }
 
 #[test]
+fn observed_changes_name_each_object_whose_observed_state_changed_once() {
+    let mut index = index();
+    let taken = |index: &mut Index| {
+        let mut names: Vec<String> = index
+            .take_observed_changes()
+            .into_iter()
+            .map(|k| format!("{} {}", k.kind, k.name))
+            .collect();
+        names.sort();
+        names
+    };
+    index.apply(Kind::Gateway, Event::Apply(gateway("edge", 80)));
+    index.apply(Kind::HttpRoute, Event::Apply(route("r", "edge")));
+    index.apply(Kind::Service, Event::Apply(service("echo")));
+    assert_eq!(
+        taken(&mut index),
+        ["Gateway edge", "HTTPRoute r"],
+        "no status, no entry"
+    );
+    assert!(taken(&mut index).is_empty(), "taken once");
+    // The same object again: nothing. Its status, or only its resourceVersion: changed.
+    index.apply(Kind::Gateway, Event::Apply(gateway("edge", 80)));
+    assert!(taken(&mut index).is_empty());
+    let shown = with_status(gateway("edge", 80), "2", json!({"conditions": []}));
+    index.apply(Kind::Gateway, Event::Apply(shown));
+    let moved = with_status(route("r", "edge"), "5", Value::Null);
+    index.apply(Kind::HttpRoute, Event::Apply(moved));
+    assert_eq!(taken(&mut index), ["Gateway edge", "HTTPRoute r"]);
+    // Deleted: changed (its planned write goes).
+    index.apply(Kind::HttpRoute, Event::Delete(route("r", "edge")));
+    assert_eq!(taken(&mut index), ["HTTPRoute r"]);
+}
+
+#[test]
 fn the_observed_status_holds_resource_version_status_and_finalizers() {
     let mut index = index();
     let mut class = dynamic(json!({

@@ -191,8 +191,13 @@ fn apply(index: &mut Index, objects: &[(Kind, DynamicObject)]) {
 /// Compiles, then plans the writes at [`NOW`].
 fn plan(planner: &Planner, index: &mut Index) -> (Compiled, Vec<StatusWrite>) {
     let compiled = planner.compile(index);
-    let writes = planner.writes(index, &compiled.status, NOW);
+    let writes = full_plan(planner, index, &compiled.status, NOW);
     (compiled, writes)
+}
+
+/// Every object's write planned afresh.
+fn full_plan(planner: &Planner, index: &Index, status: &Status, now: &str) -> Vec<StatusWrite> {
+    planner.writes(index, status, &mut StatusWrites::default(), now)
 }
 
 /// Each write as "Kind ns/name part".
@@ -365,7 +370,7 @@ fn an_object_gone_from_the_cluster_gets_no_write() {
     let compiled = planner.compile(&mut index);
     index.apply(Kind::Gateway, Event::Delete(gateway("edge", "loom")));
     // The status of a compile from before the delete.
-    let writes = planner.writes(&index, &compiled.status, NOW);
+    let writes = full_plan(&planner, &index, &compiled.status, NOW);
     assert!(
         !summary(&writes)
             .iter()
@@ -446,6 +451,162 @@ fn a_route_that_stops_naming_loom_loses_only_loom_s_parent_entries() {
         .map(|p| p["controllerName"].as_str().unwrap())
         .collect();
     assert_eq!(controllers, ["example.com/other"]);
+}
+
+// === Planning only what changed ===
+
+/// Compiles and plans as the controller's loop does: the status writes kept from one plan to
+/// the next, only what a compile or an event changed planned again.
+struct Loop {
+    planner: Planner,
+    writes: StatusWrites,
+    status: Status,
+}
+
+impl Loop {
+    fn new() -> Self {
+        Loop {
+            planner: planner(ControllerOptions::default()),
+            writes: StatusWrites::default(),
+            status: Status::default(),
+        }
+    }
+
+    fn compile(&mut self, index: &mut Index) {
+        let compiled = self.planner.compile(index);
+        self.writes.compiled(Some(&self.status), &compiled.status);
+        self.status = compiled.status;
+    }
+
+    fn plan(&mut self, index: &mut Index, now: &str) -> Vec<StatusWrite> {
+        self.writes.stale(index.take_observed_changes());
+        self.planner
+            .writes(index, &self.status, &mut self.writes, now)
+    }
+
+    /// Plans, and checks that planning everything afresh gives the same writes.
+    fn plan_checked(&mut self, index: &mut Index) -> Vec<StatusWrite> {
+        let planned = self.plan(index, NOW);
+        let full = full_plan(&self.planner, index, &self.status, NOW);
+        assert_eq!(summary(&planned), summary(&full));
+        assert_eq!(planned, full);
+        planned
+    }
+}
+
+fn write_for<'a>(writes: &'a [StatusWrite], kind: &str, name: &str) -> &'a StatusWrite {
+    writes
+        .iter()
+        .find(|w| w.resource.kind == kind && w.name == name && matches!(w.what, Write::Status(_)))
+        .unwrap_or_else(|| panic!("no status write for {kind} {name}: {:?}", summary(writes)))
+}
+
+#[test]
+fn planning_only_what_changed_gives_the_full_plan_at_every_step() {
+    let mut run = Loop::new();
+    let mut objects = loom_gateway();
+    objects.extend(["a", "b"].map(|r| (Kind::HttpRoute, route(r, "edge"))));
+    let mut index = index_of(&objects);
+    run.compile(&mut index);
+    let first = run.plan_checked(&mut index);
+    assert_eq!(first.len(), 5, "{:?}", summary(&first));
+
+    // The class, the Gateway and route a show what was written.
+    let class_shown = written(
+        class("loom", CONTROLLER),
+        "2",
+        write_for(&first, "GatewayClass", "loom"),
+    );
+    let shown = [
+        (
+            Kind::GatewayClass,
+            class_shown.clone(),
+            "GatewayClass",
+            "loom",
+        ),
+        (Kind::Gateway, gateway("edge", "loom"), "Gateway", "edge"),
+        (Kind::HttpRoute, route("a", "edge"), "HTTPRoute", "a"),
+    ];
+    for (kind, o, k, name) in shown {
+        apply(
+            &mut index,
+            &[(kind, written(o, "2", write_for(&first, k, name)))],
+        );
+    }
+    let writes = run.plan_checked(&mut index);
+    assert_eq!(
+        summary(&writes),
+        [
+            "HTTPRoute web/b status",
+            "GatewayClass loom finalizers [\"gateway-exists-finalizer.gateway.networking.k8s.io\"]",
+        ]
+    );
+
+    // A new route; route b moves to a Gateway that does not exist; the class's finalizer
+    // lands; route a is deleted.
+    apply(&mut index, &[(Kind::HttpRoute, route("c", "edge"))]);
+    run.compile(&mut index);
+    run.plan_checked(&mut index);
+    apply(&mut index, &[(Kind::HttpRoute, route("b", "gone"))]);
+    run.compile(&mut index);
+    run.plan_checked(&mut index);
+    let finalizer = &writes[1];
+    apply(
+        &mut index,
+        &[(Kind::GatewayClass, written(class_shown, "3", finalizer))],
+    );
+    let writes = run.plan_checked(&mut index);
+    assert!(
+        !writes
+            .iter()
+            .any(|w| matches!(w.what, Write::Finalizers(_))),
+        "{:?}",
+        summary(&writes)
+    );
+    // Route a shows its status, route c's write is still pending: both deleted.
+    for r in ["a", "c"] {
+        index.apply(Kind::HttpRoute, Event::Delete(route(r, "edge")));
+    }
+    run.compile(&mut index);
+    let writes = run.plan_checked(&mut index);
+    // The Gateway's attached-route count changed; nothing for the routes that are gone.
+    assert_eq!(summary(&writes), ["Gateway web/edge status"]);
+}
+
+#[test]
+fn a_planned_write_keeps_its_transition_time_until_its_object_changes() {
+    let mut run = Loop::new();
+    let mut objects = loom_gateway();
+    objects.push((Kind::HttpRoute, route("r", "edge")));
+    let mut index = index_of(&objects);
+    run.compile(&mut index);
+    let first = run.plan(&mut index, EARLIER);
+    // Nothing changed: the same writes, as the writer already applied them (planned afresh,
+    // each would carry the new time and be written again).
+    let again = run.plan(&mut index, NOW);
+    assert_eq!(again, first);
+    assert_ne!(full_plan(&run.planner, &index, &run.status, NOW), first);
+    // The route shows its write: planned again, it needs none.
+    let shown = written(route("r", "edge"), "2", write_for(&first, "HTTPRoute", "r"));
+    apply(&mut index, &[(Kind::HttpRoute, shown)]);
+    let writes = run.plan(&mut index, NOW);
+    assert!(
+        !summary(&writes).iter().any(|w| w.starts_with("HTTPRoute")),
+        "{:?}",
+        summary(&writes)
+    );
+}
+
+#[test]
+fn a_resync_plans_every_object_afresh() {
+    let mut run = Loop::new();
+    let mut index = index_of(&loom_gateway());
+    run.compile(&mut index);
+    let first = run.plan(&mut index, EARLIER);
+    run.writes.all_stale();
+    let resynced = run.plan(&mut index, NOW);
+    assert_ne!(resynced, first);
+    assert_eq!(resynced, full_plan(&run.planner, &index, &run.status, NOW));
 }
 
 // === Compile: addresses ===
