@@ -74,8 +74,30 @@ impl<T> Relist<T> {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct ObservedStatus {
     pub(crate) resource_version: String,
-    pub(crate) status: Option<Value>,
+    /// `status` as JSON text: a fifth of the memory of a `Value` tree (at 5,000 HTTPRoutes,
+    /// ~10 MB less), and read only when an object's write is planned again.
+    status: Option<Box<str>>,
     pub(crate) finalizers: Vec<String>,
+}
+
+impl ObservedStatus {
+    pub(crate) fn new(
+        resource_version: String,
+        status: Option<&Value>,
+        finalizers: Vec<String>,
+    ) -> Self {
+        ObservedStatus {
+            resource_version,
+            // Maps serialize in key order: the same status is the same text.
+            status: status.map(|s| s.to_string().into_boxed_str()),
+            finalizers,
+        }
+    }
+
+    /// The `status` the API server showed.
+    pub(crate) fn status(&self) -> Option<Value> {
+        serde_json::from_str(self.status.as_deref()?).ok()
+    }
 }
 
 /// How far a data-plane Deployment is, and which controller made it.
@@ -393,11 +415,11 @@ impl Index {
         // A data plane writes no status: what the API server shows of each route (a JSON tree
         // of ~2 KB) is not kept (at 5,000 HTTPRoutes, 13 MB of the pod's heap).
         if has_status(kind) && self.data_plane_of.is_none() {
-            let seen = ObservedStatus {
-                resource_version: o.metadata.resource_version.clone().unwrap_or_default(),
-                status: resources::status_of(o).cloned(),
-                finalizers: o.metadata.finalizers.clone().unwrap_or_default(),
-            };
+            let seen = ObservedStatus::new(
+                o.metadata.resource_version.clone().unwrap_or_default(),
+                resources::status_of(o),
+                o.metadata.finalizers.clone().unwrap_or_default(),
+            );
             let before = self.observed.get(&key);
             observed_status = before.is_none_or(|b| b.status != seen.status);
             if before != Some(&seen) {
@@ -473,7 +495,8 @@ fn has_status(kind: Kind) -> bool {
 /// The IPv4 addresses the object's status shows.
 fn reported_ips(observed: Option<&ObservedStatus>) -> Vec<Ipv4Addr> {
     observed
-        .and_then(|c| c.status.as_ref())
+        .and_then(ObservedStatus::status)
+        .as_ref()
         .and_then(|s| s.get("addresses"))
         .and_then(Value::as_array)
         .map(|a| {

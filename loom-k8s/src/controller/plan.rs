@@ -112,7 +112,8 @@ impl Planner {
         let plan = |key: &ObjectKey| {
             let observed = index.observed(key)?; // not (or no longer) in the cluster
             let resource = self.resources.get(&key.kind)?;
-            let status = next_status(status.get(key), observed.status.as_ref(), controller, now)?;
+            let shown = observed.status();
+            let status = next_status(status.get(key), shown.as_ref(), controller, now)?;
             Some(StatusWrite {
                 namespace: key.namespace.clone(),
                 name: key.name.clone(),
