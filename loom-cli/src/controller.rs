@@ -263,14 +263,15 @@ fn serve_from_kubernetes(
     opts.ports_not_serving = Some(ports_rx);
     let mut listening = handle.listening();
     let publisher = handle.clone();
-    let publish: loom_k8s::Publish = Arc::new(move |mut compiled: loom_core::Compiled, took| {
-        if !serve_gateways {
-            compiled.snapshot.gateways.clear();
-        }
-        let g = publisher.publish(compiled, took);
-        crate::release_freed_memory();
-        tracing::info!("configuration {g} compiled in {took:?}");
-    });
+    let publish: loom_k8s::Publish =
+        Arc::new(move |mut snapshot: loom_core::Snapshot, status, took| {
+            if !serve_gateways {
+                snapshot.gateways.clear();
+            }
+            let g = publisher.publish_shared(snapshot, status, took);
+            crate::release_freed_memory();
+            tracing::info!("configuration {g} compiled in {took:?}");
+        });
     std::thread::Builder::new()
         .name("loom-controller".into())
         .spawn(move || {

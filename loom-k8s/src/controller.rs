@@ -28,10 +28,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt, stream};
-use loom_core::Compiled;
-use loom_core::Options;
 use loom_core::input::Kind;
 use loom_core::status::Status;
+use loom_core::{Options, Snapshot};
 use tokio::sync::watch;
 
 use crate::addresses::{AddressPool, Ipv4Net};
@@ -46,8 +45,9 @@ use watches::{NamedWatches, watch_kind, watch_rollouts};
 /// Watch events applied before the loop looks at its timers again.
 const MAX_EVENTS_AT_ONCE: usize = 1024;
 
-/// Where compiled snapshots go (the data plane's handle).
-pub type Publish = Arc<dyn Fn(Compiled, Duration) + Send + Sync>;
+/// Where compiled snapshots go (the data plane's handle), with their status (which the
+/// controller keeps too, to plan status writes from) and how long the compile took.
+pub type Publish = Arc<dyn Fn(Snapshot, Arc<Status>, Duration) + Send + Sync>;
 
 /// How the controller runs.
 #[derive(Clone, Debug)]
@@ -219,7 +219,7 @@ async fn watch_and_compile(
         refs_tx,
     );
     // The status of the last compile (its snapshot went to the data plane).
-    let mut last_status: Option<Status> = None;
+    let mut last_status: Option<Arc<Status>> = None;
     let mut status_writes = StatusWrites::default();
     let mut rollouts = watch_rollouts(client, opts);
     let mut events = stream::select_all(
@@ -300,9 +300,10 @@ async fn watch_and_compile(
                     let compiled = planner.compile(&mut index);
                     let took = now.elapsed();
                     tracing::debug!("compiled in {took:?}");
-                    status_writes.compiled(last_status.as_ref(), &compiled.status);
-                    last_status = Some(compiled.status.clone());
-                    publish(compiled, took);
+                    status_writes.compiled(last_status.as_deref(), &compiled.status);
+                    let status = Arc::new(compiled.status);
+                    last_status = Some(status.clone());
+                    publish(compiled.snapshot, status, took);
                     debounce.compiled(Instant::now(), took);
                     replan_writes = true;
                 } else {

@@ -17,8 +17,9 @@ pub struct Published {
     pub generation: u64,
     /// The routing snapshot.
     pub snapshot: Snapshot,
-    /// The status computed with it.
-    pub status: Status,
+    /// The status computed with it (shared with the controller, which plans its writes
+    /// from it).
+    pub status: Arc<Status>,
     /// How long the compile that produced it took (reported in metrics).
     pub compile_time: Duration,
 }
@@ -122,13 +123,23 @@ impl SnapshotHandle {
 
     /// Publishes a new configuration as one unit and wakes the listener manager.
     pub fn publish(&self, compiled: Compiled, compile_time: Duration) -> u64 {
+        self.publish_shared(compiled.snapshot, Arc::new(compiled.status), compile_time)
+    }
+
+    /// [`publish`](Self::publish), with a status the caller keeps too.
+    pub fn publish_shared(
+        &self,
+        snapshot: Snapshot,
+        status: Arc<Status>,
+        compile_time: Duration,
+    ) -> u64 {
         // Plugins are made ready before the snapshot that runs them is served.
-        self.plugins.prepare(&compiled.snapshot);
+        self.plugins.prepare(&snapshot);
         let generation = self.current.load().generation + 1;
         self.current.store(Arc::new(Published {
             generation,
-            snapshot: compiled.snapshot,
-            status: compiled.status,
+            snapshot,
+            status,
             compile_time,
         }));
         self.changes.send_replace(generation);

@@ -394,7 +394,7 @@ spec:
         Published {
             generation: 1,
             snapshot: compiled.snapshot,
-            status: compiled.status,
+            status: compiled.status.into(),
             compile_time: std::time::Duration::from_millis(1),
         }
     }

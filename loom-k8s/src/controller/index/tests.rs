@@ -491,7 +491,10 @@ fn a_null_status_is_observed_as_none() {
     let gw = with_status(gateway("edge", 80), "1", Value::Null);
     index.apply(Kind::Gateway, Event::Apply(gw));
     assert_eq!(
-        index.observed(&key(Kind::Gateway, "edge")).unwrap().status(),
+        index
+            .observed(&key(Kind::Gateway, "edge"))
+            .unwrap()
+            .status(),
         None
     );
 }
