@@ -155,6 +155,9 @@ def main():
                                      "RUST_LOG": os.environ.get("LOOM_BENCH_LOG", "warn")})
     try:
         ip = wait("the Gateway's address", lambda: gateway_address(api, NS, "gw"), step=0.1)
+        if ctl.poll() is not None:
+            # Another controller (a leftover run) would be measured instead.
+            raise SystemExit(f"the controller exited ({ctl.returncode}); see {log.name}")
         data_plane = None  # (pod IP, pid) in provisioned mode
         if a.provisioned:
             data_plane = wait("a ready data-plane pod", data_plane_pod, step=0.2)
