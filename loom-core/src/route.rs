@@ -153,6 +153,29 @@ struct PathIndex {
     prefix_groups: Vec<Vec<u32>>,
 }
 
+impl PathIndex {
+    /// The Exact entries for `path` and the node whose prefix chain covers it.
+    fn node(&self, path: &str) -> (&[u32], Option<&Node>) {
+        let found = self.router.at(path).ok();
+        // A literal key (an Exact path, or a PathPrefix value itself) has no parameter.
+        if let Some(m) = &found
+            && m.params.is_empty()
+        {
+            return (&m.value.exact, Some(m.value));
+        }
+        // `/p/` has no key of its own unless an Exact match names it, and the catch-all
+        // `/p/{*rest}` does not match it: it is covered by exactly what covers the literal
+        // `/p` (a PathPrefix value never ends in `/`), whose Exact entries do not match it.
+        if let Some(stripped) = path.strip_suffix('/').filter(|p| !p.is_empty())
+            && let Ok(m) = self.router.at(stripped)
+            && m.params.is_empty()
+        {
+            return (&[], Some(m.value));
+        }
+        (&[], found.map(|m| m.value))
+    }
+}
+
 /// The HTTP rules of one virtual host, sorted by precedence, with a fast path index.
 #[derive(Clone, Debug)]
 pub struct HttpTable<T> {
@@ -216,14 +239,12 @@ impl<T> HttpTable<T> {
         let Some(index) = &self.index else {
             return self.find_reference(req);
         };
-        let node = index.router.at(req.path).ok().map(|m| m.value);
+        let (exact, node) = index.node(req.path);
         let check = |i: &u32| {
             let (m, t) = &self.entries[*i as usize];
             m.matches_except_path(req).then_some((m, t))
         };
-        if let Some(n) = node
-            && let Some(hit) = n.exact.iter().find_map(check)
-        {
+        if let Some(hit) = exact.iter().find_map(check) {
             return Some(hit);
         }
         if let Some(hit) = self.regex.iter().find_map(|i| {
@@ -267,10 +288,11 @@ fn covering_prefixes(path: &str) -> impl Iterator<Item = &str> {
 
 fn build_index<T>(entries: &[(HttpMatch, T)]) -> Option<PathIndex> {
     use std::collections::{BTreeMap, BTreeSet};
-    // Keys: every Exact path, and for every PathPrefix `/p` the keys `/p`, `/p/` and
-    // `/p/{*rest}` (a catch-all never matches an empty remainder); `/` gives `/` and
-    // `/{*rest}`. Each key gets the Exact entries for its literal path and the chain of prefix
-    // groups that cover every path reaching it. Cost: O(keys × depth).
+    // Keys: every Exact path, and for every PathPrefix `/p` the keys `/p` and `/p/{*rest}` (`/`
+    // gives `/` and `/{*rest}`). Each key gets the Exact entries for its literal path and the
+    // chain of prefix groups that cover every path reaching it. A catch-all never matches an
+    // empty remainder: `/p/` is found through `/p` (see `PathIndex::node`). Cost: O(keys ×
+    // depth).
     let mut exact: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
     let mut prefix: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
     for (i, (m, _)) in entries.iter().enumerate() {
@@ -285,35 +307,33 @@ fn build_index<T>(entries: &[(HttpMatch, T)]) -> Option<PathIndex> {
         .enumerate()
         .map(|(g, p)| (*p, g as u32))
         .collect();
-    // (matchit route, literal path or the path the catch-all stands for)
-    let mut keys: BTreeSet<(String, String)> = BTreeSet::new();
-    for p in exact.keys() {
-        keys.insert((escape(p), (*p).to_owned()));
-    }
-    for p in prefix.keys() {
-        if *p == "/" {
-            keys.insert(("/".into(), "/".into()));
-            keys.insert(("/{*rest}".into(), "/".into()));
-        } else {
-            keys.insert((escape(p), (*p).to_owned()));
-            keys.insert((format!("{}/", escape(p)), format!("{p}/")));
-            keys.insert((format!("{}/{{*rest}}", escape(p)), format!("{p}/")));
-        }
-    }
+    // PathPrefix values are kept without a trailing `/` (except `/`), so `/p/` and `/p` have
+    // the same covering groups: one chain serves both of a prefix's keys.
+    let chain = |path: &str| -> Vec<u32> {
+        covering_prefixes(path)
+            .filter_map(|p| group_ids.get(p).copied())
+            .collect()
+    };
     let mut router = matchit::Router::new();
-    for (route, path) in keys {
-        let is_catch_all = route.ends_with("{*rest}");
+    let literals: BTreeSet<&str> = exact.keys().chain(prefix.keys()).copied().collect();
+    for path in literals {
+        let prefix_chain = chain(path);
+        if prefix.contains_key(path) {
+            let rest = match path {
+                "/" => "/{*rest}".to_owned(),
+                p => format!("{}/{{*rest}}", escape(p)),
+            };
+            let node = Node {
+                exact: vec![],
+                prefix_chain: prefix_chain.clone(),
+            };
+            router.insert(rest, node).ok()?;
+        }
         let node = Node {
-            exact: if is_catch_all {
-                vec![]
-            } else {
-                exact.get(path.as_str()).cloned().unwrap_or_default()
-            },
-            prefix_chain: covering_prefixes(&path)
-                .filter_map(|p| group_ids.get(p).copied())
-                .collect(),
+            exact: exact.get(path).cloned().unwrap_or_default(),
+            prefix_chain,
         };
-        router.insert(route, node).ok()?;
+        router.insert(escape(path), node).ok()?;
     }
     Some(PathIndex {
         router,

@@ -143,6 +143,25 @@ fn exact_beats_longest_prefix_beats_shorter_prefix() {
 }
 
 #[test]
+fn a_path_with_a_trailing_slash_goes_to_the_prefix_it_extends_not_to_an_exact_match() {
+    // The index has no key for `/p/`: it is found through `/p`, whose Exact entries do not
+    // match it, and never through a shorter prefix's catch-all.
+    let t = table(vec![
+        (on(path("PathPrefix", "/")), same(), "root"),
+        (on(path("PathPrefix", "/ab")), same(), "prefix /ab"),
+        (on(path("Exact", "/x")), same(), "exact /x"),
+        (on(path("PathPrefix", "/y")), same(), "prefix /y"),
+        (on(path("Exact", "/y/")), same(), "exact /y/"),
+    ]);
+    assert_eq!(winner(&t, &get("/ab/")), Some("prefix /ab"));
+    assert_eq!(winner(&t, &get("/ab//")), Some("prefix /ab"));
+    assert_eq!(winner(&t, &get("/x/")), Some("root"));
+    assert_eq!(winner(&t, &get("/y/")), Some("exact /y/"));
+    assert_eq!(winner(&t, &get("/y")), Some("prefix /y"));
+    assert_eq!(winner(&t, &get("/y/z")), Some("prefix /y"));
+}
+
+#[test]
 fn prefix_length_counts_characters_not_segments() {
     // "/abcdef" (7 characters, 1 segment) beats "/a/b" (4 characters, 2 segments) when both
     // match; here they never overlap, so check the table order instead.
