@@ -3,14 +3,16 @@
 and the controller's memory with many HTTPRoutes.
 
 Usage: bench/k8s_routes.py LOOM_BINARY [--latency N] [--memory 1000,5000] [--provisioned]
-                           [--latency-after]
+                           [--latency-after] [--spacing MS]
 
 Starts its own controller (own GatewayClass, controller name and address pool, so it can share
 the cluster), one Gateway and one echo backend in namespace loom-bench; creates routes through
 the API (the admin client certificate of ci/k8s); every step is bounded in time and count.
 Prints p50/p99 of create-to-200 over N routes created one at a time, then RSS after the
 controller has compiled each total number of routes; with --latency-after, create-to-200 over N
-more routes created one at a time among all those.
+more routes created one at a time among all those. Each route is created as soon as the one
+before answers, or with --spacing, MS milliseconds after that (a change that comes alone, not
+right after a compile: how long one `kubectl apply` takes to go live).
 
 With --provisioned the controller runs with --provision: traffic goes to the Gateway's
 data-plane pod (run by the podlet, watching the API with its own token), and the RSS of that
@@ -114,6 +116,8 @@ def main():
     p.add_argument("--latency", type=int, default=100)
     p.add_argument("--memory", default="1000,5000")
     p.add_argument("--provisioned", action="store_true")
+    p.add_argument("--spacing", type=float, default=0,
+                   help="milliseconds between one route answering and the next create")
     p.add_argument("--latency-after", action="store_true",
                    help="measure create-to-200 again once the --memory routes exist")
     a = p.parse_args()
@@ -184,8 +188,10 @@ def main():
                 wait(f"route {prefix}-{i}", lambda: get(ip, f"/{prefix}-{i}") == 200)
                 times.append((time.monotonic() - t0) * 1000)
                 after_post.append((time.monotonic() - t1) * 1000)
-            print("create HTTPRoute -> 200 over {} routes, {} existing: p50 {:.1f} ms, p99 {:.1f} ms, "
-                  "max {:.1f} ms".format(len(times), existing, *p50_p99(times)))
+                time.sleep(a.spacing / 1000)
+            spaced = f", {a.spacing:g} ms apart" if a.spacing else ""
+            print("create HTTPRoute -> 200 over {} routes{}, {} existing: p50 {:.1f} ms, p99 {:.1f} ms, "
+                  "max {:.1f} ms".format(len(times), spaced, existing, *p50_p99(times)))
             print("  of which after the API server answered the POST: p50 {:.1f} ms, p99 {:.1f} ms, "
                   "max {:.1f} ms".format(*p50_p99(after_post)))
         latency("lat", 1)
