@@ -3,7 +3,7 @@
 and the controller's memory with many HTTPRoutes.
 
 Usage: bench/k8s_routes.py LOOM_BINARY [--latency N] [--memory 1000,5000] [--provisioned]
-                           [--latency-after] [--spacing MS]
+                           [--latency-after] [--spacing MS] [--last-applied]
 
 Starts its own controller (own GatewayClass, controller name and address pool, so it can share
 the cluster), one Gateway and one echo backend in namespace loom-bench; creates routes through
@@ -12,7 +12,8 @@ Prints p50/p99 of create-to-200 over N routes created one at a time, then RSS af
 controller has compiled each total number of routes; with --latency-after, create-to-200 over N
 more routes created one at a time among all those. Each route is created as soon as the one
 before answers, or with --spacing, MS milliseconds after that (a change that comes alone, not
-right after a compile: how long one `kubectl apply` takes to go live).
+right after a compile: how long one `kubectl apply` takes to go live). With --last-applied the
+routes carry the annotation `kubectl apply` adds (a copy of the object), as applied ones do.
 
 With --provisioned the controller runs with --provision: traffic goes to the Gateway's
 data-plane pod (run by the podlet, watching the API with its own token), and the RSS of that
@@ -21,6 +22,7 @@ pod's process is reported beside the controller's.
 
 import argparse
 import http.client
+import json
 import os
 import statistics
 import subprocess
@@ -39,12 +41,20 @@ ADMIN = 9941
 api = Api()
 
 
+LAST_APPLIED = False  # --last-applied
+
+
 def route(name, path):
-    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {"parentRefs": [{"name": "gw"}],
-                     "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": path}}],
-                                "backendRefs": [{"name": "echo", "port": 8080}]}]}}
+    r = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+         "metadata": {"name": name, "namespace": NS},
+         "spec": {"parentRefs": [{"name": "gw"}],
+                  "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": path}}],
+                             "backendRefs": [{"name": "echo", "port": 8080}]}]}}
+    if LAST_APPLIED:
+        # What `kubectl apply` adds: the object as applied, in an annotation.
+        r["metadata"]["annotations"] = {
+            "kubectl.kubernetes.io/last-applied-configuration": json.dumps(r, separators=(",", ":"))}
+    return r
 
 
 def get(ip, path):
@@ -116,11 +126,15 @@ def main():
     p.add_argument("--latency", type=int, default=100)
     p.add_argument("--memory", default="1000,5000")
     p.add_argument("--provisioned", action="store_true")
+    p.add_argument("--last-applied", action="store_true",
+                   help="routes carry kubectl apply's last-applied-configuration annotation")
     p.add_argument("--spacing", type=float, default=0,
                    help="milliseconds between one route answering and the next create")
     p.add_argument("--latency-after", action="store_true",
                    help="measure create-to-200 again once the --memory routes exist")
     a = p.parse_args()
+    global LAST_APPLIED
+    LAST_APPLIED = a.last_applied
     if a.provisioned:
         # The data-plane role and binding, and the image the podlet runs as this binary.
         kubectl = [f"{open(f'{RUN}/bin').read().strip()}/kubectl", "--kubeconfig", f"{RUN}/admin.kubeconfig"]

@@ -44,9 +44,14 @@ pub async fn discover(client: kube::Client) -> kube::Result<Discovered> {
     Ok(out)
 }
 
-/// Converts an object from the API into Loom's input model.
+/// Converts an object from the API into Loom's input model, without its annotations: Loom
+/// reads none, and `kubectl apply` leaves a copy of the whole object in one of them
+/// (`kubectl.kubernetes.io/last-applied-configuration`), which every object kept would carry.
 pub fn to_object(kind: Kind, object: &DynamicObject) -> Result<Object, String> {
     let mut value = serde_json::to_value(object).map_err(|e| format!("{kind}: {e}"))?;
+    if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        meta.remove("annotations");
+    }
     drop_nulls(&mut value);
     loom_core::load::from_value(kind, value)
 }
@@ -110,5 +115,28 @@ mod tests {
         }))
         .unwrap();
         assert!(to_object(Kind::EndpointSlice, &empty).is_ok());
+    }
+
+    #[test]
+    fn annotations_are_not_kept() {
+        let applied = json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "r", "namespace": "web"},
+            "spec": {"parentRefs": [{"name": "gw"}]},
+        });
+        let route: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "r", "namespace": "web", "labels": {"app": "web"},
+                "annotations": {
+                    "kubectl.kubernetes.io/last-applied-configuration": applied.to_string(),
+                }},
+            "spec": {"parentRefs": [{"name": "gw"}]},
+        }))
+        .unwrap();
+        let Object::HttpRoute(r) = to_object(Kind::HttpRoute, &route).unwrap() else {
+            panic!("not an HTTPRoute");
+        };
+        assert!(r.metadata.annotations.is_empty());
+        assert_eq!(r.metadata.labels["app"], "web", "labels are kept");
     }
 }
