@@ -4,6 +4,7 @@ and the controller's memory with many HTTPRoutes.
 
 Usage: bench/k8s_routes.py LOOM_BINARY [--latency N] [--memory 1000,5000] [--provisioned]
                            [--latency-after] [--spacing MS] [--last-applied]
+                           [--foreign-slices N]
 
 Starts its own controller (own GatewayClass, controller name and address pool, so it can share
 the cluster), one Gateway and one echo backend in namespace loom-bench; creates routes through
@@ -14,6 +15,8 @@ more routes created one at a time among all those. Each route is created as soon
 before answers, or with --spacing, MS milliseconds after that (a change that comes alone, not
 right after a compile: how long one `kubectl apply` takes to go live). With --last-applied the
 routes carry the annotation `kubectl apply` adds (a copy of the object), as applied ones do.
+With --foreign-slices N, an EndpointSlice of a Service no route names is changed N times at the
+end, and the compiles that caused are counted.
 
 With --provisioned the controller runs with --provision: traffic goes to the Gateway's
 data-plane pod (run by the podlet, watching the API with its own token), and the RSS of that
@@ -128,6 +131,8 @@ def main():
     p.add_argument("--provisioned", action="store_true")
     p.add_argument("--last-applied", action="store_true",
                    help="routes carry kubectl apply's last-applied-configuration annotation")
+    p.add_argument("--foreign-slices", type=int, default=0,
+                   help="then change an EndpointSlice of a Service no route names N times")
     p.add_argument("--spacing", type=float, default=0,
                    help="milliseconds between one route answering and the next create")
     p.add_argument("--latency-after", action="store_true",
@@ -226,6 +231,23 @@ def main():
                   f"{rss()}, {generation()} compiles so far")
         if a.latency_after and made > a.latency + 1:
             latency("late", made)
+        if a.foreign_slices:
+            # Pods coming and going behind a Service no route names: its EndpointSlice changes.
+            path = f"/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices"
+            body = lambda i: {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",  # noqa: E731
+                              "metadata": {"name": "foreign", "namespace": NS,
+                                           "labels": {"kubernetes.io/service-name": "foreign"}},
+                              "addressType": "IPv4", "ports": [{"port": 80}],
+                              "endpoints": [{"addresses": [f"10.99.{i // 250}.{i % 250 + 1}"]}]}
+            api("POST", path, body(0))
+            wait("compiles to settle", settled, limit=60, step=0)
+            before, t0 = generation(), time.monotonic()
+            for i in range(1, a.foreign_slices + 1):
+                api("PUT", f"{path}/foreign", body(i))
+                time.sleep(0.01)
+            wait("compiles to settle", settled, limit=60, step=0)
+            print(f"{a.foreign_slices} changes to an EndpointSlice no route reads "
+                  f"({time.monotonic() - t0:.1f} s): {generation() - before} compiles, {rss()}")
     finally:
         # The Gateway first, so that the controller drops the class's gateway-exists
         # finalizer before it stops; then the rest.

@@ -131,6 +131,10 @@ pub struct Compiled {
     pub snapshot: Snapshot,
     /// What the spec says every object's status is.
     pub status: Status,
+    /// The Services, by `(namespace, name)`, whose EndpointSlices the snapshot's endpoints
+    /// come from: a change to any other EndpointSlice cannot change this result (an adapter
+    /// may skip compiling for it; the next compile must still see it).
+    pub endpoint_sources: BTreeSet<(String, String)>,
 }
 
 /// Compiles with default [`Options`].
@@ -147,14 +151,18 @@ pub fn compile_with(input: &Input, options: &Options) -> Compiled {
     let traffic = traffic::TrafficPolicies::check(&lookup);
     let plugins = plugins::Plugins::check(&lookup);
     let mut gateways = Gateways::build(&lookup, &classes);
-    let routes =
+    let mut routes =
         attachment::attach_all(&lookup, &mut gateways, &tls_policies, &traffic, &mut status);
     let snapshot = gateways.snapshot(&routes, &traffic, &plugins);
     gateways.write_status(&mut status);
     status::write_backend_tls_status(&lookup, &tls_policies, &routes, &gateways, &mut status);
     status::write_traffic_policy_status(&lookup, &traffic, &mut status);
     plugins::write_status(&lookup, &plugins, &gateways.plugin_settings(), &mut status);
-    Compiled { snapshot, status }
+    Compiled {
+        snapshot,
+        status,
+        endpoint_sources: std::mem::take(&mut routes.endpoint_sources),
+    }
 }
 
 #[cfg(test)]

@@ -297,7 +297,8 @@ async fn watch_and_compile(
                 let now = Instant::now();
                 named_watches.update(index.update_references(now));
                 if index.references_fetched(now) {
-                    let compiled = planner.compile(&mut index);
+                    let mut compiled = planner.compile(&mut index);
+                    index.compiled(std::mem::take(&mut compiled.endpoint_sources));
                     let took = now.elapsed();
                     tracing::debug!("compiled in {took:?}");
                     status_writes.compiled(last_status.as_deref(), &compiled.status);

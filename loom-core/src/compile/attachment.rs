@@ -134,6 +134,9 @@ impl Attacher<'_, '_, '_> {
         };
         let target = compile(&mut cx);
         let found = cx.found;
+        self.attached
+            .endpoint_sources
+            .extend(found.services.iter().cloned());
         attach_route(
             self.lookup,
             self.gws,

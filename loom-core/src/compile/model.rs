@@ -255,6 +255,8 @@ pub(crate) struct Attached {
     pub(crate) l4: Vec<L4Attachment>,
     /// Services each Gateway routes to (BackendTLSPolicy ancestors).
     pub(crate) services_by_gateway: BTreeMap<usize, BTreeSet<(String, String)>>,
+    /// Every Service whose EndpointSlices some route's backends were resolved from.
+    pub(crate) endpoint_sources: BTreeSet<(String, String)>,
 }
 
 /// The parts of a route attachment reads.

@@ -24,7 +24,8 @@ pub(crate) struct Findings {
     pub(crate) dropped: Vec<DroppedRule>,
     /// Rules kept.
     pub(crate) kept: usize,
-    /// Services the route refers to (BackendTLSPolicy ancestors).
+    /// Services the route's backends were resolved to (BackendTLSPolicy ancestors), their
+    /// EndpointSlices read.
     pub(crate) services: BTreeSet<(String, String)>,
 }
 

@@ -149,6 +149,44 @@ fn missing_backend_service_is_backend_not_found_but_accepted() {
     );
 }
 
+fn slice_of(namespace: &str, service: &str, ip: &str) -> String {
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+         metadata: {{name: {service}-1, namespace: {namespace}, \
+         labels: {{kubernetes.io/service-name: {service}}}}}\n\
+         addressType: IPv4\nendpoints: [{{addresses: [{ip}]}}]\nports: [{{port: 8080}}]\n"
+    )
+}
+
+#[test]
+fn endpoint_sources_are_the_services_whose_slices_a_route_reads() {
+    let compiled = compile(&input(ROUTE_TO_MISSING_SERVICE));
+    // `app/nope` does not exist and `backends/svc` no route names: neither is read.
+    assert_eq!(
+        compiled.endpoint_sources,
+        BTreeSet::from([("app".to_owned(), "local".to_owned())])
+    );
+}
+
+#[test]
+fn a_slice_of_a_service_no_route_reads_changes_nothing() {
+    let base = compile(&input(ROUTE_TO_MISSING_SERVICE));
+    let unread = slice_of("backends", "svc", "10.0.0.9");
+    let with = compile(&input(&format!("{ROUTE_TO_MISSING_SERVICE}---\n{unread}")));
+    assert_eq!(with.status, base.status);
+    assert_eq!(
+        format!("{:?}", with.snapshot),
+        format!("{:?}", base.snapshot)
+    );
+    // One of a Service that is read does change the snapshot.
+    let read = slice_of("app", "local", "10.0.0.7");
+    let with = compile(&input(&format!("{ROUTE_TO_MISSING_SERVICE}---\n{read}")));
+    assert_ne!(
+        format!("{:?}", with.snapshot),
+        format!("{:?}", base.snapshot)
+    );
+}
+
 #[test]
 fn a_compiled_route_and_its_status_keep_no_spare_capacity() {
     let compiled = compile(&input(

@@ -28,6 +28,9 @@ use crate::addresses::AddressPool;
 use crate::provision::CONTROLLER_ANNOTATION;
 use crate::resources;
 
+/// The label that ties an EndpointSlice to its Service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
 /// A watch's relist in progress. `Init` starts it (again), `InitApply` adds an object,
 /// `InitDone` hands over everything listed, to replace what was known.
 #[derive(Debug)]
@@ -172,6 +175,10 @@ pub(crate) struct Index {
     /// Objects whose observed status, resourceVersion or finalizers changed (or that came
     /// or went) since [`Index::take_observed_changes`] last took them.
     observed_changes: HashSet<ObjectKey>,
+    /// The Services whose EndpointSlices the last compile read (`None` before the first): a
+    /// change to another Service's EndpointSlices is kept but asks for no compile (in a busy
+    /// cluster, pods come and go all the time behind Services no route names).
+    endpoint_sources: Option<BTreeSet<(String, String)>>,
     address_pool: Option<AddressPool>,
     /// The kinds watched one object at a time, by reference (Secret, ConfigMap), that the
     /// API server serves.
@@ -198,6 +205,7 @@ impl Index {
             initial_list: InitialList::new(listed),
             observed: HashMap::new(),
             observed_changes: HashSet::new(),
+            endpoint_sources: None,
             address_pool,
             referable: referable.into_iter().collect(),
             references: HashMap::new(),
@@ -222,6 +230,29 @@ impl Index {
     /// have to be planned again for.
     pub(crate) fn take_observed_changes(&mut self) -> HashSet<ObjectKey> {
         std::mem::take(&mut self.observed_changes)
+    }
+
+    /// A compile read the EndpointSlices of these Services (and no others).
+    pub(crate) fn compiled(&mut self, endpoint_sources: BTreeSet<(String, String)>) {
+        self.endpoint_sources = Some(endpoint_sources);
+    }
+
+    /// Whether a change to `obj` can change a compile's result: for an EndpointSlice, whether
+    /// the last compile read its Service's slices.
+    fn can_change_compile(&self, obj: &Object) -> bool {
+        let (Object::EndpointSlice(slice), Some(read)) = (obj, &self.endpoint_sources) else {
+            return true;
+        };
+        slice
+            .metadata
+            .labels
+            .get(SERVICE_NAME_LABEL)
+            .is_some_and(|svc| {
+                read.contains(&(
+                    slice.metadata.namespace_or_default().to_owned(),
+                    svc.clone(),
+                ))
+            })
     }
 
     pub(crate) fn rollouts(&self) -> &Rollouts {
@@ -432,8 +463,11 @@ impl Index {
             .or_default()
             .insert(key.clone());
         let compile = match self.input.upsert(obj.clone()) {
-            Some(old) => old != obj,
-            None => true,
+            // A slice that moves from one Service to another changes both.
+            Some(old) => {
+                old != obj && (self.can_change_compile(&old) || self.can_change_compile(&obj))
+            }
+            None => self.can_change_compile(&obj),
         };
         let changed = Changed {
             compile,
@@ -455,7 +489,9 @@ impl Index {
         {
             pool.release(&key.namespace, &key.name);
         }
-        self.input.remove(key).is_some()
+        self.input
+            .remove(key)
+            .is_some_and(|old| self.can_change_compile(&old))
     }
 }
 

@@ -89,6 +89,15 @@ impl Planner {
             }
         }
         let mut compiled = loom_core::compile_with(index.input(), &opts);
+        if let Some((ns, name)) = self
+            .opts
+            .provision
+            .as_ref()
+            .and_then(|p| p.endpoints_from.as_ref())
+        {
+            // Its ready endpoints are what every provisioned EndpointSlice carries.
+            compiled.endpoint_sources.insert((ns.clone(), name.clone()));
+        }
         if behind_services {
             // The pods listen on their own addresses (--bind); the Service's are reported.
             for g in compiled.snapshot.gateways.values_mut() {

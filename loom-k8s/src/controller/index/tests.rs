@@ -421,6 +421,84 @@ fn a_status_only_change_is_observed_without_a_compile() {
     );
 }
 
+fn slice(name: &str, service: Option<&str>, ip: &str) -> DynamicObject {
+    let labels = match service {
+        Some(s) => json!({"kubernetes.io/service-name": s}),
+        None => json!({}),
+    };
+    dynamic(json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": name, "namespace": "web", "labels": labels},
+        "addressType": "IPv4", "endpoints": [{"addresses": [ip]}], "ports": [{"port": 8080}],
+    }))
+}
+
+#[test]
+fn before_a_compile_every_endpoint_slice_change_asks_for_one() {
+    let mut index = index();
+    let changed = index.apply(
+        Kind::EndpointSlice,
+        Event::Apply(slice("s", Some("other"), "10.0.0.1")),
+    );
+    assert_eq!(changed, COMPILE);
+}
+
+#[test]
+fn slices_of_services_the_last_compile_did_not_read_ask_for_no_compile_but_are_kept() {
+    let mut index = index();
+    index.compiled(BTreeSet::from([("web".to_owned(), "echo".to_owned())]));
+    let apply = |index: &mut Index, o| index.apply(Kind::EndpointSlice, Event::Apply(o));
+    assert_eq!(
+        apply(&mut index, slice("o", Some("other"), "10.0.0.1")),
+        NOTHING
+    );
+    assert_eq!(
+        names(&index, Kind::EndpointSlice),
+        ["o"],
+        "kept for the next compile"
+    );
+    assert_eq!(
+        apply(&mut index, slice("n", None, "10.0.0.2")),
+        NOTHING,
+        "no Service"
+    );
+    assert_eq!(
+        apply(&mut index, slice("e", Some("echo"), "10.0.0.3")),
+        COMPILE
+    );
+    assert_eq!(
+        apply(&mut index, slice("e", Some("echo"), "10.0.0.4")),
+        COMPILE
+    );
+    // Moving a slice from a Service that is read to one that is not changes the first.
+    assert_eq!(
+        apply(&mut index, slice("e", Some("other"), "10.0.0.4")),
+        COMPILE
+    );
+    assert_eq!(
+        apply(&mut index, slice("e", Some("other"), "10.0.0.5")),
+        NOTHING
+    );
+    let delete = |index: &mut Index, o| index.apply(Kind::EndpointSlice, Event::Delete(o));
+    assert_eq!(
+        delete(&mut index, slice("o", Some("other"), "10.0.0.1")),
+        NOTHING
+    );
+    index.apply(
+        Kind::EndpointSlice,
+        Event::Apply(slice("e2", Some("echo"), "10.0.0.6")),
+    );
+    assert_eq!(
+        delete(&mut index, slice("e2", Some("echo"), "10.0.0.6")),
+        COMPILE
+    );
+    // Other kinds are not affected.
+    assert_eq!(
+        index.apply(Kind::Service, Event::Apply(service("other"))),
+        COMPILE
+    );
+}
+
 #[test]
 fn observed_changes_name_each_object_whose_observed_state_changed_once() {
     let mut index = index();

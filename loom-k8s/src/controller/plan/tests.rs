@@ -666,6 +666,20 @@ fn all_in_one() -> ControllerOptions {
 }
 
 #[test]
+fn the_controller_s_own_service_is_an_endpoint_source_when_gateways_take_its_endpoints() {
+    let mut opts = all_in_one();
+    let own = ("loom-system".to_owned(), "loom".to_owned());
+    if let Some(p) = &mut opts.provision {
+        p.endpoints_from = Some(own.clone());
+    }
+    let mut index = index_of(&loom_gateway());
+    let compiled = planner(opts).compile(&mut index);
+    assert!(compiled.endpoint_sources.contains(&own));
+    let compiled = planner(all_in_one()).compile(&mut index);
+    assert!(!compiled.endpoint_sources.contains(&own));
+}
+
+#[test]
 fn a_gateway_behind_its_own_service_reports_the_service_address_not_the_pods() {
     let mut objects = loom_gateway();
     objects.push((Kind::Service, loom_service("10.0.0.9")));
