@@ -301,10 +301,11 @@ async fn watch_and_compile(
                     index.compiled(std::mem::take(&mut compiled.endpoint_sources));
                     let took = now.elapsed();
                     tracing::debug!("compiled in {took:?}");
-                    status_writes.compiled(last_status.as_deref(), &compiled.status);
+                    // Served first; then which objects' writes to plan again.
                     let status = Arc::new(compiled.status);
-                    last_status = Some(status.clone());
-                    publish(compiled.snapshot, status, took);
+                    publish(compiled.snapshot, status.clone(), took);
+                    status_writes.compiled(last_status.as_deref(), &status);
+                    last_status = Some(status);
                     debounce.compiled(Instant::now(), took);
                     replan_writes = true;
                 } else {
