@@ -44,16 +44,13 @@ ADMIN = 9941
 api = Api()
 
 
-LAST_APPLIED = False  # --last-applied
-
-
-def route(name, path):
+def route(name, path, last_applied):
     r = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
          "metadata": {"name": name, "namespace": NS},
          "spec": {"parentRefs": [{"name": "gw"}],
                   "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": path}}],
                              "backendRefs": [{"name": "echo", "port": 8080}]}]}}
-    if LAST_APPLIED:
+    if last_applied:
         # What `kubectl apply` adds: the object as applied, in an annotation.
         r["metadata"]["annotations"] = {
             "kubectl.kubernetes.io/last-applied-configuration": json.dumps(r, separators=(",", ":"))}
@@ -138,8 +135,6 @@ def main():
     p.add_argument("--latency-after", action="store_true",
                    help="measure create-to-200 again once the --memory routes exist")
     a = p.parse_args()
-    global LAST_APPLIED
-    LAST_APPLIED = a.last_applied
     if a.provisioned:
         # The data-plane role and binding, and the image the podlet runs as this binary.
         kubectl = [f"{open(f'{RUN}/bin').read().strip()}/kubectl", "--kubeconfig", f"{RUN}/admin.kubeconfig"]
@@ -185,7 +180,7 @@ def main():
         if a.provisioned:
             data_plane = wait("a ready data-plane pod", data_plane_pod, step=0.2)
             ip = data_plane[0]
-        api("POST", f"{GW}/namespaces/{NS}/httproutes", route("warmup", "/warmup"))
+        api("POST", f"{GW}/namespaces/{NS}/httproutes", route("warmup", "/warmup", a.last_applied))
         wait("the echo backend through Loom", lambda: get(ip, "/warmup") == 200, step=0.05)
 
         def rss():
@@ -202,7 +197,7 @@ def main():
             times, after_post = [], []
             for i in range(a.latency):
                 t0 = time.monotonic()
-                api("POST", f"{GW}/namespaces/{NS}/httproutes", route(f"{prefix}-{i}", f"/{prefix}-{i}"))
+                api("POST", f"{GW}/namespaces/{NS}/httproutes", route(f"{prefix}-{i}", f"/{prefix}-{i}", a.last_applied))
                 t1 = time.monotonic()
                 wait(f"route {prefix}-{i}", lambda: get(ip, f"/{prefix}-{i}") == 200)
                 times.append((time.monotonic() - t0) * 1000)
@@ -219,7 +214,7 @@ def main():
         for total in [int(x) for x in a.memory.split(",") if x]:
             t0 = time.monotonic()
             for i in range(made, total):
-                api("POST", f"{GW}/namespaces/{NS}/httproutes", route(f"mem-{i}", f"/mem-{i}"))
+                api("POST", f"{GW}/namespaces/{NS}/httproutes", route(f"mem-{i}", f"/mem-{i}", a.last_applied))
             made = max(made, total)
             last = f"/mem-{total - 1}"
             wait(f"route {last}", lambda: get(ip, last) == 200, limit=600, step=0.05)
@@ -234,11 +229,13 @@ def main():
         if a.foreign_slices:
             # Pods coming and going behind a Service no route names: its EndpointSlice changes.
             path = f"/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices"
-            body = lambda i: {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",  # noqa: E731
-                              "metadata": {"name": "foreign", "namespace": NS,
-                                           "labels": {"kubernetes.io/service-name": "foreign"}},
-                              "addressType": "IPv4", "ports": [{"port": 80}],
-                              "endpoints": [{"addresses": [f"10.99.{i // 250}.{i % 250 + 1}"]}]}
+
+            def body(i):
+                return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                        "metadata": {"name": "foreign", "namespace": NS,
+                                     "labels": {"kubernetes.io/service-name": "foreign"}},
+                        "addressType": "IPv4", "ports": [{"port": 80}],
+                        "endpoints": [{"addresses": [f"10.99.{i // 250}.{i % 250 + 1}"]}]}
             api("POST", path, body(0))
             wait("compiles to settle", settled, limit=60, step=0)
             before, t0 = generation(), time.monotonic()
