@@ -4,7 +4,7 @@ and the controller's memory with many HTTPRoutes.
 
 Usage: bench/k8s_routes.py LOOM_BINARY [--latency N] [--memory 1000,5000] [--provisioned]
                            [--latency-after] [--spacing MS] [--last-applied]
-                           [--foreign-slices N]
+                           [--foreign-slices N] [--quiet]
 
 Starts its own controller (own GatewayClass, controller name and address pool, so it can share
 the cluster), one Gateway and one echo backend in namespace loom-bench; creates routes through
@@ -15,7 +15,10 @@ more routes created one at a time among all those. Each route is created as soon
 before answers, or with --spacing, MS milliseconds after that (a change that comes alone, not
 right after a compile: how long one `kubectl apply` takes to go live). With --last-applied the
 routes carry the annotation `kubectl apply` adds (a copy of the object), as applied ones do.
-With --foreign-slices N, an EndpointSlice of a Service no route names is changed N times at the
+With --quiet, the routes created after those are created once the controller is quiet (it
+has written the status of every route: under 2 % of a core for 2 s; the time that took is
+printed), so that --latency-after measures changes into a settled cluster. With
+--foreign-slices N, an EndpointSlice of a Service no route names is changed N times at the
 end, and the compiles that caused are counted.
 
 With --provisioned the controller runs with --provision: traffic goes to the Gateway's
@@ -102,6 +105,19 @@ def settled(*admin):
     return generation(*admin) == g
 
 
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def quiet(pid):
+    """Under 2 % of a core for 2 s."""
+    before = cpu_seconds(pid)
+    time.sleep(2)
+    return cpu_seconds(pid) - before < 0.04
+
+
 def data_plane_pod():
     """(IP, pid) of the Gateway's ready data-plane pod, or None."""
     _, pods = api("GET", f"/api/v1/namespaces/{NS}/pods?labelSelector=loom.dev/data-plane%3Dloom-gw")
@@ -132,6 +148,8 @@ def main():
                    help="then change an EndpointSlice of a Service no route names N times")
     p.add_argument("--spacing", type=float, default=0,
                    help="milliseconds between one route answering and the next create")
+    p.add_argument("--quiet", action="store_true",
+                   help="before --latency-after, wait for the controller to be quiet")
     p.add_argument("--latency-after", action="store_true",
                    help="measure create-to-200 again once the --memory routes exist")
     a = p.parse_args()
@@ -225,6 +243,10 @@ def main():
             print(f"{total} HTTPRoutes: live {time.monotonic() - t0:.1f} s after the first create, "
                   f"{rss()}, {generation()} compiles so far")
         if a.latency_after and made > a.latency + 1:
+            if a.quiet:
+                t0 = time.monotonic()
+                wait("the controller to be quiet", lambda: quiet(ctl.pid), limit=600, step=0)
+                print(f"controller quiet (status written) {time.monotonic() - t0:.1f} s later")
             latency("late", made)
         if a.foreign_slices:
             # Pods coming and going behind a Service no route names: its EndpointSlice changes.

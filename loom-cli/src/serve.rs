@@ -140,16 +140,26 @@ struct Load {
     took: Duration,
 }
 
+/// What one load leaves for the next: the documents (an unchanged one is not parsed again) and
+/// what the compile did (an unchanged route is not compiled again).
+#[derive(Default)]
+struct Again {
+    reloader: loom_core::load::Reloader,
+    compiler: loom_core::Compiler,
+}
+
 /// Loads and compiles; `Err` lists every load error (nothing is published then). The
-/// WASMPlugin modules the objects name start fetching, and compile sees their state.
+/// WASMPlugin modules the objects name start fetching, and compile sees their state. Objects
+/// equal to one of `served` are taken from it, for the compiler to see them unchanged.
 fn load(
     paths: &[PathBuf],
     options: &mut loom_core::Options,
-    reloader: &mut loom_core::load::Reloader,
+    again: &mut Again,
+    served: &loom_core::Input,
     plugins: &loom_pingora::plugin::Plugins,
 ) -> Result<Load> {
     let started = Instant::now();
-    let loaded = files::load_paths_again(paths, reloader)?;
+    let mut loaded = files::load_paths_again(paths, &mut again.reloader)?;
     let mut errors = vec![];
     for e in &loaded.errors {
         if e.is_warning() {
@@ -161,8 +171,9 @@ fn load(
     if !errors.is_empty() {
         bail!("{}", errors.join("\n"));
     }
+    loaded.input.share_unchanged(served);
     options.plugin_modules = plugins.sync(&loaded.input);
-    let compiled = loom_core::compile_with(&loaded.input, options);
+    let compiled = again.compiler.compile(&loaded.input, options);
     let diagnostics = loom_core::diagnose(&loaded.input, options);
     let warnings = diagnostics
         .iter()
@@ -388,7 +399,7 @@ fn watch(
     handle: SnapshotHandle,
     args: Args,
     mut opts: loom_core::Options,
-    mut reloader: loom_core::load::Reloader,
+    mut again: Again,
     (mut served, mut input): (Files, loom_core::Input),
 ) {
     let (poll, settle) = (
@@ -418,7 +429,7 @@ fn watch(
             if not_serving != opts.ports_not_serving {
                 opts.ports_not_serving = not_serving;
                 let started = Instant::now();
-                let compiled = loom_core::compile_with(&input, &opts);
+                let compiled = again.compiler.compile(&input, &opts);
                 report(&compiled);
                 let g = handle.publish(compiled, started.elapsed());
                 release.published();
@@ -429,7 +440,7 @@ fn watch(
             modules.borrow_and_update();
             opts.plugin_modules = handle.plugins().sync(&input);
             let started = Instant::now();
-            let compiled = loom_core::compile_with(&input, &opts);
+            let compiled = again.compiler.compile(&input, &opts);
             report(&compiled);
             let g = handle.publish(compiled, started.elapsed());
             release.published();
@@ -453,7 +464,7 @@ fn watch(
             Wake::Written => settled(&args.paths, now, settle.min(WRITTEN_SETTLE)),
             Wake::Changed => settled(&args.paths, now, settle),
         };
-        let result = load(&args.paths, &mut opts, &mut reloader, handle.plugins());
+        let result = load(&args.paths, &mut opts, &mut again, &input, handle.plugins());
         if fingerprint(&args.paths) != now {
             // Changed while it was read: read it again once it settles.
             continue;
@@ -484,14 +495,20 @@ fn watch(
 
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let mut opts = options(args.bind, &args.data_plane);
-    let mut reloader = loom_core::load::Reloader::default();
+    let mut again = Again::default();
     let handle = SnapshotHandle::with_plugins(args.data_plane.plugins());
     let Load {
         input,
         mut compiled,
         files,
         mut took,
-    } = load(&args.paths, &mut opts, &mut reloader, handle.plugins())?;
+    } = load(
+        &args.paths,
+        &mut opts,
+        &mut again,
+        &loom_core::Input::default(),
+        handle.plugins(),
+    )?;
     // The first configuration waits (a little) for its plugins' modules, so that the data
     // plane turns ready with them running rather than answering 503 for them.
     if opts.plugin_modules.as_ref().is_some_and(|m| !m.is_empty()) {
@@ -503,7 +520,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         }
         let started = Instant::now();
         opts.plugin_modules = handle.plugins().sync(&input);
-        compiled = loom_core::compile_with(&input, &opts);
+        compiled = again.compiler.compile(&input, &opts);
         took += started.elapsed();
     }
     report(&compiled);
@@ -516,7 +533,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let watcher = handle.clone();
     std::thread::Builder::new()
         .name("loom-watch".into())
-        .spawn(move || watch(watcher, args, opts, reloader, (files, input)))?;
+        .spawn(move || watch(watcher, args, opts, again, (files, input)))?;
 
     tracing::info!("admin on http://{admin}");
     loom_pingora::server(handle, &serve)?.run_forever()

@@ -3,6 +3,8 @@
 //! * `routes/N`: N HTTPRoutes on one listener, one `PathPrefix` rule each, half of them with a
 //!   header match, all sending to one Service with endpoints.
 //! * `hosts/1000x100`: 1,000 HTTPRoutes with one hostname and 100 rules each.
+//! * `recompile/routes/N`: `Compiler::compile` after one of the N routes of `routes/N` changed
+//!   (its path, back and forth), the compile before having seen the others.
 //! * `http_table/new/N`: building one virtual host's table of N `PathPrefix` matches.
 //!
 //! Run with `cargo bench -p loom-core --bench compile`.
@@ -14,7 +16,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use loom_core::input::*;
 use loom_core::route::path::PathMatch;
 use loom_core::route::{HttpMatch, HttpPrecedence, HttpTable, RouteOrder};
-use loom_core::{CONTROLLER_NAME, Input, Object, compile};
+use loom_core::{CONTROLLER_NAME, Compiler, Input, Object, Options, compile};
 
 fn meta(namespace: Option<&str>, name: &str) -> ObjectMeta {
     ObjectMeta {
@@ -139,7 +141,7 @@ fn routes(n: usize) -> Input {
     for i in 0..n {
         input
             .http_routes
-            .push(route(i, vec![], std::iter::once(format!("/svc-{i:05}"))));
+            .push(route(i, vec![], std::iter::once(format!("/svc-{i:05}"))).into());
     }
     input
 }
@@ -150,7 +152,7 @@ fn hosts(hosts: usize, rules: usize) -> Input {
         let prefixes = (0..rules).map(|j| format!("/p-{j:03}"));
         input
             .http_routes
-            .push(route(i, vec![format!("host-{i:04}.example.com")], prefixes));
+            .push(route(i, vec![format!("host-{i:04}.example.com")], prefixes).into());
     }
     input
 }
@@ -181,6 +183,35 @@ fn bench_compile(c: &mut Criterion) {
     group.bench_with_input(BenchmarkId::new("hosts", "1000x100"), &input, |b, input| {
         b.iter(|| compile(black_box(input)))
     });
+    group.finish();
+}
+
+fn bench_recompile(c: &mut Criterion) {
+    let mut group = c.benchmark_group("recompile");
+    for n in [1_000usize, 10_000] {
+        let mut input = routes(n);
+        let options = Options::default();
+        let mut compiler = Compiler::new();
+        let whole = compiler.compile(&input, &options);
+        let versions = [0, 1].map(|v| {
+            let path = format!("/changed-{v}");
+            Object::HttpRoute(route(n / 2, vec![], std::iter::once(path)))
+        });
+        let mut next = 0;
+        let mut step = |input: &mut Input, compiler: &mut Compiler| {
+            input.upsert(versions[next].clone());
+            next = 1 - next;
+            compiler.compile(input, &options)
+        };
+        let again = step(&mut input, &mut compiler);
+        assert_eq!(again.status.objects.len(), whole.status.objects.len());
+        group
+            .sample_size(10)
+            .measurement_time(Duration::from_secs(5));
+        group.bench_function(BenchmarkId::new("routes", n), |b| {
+            b.iter(|| step(&mut input, &mut compiler))
+        });
+    }
     group.finish();
 }
 
@@ -218,5 +249,5 @@ fn bench_table(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_compile, bench_table);
+criterion_group!(benches, bench_compile, bench_recompile, bench_table);
 criterion_main!(benches);

@@ -112,7 +112,7 @@ fn routes(n: usize) -> Compiled {
     for i in 0..n {
         input
             .http_routes
-            .push(route(i, vec![], std::iter::once(format!("/svc-{i:05}"))));
+            .push(route(i, vec![], std::iter::once(format!("/svc-{i:05}"))).into());
     }
     compile(&input)
 }
@@ -124,7 +124,7 @@ fn hosts(hosts: usize, rules: usize) -> Compiled {
         let prefixes = (0..rules).map(|j| format!("/p-{j:03}"));
         input
             .http_routes
-            .push(route(i, vec![format!("host-{i:04}.example.com")], prefixes));
+            .push(route(i, vec![format!("host-{i:04}.example.com")], prefixes).into());
     }
     compile(&input)
 }

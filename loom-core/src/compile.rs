@@ -56,6 +56,7 @@ mod assembly;
 mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 pub use error::NotServing;
 use lookup::InputLookup;
@@ -72,7 +73,7 @@ use crate::status::{Status, StatusAddress};
 pub const CONTROLLER_NAME: &str = "loom.dev/gateway-controller";
 
 /// Settings that come from how Loom runs, not from objects.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Options {
     /// The controller name GatewayClasses must carry.
     pub controller_name: String,
@@ -144,6 +145,98 @@ pub fn compile(input: &Input) -> Compiled {
 
 /// Compiles the input.
 pub fn compile_with(input: &Input, options: &Options) -> Compiled {
+    compile_reusing(input, options, None)
+}
+
+/// Compiles one input after another, reusing what the last compile did for what did not
+/// change: while every object that is not a route (Gateways, Services, EndpointSlices,
+/// policies, ...) and the options stay the same, an HTTPRoute or GRPCRoute whose object is the
+/// one the last compile saw (the same `Arc` in [`Input`]; [`Input::upsert`] keeps it for an
+/// equal object) is not compiled again. Anything else is compiled as [`compile_with`] does,
+/// and the result is always the one [`compile_with`] gives for the same input.
+///
+/// For an adapter that keeps one `Input` and changes it object by object: at 5,000
+/// HTTPRoutes, a change to one route then costs the virtual hosts and the statuses, not every
+/// route.
+#[derive(Default)]
+pub struct Compiler {
+    last: Option<Reusable>,
+}
+
+/// What the last compile leaves for the next.
+struct Reusable {
+    /// Every object that is not a route, as the last compile saw it (the `Arc`s held, so
+    /// that the same address is the same object), and the options.
+    world: Input,
+    options: Options,
+    routes: attachment::RouteMemo,
+}
+
+impl std::fmt::Debug for Compiler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiler")
+            .field(
+                "routes",
+                &self.last.as_ref().map_or(0, |l| l.routes.routes.len()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Compiler {
+    /// A compiler with nothing to reuse yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Compiles the input, reusing what it can of the last compile.
+    pub fn compile(&mut self, input: &Input, options: &Options) -> Compiled {
+        let mut routes = match self.last.take() {
+            Some(last) if last.options == *options && same_world(&last.world, input) => last.routes,
+            _ => attachment::RouteMemo::default(),
+        };
+        let compiled = compile_reusing(input, options, Some(&mut routes));
+        routes.forget_gone();
+        self.last = Some(Reusable {
+            world: world_of(input),
+            options: options.clone(),
+            routes,
+        });
+        compiled
+    }
+}
+
+/// The objects of an input that are not routes (shared, not copied).
+fn world_of(input: &Input) -> Input {
+    let mut world = Input::default();
+    macro_rules! copy {
+        ($($k:ident => $field:ident),*) => {
+            $(if !Kind::$k.is_route() { world.$field = input.$field.clone(); })*
+        };
+    }
+    with_kinds!(copy);
+    world
+}
+
+/// Whether every object of `input` that is not a route is the very one in `world`, in the
+/// same order.
+fn same_world(world: &Input, input: &Input) -> bool {
+    fn same<T>(a: &[Arc<T>], b: &[Arc<T>]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(a, b)| Arc::ptr_eq(a, b))
+    }
+    macro_rules! compare {
+        ($($k:ident => $field:ident),*) => {
+            $((Kind::$k.is_route() || same(&world.$field, &input.$field)) &&)* true
+        };
+    }
+    with_kinds!(compare)
+}
+
+fn compile_reusing(
+    input: &Input,
+    options: &Options,
+    routes: Option<&mut attachment::RouteMemo>,
+) -> Compiled {
     let lookup = InputLookup::new(input, options);
     let mut status = Status::default();
     let classes = classes::gateway_classes(&lookup, &mut status);
@@ -151,8 +244,14 @@ pub fn compile_with(input: &Input, options: &Options) -> Compiled {
     let traffic = traffic::TrafficPolicies::check(&lookup);
     let plugins = plugins::Plugins::check(&lookup);
     let mut gateways = Gateways::build(&lookup, &classes);
-    let mut routes =
-        attachment::attach_all(&lookup, &mut gateways, &tls_policies, &traffic, &mut status);
+    let mut routes = attachment::attach_all(
+        &lookup,
+        &mut gateways,
+        &tls_policies,
+        &traffic,
+        &mut status,
+        routes,
+    );
     let snapshot = gateways.snapshot(&routes, &traffic, &plugins);
     gateways.write_status(&mut status);
     status::write_backend_tls_status(&lookup, &tls_policies, &routes, &gateways, &mut status);

@@ -9,9 +9,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 use crate::compile::Options;
-use crate::compile::lookup::{InputLookup, group_or};
+use crate::compile::lookup::{InputLookup, group_or, live};
 use crate::compile::model::Protocol;
 use crate::input::*;
 
@@ -561,7 +562,7 @@ impl<'a> Diagnosis<'a> {
     /// then a name a few edits away (in the same namespace first); Loom's before others.
     fn closest_of<T>(
         &self,
-        items: &'a [T],
+        items: &'a [Arc<T>],
         ns: &str,
         name: &str,
         meta: impl Fn(&T) -> &ObjectMeta,
@@ -588,7 +589,7 @@ impl<'a> Diagnosis<'a> {
 
     fn same_name<T>(
         &self,
-        items: &'a [T],
+        items: &'a [Arc<T>],
         ns: &str,
         name: &str,
         meta: impl Fn(&T) -> &ObjectMeta,
@@ -811,12 +812,6 @@ fn route_kinds(l: &Listener) -> Vec<Kind> {
             })
             .collect(),
     }
-}
-
-fn live<T>(items: &[T], meta: impl Fn(&T) -> &ObjectMeta) -> impl Iterator<Item = &T> {
-    items
-        .iter()
-        .filter(move |o| meta(o).deletion_timestamp.is_none())
 }
 
 fn key_of(kind: Kind, meta: &ObjectMeta) -> ObjectKey {

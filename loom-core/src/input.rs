@@ -22,6 +22,7 @@ mod route;
 pub use self::{core::*, gateway::*, loom::*, meta::*, policy::*, route::*};
 
 use std::fmt;
+use std::sync::Arc;
 
 /// The API group of the Gateway API.
 pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
@@ -281,6 +282,14 @@ pub struct ObjectKey {
     pub name: String,
 }
 
+impl ObjectKey {
+    /// Whether `meta` is that of the object this key names (its kind aside).
+    fn names(&self, meta: &ObjectMeta) -> bool {
+        meta.name == self.name
+            && (!self.kind.is_namespaced() || meta.namespace_or_default() == self.namespace)
+    }
+}
+
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.namespace.is_empty() {
@@ -295,53 +304,73 @@ impl fmt::Display for ObjectKey {
 ///
 /// The order of objects inside a list does not matter: the compiler sorts by
 /// (creationTimestamp, namespace, name) wherever the spec gives order a meaning.
+///
+/// Objects are shared (`Arc`): a [`Compiler`](crate::Compiler) takes an object behind the same
+/// `Arc` as in the last compile for unchanged (it holds a clone of the `Arc`, so the object
+/// cannot have changed in place).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[allow(missing_docs)]
 pub struct Input {
-    pub gateway_classes: Vec<GatewayClass>,
-    pub gateways: Vec<Gateway>,
-    pub listener_sets: Vec<ListenerSet>,
-    pub http_routes: Vec<HttpRoute>,
-    pub grpc_routes: Vec<GrpcRoute>,
-    pub tls_routes: Vec<TlsRoute>,
-    pub tcp_routes: Vec<TcpRoute>,
-    pub udp_routes: Vec<UdpRoute>,
-    pub reference_grants: Vec<ReferenceGrant>,
-    pub backend_tls_policies: Vec<BackendTlsPolicy>,
-    pub namespaces: Vec<Namespace>,
-    pub services: Vec<Service>,
-    pub endpoint_slices: Vec<EndpointSlice>,
-    pub secrets: Vec<Secret>,
-    pub config_maps: Vec<ConfigMap>,
-    pub gateway_class_configs: Vec<GatewayClassConfig>,
-    pub rate_limit_policies: Vec<RateLimitPolicy>,
-    pub circuit_breaker_policies: Vec<CircuitBreakerPolicy>,
-    pub client_traffic_policies: Vec<ClientTrafficPolicy>,
-    pub wasm_plugins: Vec<WasmPlugin>,
-    pub backends: Vec<Backend>,
+    pub gateway_classes: Vec<Arc<GatewayClass>>,
+    pub gateways: Vec<Arc<Gateway>>,
+    pub listener_sets: Vec<Arc<ListenerSet>>,
+    pub http_routes: Vec<Arc<HttpRoute>>,
+    pub grpc_routes: Vec<Arc<GrpcRoute>>,
+    pub tls_routes: Vec<Arc<TlsRoute>>,
+    pub tcp_routes: Vec<Arc<TcpRoute>>,
+    pub udp_routes: Vec<Arc<UdpRoute>>,
+    pub reference_grants: Vec<Arc<ReferenceGrant>>,
+    pub backend_tls_policies: Vec<Arc<BackendTlsPolicy>>,
+    pub namespaces: Vec<Arc<Namespace>>,
+    pub services: Vec<Arc<Service>>,
+    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
+    pub secrets: Vec<Arc<Secret>>,
+    pub config_maps: Vec<Arc<ConfigMap>>,
+    pub gateway_class_configs: Vec<Arc<GatewayClassConfig>>,
+    pub rate_limit_policies: Vec<Arc<RateLimitPolicy>>,
+    pub circuit_breaker_policies: Vec<Arc<CircuitBreakerPolicy>>,
+    pub client_traffic_policies: Vec<Arc<ClientTrafficPolicy>>,
+    pub wasm_plugins: Vec<Arc<WasmPlugin>>,
+    pub backends: Vec<Arc<Backend>>,
 }
 
 impl Input {
-    /// Adds an object, replacing any object with the same kind, namespace and name.
-    /// Returns the replaced object.
+    /// Adds an object, replacing any object with the same kind, namespace and name; an equal
+    /// object already there stays as it is (the same `Arc`, which a
+    /// [`Compiler`](crate::Compiler) takes for unchanged). Returns the replaced object (for an
+    /// equal one, the object passed in).
     pub fn upsert(&mut self, object: Object) -> Option<Object> {
-        let old = self.remove(&object.key());
-        self.push(object);
-        old
+        let key = object.key();
+        macro_rules! put {
+            ($($k:ident => $field:ident),*) => {
+                match object {
+                    $(Object::$k(o) => {
+                        match self.$field.iter().position(|x| key.names(&x.metadata)) {
+                            Some(i) if *self.$field[i] == o => Some(Object::$k(o)),
+                            Some(i) => {
+                                let old = std::mem::replace(&mut self.$field[i], Arc::new(o));
+                                Some(Object::$k(Arc::unwrap_or_clone(old)))
+                            }
+                            None => {
+                                self.$field.push(Arc::new(o));
+                                None
+                            }
+                        }
+                    })*
+                }
+            };
+        }
+        with_kinds!(put)
     }
 
     /// Removes the object with this key, returning it.
     pub fn remove(&mut self, key: &ObjectKey) -> Option<Object> {
-        let matches = |m: &ObjectMeta| {
-            m.name == key.name
-                && (!key.kind.is_namespaced() || m.namespace_or_default() == key.namespace)
-        };
         macro_rules! take {
             ($($k:ident => $field:ident),*) => {
                 match key.kind {
                     $(Kind::$k => {
-                        let pos = self.$field.iter().position(|o| matches(&o.metadata))?;
-                        Some(Object::$k(self.$field.remove(pos)))
+                        let pos = self.$field.iter().position(|o| key.names(&o.metadata))?;
+                        Some(Object::$k(Arc::unwrap_or_clone(self.$field.remove(pos))))
                     })*
                 }
             };
@@ -351,14 +380,10 @@ impl Input {
 
     /// Finds the object with this key (a clone of it).
     pub fn get(&self, key: &ObjectKey) -> Option<Object> {
-        let matches = |m: &ObjectMeta| {
-            m.name == key.name
-                && (!key.kind.is_namespaced() || m.namespace_or_default() == key.namespace)
-        };
         macro_rules! find {
             ($($k:ident => $field:ident),*) => {
                 match key.kind {
-                    $(Kind::$k => self.$field.iter().find(|o| matches(&o.metadata)).cloned().map(Object::$k),)*
+                    $(Kind::$k => self.$field.iter().find(|o| key.names(&o.metadata)).map(|o| Object::$k($k::clone(o))),)*
                 }
             };
         }
@@ -390,9 +415,42 @@ impl Input {
         input
     }
 
+    /// Takes every object equal to one of `other` (same kind, namespace and name) from
+    /// `other`: the same `Arc`, which a [`Compiler`](crate::Compiler) sees as unchanged (for
+    /// an input loaded afresh from files that were loaded before).
+    pub fn share_unchanged(&mut self, other: &Input) {
+        fn share<T: PartialEq>(
+            mine: &mut [Arc<T>],
+            theirs: &[Arc<T>],
+            meta: impl Fn(&T) -> &ObjectMeta,
+        ) {
+            let by_name: std::collections::HashMap<(&str, &str), &Arc<T>> = theirs
+                .iter()
+                .map(|o| {
+                    let m = meta(o);
+                    ((m.namespace_or_default(), m.name.as_str()), o)
+                })
+                .collect();
+            for o in mine {
+                let m = meta(o);
+                if let Some(t) = by_name.get(&(m.namespace_or_default(), m.name.as_str()))
+                    && **t == *o
+                {
+                    *o = Arc::clone(t);
+                }
+            }
+        }
+        macro_rules! share {
+            ($($k:ident => $field:ident),*) => {
+                $(share(&mut self.$field, &other.$field, |o| &o.metadata);)*
+            };
+        }
+        with_kinds!(share);
+    }
+
     fn push(&mut self, object: Object) {
         macro_rules! push {
-            ($($k:ident => $field:ident),*) => { match object { $(Object::$k(o) => self.$field.push(o),)* } };
+            ($($k:ident => $field:ident),*) => { match object { $(Object::$k(o) => self.$field.push(Arc::new(o)),)* } };
         }
         with_kinds!(push)
     }
@@ -422,7 +480,7 @@ impl Input {
         let mut out = Vec::new();
         macro_rules! all {
             ($($k:ident => $field:ident),*) => {
-                $(out.extend(self.$field.iter().cloned().map(Object::$k));)*
+                $(out.extend(self.$field.iter().map(|o| Object::$k($k::clone(o))));)*
             };
         }
         with_kinds!(all);
@@ -457,14 +515,16 @@ mod tests {
         assert_eq!(Kind::from_api("apps/v1", "Deployment"), None);
     }
 
+    /// A Namespace with the label `v`.
+    fn ns(name: &str, v: &str) -> Object {
+        let mut n = Namespace::default();
+        n.metadata.name = name.into();
+        n.metadata.labels.insert("v".into(), v.into());
+        Object::Namespace(n)
+    }
+
     #[test]
     fn from_objects_keeps_the_last_of_each_key() {
-        let ns = |name: &str, label: &str| {
-            let mut n = Namespace::default();
-            n.metadata.name = name.into();
-            n.metadata.labels.insert("v".into(), label.into());
-            Object::Namespace(n)
-        };
         let input = Input::from_objects([ns("a", "1"), ns("b", "1"), ns("a", "2")]);
         assert_eq!(input.namespaces.len(), 2);
         let key = ObjectKey {
@@ -479,6 +539,17 @@ mod tests {
         let mut input = input;
         assert!(input.remove(&key).is_some());
         assert!(input.get(&key).is_none());
+    }
+
+    #[test]
+    fn share_unchanged_takes_equal_objects_from_the_other_input() {
+        let served = Input::from_objects([ns("a", "1"), ns("b", "1")]);
+        let mut loaded = Input::from_objects([ns("a", "1"), ns("b", "2"), ns("c", "1")]);
+        loaded.share_unchanged(&served);
+        assert!(Arc::ptr_eq(&loaded.namespaces[0], &served.namespaces[0]));
+        assert!(!Arc::ptr_eq(&loaded.namespaces[1], &served.namespaces[1]));
+        assert_eq!(loaded.namespaces[1].metadata.labels["v"], "2");
+        assert_eq!(loaded.namespaces.len(), 3);
     }
 
     #[test]

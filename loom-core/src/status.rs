@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
 
@@ -333,7 +334,7 @@ pub enum ObjectStatus {
     GatewayClass(GatewayClassStatus),
     Gateway(GatewayStatus),
     ListenerSet(ListenerSetStatus),
-    Route(RouteStatus),
+    Route(Arc<RouteStatus>),
     Policy(PolicyStatus),
 }
 

@@ -619,7 +619,7 @@ spec:
 
         let sa = service_account_for(&input, gw).unwrap();
         assert_eq!(sa["metadata"]["name"], "loom-edge");
-        let crb = cluster_role_binding(&dp, [gw, gw]);
+        let crb = cluster_role_binding(&dp, [&**gw, &**gw]);
         assert_eq!(
             crb["subjects"],
             json!([{"kind": "ServiceAccount", "name": "loom-edge", "namespace": "web"}])

@@ -141,13 +141,16 @@ mod tests {
     }
 
     fn route(parent: &str, status: bool, generation: i64) -> ObjectStatus {
-        ObjectStatus::Route(RouteStatus {
-            parents: vec![RouteParentStatus {
-                parent_ref: serde_json::from_value(json!({"name": parent})).unwrap(),
-                controller_name: ME.into(),
-                conditions: accepted(status, generation),
-            }],
-        })
+        ObjectStatus::Route(
+            RouteStatus {
+                parents: vec![RouteParentStatus {
+                    parent_ref: serde_json::from_value(json!({"name": parent})).unwrap(),
+                    controller_name: ME.into(),
+                    conditions: accepted(status, generation),
+                }],
+            }
+            .into(),
+        )
     }
 
     fn times(v: &Value) -> Vec<String> {

@@ -194,6 +194,9 @@ struct RulePolicies<'a> {
 
 impl RulePolicies<'_> {
     fn rule(&mut self, rule: &Arc<HttpRule>) -> Arc<HttpRule> {
+        if !self.traffic.limit_any() && !self.plugins.is_some_and(Plugins::target_any) {
+            return rule.clone(); // nothing to look up (nor to remember) for any rule
+        }
         if let Some(r) = self.done.get(&Arc::as_ptr(rule)) {
             return r.clone();
         }

@@ -1,11 +1,11 @@
 //! Attachment: which listeners accept each route (parentRefs, allowedRoutes, hostnames); the
 //! routes' status.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::error::{NotAttached, join};
-use super::lookup::{InputLookup, by_age, group_or};
+use super::lookup::{InputLookup, by_age_shared, group_or};
 use super::model::*;
 use super::rules::{Findings, RouteCx};
 use super::traffic::TrafficPolicies;
@@ -21,8 +21,17 @@ pub(crate) fn attach_all(
     policies: &TlsPolicies,
     traffic: &TrafficPolicies,
     status: &mut Status,
+    memo: Option<&mut RouteMemo>,
 ) -> Attached {
     let input = lookup.input;
+    let mut fresh = HashSet::new();
+    let (interned, mut memo) = match memo {
+        Some(m) => {
+            m.compile += 1;
+            (&mut m.interned, Some((&mut m.routes, m.compile)))
+        }
+        None => (&mut fresh, None),
+    };
     let mut a = Attacher {
         lookup,
         gws,
@@ -30,25 +39,27 @@ pub(crate) fn attach_all(
         traffic,
         status,
         attached: Attached::default(),
-        interned: HashSet::new(),
+        interned,
     };
-    for r in by_age(&input.http_routes, |r| &r.metadata) {
+    for r in by_age_shared(&input.http_routes, |r| &r.metadata) {
         let v = RouteView::new(
             Kind::HttpRoute,
             &r.metadata,
             &r.spec.parent_refs,
             &r.spec.hostnames,
         );
-        a.route(v, |cx| Target::Http(cx.http_route(r)));
+        let object = RouteObject::Http(r.clone());
+        a.http_route(v, object, memo.as_mut(), |cx| cx.http_route(r));
     }
-    for r in by_age(&input.grpc_routes, |r| &r.metadata) {
+    for r in by_age_shared(&input.grpc_routes, |r| &r.metadata) {
         let v = RouteView::new(
             Kind::GrpcRoute,
             &r.metadata,
             &r.spec.parent_refs,
             &r.spec.hostnames,
         );
-        a.route(v, |cx| Target::Http(cx.grpc_route(r)));
+        let object = RouteObject::Grpc(r.clone());
+        a.http_route(v, object, memo.as_mut(), |cx| cx.grpc_route(r));
     }
     let l4 = [
         (
@@ -111,6 +122,63 @@ pub(crate) fn attach_all(
     a.attached
 }
 
+/// The HTTPRoutes and GRPCRoutes of the last compile, by key, and what attaching each gave,
+/// for the next compile to take again (see [`Compiler`](crate::Compiler)). Valid only while
+/// every object that is not a route and the options stay the same: compiling and attaching a
+/// route reads nothing else but the route itself.
+#[derive(Default)]
+pub(crate) struct RouteMemo {
+    /// By the address of the route's object (held, so not reused while it is here).
+    pub(crate) routes: HashMap<usize, Remembered>,
+    /// The number of the compile under way (each route is stamped with the last that saw it).
+    compile: u64,
+    /// The backends resolved so far (see [`RouteCx::interned`]).
+    pub(crate) interned: HashSet<Arc<BackendTarget>>,
+}
+
+impl RouteMemo {
+    /// Forgets the routes the last compile did not see.
+    pub(crate) fn forget_gone(&mut self) {
+        let compile = self.compile;
+        self.routes.retain(|_, r| r.seen == compile);
+    }
+}
+
+/// A route as it was compiled, and what attaching it gave.
+pub(crate) struct Remembered {
+    #[expect(dead_code, reason = "held, never read: its address is the key")]
+    object: RouteObject,
+    outcome: Outcome,
+    /// The last compile that saw the route.
+    seen: u64,
+}
+
+/// The object a compiled route came from: the same `Arc`, the same object (the memo holds
+/// it, so its address cannot be reused by another).
+enum RouteObject {
+    Http(Arc<HttpRoute>),
+    Grpc(Arc<GrpcRoute>),
+}
+
+impl RouteObject {
+    fn address(&self) -> usize {
+        match self {
+            RouteObject::Http(r) => Arc::as_ptr(r).addr(),
+            RouteObject::Grpc(r) => Arc::as_ptr(r).addr(),
+        }
+    }
+}
+
+/// What compiling and attaching one route gave.
+struct Outcome {
+    target: Target,
+    /// The Services its backends were resolved to (their EndpointSlices read).
+    services: Box<[(String, String)]>,
+    /// The listeners that accept it, each with the route's hostnames there.
+    accepted: Box<[(usize, Vec<Option<HostPattern>>)]>,
+    status: Option<Arc<RouteStatus>>,
+}
+
 /// Compiles routes one at a time and attaches them, collecting the attachments.
 struct Attacher<'a, 'w, 'g> {
     lookup: &'a InputLookup<'w>,
@@ -119,33 +187,116 @@ struct Attacher<'a, 'w, 'g> {
     traffic: &'a TrafficPolicies,
     status: &'a mut Status,
     attached: Attached,
-    interned: HashSet<Arc<BackendTarget>>,
+    interned: &'a mut HashSet<Arc<BackendTarget>>,
 }
 
+/// [`RouteMemo`]'s routes and the number of the compile under way.
+type Memo<'m> = (&'m mut HashMap<usize, Remembered>, u64);
+
 impl Attacher<'_, '_, '_> {
+    /// An HTTPRoute or GRPCRoute: what the last compile gave for the same object, or compiled.
+    fn http_route(
+        &mut self,
+        view: RouteView<'_>,
+        object: RouteObject,
+        memo: Option<&mut Memo<'_>>,
+        compile: impl FnOnce(&mut RouteCx<'_, '_>) -> Arc<CompiledRoute>,
+    ) {
+        let Some((routes, now)) = memo else {
+            let outcome = self.compile(&view, |cx| Target::Http(compile(cx)));
+            self.attach(&view.key, &outcome);
+            return;
+        };
+        let address = object.address();
+        if let Some(r) = routes.get_mut(&address) {
+            r.seen = *now;
+            self.attach(&view.key, &r.outcome);
+            return;
+        }
+        let outcome = self.compile(&view, |cx| Target::Http(compile(cx)));
+        self.attach(&view.key, &outcome);
+        let remembered = Remembered {
+            object,
+            outcome,
+            seen: *now,
+        };
+        routes.insert(address, remembered);
+    }
+
     fn route(&mut self, view: RouteView<'_>, compile: impl FnOnce(&mut RouteCx<'_, '_>) -> Target) {
+        let outcome = self.compile(&view, compile);
+        self.attach(&view.key, &outcome);
+    }
+
+    fn compile(
+        &mut self,
+        view: &RouteView<'_>,
+        compile: impl FnOnce(&mut RouteCx<'_, '_>) -> Target,
+    ) -> Outcome {
         let mut cx = RouteCx {
             lookup: self.lookup,
             policies: self.policies,
             traffic: self.traffic,
-            view: &view,
+            view,
             found: Findings::default(),
-            interned: &mut self.interned,
+            interned: self.interned,
         };
         let target = compile(&mut cx);
         let found = cx.found;
-        self.attached
-            .endpoint_sources
-            .extend(found.services.iter().cloned());
-        attach_route(
-            self.lookup,
-            self.gws,
-            &mut self.attached,
-            self.status,
-            &view,
-            found,
+        let (accepted, status) = attach_route(self.lookup, self.gws, view, &found);
+        // Exact sizes: a memo keeps them as long as the route does not change.
+        Outcome {
             target,
-        );
+            services: found.services.into_iter().collect(),
+            accepted: accepted.into_boxed_slice(),
+            status: status.map(Arc::new),
+        }
+    }
+
+    /// Adds a route's outcome to the compile's: its attachments, the listeners' attached
+    /// routes, the Services each Gateway routes to, its status.
+    fn attach(&mut self, key: &ObjectKey, outcome: &Outcome) {
+        let attached = &mut self.attached;
+        add_services(&mut attached.endpoint_sources, &outcome.services);
+        for (i, (li, hosts)) in outcome.accepted.iter().enumerate() {
+            let listener = &mut self.gws.listeners[*li];
+            // Two parentRefs may both select a listener: the route is attached once.
+            if !outcome.accepted[..i].iter().any(|(l, _)| l == li) {
+                listener.attached_routes += 1;
+            }
+            let gateway = listener.gateway;
+            add_services(
+                attached.services_by_gateway.entry(gateway).or_default(),
+                &outcome.services,
+            );
+            match &outcome.target {
+                Target::Http(r) => attached.http.push(HttpAttachment {
+                    listener: *li,
+                    hostnames: hosts.clone(),
+                    route: r.clone(),
+                }),
+                Target::L4(r, order) => attached.l4.push(L4Attachment {
+                    listener: *li,
+                    hostnames: hosts.clone(),
+                    order: order.clone(),
+                    rule: r.clone(),
+                }),
+            }
+        }
+        if let Some(s) = &outcome.status {
+            self.status
+                .objects
+                .insert(key.clone(), ObjectStatus::Route(s.clone()));
+        }
+    }
+}
+
+/// Adds Services to a set, cloning only those not in it yet (most routes share a few).
+fn add_services(to: &mut BTreeSet<(String, String)>, services: &[(String, String)]) {
+    for s in services {
+        if !to.contains(s) {
+            to.insert(s.clone());
+        }
     }
 }
 
@@ -154,15 +305,13 @@ enum Target {
     L4(Arc<L4Rule>, RouteOrder),
 }
 
+/// Which listeners accept a route (with its hostnames on each), and its status.
 fn attach_route(
     lookup: &InputLookup<'_>,
-    gws: &mut Gateways<'_>,
-    attached: &mut Attached,
-    status: &mut Status,
+    gws: &Gateways<'_>,
     route: &RouteView<'_>,
-    found: Findings,
-    target: Target,
-) {
+    found: &Findings,
+) -> (Selected, Option<RouteStatus>) {
     let g = route.meta.generation();
     let ns = route.key.namespace.as_str();
     let mut hostnames = Vec::with_capacity(route.hostnames.len());
@@ -181,6 +330,7 @@ fn attach_route(
     // Sized up front, as the other per-route lists: an empty `Vec` that is pushed to grows to
     // four elements, three of them unused (of 5,000 routes, 3.5 MB of route status).
     let mut parents = Vec::with_capacity(route.parent_refs.len());
+    let mut all_accepted = Selected::new();
     let mut seen = BTreeSet::new();
     for p in route.parent_refs {
         let group = group_or(&p.group, GATEWAY_GROUP);
@@ -226,28 +376,7 @@ fn attach_route(
                     "route is attached",
                     g,
                 ));
-                for (li, hosts) in accepted {
-                    gws.listeners[li].attached.insert(route.key.clone());
-                    let gateway = gws.listeners[li].gateway;
-                    attached
-                        .services_by_gateway
-                        .entry(gateway)
-                        .or_default()
-                        .extend(found.services.iter().cloned());
-                    match &target {
-                        Target::Http(r) => attached.http.push(HttpAttachment {
-                            listener: li,
-                            hostnames: hosts,
-                            route: r.clone(),
-                        }),
-                        Target::L4(r, order) => attached.l4.push(L4Attachment {
-                            listener: li,
-                            hostnames: hosts,
-                            order: order.clone(),
-                            rule: r.clone(),
-                        }),
-                    }
-                }
+                all_accepted.extend(accepted);
             }
             Err(e) => c.set(Condition::new(
                 ConditionType::Accepted,
@@ -290,12 +419,8 @@ fn attach_route(
             conditions: c,
         });
     }
-    if !parents.is_empty() {
-        status.objects.insert(
-            route.key.clone(),
-            ObjectStatus::Route(RouteStatus { parents }),
-        );
-    }
+    let status = (!parents.is_empty()).then_some(RouteStatus { parents });
+    (all_accepted, status)
 }
 
 type Selected = Vec<(usize, Vec<Option<HostPattern>>)>;

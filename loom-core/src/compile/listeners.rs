@@ -1,7 +1,6 @@
 //! One listener: protocol, port, hostname, route kinds, TLS certificates and frontend client
 //! validation.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::error::{ListenerError, ListenerRefError};
@@ -37,7 +36,7 @@ pub(crate) fn check_listener<'a>(
         conflict: None,
         tls: None,
         passthrough: false,
-        attached: BTreeSet::new(),
+        attached_routes: 0,
         generation,
     };
     let Some(protocol) = listener.protocol else {

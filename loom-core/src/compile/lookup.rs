@@ -1,6 +1,7 @@
 //! The input's objects by namespace and name, built once and read by every pass.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use super::Options;
 use crate::input::*;
@@ -19,9 +20,14 @@ pub(crate) struct InputLookup<'a> {
     slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
 }
 
-fn live<T>(items: &[T], meta: impl Fn(&T) -> &ObjectMeta) -> impl Iterator<Item = &T> {
+/// The objects not being deleted.
+pub(crate) fn live<T>(
+    items: &[Arc<T>],
+    meta: impl Fn(&T) -> &ObjectMeta,
+) -> impl Iterator<Item = &T> {
     items
         .iter()
+        .map(|o| &**o)
         .filter(move |o| meta(o).deletion_timestamp.is_none())
 }
 
@@ -134,8 +140,18 @@ impl<'a> InputLookup<'a> {
 }
 
 /// Sorts objects the way the spec breaks ties: oldest first, then namespace/name.
-pub(crate) fn by_age<T>(items: &[T], meta: impl Fn(&T) -> &ObjectMeta) -> Vec<&T> {
+pub(crate) fn by_age<T>(items: &[Arc<T>], meta: impl Fn(&T) -> &ObjectMeta) -> Vec<&T> {
     let mut v: Vec<&T> = live(items, &meta).collect();
+    v.sort_by(|a, b| meta(a).age_key().cmp(&meta(b).age_key()));
+    v
+}
+
+/// [`by_age`], the objects as they are shared.
+pub(crate) fn by_age_shared<T>(items: &[Arc<T>], meta: impl Fn(&T) -> &ObjectMeta) -> Vec<&Arc<T>> {
+    let mut v: Vec<&Arc<T>> = items
+        .iter()
+        .filter(|o| meta(o).deletion_timestamp.is_none())
+        .collect();
     v.sort_by(|a, b| meta(a).age_key().cmp(&meta(b).age_key()));
     v
 }

@@ -79,7 +79,8 @@ pub(crate) struct CheckedListener<'a> {
     pub(crate) conflict: Option<Reason>,
     pub(crate) tls: Option<ServerTls>,
     pub(crate) passthrough: bool,
-    pub(crate) attached: BTreeSet<ObjectKey>,
+    /// The number of routes attached (each counted once).
+    pub(crate) attached_routes: usize,
     pub(crate) generation: i64,
 }
 

@@ -247,6 +247,11 @@ pub(crate) struct Plugins {
 }
 
 impl Plugins {
+    /// Whether some plugin runs somewhere.
+    pub(crate) fn target_any(&self) -> bool {
+        !self.at.is_empty()
+    }
+
     pub(crate) fn check(lookup: &InputLookup<'_>) -> Self {
         let mut out = Plugins::default();
         let modules = lookup.options.plugin_modules.as_ref();

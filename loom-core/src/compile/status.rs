@@ -118,7 +118,7 @@ impl CheckedListener<'_> {
                     kind: k.as_str().into(),
                 })
                 .collect(),
-            attached_routes: self.attached.len() as i32,
+            attached_routes: i32::try_from(self.attached_routes).unwrap_or(i32::MAX),
             conditions: c,
         }
     }

@@ -14,6 +14,7 @@ use crate::status::{ConditionType, ObjectStatus, Reason, RouteParentStatus};
 mod client;
 mod http3;
 mod plugins;
+mod reuse;
 mod traffic;
 
 const BASE: &str = r#"

@@ -270,6 +270,11 @@ impl TrafficPolicies {
     /// The rate limit for a rule of `route` served on a listener of `gateway`, if any: the
     /// most specific policy (rule > route > listener > Gateway). `listener` is `None` for a
     /// ListenerSet's listener (a Gateway's `sectionName` names only its own listeners).
+    /// Whether some rate limit applies somewhere.
+    pub(crate) fn limit_any(&self) -> bool {
+        !self.rate_limit_at.is_empty()
+    }
+
     pub(crate) fn rate_limit(
         &self,
         table: &mut RateLimitTable,

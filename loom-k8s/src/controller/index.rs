@@ -21,6 +21,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::DynamicObject;
 use kube::runtime::watcher::Event;
 use loom_core::input::{Input, Kind, Object, ObjectKey};
+use loom_core::{Compiled, Compiler, Options};
 use serde_json::Value;
 
 use super::readiness::{InitialList, ReferenceFetch};
@@ -167,6 +168,8 @@ pub(crate) struct Index {
     /// Keep only what the data plane of this Gateway `(namespace, name)` needs.
     data_plane_of: Option<(String, String)>,
     input: Input,
+    /// Compiles `input`, taking again what did not change since the last compile.
+    compiler: Compiler,
     /// The keys of each kind, to replace a kind's objects after a relist.
     keys_by_kind: HashMap<Kind, HashSet<ObjectKey>>,
     relists: HashMap<Kind, Relist<DynamicObject>>,
@@ -200,6 +203,7 @@ impl Index {
         Index {
             data_plane_of,
             input: Input::default(),
+            compiler: Compiler::new(),
             keys_by_kind: HashMap::new(),
             relists: HashMap::new(),
             initial_list: InitialList::new(listed),
@@ -216,6 +220,12 @@ impl Index {
 
     pub(crate) fn input(&self) -> &Input {
         &self.input
+    }
+
+    /// Compiles the input, reusing what the last compile did for the routes that did not
+    /// change (while nothing else did).
+    pub(crate) fn compile(&mut self, options: &Options) -> Compiled {
+        self.compiler.compile(&self.input, options)
     }
 
     pub(crate) fn observed(&self, key: &ObjectKey) -> Option<&ObservedStatus> {

@@ -88,7 +88,7 @@ impl Planner {
                 None => tracing::error!("no address left in the pool for {key}"),
             }
         }
-        let mut compiled = loom_core::compile_with(index.input(), &opts);
+        let mut compiled = index.compile(&opts);
         if let Some((ns, name)) = self
             .opts
             .provision
@@ -201,6 +201,7 @@ impl Planner {
         let accepted: Vec<&Gateway> = input
             .gateways
             .iter()
+            .map(|gw| &**gw)
             .filter(|gw| {
                 let key = ObjectKey {
                     kind: Kind::Gateway,
@@ -356,6 +357,7 @@ fn service_readiness(input: &Input, rollouts: Option<&Rollouts>, opts: &mut Opti
         .services
         .iter()
         .map(|s| {
+            let s = &**s;
             (
                 (s.metadata.namespace_or_default(), s.metadata.name.as_str()),
                 s,
