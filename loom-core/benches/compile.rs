@@ -4,7 +4,9 @@
 //!   header match, all sending to one Service with endpoints.
 //! * `hosts/1000x100`: 1,000 HTTPRoutes with one hostname and 100 rules each.
 //! * `recompile/routes/N`: `Compiler::compile` after one of the N routes of `routes/N` changed
-//!   (its path, back and forth), the compile before having seen the others.
+//!   (its path, back and forth), the compile before having seen the others;
+//!   `recompile/hosts/N`: the same with a hostname of its own for each route (one virtual
+//!   host each).
 //! * `http_table/new/N`: building one virtual host's table of N `PathPrefix` matches.
 //!
 //! Run with `cargo bench -p loom-core --bench compile`.
@@ -188,31 +190,45 @@ fn bench_compile(c: &mut Criterion) {
 
 fn bench_recompile(c: &mut Criterion) {
     let mut group = c.benchmark_group("recompile");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
     for n in [1_000usize, 10_000] {
-        let mut input = routes(n);
-        let options = Options::default();
-        let mut compiler = Compiler::new();
-        let whole = compiler.compile(&input, &options);
-        let versions = [0, 1].map(|v| {
-            let path = format!("/changed-{v}");
-            Object::HttpRoute(route(n / 2, vec![], std::iter::once(path)))
-        });
-        let mut next = 0;
-        let mut step = |input: &mut Input, compiler: &mut Compiler| {
-            input.upsert(versions[next].clone());
-            next = 1 - next;
-            compiler.compile(input, &options)
-        };
-        let again = step(&mut input, &mut compiler);
-        assert_eq!(again.status.objects.len(), whole.status.objects.len());
-        group
-            .sample_size(10)
-            .measurement_time(Duration::from_secs(5));
-        group.bench_function(BenchmarkId::new("routes", n), |b| {
-            b.iter(|| step(&mut input, &mut compiler))
+        recompile(&mut group, "routes", n, routes(n), |v| {
+            route(n / 2, vec![], std::iter::once(format!("/changed-{v}")))
         });
     }
+    recompile(&mut group, "hosts", 5_000, hosts(5_000, 1), |v| {
+        let host = format!("host-{:04}.example.com", 5_000 / 2);
+        route(5_000 / 2, vec![host], std::iter::once(format!("/changed-{v}")))
+    });
     group.finish();
+}
+
+/// Compiles `input`, then benches compiling again after each change of one route between two
+/// versions (`changed(0)`, `changed(1)`).
+fn recompile(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    n: usize,
+    mut input: Input,
+    changed: impl Fn(usize) -> HttpRoute,
+) {
+    let options = Options::default();
+    let mut compiler = Compiler::new();
+    let whole = compiler.compile(&input, &options);
+    let versions = [0, 1].map(|v| Object::HttpRoute(changed(v)));
+    let mut next = 0;
+    let mut step = |input: &mut Input, compiler: &mut Compiler| {
+        input.upsert(versions[next].clone());
+        next = 1 - next;
+        compiler.compile(input, &options)
+    };
+    let again = step(&mut input, &mut compiler);
+    assert_eq!(again.status.objects.len(), whole.status.objects.len());
+    group.bench_function(BenchmarkId::new(name, n), |b| {
+        b.iter(|| step(&mut input, &mut compiler))
+    });
 }
 
 /// `HttpTable::new` alone (sorting and the matchit index) for one virtual host with `n`

@@ -152,12 +152,12 @@ pub fn compile_with(input: &Input, options: &Options) -> Compiled {
 /// change: while every object that is not a route (Gateways, Services, EndpointSlices,
 /// policies, ...) and the options stay the same, an HTTPRoute or GRPCRoute whose object is the
 /// one the last compile saw (the same `Arc` in [`Input`]; [`Input::upsert`] keeps it for an
-/// equal object) is not compiled again. Anything else is compiled as [`compile_with`] does,
+/// equal object) is not compiled again, and a virtual host whose rules all come from such
+/// routes, as before, is not built again. Anything else is compiled as [`compile_with`] does,
 /// and the result is always the one [`compile_with`] gives for the same input.
 ///
-/// For an adapter that keeps one `Input` and changes it object by object: at 5,000
-/// HTTPRoutes, a change to one route then costs the virtual hosts and the statuses, not every
-/// route.
+/// For an adapter that keeps one `Input` and changes it object by object: a change to one
+/// route then costs its virtual hosts and the statuses, not every route.
 #[derive(Default)]
 pub struct Compiler {
     last: Option<Reusable>,
@@ -169,7 +169,14 @@ struct Reusable {
     /// that the same address is the same object), and the options.
     world: Input,
     options: Options,
+    memo: Memo,
+}
+
+/// What a compile keeps for the next, valid while nothing but routes changes.
+#[derive(Default)]
+struct Memo {
     routes: attachment::RouteMemo,
+    vhosts: assembly::VhostMemo,
 }
 
 impl std::fmt::Debug for Compiler {
@@ -177,7 +184,7 @@ impl std::fmt::Debug for Compiler {
         f.debug_struct("Compiler")
             .field(
                 "routes",
-                &self.last.as_ref().map_or(0, |l| l.routes.routes.len()),
+                &self.last.as_ref().map_or(0, |l| l.memo.routes.routes.len()),
             )
             .finish_non_exhaustive()
     }
@@ -191,16 +198,17 @@ impl Compiler {
 
     /// Compiles the input, reusing what it can of the last compile.
     pub fn compile(&mut self, input: &Input, options: &Options) -> Compiled {
-        let mut routes = match self.last.take() {
-            Some(last) if last.options == *options && same_world(&last.world, input) => last.routes,
-            _ => attachment::RouteMemo::default(),
+        let mut memo = match self.last.take() {
+            Some(last) if last.options == *options && same_world(&last.world, input) => last.memo,
+            _ => Memo::default(),
         };
-        let compiled = compile_reusing(input, options, Some(&mut routes));
-        routes.forget_gone();
+        let compiled = compile_reusing(input, options, Some(&mut memo));
+        memo.routes.forget_gone();
+        memo.vhosts.forget_gone();
         self.last = Some(Reusable {
             world: world_of(input),
             options: options.clone(),
-            routes,
+            memo,
         });
         compiled
     }
@@ -232,11 +240,7 @@ fn same_world(world: &Input, input: &Input) -> bool {
     with_kinds!(compare)
 }
 
-fn compile_reusing(
-    input: &Input,
-    options: &Options,
-    routes: Option<&mut attachment::RouteMemo>,
-) -> Compiled {
+fn compile_reusing(input: &Input, options: &Options, mut memo: Option<&mut Memo>) -> Compiled {
     let lookup = InputLookup::new(input, options);
     let mut status = Status::default();
     let classes = classes::gateway_classes(&lookup, &mut status);
@@ -250,9 +254,10 @@ fn compile_reusing(
         &tls_policies,
         &traffic,
         &mut status,
-        routes,
+        memo.as_deref_mut().map(|m| &mut m.routes),
     );
-    let snapshot = gateways.snapshot(&routes, &traffic, &plugins);
+    let vhosts = memo.map(|m| &mut m.vhosts);
+    let snapshot = gateways.snapshot(&routes, &traffic, &plugins, vhosts);
     gateways.write_status(&mut status);
     status::write_backend_tls_status(&lookup, &tls_policies, &routes, &gateways, &mut status);
     status::write_traffic_policy_status(&lookup, &traffic, &mut status);

@@ -8,7 +8,9 @@ use super::plugins::Plugins;
 use super::traffic::{RateLimitTable, TrafficPolicies};
 use crate::input::Kind;
 use crate::route::host::{HostPattern, most_specific_first};
-use crate::route::{GrpcPrecedence, GrpcTable, HttpPrecedence, HttpTable, RouteOrder};
+use crate::route::{
+    GrpcMatch, GrpcPrecedence, GrpcTable, HttpMatch, HttpPrecedence, HttpTable, RouteOrder,
+};
 use crate::snapshot::*;
 
 impl Gateways<'_> {
@@ -18,6 +20,7 @@ impl Gateways<'_> {
         attached: &Attached,
         traffic: &TrafficPolicies,
         plugins: &Plugins,
+        mut vhosts: Option<&mut VhostMemo>,
     ) -> Snapshot {
         let mut snapshot = Snapshot::default();
         let mut limits = RateLimitTable::default();
@@ -46,7 +49,7 @@ impl Gateways<'_> {
                         listener: (l.owner.kind == Kind::Gateway).then_some(l.spec.name.as_str()),
                         done: HashMap::new(),
                     };
-                    build_http_listener(l, li, attached, &mut limit)
+                    build_http_listener(l, li, attached, &mut limit, vhosts.as_deref_mut())
                 };
                 match l.protocol {
                     Some(Protocol::Http) => port.http.push(http()),
@@ -231,56 +234,113 @@ impl RulePolicies<'_> {
     }
 }
 
+/// The virtual hosts of the last compile, by listener and hostname, each with the rules it
+/// was built from (their addresses, in the order they came: a rule's `Arc` is one compiled
+/// rule, and the virtual host holds it, so the address stays its own). Valid only while
+/// nothing but routes changed (listener indices are the same).
+#[derive(Default)]
+pub(crate) struct VhostMemo {
+    last: Vhosts,
+    next: Vhosts,
+}
+
+/// Virtual hosts by listener index and hostname, with the addresses of their rules.
+type Vhosts = HashMap<(usize, Option<HostPattern>), (Vec<usize>, Arc<VirtualHost>)>;
+
+impl VhostMemo {
+    /// Forgets the virtual hosts the last compile did not build or take.
+    pub(crate) fn forget_gone(&mut self) {
+        self.last = std::mem::take(&mut self.next);
+    }
+}
+
+/// The rules of one hostname on a listener, in the order they were attached.
+#[derive(Default)]
+struct HostRules<'a> {
+    http: Vec<(
+        &'a CompiledRoute,
+        &'a CompiledRule<HttpMatch>,
+        Arc<HttpRule>,
+    )>,
+    grpc: Vec<(
+        &'a CompiledRoute,
+        &'a CompiledRule<GrpcMatch>,
+        Arc<HttpRule>,
+    )>,
+}
+
+impl HostRules<'_> {
+    /// The rules' addresses, HTTP then gRPC.
+    fn signature(&self) -> Vec<usize> {
+        let http = self.http.iter().map(|(_, _, r)| Arc::as_ptr(r).addr());
+        let grpc = self.grpc.iter().map(|(_, _, r)| Arc::as_ptr(r).addr());
+        http.chain([0]).chain(grpc).collect()
+    }
+
+    fn build(self, hostname: Option<HostPattern>) -> VirtualHost {
+        let mut http = vec![];
+        for (route, r, rule) in self.http {
+            for (mi, m) in r.matches.iter().enumerate() {
+                let order = RouteOrder {
+                    match_index: mi,
+                    rule: r.index,
+                    ..route.order.clone()
+                };
+                http.push((m.clone(), HttpPrecedence::of(m, order), rule.clone()));
+            }
+        }
+        let mut grpc = vec![];
+        for (route, r, rule) in self.grpc {
+            for (mi, m) in r.matches.iter().enumerate() {
+                let order = RouteOrder {
+                    match_index: mi,
+                    rule: r.index,
+                    ..route.order.clone()
+                };
+                grpc.push((m.clone(), GrpcPrecedence::of(m, order), rule.clone()));
+            }
+        }
+        VirtualHost {
+            hostname,
+            http: HttpTable::new(http),
+            grpc: GrpcTable::new(grpc),
+        }
+    }
+}
+
 fn build_http_listener(
     l: &CheckedListener<'_>,
     li: usize,
     attached: &Attached,
     limits: &mut RulePolicies<'_>,
+    mut memo: Option<&mut VhostMemo>,
 ) -> HttpListener {
-    type Entries = (
-        Vec<(crate::route::HttpMatch, HttpPrecedence, Arc<HttpRule>)>,
-        Vec<(crate::route::GrpcMatch, GrpcPrecedence, Arc<HttpRule>)>,
-    );
-    let mut vhosts: BTreeMap<Option<HostPattern>, Entries> = BTreeMap::new();
+    let mut hosts: BTreeMap<Option<HostPattern>, HostRules<'_>> = BTreeMap::new();
     for a in attached.http.iter().filter(|a| a.listener == li) {
         for host in &a.hostnames {
-            let entry = vhosts.entry(host.clone()).or_default();
+            let rules = hosts.entry(host.clone()).or_default();
             for r in &a.route.http {
-                for (mi, m) in r.matches.iter().enumerate() {
-                    let order = RouteOrder {
-                        match_index: mi,
-                        rule: r.index,
-                        ..a.route.order.clone()
-                    };
-                    entry.0.push((
-                        m.clone(),
-                        HttpPrecedence::of(m, order),
-                        limits.rule(&r.rule),
-                    ));
-                }
+                rules.http.push((&a.route, r, limits.rule(&r.rule)));
             }
             for r in &a.route.grpc {
-                for (mi, m) in r.matches.iter().enumerate() {
-                    let order = RouteOrder {
-                        match_index: mi,
-                        rule: r.index,
-                        ..a.route.order.clone()
-                    };
-                    entry.1.push((
-                        m.clone(),
-                        GrpcPrecedence::of(m, order),
-                        limits.rule(&r.rule),
-                    ));
-                }
+                rules.grpc.push((&a.route, r, limits.rule(&r.rule)));
             }
         }
     }
-    let vhosts = vhosts
+    let vhosts = hosts
         .into_iter()
-        .map(|(hostname, (http, grpc))| VirtualHost {
-            hostname,
-            http: HttpTable::new(http),
-            grpc: GrpcTable::new(grpc),
+        .map(|(hostname, rules)| {
+            let Some(memo) = memo.as_deref_mut() else {
+                return Arc::new(rules.build(hostname));
+            };
+            let signature = rules.signature();
+            let key = (li, hostname);
+            let vhost = match memo.last.remove(&key) {
+                Some((last, vhost)) if last == signature => vhost,
+                _ => Arc::new(rules.build(key.1.clone())),
+            };
+            memo.next.insert(key, (signature, vhost.clone()));
+            vhost
         })
         .collect();
     HttpListener::new(

@@ -591,7 +591,7 @@ fn misdirected_request_check_tells_same_named_listeners_apart() {
             http: HttpTable::new(vec![(m, p, rule)]),
             grpc: GrpcTable::new(vec![]),
         };
-        HttpListener::new("https".into(), owner, host(h), None, vec![vhost])
+        HttpListener::new("https".into(), owner, host(h), None, vec![vhost.into()])
     };
     let port = PortSnapshot {
         port: 443,

@@ -27,8 +27,8 @@ pub struct HttpListener {
     exact: HashMap<String, usize>,
     wildcards: Vec<usize>,
     any: Option<usize>,
-    /// Virtual hosts.
-    pub vhosts: Vec<VirtualHost>,
+    /// Virtual hosts (shared: a compile that changed nothing in one takes it from the last).
+    pub vhosts: Vec<Arc<VirtualHost>>,
 }
 
 /// The rules of one hostname (or of every hostname) on a listener.
@@ -49,7 +49,7 @@ impl HttpListener {
         owner: ObjectKey,
         hostname: Option<HostPattern>,
         tls: Option<ServerTls>,
-        mut vhosts: Vec<VirtualHost>,
+        mut vhosts: Vec<Arc<VirtualHost>>,
     ) -> Self {
         vhosts.sort_by(|a, b| most_specific_first(a.hostname.as_ref(), b.hostname.as_ref()));
         let mut exact = HashMap::new();
@@ -93,7 +93,7 @@ impl HttpListener {
             .into_iter()
             .chain(wild)
             .chain(self.any)
-            .map(move |i| &self.vhosts[i])
+            .map(move |i| &*self.vhosts[i])
     }
 }
 

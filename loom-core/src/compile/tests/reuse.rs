@@ -99,6 +99,42 @@ fn a_route_whose_object_and_world_are_unchanged_is_taken_from_the_last_compile()
     );
 }
 
+/// The virtual hosts of the Gateway's one listener, by hostname.
+fn vhosts(compiled: &Compiled) -> Vec<(String, Arc<crate::snapshot::VirtualHost>)> {
+    let gw = crate::snapshot::GatewayName::new("infra", "gw");
+    compiled.snapshot.gateways[&gw].ports[&80].http_listeners()[0]
+        .vhosts
+        .iter()
+        .map(|v| (format!("{:?}", v.hostname), v.clone()))
+        .collect()
+}
+
+#[test]
+fn a_virtual_host_whose_rules_are_unchanged_is_taken_from_the_last_compile() {
+    let with_hosts = TWO_ROUTES.replace(
+        "  parentRefs: [{name: gw, namespace: infra}]\n  rules: [{matches: [{path: {type: PathPrefix, value: /a}}]",
+        "  parentRefs: [{name: gw, namespace: infra}]\n  hostnames: [a.example.com]\n  rules: [{matches: [{path: {type: PathPrefix, value: /a}}]",
+    );
+    assert_ne!(with_hosts, TWO_ROUTES);
+    let mut input = input(&with_hosts);
+    let mut compiler = Compiler::new();
+    let options = Options::default();
+    let first = vhosts(&compiler.compile(&input, &options));
+    input.upsert(b_elsewhere());
+    let second = compiler.compile(&input, &options);
+    let second_vhosts = vhosts(&second);
+    assert_eq!(first.len(), 2);
+    for ((host, before), (_, after)) in first.iter().zip(&second_vhosts) {
+        // `a` (its own hostname) is the same; `b` (any hostname) was built again.
+        assert_eq!(
+            Arc::ptr_eq(before, after),
+            host.contains("a.example.com"),
+            "{host}"
+        );
+    }
+    assert_same(&second, &compile_with(&input, &options));
+}
+
 #[test]
 fn an_equal_object_upserted_again_stays_the_same_object() {
     let mut input = input(TWO_ROUTES);
