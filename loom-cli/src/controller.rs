@@ -139,6 +139,8 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     };
     let services = args.gateway_services || args.provision;
     let opts = ControllerOptions {
+        // Provisioned, the controller serves no Gateway: nothing to share what it would keep.
+        reuse_compiles: !args.provision,
         field_manager: args.controller_name.clone(),
         compile: loom_core::Options {
             controller_name: args.controller_name.clone(),

@@ -88,7 +88,11 @@ impl Planner {
                 None => tracing::error!("no address left in the pool for {key}"),
             }
         }
-        let mut compiled = index.compile(&opts);
+        let mut compiled = if self.opts.reuse_compiles {
+            index.compile(&opts)
+        } else {
+            loom_core::compile_with(index.input(), &opts)
+        };
         if let Some((ns, name)) = self
             .opts
             .provision
