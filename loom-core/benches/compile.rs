@@ -200,7 +200,11 @@ fn bench_recompile(c: &mut Criterion) {
     }
     recompile(&mut group, "hosts", 5_000, hosts(5_000, 1), |v| {
         let host = format!("host-{:04}.example.com", 5_000 / 2);
-        route(5_000 / 2, vec![host], std::iter::once(format!("/changed-{v}")))
+        route(
+            5_000 / 2,
+            vec![host],
+            std::iter::once(format!("/changed-{v}")),
+        )
     });
     group.finish();
 }

@@ -234,18 +234,18 @@ impl RulePolicies<'_> {
     }
 }
 
-/// The virtual hosts of the last compile, by listener and hostname, each with the rules it
-/// was built from (their addresses, in the order they came: a rule's `Arc` is one compiled
-/// rule, and the virtual host holds it, so the address stays its own). Valid only while
-/// nothing but routes changed (listener indices are the same).
+/// The virtual hosts of the last compile, by listener, each with the rules it was built from
+/// (their addresses, in the order they came: a rule's `Arc` is one compiled rule, and the
+/// virtual host holds it, so the address stays its own). Valid only while nothing but routes
+/// changed (listener indices are the same).
 #[derive(Default)]
 pub(crate) struct VhostMemo {
     last: Vhosts,
     next: Vhosts,
 }
 
-/// Virtual hosts by listener index and hostname, with the addresses of their rules.
-type Vhosts = HashMap<(usize, Option<HostPattern>), (Vec<usize>, Arc<VirtualHost>)>;
+/// By listener index, the virtual hosts in hostname order, with the addresses of their rules.
+type Vhosts = HashMap<usize, Vec<(Box<[usize]>, Arc<VirtualHost>)>>;
 
 impl VhostMemo {
     /// Forgets the virtual hosts the last compile did not build or take.
@@ -271,7 +271,7 @@ struct HostRules<'a> {
 
 impl HostRules<'_> {
     /// The rules' addresses, HTTP then gRPC.
-    fn signature(&self) -> Vec<usize> {
+    fn signature(&self) -> Box<[usize]> {
         let http = self.http.iter().map(|(_, _, r)| Arc::as_ptr(r).addr());
         let grpc = self.grpc.iter().map(|(_, _, r)| Arc::as_ptr(r).addr());
         http.chain([0]).chain(grpc).collect()
@@ -313,11 +313,11 @@ fn build_http_listener(
     li: usize,
     attached: &Attached,
     limits: &mut RulePolicies<'_>,
-    mut memo: Option<&mut VhostMemo>,
+    memo: Option<&mut VhostMemo>,
 ) -> HttpListener {
     let mut hosts: BTreeMap<Option<HostPattern>, HostRules<'_>> = BTreeMap::new();
     for a in attached.http.iter().filter(|a| a.listener == li) {
-        for host in &a.hostnames {
+        for host in a.hostnames.iter() {
             let rules = hosts.entry(host.clone()).or_default();
             for r in &a.route.http {
                 rules.http.push((&a.route, r, limits.rule(&r.rule)));
@@ -327,22 +327,34 @@ fn build_http_listener(
             }
         }
     }
-    let vhosts = hosts
-        .into_iter()
-        .map(|(hostname, rules)| {
-            let Some(memo) = memo.as_deref_mut() else {
-                return Arc::new(rules.build(hostname));
-            };
-            let signature = rules.signature();
-            let key = (li, hostname);
-            let vhost = match memo.last.remove(&key) {
-                Some((last, vhost)) if last == signature => vhost,
-                _ => Arc::new(rules.build(key.1.clone())),
-            };
-            memo.next.insert(key, (signature, vhost.clone()));
-            vhost
-        })
-        .collect();
+    let vhosts = match memo {
+        None => {
+            let build = |(hostname, rules): (_, HostRules<'_>)| Arc::new(rules.build(hostname));
+            hosts.into_iter().map(build).collect()
+        }
+        Some(memo) => {
+            // Both in hostname order: a merge walk.
+            let mut last = memo
+                .last
+                .remove(&li)
+                .unwrap_or_default()
+                .into_iter()
+                .peekable();
+            let mut kept = Vec::with_capacity(hosts.len());
+            for (hostname, rules) in hosts {
+                while last.next_if(|(_, v)| v.hostname < hostname).is_some() {}
+                let signature = rules.signature();
+                let vhost = match last.next_if(|(_, v)| v.hostname == hostname) {
+                    Some((was, vhost)) if was == signature => vhost,
+                    _ => Arc::new(rules.build(hostname)),
+                };
+                kept.push((signature, vhost));
+            }
+            let vhosts = kept.iter().map(|(_, v)| v.clone()).collect();
+            memo.next.insert(li, kept);
+            vhosts
+        }
+    };
     HttpListener::new(
         l.spec.name.clone(),
         l.owner.clone(),

@@ -175,7 +175,7 @@ struct Outcome {
     /// The Services its backends were resolved to (their EndpointSlices read).
     services: Box<[(String, String)]>,
     /// The listeners that accept it, each with the route's hostnames there.
-    accepted: Box<[(usize, Vec<Option<HostPattern>>)]>,
+    accepted: Box<[(usize, Hostnames)]>,
     status: Option<Arc<RouteStatus>>,
 }
 
@@ -423,7 +423,7 @@ fn attach_route(
     (all_accepted, status)
 }
 
-type Selected = Vec<(usize, Vec<Option<HostPattern>>)>;
+type Selected = Vec<(usize, Hostnames)>;
 
 /// Which listeners of a parent accept the route, with the effective hostnames on each.
 fn select_listeners(
@@ -480,7 +480,7 @@ fn select_listeners(
             hostname_mismatch = true;
             continue;
         }
-        accepted.push((l, hosts));
+        accepted.push((l, hosts.into()));
     }
     if !accepted.is_empty() {
         Ok(accepted)

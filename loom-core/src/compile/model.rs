@@ -236,15 +236,19 @@ pub(crate) struct CompiledRule<M> {
     pub(crate) rule: Arc<HttpRule>,
 }
 
+/// A route's hostnames on one listener (`None`: any), shared by what is kept of a route for
+/// the next compile and each compile's attachments.
+pub(crate) type Hostnames = Arc<[Option<HostPattern>]>;
+
 pub(crate) struct HttpAttachment {
     pub(crate) listener: usize,
-    pub(crate) hostnames: Vec<Option<HostPattern>>,
+    pub(crate) hostnames: Hostnames,
     pub(crate) route: Arc<CompiledRoute>,
 }
 
 pub(crate) struct L4Attachment {
     pub(crate) listener: usize,
-    pub(crate) hostnames: Vec<Option<HostPattern>>,
+    pub(crate) hostnames: Hostnames,
     pub(crate) order: RouteOrder,
     pub(crate) rule: Arc<L4Rule>,
 }
