@@ -278,34 +278,34 @@ impl HostRules<'_> {
     }
 
     fn build(self, hostname: Option<HostPattern>) -> VirtualHost {
-        let mut http = vec![];
-        for (route, r, rule) in self.http {
-            for (mi, m) in r.matches.iter().enumerate() {
-                let order = RouteOrder {
-                    match_index: mi,
-                    rule: r.index,
-                    ..route.order.clone()
-                };
-                http.push((m.clone(), HttpPrecedence::of(m, order), rule.clone()));
-            }
-        }
-        let mut grpc = vec![];
-        for (route, r, rule) in self.grpc {
-            for (mi, m) in r.matches.iter().enumerate() {
-                let order = RouteOrder {
-                    match_index: mi,
-                    rule: r.index,
-                    ..route.order.clone()
-                };
-                grpc.push((m.clone(), GrpcPrecedence::of(m, order), rule.clone()));
-            }
-        }
+        let http = entries(self.http, HttpPrecedence::of);
+        let grpc = entries(self.grpc, GrpcPrecedence::of);
         VirtualHost {
             hostname,
             http: HttpTable::new(http),
             grpc: GrpcTable::new(grpc),
         }
     }
+}
+
+/// A table's entries: each match of each rule, with its precedence (the route's order, the
+/// rule's index and the match's).
+fn entries<M: Clone, P>(
+    rules: Vec<(&CompiledRoute, &CompiledRule<M>, Arc<HttpRule>)>,
+    precedence: impl Fn(&M, RouteOrder) -> P,
+) -> Vec<(M, P, Arc<HttpRule>)> {
+    let mut out = vec![];
+    for (route, r, rule) in rules {
+        for (mi, m) in r.matches.iter().enumerate() {
+            let order = RouteOrder {
+                match_index: mi,
+                rule: r.index,
+                ..route.order.clone()
+            };
+            out.push((m.clone(), precedence(m, order), rule.clone()));
+        }
+    }
+    out
 }
 
 fn build_http_listener(

@@ -199,28 +199,30 @@ impl Attacher<'_, '_, '_> {
         &mut self,
         view: RouteView<'_>,
         object: RouteObject,
-        memo: Option<&mut Memo<'_>>,
+        mut memo: Option<&mut Memo<'_>>,
         compile: impl FnOnce(&mut RouteCx<'_, '_>) -> Arc<CompiledRoute>,
     ) {
-        let Some((routes, now)) = memo else {
-            let outcome = self.compile(&view, |cx| Target::Http(compile(cx)));
-            self.attach(&view.key, &outcome);
-            return;
-        };
         let address = object.address();
-        if let Some(r) = routes.get_mut(&address) {
+        if let Some((routes, now)) = memo.as_deref_mut()
+            && let Some(r) = routes.get_mut(&address)
+        {
             r.seen = *now;
             self.attach(&view.key, &r.outcome);
             return;
         }
         let outcome = self.compile(&view, |cx| Target::Http(compile(cx)));
         self.attach(&view.key, &outcome);
-        let remembered = Remembered {
-            object,
-            outcome,
-            seen: *now,
-        };
-        routes.insert(address, remembered);
+        if let Some((routes, now)) = memo {
+            let seen = *now;
+            routes.insert(
+                address,
+                Remembered {
+                    object,
+                    outcome,
+                    seen,
+                },
+            );
+        }
     }
 
     fn route(&mut self, view: RouteView<'_>, compile: impl FnOnce(&mut RouteCx<'_, '_>) -> Target) {

@@ -141,9 +141,10 @@ impl<'a> InputLookup<'a> {
 
 /// Sorts objects the way the spec breaks ties: oldest first, then namespace/name.
 pub(crate) fn by_age<T>(items: &[Arc<T>], meta: impl Fn(&T) -> &ObjectMeta) -> Vec<&T> {
-    let mut v: Vec<&T> = live(items, &meta).collect();
-    v.sort_by(|a, b| meta(a).age_key().cmp(&meta(b).age_key()));
-    v
+    by_age_shared(items, meta)
+        .into_iter()
+        .map(|o| &**o)
+        .collect()
 }
 
 /// [`by_age`], the objects as they are shared.

@@ -22,12 +22,17 @@ spec:
   rules: [{matches: [{path: {type: PathPrefix, value: /b}}], backendRefs: [{name: local, port: 8080}]}]
 "#;
 
-fn route_status(compiled: &Compiled, name: &str) -> Arc<RouteStatus> {
-    let key = ObjectKey {
+/// The key of HTTPRoute `app/name`.
+fn route_key(name: &str) -> ObjectKey {
+    ObjectKey {
         kind: Kind::HttpRoute,
         namespace: "app".into(),
         name: name.into(),
-    };
+    }
+}
+
+fn route_status(compiled: &Compiled, name: &str) -> Arc<RouteStatus> {
+    let key = route_key(name);
     match compiled.status.get(&key) {
         Some(ObjectStatus::Route(r)) => r.clone(),
         other => panic!("{key}: {other:?}"),
@@ -37,12 +42,7 @@ fn route_status(compiled: &Compiled, name: &str) -> Arc<RouteStatus> {
 /// Route `b` of [`TWO_ROUTES`] with another path.
 fn b_elsewhere() -> Object {
     let mut changed = input(TWO_ROUTES);
-    let key = ObjectKey {
-        kind: Kind::HttpRoute,
-        namespace: "app".into(),
-        name: "b".into(),
-    };
-    let Some(Object::HttpRoute(mut b)) = changed.remove(&key) else {
+    let Some(Object::HttpRoute(mut b)) = changed.remove(&route_key("b")) else {
         panic!("no route b")
     };
     b.spec.rules[0].matches[0].path = Some(HttpPathMatch {
