@@ -147,6 +147,11 @@ spec: {{endpoints: ["127.0.0.1:{backend}"]}}
 /// closed: a 500).
 const BUDGET: &str = "1s";
 
+/// [`BUDGET`] as a `spec` line.
+fn budget() -> String {
+    format!("  timeout: {BUDGET}\n")
+}
+
 /// The WASMPlugin of issue #12 as users write it, with the auth plugin built here as a file
 /// (the OCI form is tested in `oci_*`).
 fn auth_plugin(dir: &Path, audience: &str) -> String {
@@ -182,14 +187,14 @@ const GATEWAY: &str = "  targetRef: {group: gateway.networking.k8s.io, kind: Gat
 
 /// A plugin from examples/wasm (`name` is its directory) with `spec` lines added.
 fn plugin(dir: &Path, name: &str, module: &str, spec: &str) -> String {
-    let budget = if spec.contains("timeout:") {
+    let timeout = if spec.contains("timeout:") {
         String::new()
     } else {
-        format!("  timeout: {BUDGET}\n")
+        budget()
     };
     format!(
         "apiVersion: gateway.loom.dev/v1alpha1\nkind: WASMPlugin\nmetadata: {{name: {name}}}\n\
-         spec:\n  url: {}/{module}/plugin.wasm\n{spec}{budget}",
+         spec:\n  url: {}/{module}/plugin.wasm\n{spec}{timeout}",
         dir.display()
     )
 }
@@ -385,7 +390,7 @@ fn a_config_change_applies_without_a_restart() {
     let Some(dir) = plugins() else { return };
     let backend = echo_backend();
     // The issue's manifest with a budget: this test is about the reload.
-    let auth = |audience| format!("{}  timeout: {BUDGET}\n", auth_plugin(dir, audience));
+    let auth = |audience| format!("{}{}", auth_plugin(dir, audience), budget());
     let loom = Running::start("config-change", |port| config(port, backend, &auth("one")));
     let for_one = format!("Bearer {}", jwt(r#"{"aud":"one"}"#, "test-secret"));
     let for_two = format!("Bearer {}", jwt(r#"{"aud":"two"}"#, "test-secret"));
@@ -810,7 +815,11 @@ fn oci_a_private_registry_needs_the_pull_secret() {
     );
     let backend = echo_backend();
     let loom = Running::start_pending("oci-private", |port| {
-        config(port, backend, &oci_auth_plugin("anonymous", &url, ""))
+        config(
+            port,
+            backend,
+            &oci_auth_plugin("anonymous", &url, &budget()),
+        )
     });
     // Without credentials: pending, retried, saying why.
     wait_for("the pull to fail", || {
@@ -824,7 +833,11 @@ fn oci_a_private_registry_needs_the_pull_secret() {
         backend,
         &format!(
             "{secret}---\n{}",
-            oci_auth_plugin("anonymous", &url, "  imagePullSecret: registry-creds\n")
+            oci_auth_plugin(
+                "anonymous",
+                &url,
+                &format!("{}  imagePullSecret: registry-creds\n", budget())
+            )
         ),
     ));
     wait_within("the pull with the secret", COMPILE, || {
@@ -848,7 +861,11 @@ fn oci_a_registry_that_is_down_is_retried_and_if_not_present_starts_from_the_cac
     let path = serve_dir.join("config.yaml");
     std::fs::write(
         &path,
-        config(gw, backend, &oci_auth_plugin("auth-plugin", &url, "")),
+        config(
+            gw,
+            backend,
+            &oci_auth_plugin("auth-plugin", &url, &budget()),
+        ),
     )
     .unwrap();
     let loom = serve(&path, admin, &["--plugin-cache", cache.to_str().unwrap()]);
