@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use super::admission::{Admission, Admitted};
 use super::buffered::Buffered;
 use super::deadline::{HeadClock, HeadLimits};
+use super::woken::OnWake;
 use crate::pipeline::downstream::OnRequestHead;
 
 /// How long a client may take to finish the TLS handshake.
@@ -174,10 +175,9 @@ async fn serve_http1<A: HttpServerApp + Send + Sync + 'static>(
         let clock = clock.clone();
         OnRequestHead(Arc::new(move || clock.disarm()))
     };
-    // Two futures for the connection's life, polled alongside each request.
-    let expired = clock.expired(limits);
-    let at_shutdown = idle_at_shutdown(clock, shutdown);
-    tokio::pin!(expired, at_shutdown);
+    // Two futures for the connection's life, polled alongside each request when they woke.
+    let mut expired = OnWake::new(clock.expired(limits));
+    let mut at_shutdown = OnWake::new(idle_at_shutdown(clock, shutdown));
     loop {
         session.set_connection_user_context(Some(Box::new(on_head.clone())));
         let reused = tokio::select! {

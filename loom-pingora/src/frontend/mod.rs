@@ -12,6 +12,7 @@
 //! buffered   write coalescing for the client socket
 //! deadline   request head and keep-alive idle deadlines for HTTP/1
 //! admission  connection limits per listener and per process (file descriptors)
+//! woken      a future polled only when its own waker fired (the connection's deadlines)
 //!
 //! Client limits (ClientLimits) are the flags' defaults, overridden per port by the snapshot's
 //! ClientTrafficPolicy settings; a publish that changes them applies to connections accepted
@@ -27,6 +28,7 @@ pub mod listeners;
 mod quic;
 pub mod sni;
 pub(crate) mod tls;
+mod woken;
 
 use std::time::Duration;
 
