@@ -2,6 +2,7 @@
 //! bounded (object names, rule indexes, status codes, standard methods; never paths or header
 //! values): see docs/metrics.md.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use http::Method;
@@ -9,8 +10,10 @@ use loom_core::input::{Kind, ObjectKey};
 use loom_core::snapshot::HttpRule;
 use loom_core::status::{ConditionType, ObjectStatus};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
+use thread_local::ThreadLocal;
 
 use crate::handle::Published;
 
@@ -29,6 +32,8 @@ pub struct Metrics {
     rate_limited: IntCounterVec,
     rate_limit_store_errors: IntCounterVec,
     plugin_failures: IntCounterVec,
+    /// Per worker thread: the series of the last requests' label sets.
+    recent: ThreadLocal<RefCell<Recent>>,
 }
 
 impl Metrics {
@@ -140,6 +145,7 @@ impl Metrics {
                 &["plugin", "reason", "fail_strategy"],
             )
             .expect("metric"),
+            recent: ThreadLocal::new(),
             registry,
         };
         for c in [
@@ -167,14 +173,25 @@ impl Metrics {
 
     /// Records one finished request: the rule that matched (`None`: none did), its method,
     /// the status code answered (0: none) and how long it took.
-    pub fn request(&self, rule: Option<&HttpRule>, method: &Method, code: u16, seconds: f64) {
-        let (namespace, route, kind) = rule.map_or(("", "", ""), |r| {
-            (
-                r.route.namespace.as_str(),
-                r.route.name.as_str(),
-                r.route.kind.as_str(),
-            )
-        });
+    pub fn request(&self, rule: Option<&Arc<HttpRule>>, method: &Method, code: u16, seconds: f64) {
+        let method = method_label(method);
+        let mut recent = self.recent.get_or_default().borrow_mut();
+        let series = match recent.find(rule, code, method) {
+            Some(series) => series,
+            None => recent.insert(RecentSeries {
+                rule: rule.cloned(),
+                code,
+                method,
+                requests: self.requests_of(rule.map(|r| &**r), code, method),
+                latency: self.latency_of(rule.map(|r| &**r)),
+            }),
+        };
+        series.requests.inc();
+        series.latency.observe(seconds);
+    }
+
+    fn requests_of(&self, rule: Option<&HttpRule>, code: u16, method: &str) -> IntCounter {
+        let (namespace, route, kind) = route_labels(rule);
         let index;
         let rule = match rule.map(|r| r.rule_index) {
             None => "",
@@ -187,11 +204,13 @@ impl Metrics {
         let mut code_buf = [0u8; 3];
         let code = status_text(code, &mut code_buf);
         self.route_requests
-            .with_label_values(&[namespace, route, kind, rule, code, method_label(method)])
-            .inc();
+            .with_label_values(&[namespace, route, kind, rule, code, method])
+    }
+
+    fn latency_of(&self, rule: Option<&HttpRule>) -> Histogram {
+        let (namespace, route, kind) = route_labels(rule);
         self.route_latency
             .with_label_values(&[namespace, route, kind])
-            .observe(seconds);
     }
 
     /// Updates the configuration gauges after a publish.
@@ -338,6 +357,71 @@ fn status_text(code: u16, buf: &mut [u8; 3]) -> &str {
     std::str::from_utf8(buf).unwrap_or("0")
 }
 
+/// A rule's route labels: namespace, name, kind (empty for none).
+fn route_labels(rule: Option<&HttpRule>) -> (&str, &str, &str) {
+    rule.map_or(("", "", ""), |r| {
+        (
+            r.route.namespace.as_str(),
+            r.route.name.as_str(),
+            r.route.kind.as_str(),
+        )
+    })
+}
+
+/// How many label sets a worker thread keeps the series of.
+const RECENT: usize = 8;
+
+/// The series of the label sets a worker thread recorded last: a request with the rule, code
+/// and method of a recent one takes them as they are, instead of hashing up to six label
+/// strings and taking the vectors' lock for each (~550 instructions per proxied request,
+/// bench/RESULTS.md, #16). The rule is held, so its address is not reused while it is here.
+#[derive(Default)]
+struct Recent {
+    series: Vec<RecentSeries>,
+    /// Where the next new label set goes once all places are taken.
+    next: usize,
+}
+
+struct RecentSeries {
+    rule: Option<Arc<HttpRule>>,
+    code: u16,
+    method: &'static str,
+    requests: IntCounter,
+    latency: Histogram,
+}
+
+impl Recent {
+    fn find(
+        &mut self,
+        rule: Option<&Arc<HttpRule>>,
+        code: u16,
+        method: &'static str,
+    ) -> Option<&mut RecentSeries> {
+        self.series.iter_mut().find(|s| {
+            s.code == code
+                && s.method == method
+                && match (&s.rule, rule) {
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                    (None, None) => true,
+                    _ => false,
+                }
+        })
+    }
+
+    fn insert(&mut self, series: RecentSeries) -> &mut RecentSeries {
+        let at = if self.series.len() < RECENT {
+            self.series.push(series);
+            self.series.len() - 1
+        } else {
+            let at = self.next;
+            self.series[at] = series;
+            self.next = (at + 1) % RECENT;
+            at
+        };
+        &mut self.series[at]
+    }
+}
+
 /// The method as a label: the standard ones, anything else `OTHER` (label sets stay bounded).
 fn method_label(m: &Method) -> &'static str {
     match *m {
@@ -444,6 +528,58 @@ spec:
             assert!(
                 text.lines().any(|l| l == line),
                 "{line} missing from\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_label_set_counts_its_own_requests_past_the_recent_ones() {
+        let m = Metrics::new();
+        let p = published();
+        let rules: Vec<Arc<HttpRule>> =
+            p.snapshot.gateways.values().next().unwrap().ports[&80].http_listeners()[0].vhosts[0]
+                .http
+                .entries()
+                .map(|(_, r)| r.clone())
+                .collect();
+        assert_eq!(rules.len(), 2, "the fixture's two routes");
+        // More label sets than a thread keeps, interleaved, some more than once.
+        let codes: Vec<u16> = (200..200 + 3 * RECENT as u16).collect();
+        for round in 0..3 {
+            for code in &codes {
+                for rule in &rules {
+                    m.request(Some(rule), &Method::GET, *code, 0.001);
+                }
+                if round == 0 {
+                    m.request(Some(&rules[0]), &Method::POST, *code, 0.001);
+                }
+            }
+        }
+        let text = rendered(&m);
+        let count = |route: &str, code: u16, method: &str| {
+            let line = format!(
+                r#"loom_route_requests_total{{code="{code}",kind="HTTPRoute",method="{method}",namespace="app",route="{route}",rule="0"}} "#
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(&line))
+                .unwrap_or_else(|| panic!("{line} missing from\n{text}"))
+                .to_owned()
+        };
+        for code in &codes {
+            for rule in &rules {
+                assert_eq!(count(rule.route.name.as_str(), *code, "GET"), "3");
+            }
+            assert_eq!(count(rules[0].route.name.as_str(), *code, "POST"), "1");
+        }
+        for rule in &rules {
+            let line = format!(
+                r#"loom_route_latency_seconds_count{{kind="HTTPRoute",namespace="app",route="{}"}} "#,
+                rule.route.name
+            );
+            let expected = codes.len() * if Arc::ptr_eq(rule, &rules[0]) { 4 } else { 3 };
+            assert!(
+                text.lines().any(|l| l == format!("{line}{expected}")),
+                "{line}{expected} missing from\n{text}"
             );
         }
     }

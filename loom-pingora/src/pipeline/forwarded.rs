@@ -29,6 +29,10 @@ const UNTRUSTED: [HeaderName; 4] = [
 ];
 
 /// Sets the forwarding headers of a request from `peer` over `scheme`.
+///
+/// This runs for every proxied request; each header Pingora's map takes costs a parse of its
+/// name and an allocation, so nothing is removed that is not there and values are built
+/// without intermediate strings (bench/RESULTS.md, #16).
 pub(crate) fn set_forwarded(
     req: &mut RequestHeader,
     peer: Option<IpAddr>,
@@ -36,38 +40,46 @@ pub(crate) fn set_forwarded(
     trusted_hops: usize,
 ) -> pingora::Result<()> {
     let trusted = trusted_hops > 0;
-    if !trusted {
+    if !trusted && req.headers.keys().any(is_forwarding_header) {
         for name in &UNTRUSTED {
             req.remove_header(name);
         }
     }
-    let mut chain = String::new();
+    let mut chain = Vec::new();
     if trusted {
         for v in req.headers.get_all(&XFF) {
-            let v = String::from_utf8_lossy(v.as_bytes());
-            let v = v.trim();
+            let v = v.as_bytes().trim_ascii();
             if !v.is_empty() {
                 if !chain.is_empty() {
-                    chain.push_str(", ");
+                    chain.extend_from_slice(b", ");
                 }
-                chain.push_str(v);
+                chain.extend_from_slice(v);
             }
         }
     }
-    if let Some(ip) = peer {
-        if !chain.is_empty() {
-            chain.push_str(", ");
+    let mut ip_text = [0u8; IP_TEXT];
+    let ip = peer.map(|ip| write_ip(&mut ip_text, ip));
+    let value = match (chain.is_empty(), ip) {
+        (true, None) => None,
+        (true, Some(ip)) => HeaderValue::from_bytes(ip).ok(),
+        (false, ip) => {
+            if let Some(ip) = ip {
+                chain.extend_from_slice(b", ");
+                chain.extend_from_slice(ip);
+            }
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(chain)).ok()
         }
-        push_ip(&mut chain, ip);
-    }
-    req.remove_header(&XFF);
-    if !chain.is_empty()
-        && let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(chain))
-    {
-        req.insert_header(XFF.as_str(), v)?;
+    };
+    match value {
+        Some(v) => req.insert_header(XFF.as_str(), v)?,
+        None => {
+            if req.headers.contains_key(&XFF) {
+                req.remove_header(&XFF);
+            }
+        }
     }
     if !(trusted && req.headers.contains_key(&XFP)) {
-        req.insert_header(XFP.as_str(), scheme)?;
+        req.insert_header(XFP.as_str(), HeaderValue::from_static(scheme))?;
     }
     if !(trusted && req.headers.contains_key(&XFH)) {
         let host = req.headers.get(HOST).cloned().or_else(|| {
@@ -85,27 +97,47 @@ pub(crate) fn set_forwarded(
     Ok(())
 }
 
-/// Appends `ip` as text. IPv4 by hand: `Display` goes through the formatting machinery, a
-/// tenth of what setting these headers cost per request.
-fn push_ip(out: &mut String, ip: IpAddr) {
+/// Whether `name` is one of the headers an untrusted client's request loses (its own
+/// `X-Forwarded-For` is replaced by inserting).
+fn is_forwarding_header(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    (name.starts_with("x-") || name == FORWARDED.as_str()) && UNTRUSTED.iter().any(|u| u == name)
+}
+
+/// The longest text of an address: an IPv6 address with an embedded IPv4 one.
+const IP_TEXT: usize = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255".len();
+
+/// Writes `ip` as text to `buf`, returning the part written. IPv4 by hand: `Display` goes
+/// through the formatting machinery, a tenth of what setting these headers cost per request.
+fn write_ip(buf: &mut [u8; IP_TEXT], ip: IpAddr) -> &[u8] {
     match ip {
         IpAddr::V4(v4) => {
+            let mut n = 0;
+            let mut put = |b: u8| {
+                buf[n] = b;
+                n += 1;
+            };
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push('.');
+                    put(b'.');
                 }
                 if octet >= 100 {
-                    out.push(char::from(b'0' + octet / 100));
+                    put(b'0' + octet / 100);
                 }
                 if octet >= 10 {
-                    out.push(char::from(b'0' + octet / 10 % 10));
+                    put(b'0' + octet / 10 % 10);
                 }
-                out.push(char::from(b'0' + octet % 10));
+                put(b'0' + octet % 10);
             }
+            &buf[..n]
         }
         IpAddr::V6(v6) => {
-            use std::fmt::Write;
-            let _ = write!(out, "{v6}");
+            use std::io::Write;
+            let mut rest = &mut buf[..];
+            // Cannot fail: IP_TEXT holds the longest text of an address.
+            let _ = write!(rest, "{v6}");
+            let n = IP_TEXT - rest.len();
+            &buf[..n]
         }
     }
 }
@@ -251,18 +283,22 @@ mod tests {
 
     #[test]
     fn addresses_are_written_as_display_writes_them() {
+        let mut buf = [0u8; IP_TEXT];
         for octet in 0..=255u8 {
             for ip in [
                 IpAddr::from([octet, 0, 10, 255]),
                 IpAddr::from([9, 99, 100, octet]),
             ] {
-                let mut out = String::new();
-                push_ip(&mut out, ip);
-                assert_eq!(out, ip.to_string());
+                assert_eq!(write_ip(&mut buf, ip), ip.to_string().as_bytes());
             }
         }
-        let mut out = String::from("x, ");
-        push_ip(&mut out, "2001:db8::1".parse().unwrap());
-        assert_eq!(out, "x, 2001:db8::1");
+        for ip in [
+            "2001:db8::1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:255.255.255.255",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(write_ip(&mut buf, ip), ip.to_string().as_bytes());
+        }
     }
 }

@@ -658,7 +658,7 @@ impl ProxyHttp for LoomProxy {
         let elapsed = ctx.started.elapsed();
         let req = session.req_header();
         self.shared.metrics.request(
-            ctx.matched.as_deref(),
+            ctx.matched.as_ref(),
             &req.method,
             code,
             elapsed.as_secs_f64(),

@@ -26,8 +26,11 @@ use crate::handle::Published;
 use crate::metrics::Metrics;
 
 /// The backends of a Service or Backend object, by Service port (looked up without cloning
-/// the key: this is on every request's path).
-type ByObject = HashMap<ObjectKey, Vec<(Option<u16>, Arc<BackendHealth>)>>;
+/// the key: this is on every request's path). Hashed with foldhash rather than SipHash: the
+/// keys are configured objects, not what clients send, and SipHash of an object's key was
+/// ~400 instructions per proxied request (bench/RESULTS.md, #16).
+type ByObject =
+    HashMap<ObjectKey, Vec<(Option<u16>, Arc<BackendHealth>)>, foldhash::fast::RandomState>;
 
 /// Health of every backend in use.
 pub struct Health {
