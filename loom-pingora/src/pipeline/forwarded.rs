@@ -104,7 +104,8 @@ fn is_forwarding_header(name: &HeaderName) -> bool {
     (name.starts_with("x-") || name == FORWARDED.as_str()) && UNTRUSTED.iter().any(|u| u == name)
 }
 
-/// The longest text of an address: an IPv6 address with an embedded IPv4 one.
+/// Room for any address as text (`Display` writes IPv6 in at most 39 characters; 45 is the
+/// longest form with an embedded IPv4 address).
 const IP_TEXT: usize = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255".len();
 
 /// Writes `ip` as text to `buf`, returning the part written. IPv4 by hand: `Display` goes
