@@ -1,5 +1,5 @@
 //! Differential fuzzing of the HTTP matcher: for an arbitrary table and request, the fast
-//! matchit-based `HttpTable::find` must pick the same entry as the linear reference matcher
+//! `HttpTable::find` (path values looked up by hash) must pick the same entry as the linear reference matcher
 //! `HttpTable::find_reference`.
 
 #![no_main]

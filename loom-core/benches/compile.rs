@@ -235,7 +235,7 @@ fn recompile(
     });
 }
 
-/// `HttpTable::new` alone (sorting and the matchit index) for one virtual host with `n`
+/// `HttpTable::new` alone (grouping by path value, sorting each group) for one virtual host with `n`
 /// `PathPrefix` matches: the part of `compile` that grows with the rules of one host.
 fn bench_table(c: &mut Criterion) {
     let mut group = c.benchmark_group("http_table");

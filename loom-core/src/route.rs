@@ -1,5 +1,5 @@
 //! Request matching: the compiled form of HTTPRoute and GRPCRoute matches, their precedence,
-//! and two matchers over one table — a fast index (matchit) and a linear reference matcher
+//! and two matchers over one table — a fast index (path values hashed) and a linear reference matcher
 //! written straight from the spec. Property tests check that they always agree.
 //!
 //! Precedence among the rules of one virtual host (Gateway API, `HTTPRouteRule`):
@@ -21,7 +21,11 @@ pub mod host;
 pub mod path;
 
 use std::cmp::Reverse;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::Arc;
 
+use foldhash::fast::FixedState;
 use http::{HeaderMap, Method};
 
 use self::header::{HeaderMatch, QueryMatch, ValueMatch};
@@ -137,208 +141,350 @@ impl HttpPrecedence {
     }
 }
 
-/// What one matchit key leads to: the Exact entries for that literal path, and the PathPrefix
-/// groups that cover it, longest prefix first (the fallback chain when a longer prefix's
-/// method/header/query checks fail).
-#[derive(Clone, Debug, Default)]
-struct Node {
-    exact: Vec<u32>,
-    prefix_chain: Vec<u32>,
+/// What identifies one entry offered to [`HttpTable::update`] across builds: two entries with
+/// the same id, in this build and in the last table, must be the same entry (match,
+/// precedence and value). Loom's compile uses the address of a rule the last table still
+/// holds, and the match's index in the rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EntryId(pub usize, pub usize);
+
+#[derive(Debug)]
+struct Entry<T> {
+    m: HttpMatch,
+    precedence: HttpPrecedence,
+    value: T,
 }
 
-#[derive(Clone, Debug)]
-struct PathIndex {
-    router: matchit::Router<Node>,
-    /// Entries per PathPrefix value, in precedence order.
-    prefix_groups: Vec<Vec<u32>>,
+/// The entries of one path value (all Exact for it, or all PathPrefix for it, or every
+/// RegularExpression), in precedence order.
+#[derive(Debug)]
+struct Group<T> {
+    entries: Vec<Entry<T>>,
+    /// The ids of the entries in the order they were offered (empty when built by
+    /// [`HttpTable::new`]): the group is taken as it is when the same ids come again.
+    ids: Box<[EntryId]>,
 }
 
-impl PathIndex {
-    /// The Exact entries for `path` and the node whose prefix chain covers it.
-    fn node(&self, path: &str) -> (&[u32], Option<&Node>) {
-        let found = self.router.at(path).ok();
-        // A literal key (an Exact path, or a PathPrefix value itself) has no parameter.
-        if let Some(m) = &found
-            && m.params.is_empty()
-        {
-            return (&m.value.exact, Some(m.value));
-        }
-        // `/p/` has no key of its own unless an Exact match names it, and the catch-all
-        // `/p/{*rest}` does not match it: it is covered by exactly what covers the literal
-        // `/p` (a PathPrefix value never ends in `/`), whose Exact entries do not match it.
-        if let Some(stripped) = path.strip_suffix('/').filter(|p| !p.is_empty())
-            && let Ok(m) = self.router.at(stripped)
-            && m.params.is_empty()
-        {
-            return (&[], Some(m.value));
-        }
-        (&[], found.map(|m| m.value))
+impl<T> Group<T> {
+    fn new(mut entries: Vec<Entry<T>>, ids: Box<[EntryId]>) -> Arc<Self> {
+        entries.sort_by(|a, b| a.precedence.cmp(&b.precedence));
+        Arc::new(Group { entries, ids })
     }
 }
 
-/// The HTTP rules of one virtual host, sorted by precedence, with a fast path index.
-#[derive(Clone, Debug)]
+/// Groups by path value.
+type Paths<T> = HashMap<Arc<str>, Arc<Group<T>>, FixedState>;
+
+/// The hasher of a table's path values: foldhash (a lookup hashes a few short strings per
+/// request), seeded at random for each table, since a route's author picks the values.
+fn hasher() -> FixedState {
+    FixedState::with_seed(std::hash::RandomState::new().hash_one(0u8))
+}
+
+/// The HTTP rules of one virtual host: Exact and PathPrefix entries grouped by their path
+/// value, each group in precedence order, and the RegularExpression entries in precedence
+/// order.
+///
+/// A request's path is looked up as itself among the Exact values, and as itself and each
+/// part of it that ends before a `/` (longest first, then `/`) among the PathPrefix values: a
+/// few hash lookups, whatever the size of the table. Building one takes no sort across
+/// groups, and [`HttpTable::update`] takes every group whose entries did not change from the
+/// last table, so that one route changed among thousands on a hostname costs its own paths.
 pub struct HttpTable<T> {
-    entries: Vec<(HttpMatch, T)>,
-    precedence: Vec<HttpPrecedence>,
-    index: Option<PathIndex>,
-    regex: Vec<u32>,
+    exact: Paths<T>,
+    prefix: Paths<T>,
+    regex: Option<Arc<Group<T>>>,
+    /// Characters in the longest PathPrefix value: longer parts of a path are not looked up.
+    longest_prefix: usize,
+    len: usize,
+}
+
+impl<T> Clone for HttpTable<T> {
+    fn clone(&self) -> Self {
+        HttpTable {
+            exact: self.exact.clone(),
+            prefix: self.prefix.clone(),
+            regex: self.regex.clone(),
+            longest_prefix: self.longest_prefix,
+            len: self.len,
+        }
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for HttpTable<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.sorted()).finish()
+    }
+}
+
+/// Which group an entry goes to.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Slot<'a> {
+    Exact(&'a str),
+    Prefix(&'a str),
+    Regex,
+}
+
+impl<'a> Slot<'a> {
+    fn of(m: &'a HttpMatch) -> Self {
+        match &m.path {
+            PathMatch::Exact(p) => Slot::Exact(p),
+            PathMatch::Prefix(p) => Slot::Prefix(p),
+            PathMatch::Regex(_) => Slot::Regex,
+        }
+    }
 }
 
 impl<T> HttpTable<T> {
     /// Builds a table; entries may come in any order.
-    pub fn new(mut entries: Vec<(HttpMatch, HttpPrecedence, T)>) -> Self {
-        entries.sort_by(|a, b| a.1.cmp(&b.1));
-        let (entries, precedence): (Vec<(HttpMatch, T)>, Vec<HttpPrecedence>) =
-            entries.into_iter().map(|(m, p, t)| ((m, t), p)).unzip();
-        let index = build_index(&entries);
-        let regex = (0..entries.len() as u32)
-            .filter(|&i| matches!(entries[i as usize].0.path, PathMatch::Regex(_)))
+    pub fn new(entries: Vec<(HttpMatch, HttpPrecedence, T)>) -> Self {
+        let mut groups: HashMap<Slot<'_>, Vec<usize>, _> = HashMap::with_hasher(hasher());
+        for (i, (m, _, _)) in entries.iter().enumerate() {
+            groups.entry(Slot::of(m)).or_default().push(i);
+        }
+        let groups: Vec<(SlotKey, Vec<usize>)> = groups
+            .into_iter()
+            .map(|(slot, members)| (SlotKey::from(slot), members))
             .collect();
+        let mut entries: Vec<Option<_>> = entries.into_iter().map(Some).collect();
+        let mut table = HttpTable::empty();
+        for (slot, members) in groups {
+            let group = members
+                .into_iter()
+                .filter_map(|i| entries[i].take())
+                .map(|(m, precedence, value)| Entry {
+                    m,
+                    precedence,
+                    value,
+                })
+                .collect();
+            table.put(slot, Group::new(group, Box::default()));
+        }
+        table
+    }
+
+    /// Builds a table from the entries `offers` names (the match and its id, in a
+    /// deterministic order), taking from `last` each group whose entries have the same ids in
+    /// the same order, and making the others' entries with `make` (called with an offer's
+    /// index). The result is the table [`HttpTable::new`] builds from the same entries.
+    pub fn update(
+        last: Option<&Self>,
+        offers: &[(&HttpMatch, EntryId)],
+        make: impl Fn(usize) -> (HttpPrecedence, T),
+    ) -> Self {
+        // Offers of one group chained by index (`next`), in the order given, without a list
+        // per group.
+        const END: u32 = u32::MAX;
+        let mut ends: HashMap<Slot<'_>, (u32, u32), _> =
+            HashMap::with_capacity_and_hasher(offers.len(), hasher());
+        let mut next = vec![END; offers.len()];
+        for (i, (m, _)) in offers.iter().enumerate() {
+            let i = i as u32;
+            ends.entry(Slot::of(m))
+                .and_modify(|(_, tail)| {
+                    next[*tail as usize] = i;
+                    *tail = i;
+                })
+                .or_insert((i, i));
+        }
+        let members = |head: u32| {
+            std::iter::successors(Some(head), |&i| {
+                Some(next[i as usize]).filter(|&n| n != END)
+            })
+            .map(|i| i as usize)
+        };
+        let mut table = HttpTable::empty();
+        table.exact.reserve(ends.len());
+        table.prefix.reserve(ends.len());
+        for (slot, (head, _)) in ends {
+            let same = |g: &Group<T>| {
+                g.ids.len() == members(head).count()
+                    && members(head)
+                        .zip(g.ids.iter())
+                        .all(|(i, id)| offers[i].1 == *id)
+            };
+            let build = || {
+                let ids = members(head).map(|i| offers[i].1).collect();
+                let entries = members(head)
+                    .map(|i| {
+                        let (precedence, value) = make(i);
+                        Entry {
+                            m: offers[i].0.clone(),
+                            precedence,
+                            value,
+                        }
+                    })
+                    .collect();
+                Group::new(entries, ids)
+            };
+            let (key, group) = match last.and_then(|l| l.slot(slot)) {
+                Some((key, was)) if same(was) => (key, was.clone()),
+                Some((key, _)) => (key, build()),
+                None => (SlotKey::from(slot), build()),
+            };
+            table.put(key, group);
+        }
+        table
+    }
+
+    fn empty() -> Self {
         HttpTable {
-            entries,
-            precedence,
-            index,
-            regex,
+            exact: Paths::with_hasher(hasher()),
+            prefix: Paths::with_hasher(hasher()),
+            regex: None,
+            longest_prefix: 0,
+            len: 0,
+        }
+    }
+
+    /// The group of a slot, with its key.
+    fn slot(&self, slot: Slot<'_>) -> Option<(SlotKey, &Arc<Group<T>>)> {
+        match slot {
+            Slot::Exact(p) => {
+                (self.exact.get_key_value(p)).map(|(k, g)| (SlotKey::Exact(k.clone()), g))
+            }
+            Slot::Prefix(p) => {
+                (self.prefix.get_key_value(p)).map(|(k, g)| (SlotKey::Prefix(k.clone()), g))
+            }
+            Slot::Regex => self.regex.as_ref().map(|g| (SlotKey::Regex, g)),
+        }
+    }
+
+    fn put(&mut self, slot: SlotKey, group: Arc<Group<T>>) {
+        self.len += group.entries.len();
+        match slot {
+            SlotKey::Exact(p) => {
+                self.exact.insert(p, group);
+            }
+            SlotKey::Prefix(p) => {
+                self.longest_prefix = self.longest_prefix.max(p.len());
+                self.prefix.insert(p, group);
+            }
+            SlotKey::Regex => self.regex = Some(group),
         }
     }
 
     /// Number of matches in the table.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
+    }
+
+    /// Every entry, in precedence order (sorted on each call: for tools and tests, not the
+    /// request path).
+    fn sorted(&self) -> Vec<&Entry<T>> {
+        let mut all: Vec<&Entry<T>> = self
+            .exact
+            .values()
+            .chain(self.prefix.values())
+            .chain(&self.regex)
+            .flat_map(|g| &g.entries)
+            .collect();
+        all.sort_by(|a, b| a.precedence.cmp(&b.precedence));
+        all
     }
 
     /// The entries in precedence order, with their precedence summaries.
     pub fn entries_with_precedence(
         &self,
     ) -> impl Iterator<Item = (&HttpMatch, &HttpPrecedence, &T)> {
-        self.entries
-            .iter()
-            .zip(&self.precedence)
-            .map(|((m, t), p)| (m, p, t))
+        self.sorted()
+            .into_iter()
+            .map(|e| (&e.m, &e.precedence, &e.value))
     }
 
     /// The entries in precedence order.
     pub fn entries(&self) -> impl Iterator<Item = (&HttpMatch, &T)> {
-        self.entries.iter().map(|(m, t)| (m, t))
+        self.sorted().into_iter().map(|e| (&e.m, &e.value))
+    }
+
+    /// The values of the entries, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.exact
+            .values()
+            .chain(self.prefix.values())
+            .chain(&self.regex)
+            .flat_map(|g| g.entries.iter().map(|e| &e.value))
     }
 
     /// The winning entry for a request (fast path). Allocation-free unless a header is
     /// repeated or a query value is percent-encoded.
     ///
     /// Global precedence is Exact, then RegularExpression, then PathPrefix by length: the
-    /// node's Exact list, the regex list and the node's prefix chain (longest first) are each in
-    /// precedence order, so scanning them in that order finds the same winner as
-    /// [`Self::find_reference`].
+    /// Exact group of the path, the regex group and the PathPrefix groups of the path's
+    /// covering prefixes (longest first) are each in precedence order, so scanning them in
+    /// that order finds the same winner as [`Self::find_reference`].
     pub fn find(&self, req: &RequestView<'_>) -> Option<(&HttpMatch, &T)> {
-        let Some(index) = &self.index else {
-            return self.find_reference(req);
-        };
-        let (exact, node) = index.node(req.path);
-        let check = |i: &u32| {
-            let (m, t) = &self.entries[*i as usize];
-            m.matches_except_path(req).then_some((m, t))
-        };
-        if let Some(hit) = exact.iter().find_map(check) {
-            return Some(hit);
-        }
-        if let Some(hit) = self.regex.iter().find_map(|i| {
-            let (m, t) = &self.entries[*i as usize];
-            m.matches(req).then_some((m, t))
-        }) {
-            return Some(hit);
-        }
-        let n = node?;
-        n.prefix_chain
-            .iter()
-            .find_map(|g| index.prefix_groups[*g as usize].iter().find_map(check))
+        let check = |e: &&Entry<T>| e.m.matches_except_path(req);
+        let exact = self
+            .exact
+            .get(req.path)
+            .and_then(|g| g.entries.iter().find(check));
+        let hit = exact
+            .or_else(|| {
+                let regex = self.regex.as_ref()?;
+                regex.entries.iter().find(|e| e.m.matches(req))
+            })
+            .or_else(|| {
+                if self.prefix.is_empty() {
+                    return None;
+                }
+                covering_prefixes(req.path, self.longest_prefix)
+                    .filter_map(|p| self.prefix.get(p))
+                    .find_map(|g| g.entries.iter().find(check))
+            })?;
+        Some((&hit.m, &hit.value))
     }
 
     /// The winning entry by a linear scan in precedence order: the spec, read literally.
     pub fn find_reference(&self, req: &RequestView<'_>) -> Option<(&HttpMatch, &T)> {
-        self.entries
-            .iter()
-            .find(|(m, _)| m.matches(req))
-            .map(|(m, t)| (m, t))
+        self.sorted()
+            .into_iter()
+            .find(|e| e.m.matches(req))
+            .map(|e| (&e.m, &e.value))
     }
 }
 
-fn escape(path: &str) -> String {
-    path.replace('{', "{{").replace('}', "}}")
+/// A group's place, owning its key.
+enum SlotKey {
+    Exact(Arc<str>),
+    Prefix(Arc<str>),
+    Regex,
 }
 
-/// The PathPrefix values (stored without a trailing `/`) that match `path`, longest first:
-/// `path` itself, every part of it that ends before a `/`, and `/`.
-fn covering_prefixes(path: &str) -> impl Iterator<Item = &str> {
-    let ends = path
-        .char_indices()
-        .filter(|&(i, c)| c == '/' && i > 0)
-        .map(|(i, _)| i);
-    std::iter::once(path.len())
-        .chain(ends.collect::<Vec<_>>().into_iter().rev())
-        .map(move |j| &path[..j])
+impl From<Slot<'_>> for SlotKey {
+    fn from(slot: Slot<'_>) -> Self {
+        match slot {
+            Slot::Exact(p) => SlotKey::Exact(p.into()),
+            Slot::Prefix(p) => SlotKey::Prefix(p.into()),
+            Slot::Regex => SlotKey::Regex,
+        }
+    }
+}
+
+/// The PathPrefix values (stored without a trailing `/`) of at most `longest` characters that
+/// can match `path`, longest first: `path` itself, every part of it that ends before a `/`,
+/// and `/`.
+fn covering_prefixes(path: &str, longest: usize) -> impl Iterator<Item = &str> {
+    let bytes = path.as_bytes();
+    // The end of the longest part before `end` that ends before a `/` (not the first).
+    let slash_before = move |end: usize| {
+        let i = bytes.get(1..end)?.iter().rposition(|&b| b == b'/')?;
+        Some(i + 1)
+    };
+    let first = if path.len() <= longest {
+        Some(path.len())
+    } else {
+        slash_before(longest + 1)
+    };
+    std::iter::successors(first, move |&end| slash_before(end))
+        .map(move |end| &path[..end])
         .filter(|p| *p != "/")
         .chain(std::iter::once("/"))
-}
-
-fn build_index<T>(entries: &[(HttpMatch, T)]) -> Option<PathIndex> {
-    use std::collections::{BTreeMap, BTreeSet};
-    // Keys: every Exact path, and for every PathPrefix `/p` the keys `/p` and `/p/{*rest}` (`/`
-    // gives `/` and `/{*rest}`). Each key gets the Exact entries for its literal path and the
-    // chain of prefix groups that cover every path reaching it. A catch-all never matches an
-    // empty remainder: `/p/` is found through `/p` (see `PathIndex::node`). Cost: O(keys ×
-    // depth).
-    let mut exact: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
-    let mut prefix: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
-    for (i, (m, _)) in entries.iter().enumerate() {
-        match &m.path {
-            PathMatch::Exact(p) => exact.entry(p).or_default().push(i as u32),
-            PathMatch::Prefix(p) => prefix.entry(p).or_default().push(i as u32),
-            PathMatch::Regex(_) => {}
-        }
-    }
-    let group_ids: BTreeMap<&str, u32> = prefix
-        .keys()
-        .enumerate()
-        .map(|(g, p)| (*p, g as u32))
-        .collect();
-    // PathPrefix values are kept without a trailing `/` (except `/`), so `/p/` and `/p` have
-    // the same covering groups: one chain serves both of a prefix's keys.
-    let chain = |path: &str| -> Vec<u32> {
-        covering_prefixes(path)
-            .filter_map(|p| group_ids.get(p).copied())
-            .collect()
-    };
-    let mut router = matchit::Router::new();
-    let literals: BTreeSet<&str> = exact.keys().chain(prefix.keys()).copied().collect();
-    for path in literals {
-        let prefix_chain = chain(path);
-        if prefix.contains_key(path) {
-            let rest = match path {
-                "/" => "/{*rest}".to_owned(),
-                p => format!("{}/{{*rest}}", escape(p)),
-            };
-            let node = Node {
-                exact: vec![],
-                prefix_chain: prefix_chain.clone(),
-            };
-            router.insert(rest, node).ok()?;
-        }
-        let node = Node {
-            exact: exact.get(path).cloned().unwrap_or_default(),
-            prefix_chain,
-        };
-        router.insert(escape(path), node).ok()?;
-    }
-    Some(PathIndex {
-        router,
-        prefix_groups: prefix.into_values().collect(),
-    })
 }
 
 /// One compiled `GRPCRouteMatch`.

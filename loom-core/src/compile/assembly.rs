@@ -9,7 +9,7 @@ use super::traffic::{RateLimitTable, TrafficPolicies};
 use crate::input::Kind;
 use crate::route::host::{HostPattern, most_specific_first};
 use crate::route::{
-    GrpcMatch, GrpcPrecedence, GrpcTable, HttpMatch, HttpPrecedence, HttpTable, RouteOrder,
+    EntryId, GrpcMatch, GrpcPrecedence, GrpcTable, HttpMatch, HttpPrecedence, HttpTable, RouteOrder,
 };
 use crate::snapshot::*;
 
@@ -277,19 +277,41 @@ impl HostRules<'_> {
         http.chain([0]).chain(grpc).collect()
     }
 
-    fn build(self, hostname: Option<HostPattern>) -> VirtualHost {
-        let http = entries(self.http, HttpPrecedence::of);
-        let grpc = entries(self.grpc, GrpcPrecedence::of);
+    /// The virtual host, taking from `last` (the last compile's for the same hostname) each
+    /// path's entries that are the same ones: a rule's address, which `last` holds, and a
+    /// match's index are an entry's id.
+    fn build(self, hostname: Option<HostPattern>, last: Option<&VirtualHost>) -> VirtualHost {
+        let matches: Vec<_> = self
+            .http
+            .iter()
+            .flat_map(|(route, r, rule)| {
+                (r.matches.iter().enumerate()).map(move |(mi, m)| (*route, *r, rule, mi, m))
+            })
+            .collect();
+        let offers: Vec<_> = matches
+            .iter()
+            .map(|(_, _, rule, mi, m)| (*m, EntryId(Arc::as_ptr(rule).addr(), *mi)))
+            .collect();
+        let make = |i: usize| {
+            let (route, r, rule, mi, m) = matches[i];
+            let order = RouteOrder {
+                match_index: mi,
+                rule: r.index,
+                ..route.order.clone()
+            };
+            (HttpPrecedence::of(m, order), rule.clone())
+        };
+        let http = HttpTable::update(last.map(|v| &v.http), &offers, make);
         VirtualHost {
             hostname,
-            http: HttpTable::new(http),
-            grpc: GrpcTable::new(grpc),
+            http,
+            grpc: GrpcTable::new(entries(self.grpc, GrpcPrecedence::of)),
         }
     }
 }
 
-/// A table's entries: each match of each rule, with its precedence (the route's order, the
-/// rule's index and the match's).
+/// A gRPC table's entries: each match of each rule, with its precedence (the route's order,
+/// the rule's index and the match's).
 fn entries<M: Clone, P>(
     rules: Vec<(&CompiledRoute, &CompiledRule<M>, Arc<HttpRule>)>,
     precedence: impl Fn(&M, RouteOrder) -> P,
@@ -329,7 +351,8 @@ fn build_http_listener(
     }
     let vhosts = match memo {
         None => {
-            let build = |(hostname, rules): (_, HostRules<'_>)| Arc::new(rules.build(hostname));
+            let build =
+                |(hostname, rules): (_, HostRules<'_>)| Arc::new(rules.build(hostname, None));
             hosts.into_iter().map(build).collect()
         }
         Some(memo) => {
@@ -346,7 +369,8 @@ fn build_http_listener(
                 let signature = rules.signature();
                 let vhost = match last.next_if(|(_, v)| v.hostname == hostname) {
                     Some((was, vhost)) if was == signature => vhost,
-                    _ => Arc::new(rules.build(hostname)),
+                    Some((_, vhost)) => Arc::new(rules.build(hostname, Some(&vhost))),
+                    None => Arc::new(rules.build(hostname, None)),
                 };
                 kept.push((signature, vhost));
             }

@@ -457,7 +457,7 @@ fn repeated_headers_match_any_value_or_the_joined_value() {
 
 #[test]
 fn exact_and_prefix_values_with_special_characters() {
-    // matchit treats `{`, `}` and `*` specially; none of them may confuse the index.
+    // Route patterns give `{`, `}`, `*` and `:` meaning; the index takes them literally.
     let t = table(vec![
         (on(path("Exact", "/a*b")), same(), "star"),
         (on(path("PathPrefix", "/:id")), same(), "colon"),
@@ -646,12 +646,135 @@ proptest! {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// `HttpTable::update`: what it takes from the last table, and that it builds what `new` builds.
+
+/// The entries of a table by id, in precedence order.
+fn ids(t: &HttpTable<usize>) -> Vec<usize> {
+    t.entries().map(|(_, id)| *id).collect()
+}
+
+/// A table of `pool`'s entries named by `offered` (an entry's id is its index in `pool`).
+fn update(
+    last: Option<&HttpTable<usize>>,
+    pool: &[(HttpMatch, RouteOrder)],
+    offered: &[usize],
+) -> HttpTable<usize> {
+    let offers: Vec<_> = offered
+        .iter()
+        .map(|&i| (&pool[i].0, EntryId(i, 0)))
+        .collect();
+    HttpTable::update(last, &offers, |o| {
+        let (m, order) = &pool[offered[o]];
+        (HttpPrecedence::of(m, order.clone()), offered[o])
+    })
+}
+
+fn built_new(pool: &[(HttpMatch, RouteOrder)], offered: &[usize]) -> HttpTable<usize> {
+    HttpTable::new(
+        offered
+            .iter()
+            .map(|&i| {
+                let (m, order) = &pool[i];
+                (m.clone(), HttpPrecedence::of(m, order.clone()), i)
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn update_takes_every_path_whose_entries_are_the_same_and_builds_the_others() {
+    let pool = vec![
+        (on(path("PathPrefix", "/a")), order(None, "ns", "r1", 0, 0)),
+        (on(path("PathPrefix", "/b")), order(None, "ns", "r2", 0, 0)),
+        (on(path("Exact", "/c")), order(None, "ns", "r3", 0, 0)),
+        (on(path("PathPrefix", "/b")), order(None, "ns", "r4", 0, 0)),
+        (
+            on(path("RegularExpression", "/d.*")),
+            order(None, "ns", "r5", 0, 0),
+        ),
+    ];
+    let first = update(None, &pool, &[0, 1, 2, 4]);
+    // Entry 3 joins `/b`: that path is built again; `/a`, `/c` and the regexes are taken.
+    let second = update(Some(&first), &pool, &[0, 1, 2, 3, 4]);
+    assert!(Arc::ptr_eq(&first.prefix["/a"], &second.prefix["/a"]));
+    assert!(Arc::ptr_eq(&first.exact["/c"], &second.exact["/c"]));
+    assert!(Arc::ptr_eq(
+        first.regex.as_ref().unwrap(),
+        second.regex.as_ref().unwrap()
+    ));
+    assert!(!Arc::ptr_eq(&first.prefix["/b"], &second.prefix["/b"]));
+    assert_eq!(ids(&second), ids(&built_new(&pool, &[0, 1, 2, 3, 4])));
+    assert_eq!(winner_id(&second, "/b/x"), Some(1), "r2 is older by name");
+    // Offered in another order, a path is built again (its ids differ) to the same result.
+    let third = update(Some(&second), &pool, &[0, 3, 1, 2, 4]);
+    assert!(!Arc::ptr_eq(&second.prefix["/b"], &third.prefix["/b"]));
+    assert_eq!(ids(&third), ids(&second));
+    // A path no longer offered is gone.
+    let fourth = update(Some(&third), &pool, &[1, 3]);
+    assert_eq!(ids(&fourth), [1, 3]);
+    assert_eq!(winner_id(&fourth, "/a"), None);
+    assert_eq!(winner_id(&fourth, "/c"), None);
+    assert_eq!(winner_id(&fourth, "/dx"), None);
+    assert_eq!(fourth.len(), 2);
+}
+
+fn winner_id(t: &HttpTable<usize>, path: &str) -> Option<usize> {
+    let headers = HeaderMap::new();
+    let view = RequestView {
+        method: &Method::GET,
+        path,
+        query: None,
+        headers: &headers,
+    };
+    let fast = t.find(&view).map(|(_, id)| *id);
+    assert_eq!(fast, t.find_reference(&view).map(|(_, id)| *id), "{path}");
+    fast
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// One table after another, each offered entries of a shared pool (an id is always the
+    /// same entry): each is the table `new` builds, and finds what the reference finds.
+    #[test]
+    fn update_builds_what_new_builds_after_every_change(
+        pool in prop::collection::vec((arb_http_match(), arb_order()), 1..10),
+        steps in prop::collection::vec(prop::collection::vec(any::<prop::sample::Index>(), 0..10), 1..6),
+        requests in prop::collection::vec(arb_request(), 1..8),
+    ) {
+        let mut last: Option<HttpTable<usize>> = None;
+        for step in steps {
+            let offered: Vec<usize> = step.iter().map(|i| i.index(pool.len())).collect();
+            let table = update(last.as_ref(), &pool, &offered);
+            let whole = built_new(&pool, &offered);
+            prop_assert_eq!(ids(&table), ids(&whole));
+            prop_assert_eq!(table.len(), whole.len());
+            for r in &requests {
+                let mut headers = HeaderMap::new();
+                for (k, v) in &r.headers {
+                    headers.append(*k, HeaderValue::from_static(v));
+                }
+                let view = RequestView { method: &r.method, path: &r.path, query: r.query.as_deref(), headers: &headers };
+                let fast = table.find(&view).map(|(_, id)| *id);
+                prop_assert_eq!(fast, whole.find_reference(&view).map(|(_, id)| *id), "request {:?}", r);
+            }
+            last = Some(table);
+        }
+    }
+}
+
 #[test]
 fn covering_prefixes_are_longest_first_and_segment_aligned() {
-    let got: Vec<&str> = super::covering_prefixes("/a/b/c").collect();
-    assert_eq!(got, ["/a/b/c", "/a/b", "/a", "/"]);
-    let got: Vec<&str> = super::covering_prefixes("/a/").collect();
-    assert_eq!(got, ["/a/", "/a", "/"]);
-    let got: Vec<&str> = super::covering_prefixes("/").collect();
-    assert_eq!(got, ["/"]);
+    let all = |path| super::covering_prefixes(path, usize::MAX).collect::<Vec<_>>();
+    assert_eq!(all("/a/b/c"), ["/a/b/c", "/a/b", "/a", "/"]);
+    assert_eq!(all("/a/"), ["/a/", "/a", "/"]);
+    assert_eq!(all("/"), ["/"]);
+    assert_eq!(all(""), ["", "/"]);
+    // Parts longer than the longest PathPrefix value are not looked up.
+    let upto = |path, longest| super::covering_prefixes(path, longest).collect::<Vec<_>>();
+    assert_eq!(upto("/ab/c/de", 5), ["/ab/c", "/ab", "/"]);
+    assert_eq!(upto("/ab/c/de", 4), ["/ab", "/"]);
+    assert_eq!(upto("/ab/c/de", 1), ["/"]);
+    assert_eq!(upto("/ab", 3), ["/ab", "/"]);
 }

@@ -4,7 +4,7 @@
 //! Snapshot ─ gateway (ns/name) ─ port ─┬─ listeners (TCP), one of:
 //!                                      │    Http  HTTP listeners (most specific hostname first)
 //!                                      │           └─ virtual hosts (exact, wildcard, any)
-//!                                      │                ├─ HttpTable  (matchit index + regex list)
+//!                                      │                ├─ HttpTable  (path values hashed + regex list)
 //!                                      │                └─ GrpcTable
 //!                                      │    Tls   HTTPS listeners (as Http) + TLS listeners
 //!                                      │           (SNI → TLSRoute backends); the SNI chooses
