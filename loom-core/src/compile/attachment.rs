@@ -92,7 +92,7 @@ pub(crate) fn attach_all(
     ];
     for (kind, mut routes, proto) in l4 {
         routes.retain(|(m, _)| m.deletion_timestamp.is_none());
-        routes.sort_by(|a, b| a.0.age_key().cmp(&b.0.age_key()));
+        routes.sort_by_cached_key(|(meta, _)| meta.age_key());
         for (meta, spec) in routes {
             // Only TLSRoute has hostnames (SNI).
             let hostnames: &[String] = if kind == Kind::TlsRoute {

@@ -149,12 +149,14 @@ pub(crate) fn by_age<T>(items: &[Arc<T>], meta: impl Fn(&T) -> &ObjectMeta) -> V
 
 /// [`by_age`], the objects as they are shared.
 pub(crate) fn by_age_shared<T>(items: &[Arc<T>], meta: impl Fn(&T) -> &ObjectMeta) -> Vec<&Arc<T>> {
-    let mut v: Vec<&Arc<T>> = items
+    // Each key once (its timestamp parsed), not once per comparison.
+    let mut v: Vec<_> = items
         .iter()
         .filter(|o| meta(o).deletion_timestamp.is_none())
+        .map(|o| (meta(o).age_key(), o))
         .collect();
-    v.sort_by(|a, b| meta(a).age_key().cmp(&meta(b).age_key()));
-    v
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v.into_iter().map(|(_, o)| o).collect()
 }
 
 /// Group defaulting: an absent group takes the field's default (the Gateway API group for
