@@ -379,11 +379,8 @@ fn backends(published: &Published) -> impl Iterator<Item = &BackendTarget> {
         for port in g.ports.values() {
             for l in port.http_listeners().iter().chain(port.http3_listeners()) {
                 for v in &l.vhosts {
-                    let rules = v
-                        .http
-                        .entries()
-                        .map(|(_, r)| r)
-                        .chain(v.grpc.entries().map(|(_, r)| r));
+                    // Every rule, in no particular order (no sort of the table).
+                    let rules = v.http.values().chain(v.grpc.entries().map(|(_, r)| r));
                     for rule in rules {
                         if !seen.insert(Arc::as_ptr(rule)) {
                             continue;
