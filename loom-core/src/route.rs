@@ -294,8 +294,9 @@ impl<T> HttpTable<T> {
             .map(|i| i as usize)
         };
         let mut table = HttpTable::empty();
-        table.exact.reserve(ends.len());
-        table.prefix.reserve(ends.len());
+        let exact = ends.keys().filter(|s| matches!(s, Slot::Exact(_))).count();
+        table.exact.reserve(exact);
+        table.prefix.reserve(ends.len() - exact);
         for (slot, (head, _)) in ends {
             let same = |g: &Group<T>| {
                 g.ids.len() == members(head).count()
