@@ -560,6 +560,25 @@ struct ArbRequest {
     headers: Vec<(&'static str, &'static str)>,
 }
 
+impl ArbRequest {
+    fn header_map(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (k, v) in &self.headers {
+            headers.append(*k, HeaderValue::from_static(v));
+        }
+        headers
+    }
+
+    fn view<'a>(&'a self, headers: &'a HeaderMap) -> RequestView<'a> {
+        RequestView {
+            method: &self.method,
+            path: &self.path,
+            query: self.query.as_deref(),
+            headers,
+        }
+    }
+}
+
 fn arb_request_path() -> impl Strategy<Value = String> {
     prop_oneof![
         // Paths built from the same vocabulary as the match values, so that they often hit.
@@ -634,11 +653,8 @@ proptest! {
                 .collect(),
         );
         for r in &requests {
-            let mut headers = HeaderMap::new();
-            for (k, v) in &r.headers {
-                headers.append(*k, HeaderValue::from_static(v));
-            }
-            let view = RequestView { method: &r.method, path: &r.path, query: r.query.as_deref(), headers: &headers };
+            let headers = r.header_map();
+            let view = r.view(&headers);
             let fast = table.find(&view).map(|(_, id)| *id);
             let reference = table.find_reference(&view).map(|(_, id)| *id);
             prop_assert_eq!(fast, reference, "request {:?}", r);
@@ -751,11 +767,8 @@ proptest! {
             prop_assert_eq!(ids(&table), ids(&whole));
             prop_assert_eq!(table.len(), whole.len());
             for r in &requests {
-                let mut headers = HeaderMap::new();
-                for (k, v) in &r.headers {
-                    headers.append(*k, HeaderValue::from_static(v));
-                }
-                let view = RequestView { method: &r.method, path: &r.path, query: r.query.as_deref(), headers: &headers };
+                let headers = r.header_map();
+                let view = r.view(&headers);
                 let fast = table.find(&view).map(|(_, id)| *id);
                 prop_assert_eq!(fast, whole.find_reference(&view).map(|(_, id)| *id), "request {:?}", r);
             }
