@@ -1,6 +1,7 @@
 //! Request matching: the compiled form of HTTPRoute and GRPCRoute matches, their precedence,
-//! and two matchers over one table — a fast index (path values hashed) and a linear reference matcher
-//! written straight from the spec. Property tests check that they always agree.
+//! and two matchers over one table — a fast one (path values in hash maps) and a linear
+//! reference matcher written straight from the spec. Property tests check that they always
+//! agree.
 //!
 //! Precedence among the rules of one virtual host (Gateway API, `HTTPRouteRule`):
 //!

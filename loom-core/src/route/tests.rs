@@ -756,7 +756,10 @@ proptest! {
     #[test]
     fn update_builds_what_new_builds_after_every_change(
         pool in prop::collection::vec((arb_http_match(), arb_order()), 1..10),
-        steps in prop::collection::vec(prop::collection::vec(any::<prop::sample::Index>(), 0..10), 1..6),
+        steps in prop::collection::vec(
+            prop::collection::vec(any::<prop::sample::Index>(), 0..10),
+            1..6,
+        ),
         requests in prop::collection::vec(arb_request(), 1..8),
     ) {
         let mut last: Option<HttpTable<usize>> = None;
@@ -770,7 +773,8 @@ proptest! {
                 let headers = r.header_map();
                 let view = r.view(&headers);
                 let fast = table.find(&view).map(|(_, id)| *id);
-                prop_assert_eq!(fast, whole.find_reference(&view).map(|(_, id)| *id), "request {:?}", r);
+                let reference = whole.find_reference(&view).map(|(_, id)| *id);
+                prop_assert_eq!(fast, reference, "request {:?}", r);
             }
             last = Some(table);
         }
