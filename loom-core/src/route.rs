@@ -161,8 +161,8 @@ struct Entry<T> {
 #[derive(Debug)]
 struct Group<T> {
     entries: Vec<Entry<T>>,
-    /// The ids of the entries in the order they were offered (empty when built by
-    /// [`HttpTable::new`]): the group is taken as it is when the same ids come again.
+    /// The ids of the entries in the order they were offered: the group is taken as it is
+    /// when the same ids come again.
     ids: Box<[EntryId]>,
 }
 
@@ -239,39 +239,28 @@ impl<'a> Slot<'a> {
 impl<T> HttpTable<T> {
     /// Builds a table; entries may come in any order.
     pub fn new(entries: Vec<(HttpMatch, HttpPrecedence, T)>) -> Self {
-        let mut groups: HashMap<Slot<'_>, Vec<usize>, _> = HashMap::with_hasher(hasher());
-        for (i, (m, _, _)) in entries.iter().enumerate() {
-            groups.entry(Slot::of(m)).or_default().push(i);
-        }
-        let groups: Vec<(SlotKey, Vec<usize>)> = groups
+        let (matches, mut made): (Vec<_>, Vec<_>) = entries
             .into_iter()
-            .map(|(slot, members)| (SlotKey::from(slot), members))
+            .map(|(m, precedence, value)| (m, Some((precedence, value))))
+            .unzip();
+        let offers: Vec<_> = (matches.iter().enumerate())
+            .map(|(i, m)| (m, EntryId(i, 0)))
             .collect();
-        let mut entries: Vec<Option<_>> = entries.into_iter().map(Some).collect();
-        let mut table = HttpTable::empty();
-        for (slot, members) in groups {
-            let group = members
-                .into_iter()
-                .filter_map(|i| entries[i].take())
-                .map(|(m, precedence, value)| Entry {
-                    m,
-                    precedence,
-                    value,
-                })
-                .collect();
-            table.put(slot, Group::new(group, Box::default()));
-        }
-        table
+        // Without a last table every group is built: each entry is made once.
+        Self::update(None, &offers, |i| {
+            made[i].take().expect("an entry is made once")
+        })
     }
 
     /// Builds a table from the entries `offers` names (the match and its id, in a
     /// deterministic order), taking from `last` each group whose entries have the same ids in
-    /// the same order, and making the others' entries with `make` (called with an offer's
-    /// index). The result is the table [`HttpTable::new`] builds from the same entries.
+    /// the same order, and making the others' entries with `make` (called once with the index
+    /// of each of their offers). The result is the table [`HttpTable::new`] builds from the
+    /// same entries.
     pub fn update(
         last: Option<&Self>,
         offers: &[(&HttpMatch, EntryId)],
-        make: impl Fn(usize) -> (HttpPrecedence, T),
+        mut make: impl FnMut(usize) -> (HttpPrecedence, T),
     ) -> Self {
         // Offers of one group chained by index (`next`), in the order given, without a list
         // per group.
@@ -305,7 +294,7 @@ impl<T> HttpTable<T> {
                         .zip(g.ids.iter())
                         .all(|(i, id)| offers[i].1 == *id)
             };
-            let build = || {
+            let mut build = || {
                 let ids = members(head).map(|i| offers[i].1).collect();
                 let entries = members(head)
                     .map(|i| {
