@@ -240,7 +240,12 @@ fn same_world(world: &Input, input: &Input) -> bool {
     with_kinds!(compare)
 }
 
-fn compile_reusing(input: &Input, options: &Options, mut memo: Option<&mut Memo>) -> Compiled {
+fn compile_reusing(input: &Input, options: &Options, memo: Option<&mut Memo>) -> Compiled {
+    let mut once = vec![];
+    let (routes_into, vhosts) = match memo {
+        Some(m) => (attachment::Store::Kept(&mut m.routes), Some(&mut m.vhosts)),
+        None => (attachment::Store::Once(&mut once), None),
+    };
     let lookup = InputLookup::new(input, options);
     let mut status = Status::default();
     let classes = classes::gateway_classes(&lookup, &mut status);
@@ -254,9 +259,8 @@ fn compile_reusing(input: &Input, options: &Options, mut memo: Option<&mut Memo>
         &tls_policies,
         &traffic,
         &mut status,
-        memo.as_deref_mut().map(|m| &mut m.routes),
+        routes_into,
     );
-    let vhosts = memo.map(|m| &mut m.vhosts);
     let snapshot = gateways.snapshot(&routes, &traffic, &plugins, vhosts);
     gateways.write_status(&mut status);
     status::write_backend_tls_status(&lookup, &tls_policies, &routes, &gateways, &mut status);

@@ -17,7 +17,7 @@ impl Gateways<'_> {
     /// Builds the snapshot from the programmed listeners and the routes attached to them.
     pub(crate) fn snapshot(
         &self,
-        attached: &Attached,
+        attached: &Attached<'_>,
         traffic: &TrafficPolicies,
         plugins: &Plugins,
         mut vhosts: Option<&mut VhostMemo>,
@@ -158,7 +158,7 @@ impl PortBuilder {
     }
 }
 
-fn build_tls_listener(l: &CheckedListener<'_>, li: usize, attached: &Attached) -> TlsListener {
+fn build_tls_listener(l: &CheckedListener<'_>, li: usize, attached: &Attached<'_>) -> TlsListener {
     let mut routes: Vec<_> = attached
         .l4
         .iter()
@@ -191,14 +191,17 @@ struct RulePolicies<'a> {
     gateway: &'a GatewayName,
     /// The listener's name, when a Gateway's `sectionName` can name it.
     listener: Option<&'a str>,
-    /// Rules already looked at, by address.
-    done: HashMap<*const HttpRule, Arc<HttpRule>>,
+    /// Rules already looked at, by address: their copy, if they needed one.
+    done: HashMap<*const HttpRule, Option<Arc<HttpRule>>>,
 }
 
 impl RulePolicies<'_> {
-    fn rule(&mut self, rule: &Arc<HttpRule>) -> Arc<HttpRule> {
+    /// The rule's copy with the limits and plugins that apply to it here; `None`: the rule as
+    /// it is (not cloned: a compile takes most rules as they are, and an `Arc` clone each was
+    /// a cache miss each).
+    fn rule(&mut self, rule: &Arc<HttpRule>) -> Option<Arc<HttpRule>> {
         if !self.traffic.limit_any() && !self.plugins.is_some_and(Plugins::target_any) {
-            return rule.clone(); // nothing to look up (nor to remember) for any rule
+            return None; // nothing to look up (nor to remember) for any rule
         }
         if let Some(r) = self.done.get(&Arc::as_ptr(rule)) {
             return r.clone();
@@ -222,12 +225,12 @@ impl RulePolicies<'_> {
             })
             .and_then(RulePlugins::new);
         let limited = match (limit, plugins) {
-            (None, None) => rule.clone(),
-            (limit, plugins) => Arc::new(HttpRule {
+            (None, None) => None,
+            (limit, plugins) => Some(Arc::new(HttpRule {
                 rate_limit: limit,
                 plugins: plugins.map(Arc::new),
                 ..HttpRule::clone(rule)
-            }),
+            })),
         };
         self.done.insert(Arc::as_ptr(rule), limited.clone());
         limited
@@ -257,23 +260,27 @@ impl VhostMemo {
 /// The rules of one hostname on a listener, in the order they were attached.
 #[derive(Default)]
 struct HostRules<'a> {
-    http: Vec<(
-        &'a CompiledRoute,
-        &'a CompiledRule<HttpMatch>,
-        Arc<HttpRule>,
-    )>,
-    grpc: Vec<(
-        &'a CompiledRoute,
-        &'a CompiledRule<GrpcMatch>,
-        Arc<HttpRule>,
-    )>,
+    http: Vec<HostRule<'a, HttpMatch>>,
+    grpc: Vec<HostRule<'a, GrpcMatch>>,
+}
+
+/// A rule of a route, and its copy with the policies that apply to it here, if it needs one.
+type HostRule<'a, M> = (
+    &'a CompiledRoute,
+    &'a CompiledRule<M>,
+    Option<Arc<HttpRule>>,
+);
+
+/// The rule a virtual host serves.
+fn served<'r, M>((_, r, copy): &'r HostRule<'_, M>) -> &'r Arc<HttpRule> {
+    copy.as_ref().unwrap_or(&r.rule)
 }
 
 impl HostRules<'_> {
     /// The rules' addresses, HTTP then gRPC.
     fn signature(&self) -> Box<[usize]> {
-        let http = self.http.iter().map(|(_, _, r)| Arc::as_ptr(r).addr());
-        let grpc = self.grpc.iter().map(|(_, _, r)| Arc::as_ptr(r).addr());
+        let http = self.http.iter().map(|r| Arc::as_ptr(served(r)).addr());
+        let grpc = self.grpc.iter().map(|r| Arc::as_ptr(served(r)).addr());
         http.chain([0]).chain(grpc).collect()
     }
 
@@ -284,8 +291,10 @@ impl HostRules<'_> {
         let matches: Vec<_> = self
             .http
             .iter()
-            .flat_map(|(route, r, rule)| {
-                (r.matches.iter().enumerate()).map(move |(mi, m)| (*route, *r, rule, mi, m))
+            .flat_map(|h| {
+                let (route, r, _) = *h;
+                let rule = served(h);
+                (r.matches.iter().enumerate()).map(move |(mi, m)| (route, r, rule, mi, m))
             })
             .collect();
         let offers: Vec<_> = matches
@@ -313,11 +322,13 @@ impl HostRules<'_> {
 /// A gRPC table's entries: each match of each rule, with its precedence (the route's order,
 /// the rule's index and the match's).
 fn entries<M: Clone, P>(
-    rules: Vec<(&CompiledRoute, &CompiledRule<M>, Arc<HttpRule>)>,
+    rules: Vec<HostRule<'_, M>>,
     precedence: impl Fn(&M, RouteOrder) -> P,
 ) -> Vec<(M, P, Arc<HttpRule>)> {
     let mut out = vec![];
-    for (route, r, rule) in rules {
+    for h in &rules {
+        let (route, r, _) = h;
+        let rule = served(h);
         for (mi, m) in r.matches.iter().enumerate() {
             let order = RouteOrder {
                 match_index: mi,
@@ -333,26 +344,28 @@ fn entries<M: Clone, P>(
 fn build_http_listener(
     l: &CheckedListener<'_>,
     li: usize,
-    attached: &Attached,
+    attached: &Attached<'_>,
     limits: &mut RulePolicies<'_>,
     memo: Option<&mut VhostMemo>,
 ) -> HttpListener {
-    let mut hosts: BTreeMap<Option<HostPattern>, HostRules<'_>> = BTreeMap::new();
+    // By reference: a hostname is copied only for a virtual host built again.
+    let mut hosts: BTreeMap<&Option<HostPattern>, HostRules<'_>> = BTreeMap::new();
     for a in attached.http.iter().filter(|a| a.listener == li) {
         for host in a.hostnames.iter() {
-            let rules = hosts.entry(host.clone()).or_default();
+            let rules = hosts.entry(host).or_default();
             for r in &a.route.http {
-                rules.http.push((&a.route, r, limits.rule(&r.rule)));
+                rules.http.push((a.route, r, limits.rule(&r.rule)));
             }
             for r in &a.route.grpc {
-                rules.grpc.push((&a.route, r, limits.rule(&r.rule)));
+                rules.grpc.push((a.route, r, limits.rule(&r.rule)));
             }
         }
     }
     let vhosts = match memo {
         None => {
-            let build =
-                |(hostname, rules): (_, HostRules<'_>)| Arc::new(rules.build(hostname, None));
+            let build = |(hostname, rules): (&Option<HostPattern>, HostRules<'_>)| {
+                Arc::new(rules.build(hostname.clone(), None))
+            };
             hosts.into_iter().map(build).collect()
         }
         Some(memo) => {
@@ -365,12 +378,12 @@ fn build_http_listener(
                 .peekable();
             let mut kept = Vec::with_capacity(hosts.len());
             for (hostname, rules) in hosts {
-                while last.next_if(|(_, v)| v.hostname < hostname).is_some() {}
+                while last.next_if(|(_, v)| v.hostname < *hostname).is_some() {}
                 let signature = rules.signature();
-                let vhost = match last.next_if(|(_, v)| v.hostname == hostname) {
+                let vhost = match last.next_if(|(_, v)| v.hostname == *hostname) {
                     Some((was, vhost)) if was == signature => vhost,
-                    Some((_, vhost)) => Arc::new(rules.build(hostname, Some(&vhost))),
-                    None => Arc::new(rules.build(hostname, None)),
+                    Some((_, vhost)) => Arc::new(rules.build(hostname.clone(), Some(&vhost))),
+                    None => Arc::new(rules.build(hostname.clone(), None)),
                 };
                 kept.push((signature, vhost));
             }

@@ -1,7 +1,7 @@
 //! Attachment: which listeners accept each route (parentRefs, allowedRoutes, hostnames); the
 //! routes' status.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use super::error::{NotAttached, join};
@@ -15,86 +15,67 @@ use crate::route::host::HostPattern;
 use crate::snapshot::*;
 use crate::status::*;
 
-pub(crate) fn attach_all(
+/// Where a compile puts the HTTPRoutes and GRPCRoutes it compiled (their attachments borrow
+/// them).
+pub(crate) enum Store<'m> {
+    /// A [`Compiler`](crate::Compiler)'s memo: what it has from the last compile is taken as
+    /// it is, and it keeps what this compile adds for the next.
+    Kept(&'m mut RouteMemo),
+    /// This compile's alone: each route's outcome, in the order the routes are attached.
+    Once(&'m mut Vec<Outcome>),
+}
+
+/// Compiles and attaches every route. HTTPRoutes and GRPCRoutes are compiled into `store`
+/// first, then attached: their attachments borrow what `store` holds (an `Arc` clone of
+/// each route's parts was a cache miss per route at each compile).
+pub(crate) fn attach_all<'m>(
     lookup: &InputLookup<'_>,
     gws: &mut Gateways<'_>,
     policies: &TlsPolicies,
     traffic: &TrafficPolicies,
     status: &mut Status,
-    memo: Option<&mut RouteMemo>,
-) -> Attached {
+    store: Store<'m>,
+) -> Attached<'m> {
     let input = lookup.input;
-    let mut fresh = HashSet::new();
-    let (interned, mut memo) = match memo {
-        Some(m) => {
-            m.compile += 1;
-            (&mut m.interned, Some((&mut m.routes, m.compile)))
+    let http = by_age_shared(&input.http_routes, |r| &r.metadata);
+    let grpc = by_age_shared(&input.grpc_routes, |r| &r.metadata);
+    let mut fresh = Interned::default();
+    let (mut sink, interned) = match store {
+        Store::Kept(memo) => {
+            memo.compile += 1;
+            let RouteMemo {
+                routes,
+                compile,
+                interned,
+            } = memo;
+            routes.reserve((http.len() + grpc.len()).saturating_sub(routes.len()));
+            (Sink::Kept(routes, *compile), interned)
         }
-        None => (&mut fresh, None),
+        Store::Once(outcomes) => {
+            outcomes.reserve(http.len() + grpc.len());
+            (Sink::Once(outcomes), &mut fresh)
+        }
     };
-    let mut a = Attacher {
-        lookup,
-        gws,
-        policies,
-        traffic,
-        status,
-        attached: Attached::default(),
-        interned,
-        statuses: Vec::with_capacity(input.http_routes.len() + input.grpc_routes.len()),
-    };
-    for r in by_age_shared(&input.http_routes, |r| &r.metadata) {
-        let v = RouteView::new(
-            Kind::HttpRoute,
-            &r.metadata,
-            &r.spec.parent_refs,
-            &r.spec.hostnames,
-        );
-        let object = RouteObject::Http(r.clone());
-        a.http_route(v, object, memo.as_mut(), |cx| cx.http_route(r));
-    }
-    for r in by_age_shared(&input.grpc_routes, |r| &r.metadata) {
-        let v = RouteView::new(
-            Kind::GrpcRoute,
-            &r.metadata,
-            &r.spec.parent_refs,
-            &r.spec.hostnames,
-        );
-        let object = RouteObject::Grpc(r.clone());
-        a.http_route(v, object, memo.as_mut(), |cx| cx.grpc_route(r));
-    }
-    let l4 = [
-        (
-            Kind::TlsRoute,
-            input
-                .tls_routes
-                .iter()
-                .map(|r| (&r.metadata, &r.spec))
-                .collect::<Vec<_>>(),
-            AppProtocol::Tcp,
-        ),
-        (
-            Kind::TcpRoute,
-            input
-                .tcp_routes
-                .iter()
-                .map(|r| (&r.metadata, &r.spec))
-                .collect(),
-            AppProtocol::Tcp,
-        ),
-        (
-            Kind::UdpRoute,
-            input
-                .udp_routes
-                .iter()
-                .map(|r| (&r.metadata, &r.spec))
-                .collect(),
-            AppProtocol::Udp,
-        ),
-    ];
-    for (kind, mut routes, proto) in l4 {
-        routes.retain(|(m, _)| m.deletion_timestamp.is_none());
-        routes.sort_by_cached_key(|(meta, _)| meta.age_key());
-        for (meta, spec) in routes {
+    let mut l4_outcomes = vec![];
+    {
+        let mut c = Compiling {
+            lookup,
+            gws,
+            policies,
+            traffic,
+            interned,
+        };
+        for r in &http {
+            let (meta, spec) = (&r.metadata, &r.spec);
+            let view = || RouteView::new(Kind::HttpRoute, meta, &spec.parent_refs, &spec.hostnames);
+            c.http(&mut sink, r, view, |cx| cx.http_route(r));
+        }
+        for r in &grpc {
+            let (meta, spec) = (&r.metadata, &r.spec);
+            let view = || RouteView::new(Kind::GrpcRoute, meta, &spec.parent_refs, &spec.hostnames);
+            c.http(&mut sink, r, view, |cx| cx.grpc_route(r));
+        }
+        for (kind, meta, spec, proto) in l4_routes(input) {
             // Only TLSRoute has hostnames (SNI).
             let hostnames: &[String] = if kind == Kind::TlsRoute {
                 &spec.hostnames
@@ -102,7 +83,7 @@ pub(crate) fn attach_all(
                 &[]
             };
             let v = RouteView::new(kind, meta, &spec.parent_refs, hostnames);
-            a.route(v, |cx| {
+            let outcome = c.outcome(&v, |cx| {
                 let backends = spec
                     .rules
                     .iter()
@@ -118,28 +99,99 @@ pub(crate) fn attach_all(
                     route_order(meta),
                 )
             });
+            l4_outcomes.push((v.key, outcome));
         }
+    }
+    let mut a = Attacher {
+        gws,
+        attached: Attached::default(),
+        added: foldhash::HashSet::default(),
+        statuses: Vec::with_capacity(http.len() + grpc.len() + l4_outcomes.len()),
+    };
+    let keys = (http
+        .iter()
+        .map(|r| (Kind::HttpRoute, &r.metadata, Arc::as_ptr(r).addr())))
+    .chain(
+        grpc.iter()
+            .map(|r| (Kind::GrpcRoute, &r.metadata, Arc::as_ptr(r).addr())),
+    );
+    match sink {
+        Sink::Kept(routes, _) => {
+            let routes = &*routes;
+            for (kind, meta, address) in keys {
+                // Each is there: remembered above.
+                if let Some(m) = routes.get(&address) {
+                    a.attach(route_key(kind, meta), &m.outcome);
+                }
+            }
+        }
+        Sink::Once(outcomes) => {
+            for ((kind, meta, _), outcome) in keys.zip(&*outcomes) {
+                a.attach(route_key(kind, meta), outcome);
+            }
+        }
+    }
+    for (key, outcome) in &l4_outcomes {
+        a.attach_l4(key.clone(), outcome);
     }
     // The routes' statuses go in at once: sorted, the map takes them in one pass, where an
     // insert each searched it (a tenth of a recompile at 10,000 routes).
     let mut statuses = std::mem::take(&mut a.statuses);
-    statuses.sort_by(|x, y| x.0.cmp(&y.0));
-    a.status.objects.append(&mut statuses.into_iter().collect());
+    statuses.sort_unstable_by(|x, y| x.0.cmp(&y.0)); // one status per key
+    status.objects.append(&mut statuses.into_iter().collect());
     a.attached
 }
 
-/// The HTTPRoutes and GRPCRoutes of the last compile, by key, and what attaching each gave,
-/// for the next compile to take again (see [`Compiler`](crate::Compiler)). Valid only while
-/// every object that is not a route and the options stay the same: compiling and attaching a
-/// route reads nothing else but the route itself.
+/// The TLSRoutes, TCPRoutes and UDPRoutes, each kind by age, with the protocol their backends
+/// speak.
+fn l4_routes(input: &Input) -> Vec<(Kind, &ObjectMeta, &L4RouteSpec, AppProtocol)> {
+    let tls = by_age_shared(&input.tls_routes, |r| &r.metadata).into_iter();
+    let tcp = by_age_shared(&input.tcp_routes, |r| &r.metadata).into_iter();
+    let udp = by_age_shared(&input.udp_routes, |r| &r.metadata).into_iter();
+    (tls.map(|r| (Kind::TlsRoute, &r.metadata, &r.spec, AppProtocol::Tcp)))
+        .chain(tcp.map(|r| (Kind::TcpRoute, &r.metadata, &r.spec, AppProtocol::Tcp)))
+        .chain(udp.map(|r| (Kind::UdpRoute, &r.metadata, &r.spec, AppProtocol::Udp)))
+        .collect()
+}
+
+/// The HTTPRoutes and GRPCRoutes compiled, by the address of their object, and what
+/// attaching each gave. A [`Compiler`](crate::Compiler) keeps it for the next compile, which
+/// takes again the routes whose object is the same: valid only while every object that is
+/// not a route and the options stay the same (compiling and attaching a route reads nothing
+/// else but the route itself).
 #[derive(Default)]
 pub(crate) struct RouteMemo {
     /// By the address of the route's object (held, so not reused while it is here).
-    pub(crate) routes: HashMap<usize, Remembered>,
+    pub(crate) routes: AddressMap<Remembered>,
     /// The number of the compile under way (each route is stamped with the last that saw it).
     compile: u64,
+    /// The backends and Service lists of the routes compiled so far.
+    pub(crate) interned: Interned,
+}
+
+/// What routes share when equal: one copy each, kept from one compile to the next.
+#[derive(Default)]
+pub(crate) struct Interned {
     /// The backends resolved so far (see [`RouteCx::interned`]).
-    pub(crate) interned: HashSet<Arc<BackendTarget>>,
+    backends: HashSet<Arc<BackendTarget>>,
+    /// The lists of Services routes read (most routes read the same few): a compile adds a
+    /// list to its sets once, however many routes have it.
+    services: HashSet<Services>,
+}
+
+/// The Services, by `(namespace, name)`, a route's backends were resolved to.
+type Services = Arc<[(String, String)]>;
+
+impl Interned {
+    fn services(&mut self, found: BTreeSet<(String, String)>) -> Services {
+        let list: Vec<_> = found.into_iter().collect();
+        if let Some(shared) = self.services.get(&list[..]) {
+            return shared.clone();
+        }
+        let list: Services = list.into();
+        self.services.insert(list.clone());
+        list
+    }
 }
 
 impl RouteMemo {
@@ -147,98 +199,79 @@ impl RouteMemo {
     pub(crate) fn forget_gone(&mut self) {
         let compile = self.compile;
         self.routes.retain(|_, r| r.seen == compile);
+        // What no kept route holds any more (the snapshot served may, until the next).
+        self.interned.backends.retain(|b| Arc::strong_count(b) > 1);
+        self.interned.services.retain(|s| Arc::strong_count(s) > 1);
     }
 }
 
 /// A route as it was compiled, and what attaching it gave.
 pub(crate) struct Remembered {
-    #[expect(dead_code, reason = "held, never read: its address is the key")]
-    object: RouteObject,
+    /// The route's object: held, so that its address, the key, is not another's; never read.
+    _object: Arc<dyn std::any::Any + Send + Sync>,
     outcome: Outcome,
     /// The last compile that saw the route.
     seen: u64,
 }
 
-/// The object a compiled route came from: the same `Arc`, the same object (the memo holds
-/// it, so its address cannot be reused by another).
-enum RouteObject {
-    Http(Arc<HttpRoute>),
-    Grpc(Arc<GrpcRoute>),
-}
-
-impl RouteObject {
-    fn address(&self) -> usize {
-        match self {
-            RouteObject::Http(r) => Arc::as_ptr(r).addr(),
-            RouteObject::Grpc(r) => Arc::as_ptr(r).addr(),
-        }
-    }
-}
-
 /// What compiling and attaching one route gave.
-struct Outcome {
+pub(crate) struct Outcome {
     target: Target,
     /// The Services its backends were resolved to (their EndpointSlices read).
-    services: Box<[(String, String)]>,
+    services: Services,
     /// The listeners that accept it, each with the route's hostnames there.
     accepted: Box<[(usize, Hostnames)]>,
     status: Option<Arc<RouteStatus>>,
 }
 
-/// Compiles routes one at a time and attaches them, collecting the attachments.
-struct Attacher<'a, 'w, 'g> {
+/// A map by address, hashed with foldhash (a few instructions for an integer; the keys are
+/// addresses, not input).
+type AddressMap<V> = foldhash::HashMap<usize, V>;
+
+/// Compiles routes one at a time: their rules, references and status.
+struct Compiling<'a, 'w, 'g> {
     lookup: &'a InputLookup<'w>,
-    gws: &'a mut Gateways<'g>,
+    gws: &'a Gateways<'g>,
     policies: &'a TlsPolicies,
     traffic: &'a TrafficPolicies,
-    status: &'a mut Status,
-    attached: Attached,
-    interned: &'a mut HashSet<Arc<BackendTarget>>,
-    /// The routes' statuses, put in the status map after the last route.
-    statuses: Vec<(ObjectKey, ObjectStatus)>,
+    interned: &'a mut Interned,
 }
 
-/// [`RouteMemo`]'s routes and the number of the compile under way.
-type Memo<'m> = (&'m mut HashMap<usize, Remembered>, u64);
+/// Where [`Compiling::http`] puts a route: a memo's routes and the number of the compile
+/// under way, or this compile's outcomes.
+enum Sink<'m> {
+    Kept(&'m mut AddressMap<Remembered>, u64),
+    Once(&'m mut Vec<Outcome>),
+}
 
-impl Attacher<'_, '_, '_> {
-    /// An HTTPRoute or GRPCRoute: what the last compile gave for the same object, or compiled.
-    fn http_route(
+impl Compiling<'_, '_, '_> {
+    /// An HTTPRoute or GRPCRoute into `sink`. A memo's route is stamped as seen if it is
+    /// there (the same object, the same `Arc`); other routes are compiled (`view` and
+    /// `rules`).
+    fn http<'r, T: Send + Sync + 'static>(
         &mut self,
-        view: RouteView<'_>,
-        object: RouteObject,
-        mut memo: Option<&mut Memo<'_>>,
-        compile: impl FnOnce(&mut RouteCx<'_, '_>) -> Arc<CompiledRoute>,
+        sink: &mut Sink<'_>,
+        object: &Arc<T>,
+        view: impl FnOnce() -> RouteView<'r>,
+        rules: impl FnOnce(&mut RouteCx<'_, '_>) -> Arc<CompiledRoute>,
     ) {
-        let address = object.address();
-        if let Some((routes, now)) = memo.as_deref_mut()
-            && let Some(r) = routes.get_mut(&address)
-        {
-            r.seen = *now;
-            self.attach(view.key, &r.outcome);
-            return;
-        }
-        let outcome = self.compile(&view, |cx| Target::Http(compile(cx)));
-        self.attach(view.key, &outcome);
-        if let Some((routes, now)) = memo {
-            let seen = *now;
-            routes.insert(
-                address,
-                Remembered {
-                    object,
-                    outcome,
-                    seen,
-                },
-            );
+        let compile = || self.outcome(&view(), |cx| Target::Http(rules(cx)));
+        match sink {
+            Sink::Once(outcomes) => outcomes.push(compile()),
+            Sink::Kept(routes, now) => match routes.entry(Arc::as_ptr(object).addr()) {
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().seen = *now,
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(Remembered {
+                        _object: object.clone(),
+                        outcome: compile(),
+                        seen: *now,
+                    });
+                }
+            },
         }
     }
 
-    fn route(&mut self, view: RouteView<'_>, compile: impl FnOnce(&mut RouteCx<'_, '_>) -> Target) {
-        let outcome = self.compile(&view, compile);
-        self.attach(view.key, &outcome);
-    }
-
-    fn compile(
+    fn outcome(
         &mut self,
         view: &RouteView<'_>,
         compile: impl FnOnce(&mut RouteCx<'_, '_>) -> Target,
@@ -249,7 +282,7 @@ impl Attacher<'_, '_, '_> {
             traffic: self.traffic,
             view,
             found: Findings::default(),
-            interned: self.interned,
+            interned: &mut self.interned.backends,
         };
         let target = compile(&mut cx);
         let found = cx.found;
@@ -257,40 +290,76 @@ impl Attacher<'_, '_, '_> {
         // Exact sizes: a memo keeps them as long as the route does not change.
         Outcome {
             target,
-            services: found.services.into_iter().collect(),
+            services: self.interned.services(found.services),
             accepted: accepted.into_boxed_slice(),
             status: status.map(Arc::new),
         }
     }
+}
 
-    /// Adds a route's outcome to the compile's: its attachments, the listeners' attached
-    /// routes, the Services each Gateway routes to, its status.
-    fn attach(&mut self, key: ObjectKey, outcome: &Outcome) {
+/// Attaches compiled routes, collecting the attachments.
+struct Attacher<'a, 'g, 'm> {
+    gws: &'a mut Gateways<'g>,
+    attached: Attached<'m>,
+    /// The lists of Services added to the endpoint sources (`None`) and to each Gateway's
+    /// Services (`Some(gateway)`), by address: each list is added once.
+    added: foldhash::HashSet<(Option<usize>, usize)>,
+    /// The routes' statuses, put in the status map after the last route.
+    statuses: Vec<(ObjectKey, ObjectStatus)>,
+}
+
+impl<'m> Attacher<'_, '_, 'm> {
+    /// Adds an HTTPRoute's or GRPCRoute's outcome to the compile's.
+    fn attach(&mut self, key: ObjectKey, outcome: &'m Outcome) {
+        self.listeners_and_status(key, outcome);
+        if let Target::Http(route) = &outcome.target {
+            for (li, hosts) in &outcome.accepted {
+                self.attached.http.push(HttpAttachment {
+                    listener: *li,
+                    hostnames: hosts,
+                    route,
+                });
+            }
+        }
+    }
+
+    /// Adds a TLSRoute's, TCPRoute's or UDPRoute's outcome to the compile's.
+    fn attach_l4(&mut self, key: ObjectKey, outcome: &Outcome) {
+        self.listeners_and_status(key, outcome);
+        if let Target::L4(rule, order) = &outcome.target {
+            for (li, hosts) in &outcome.accepted {
+                self.attached.l4.push(L4Attachment {
+                    listener: *li,
+                    hostnames: hosts.clone(),
+                    order: order.clone(),
+                    rule: rule.clone(),
+                });
+            }
+        }
+    }
+
+    /// The listeners' attached routes, the Services each Gateway routes to, the status.
+    fn listeners_and_status(&mut self, key: ObjectKey, outcome: &Outcome) {
         let attached = &mut self.attached;
-        add_services(&mut attached.endpoint_sources, &outcome.services);
-        for (i, (li, hosts)) in outcome.accepted.iter().enumerate() {
+        let services = &outcome.services;
+        let mut first_time = |to: Option<usize>| {
+            !services.is_empty() && self.added.insert((to, Arc::as_ptr(services).addr()))
+        };
+        if first_time(None) {
+            add_services(&mut attached.endpoint_sources, services);
+        }
+        for (i, (li, _)) in outcome.accepted.iter().enumerate() {
             let listener = &mut self.gws.listeners[*li];
             // Two parentRefs may both select a listener: the route is attached once.
             if !outcome.accepted[..i].iter().any(|(l, _)| l == li) {
                 listener.attached_routes += 1;
             }
             let gateway = listener.gateway;
-            add_services(
-                attached.services_by_gateway.entry(gateway).or_default(),
-                &outcome.services,
-            );
-            match &outcome.target {
-                Target::Http(r) => attached.http.push(HttpAttachment {
-                    listener: *li,
-                    hostnames: hosts.clone(),
-                    route: r.clone(),
-                }),
-                Target::L4(r, order) => attached.l4.push(L4Attachment {
-                    listener: *li,
-                    hostnames: hosts.clone(),
-                    order: order.clone(),
-                    rule: r.clone(),
-                }),
+            if first_time(Some(gateway)) {
+                add_services(
+                    attached.services_by_gateway.entry(gateway).or_default(),
+                    services,
+                );
             }
         }
         if let Some(s) = &outcome.status {

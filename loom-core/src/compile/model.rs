@@ -240,10 +240,11 @@ pub(crate) struct CompiledRule<M> {
 /// the next compile and each compile's attachments.
 pub(crate) type Hostnames = Arc<[Option<HostPattern>]>;
 
-pub(crate) struct HttpAttachment {
+/// An HTTPRoute or GRPCRoute on a listener, borrowed from what the compile's routes hold.
+pub(crate) struct HttpAttachment<'m> {
     pub(crate) listener: usize,
-    pub(crate) hostnames: Hostnames,
-    pub(crate) route: Arc<CompiledRoute>,
+    pub(crate) hostnames: &'m Hostnames,
+    pub(crate) route: &'m CompiledRoute,
 }
 
 pub(crate) struct L4Attachment {
@@ -255,8 +256,8 @@ pub(crate) struct L4Attachment {
 
 /// Every accepted attachment.
 #[derive(Default)]
-pub(crate) struct Attached {
-    pub(crate) http: Vec<HttpAttachment>,
+pub(crate) struct Attached<'m> {
+    pub(crate) http: Vec<HttpAttachment<'m>>,
     pub(crate) l4: Vec<L4Attachment>,
     /// Services each Gateway routes to (BackendTLSPolicy ancestors).
     pub(crate) services_by_gateway: BTreeMap<usize, BTreeSet<(String, String)>>,
@@ -280,15 +281,20 @@ impl<'a> RouteView<'a> {
         hostnames: &'a [String],
     ) -> RouteView<'a> {
         RouteView {
-            key: ObjectKey {
-                kind,
-                namespace: meta.namespace_or_default().into(),
-                name: meta.name.clone(),
-            },
+            key: route_key(kind, meta),
             meta,
             parent_refs,
             hostnames,
         }
+    }
+}
+
+/// The key of a route of this kind.
+pub(crate) fn route_key(kind: Kind, meta: &ObjectMeta) -> ObjectKey {
+    ObjectKey {
+        kind,
+        namespace: meta.namespace_or_default().into(),
+        name: meta.name.clone(),
     }
 }
 

@@ -331,7 +331,7 @@ fn gateway_ref(gws: &Gateways<'_>, gw: usize) -> ParentReference {
 pub(crate) fn write_backend_tls_status(
     lookup: &InputLookup<'_>,
     policies: &TlsPolicies,
-    attached: &Attached,
+    attached: &Attached<'_>,
     gws: &Gateways<'_>,
     status: &mut Status,
 ) {

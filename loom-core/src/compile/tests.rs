@@ -188,6 +188,74 @@ fn a_slice_of_a_service_no_route_reads_changes_nothing() {
     );
 }
 
+/// Two Gateways, each with a route to `app/local`, and a third route to `backends/svc` on
+/// the second, which a BackendTLSPolicy targets with `app/local`.
+const TWO_GATEWAYS_ONE_SERVICE: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: other, namespace: infra}
+spec:
+  gatewayClassName: loom
+  listeners: [{name: http, port: 81, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: a, namespace: app}
+spec:
+  parentRefs: [{name: gw, namespace: infra}]
+  rules: [{backendRefs: [{name: local, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: b, namespace: app}
+spec:
+  parentRefs: [{name: other, namespace: infra}]
+  rules: [{backendRefs: [{name: local, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: c, namespace: app}
+spec:
+  parentRefs: [{name: other, namespace: infra}]
+  rules: [{backendRefs: [{name: svc, namespace: backends, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: from-app, namespace: backends}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: app}]
+  to: [{group: "", kind: Service}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {name: tls, namespace: app}
+spec:
+  targetRefs: [{group: "", kind: Service, name: local}]
+  validation: {hostname: local.example, wellKnownCACertificates: System}
+"#;
+
+#[test]
+fn routes_that_read_the_same_services_make_each_of_their_gateways_an_ancestor() {
+    let compiled = compile(&input(TWO_GATEWAYS_ONE_SERVICE));
+    let key = ObjectKey {
+        kind: Kind::BackendTlsPolicy,
+        namespace: "app".into(),
+        name: "tls".into(),
+    };
+    let Some(ObjectStatus::Policy(p)) = compiled.status.get(&key) else {
+        panic!("{key}: {:?}", compiled.status.get(&key))
+    };
+    let ancestors: Vec<&str> = p.ancestors.iter().map(|a| &*a.ancestor_ref.name).collect();
+    assert_eq!(ancestors, ["gw", "other"]);
+    assert_eq!(
+        compiled.endpoint_sources,
+        BTreeSet::from([
+            ("app".to_owned(), "local".to_owned()),
+            ("backends".to_owned(), "svc".to_owned()),
+        ])
+    );
+}
+
 #[test]
 fn a_compiled_route_and_its_status_keep_no_spare_capacity() {
     let compiled = compile(&input(
