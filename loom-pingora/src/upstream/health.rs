@@ -373,7 +373,10 @@ fn config(target: &BackendTarget) -> OutlierConfig {
 
 /// Every HTTP backend of a published configuration (rules and mirrors).
 fn backends(published: &Published) -> impl Iterator<Item = &BackendTarget> {
+    // Rules and backends by address: routes share both (the compiler interns backends), and
+    // each is looked at once.
     let mut seen = HashSet::new();
+    let mut seen_backends = HashSet::new();
     let mut out = vec![];
     for g in published.snapshot.gateways.values() {
         for port in g.ports.values() {
@@ -386,7 +389,9 @@ fn backends(published: &Published) -> impl Iterator<Item = &BackendTarget> {
                             continue;
                         }
                         for b in rule.backends.iter().filter_map(|b| b.target.as_ref().ok()) {
-                            out.push(b.as_ref());
+                            if seen_backends.insert(Arc::as_ptr(b)) {
+                                out.push(b.as_ref());
+                            }
                         }
                     }
                 }
