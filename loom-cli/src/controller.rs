@@ -16,8 +16,12 @@ use loom_k8s::addresses::Ipv4Net;
 use loom_k8s::{ControllerOptions, LeaseOptions};
 use loom_pingora::{ServeOptions, SnapshotHandle};
 
-/// How long after the last publish the memory compiles freed is handed back to the system.
-const RELEASE_AFTER: Duration = Duration::from_millis(250);
+/// How long after the last publish the memory compiles freed is handed back to the system:
+/// as long as mimalloc waits itself before it purges freed pages (1 s), so that a change that
+/// comes less than a second after the last does not fault in again the pages its compile
+/// needs (with 250 ms here and changes 300 ms apart at 5,000 routes, page faults were 6 % of
+/// the controller's samples).
+const RELEASE_AFTER: Duration = Duration::from_secs(1);
 
 /// `loom controller`'s settings.
 #[derive(Debug, clap::Args)]
