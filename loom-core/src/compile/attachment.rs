@@ -108,13 +108,9 @@ pub(crate) fn attach_all<'m>(
         added: foldhash::HashSet::default(),
         statuses: Vec::with_capacity(http.len() + grpc.len() + l4_outcomes.len()),
     };
-    let keys = (http
-        .iter()
-        .map(|r| (Kind::HttpRoute, &r.metadata, Arc::as_ptr(r).addr())))
-    .chain(
-        grpc.iter()
-            .map(|r| (Kind::GrpcRoute, &r.metadata, Arc::as_ptr(r).addr())),
-    );
+    let http_keys = (http.iter()).map(|r| (Kind::HttpRoute, &r.metadata, Arc::as_ptr(r).addr()));
+    let grpc_keys = (grpc.iter()).map(|r| (Kind::GrpcRoute, &r.metadata, Arc::as_ptr(r).addr()));
+    let keys = http_keys.chain(grpc_keys);
     match sink {
         Sink::Kept(routes, _) => {
             let routes = &*routes;
@@ -131,8 +127,8 @@ pub(crate) fn attach_all<'m>(
             }
         }
     }
-    for (key, outcome) in &l4_outcomes {
-        a.attach_l4(key.clone(), outcome);
+    for (key, outcome) in l4_outcomes {
+        a.attach_l4(key, &outcome);
     }
     // The routes' statuses go in at once: sorted, the map takes them in one pass, where an
     // insert each searched it (a tenth of a recompile at 10,000 routes).

@@ -236,8 +236,8 @@ pub(crate) struct CompiledRule<M> {
     pub(crate) rule: Arc<HttpRule>,
 }
 
-/// A route's hostnames on one listener (`None`: any), shared by what is kept of a route for
-/// the next compile and each compile's attachments.
+/// A route's hostnames on one listener (`None`: any), kept with the route for the next
+/// compile (an HTTP attachment borrows them, an L4 one shares them).
 pub(crate) type Hostnames = Arc<[Option<HostPattern>]>;
 
 /// An HTTPRoute or GRPCRoute on a listener, borrowed from what the compile's routes hold.
