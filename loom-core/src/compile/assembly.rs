@@ -288,57 +288,68 @@ impl HostRules<'_> {
     /// path's entries that are the same ones: a rule's address, which `last` holds, and a
     /// match's index are an entry's id.
     fn build(self, hostname: Option<HostPattern>, last: Option<&VirtualHost>) -> VirtualHost {
-        let matches: Vec<_> = self
-            .http
-            .iter()
-            .flat_map(|h| {
-                let (route, r, _) = *h;
-                let rule = served(h);
-                (r.matches.iter().enumerate()).map(move |(mi, m)| (route, r, rule, mi, m))
-            })
+        let matches: Vec<_> = each_match(&self.http).collect();
+        let offers: Vec<_> = (matches.iter())
+            .map(|m| (m.value, EntryId(Arc::as_ptr(m.rule).addr(), m.index)))
             .collect();
-        let offers: Vec<_> = matches
-            .iter()
-            .map(|(_, _, rule, mi, m)| (*m, EntryId(Arc::as_ptr(rule).addr(), *mi)))
-            .collect();
+        // The order (two strings) only for the entries built again.
         let make = |i: usize| {
-            let (route, r, rule, mi, m) = matches[i];
-            let order = RouteOrder {
-                match_index: mi,
-                rule: r.index,
-                ..route.order.clone()
-            };
-            (HttpPrecedence::of(m, order), rule.clone())
+            let m = &matches[i];
+            (HttpPrecedence::of(m.value, m.order()), m.rule.clone())
         };
         let http = HttpTable::update(last.map(|v| &v.http), &offers, make);
+        let grpc = (each_match(&self.grpc))
+            .map(|m| {
+                (
+                    m.value.clone(),
+                    GrpcPrecedence::of(m.value, m.order()),
+                    m.rule.clone(),
+                )
+            })
+            .collect();
         VirtualHost {
             hostname,
             http,
-            grpc: GrpcTable::new(entries(self.grpc, GrpcPrecedence::of)),
+            grpc: GrpcTable::new(grpc),
         }
     }
 }
 
-/// A gRPC table's entries: each match of each rule, with its precedence (the route's order,
-/// the rule's index and the match's).
-fn entries<M: Clone, P>(
-    rules: Vec<HostRule<'_, M>>,
-    precedence: impl Fn(&M, RouteOrder) -> P,
-) -> Vec<(M, P, Arc<HttpRule>)> {
-    let mut out = vec![];
-    for h in &rules {
-        let (route, r, _) = h;
-        let rule = served(h);
-        for (mi, m) in r.matches.iter().enumerate() {
-            let order = RouteOrder {
-                match_index: mi,
-                rule: r.index,
-                ..route.order.clone()
-            };
-            out.push((m.clone(), precedence(m, order), rule.clone()));
+/// One match of a rule a virtual host serves.
+struct RuleMatch<'r, M> {
+    route: &'r CompiledRoute,
+    compiled: &'r CompiledRule<M>,
+    rule: &'r Arc<HttpRule>,
+    /// The match's index in its rule.
+    index: usize,
+    value: &'r M,
+}
+
+impl<M> RuleMatch<'_, M> {
+    /// Where the match stands in the spec's tiebreak: its route's order, then the rule's
+    /// index and the match's.
+    fn order(&self) -> RouteOrder {
+        RouteOrder {
+            match_index: self.index,
+            rule: self.compiled.index,
+            ..self.route.order.clone()
         }
     }
-    out
+}
+
+/// Each match of each rule, in order.
+fn each_match<'r, M>(rules: &'r [HostRule<'_, M>]) -> impl Iterator<Item = RuleMatch<'r, M>> {
+    rules.iter().flat_map(|h| {
+        let (route, compiled, _) = *h;
+        let rule = served(h);
+        (compiled.matches.iter().enumerate()).map(move |(index, value)| RuleMatch {
+            route,
+            compiled,
+            rule,
+            index,
+            value,
+        })
+    })
 }
 
 fn build_http_listener(
