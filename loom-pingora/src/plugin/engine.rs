@@ -40,25 +40,6 @@ pub enum CallError {
     Failed(String),
 }
 
-/// Writes `file` whole or not at all: wasmtime reads the cache configuration when an
-/// engine is built, and engines in other threads or processes sharing the cache directory
-/// must never see it truncated (a plain write empties the file before filling it).
-fn write_atomically(file: &Path, contents: &[u8]) -> std::io::Result<()> {
-    if std::fs::read(file).is_ok_and(|old| old == contents) {
-        return Ok(());
-    }
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut name = file.as_os_str().to_owned();
-    name.push(format!(".{}.{n}.tmp", std::process::id()));
-    let tmp = PathBuf::from(name);
-    std::fs::write(&tmp, contents)
-        .and_then(|()| std::fs::rename(&tmp, file))
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
-}
-
 /// The engine's settings.
 #[derive(Clone, Debug)]
 pub struct Engine {
@@ -79,7 +60,7 @@ impl Engine {
                     "[cache]\ndirectory = {}\n",
                     serde_json::to_string(&dir.to_string_lossy()).unwrap_or_default()
                 );
-                write_atomically(&file, toml.as_bytes())
+                super::fetch::write_atomically(&file, toml.as_bytes())
             })
             .map_err(|e| {
                 tracing::warn!(
@@ -321,43 +302,6 @@ mod tests {
         );
         e.prepare(&plugin(timeout_ms, memory_pages), WAT.as_bytes(), exports)
             .unwrap()
-    }
-
-    #[test]
-    fn a_cache_config_rewritten_while_read_is_never_seen_partial() {
-        let dir = std::env::temp_dir().join(format!("loom-engine-race-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("wasmtime-cache.toml");
-        let (a, b) = (
-            "[cache]\ndirectory = \"/a\"\n",
-            "[cache]\ndirectory = \"/bb\"\n",
-        );
-        write_atomically(&file, a.as_bytes()).unwrap();
-        let stop = std::sync::atomic::AtomicBool::new(false);
-        std::thread::scope(|s| {
-            let reader = s.spawn(|| {
-                let mut reads = 0;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let seen = std::fs::read_to_string(&file).unwrap();
-                    assert!(seen == a || seen == b, "read {seen:?}");
-                    reads += 1;
-                }
-                reads
-            });
-            for contents in [a, b] {
-                s.spawn(|| {
-                    for _ in 0..300 {
-                        write_atomically(&file, contents.as_bytes()).unwrap();
-                    }
-                });
-            }
-            std::thread::sleep(Duration::from_millis(200));
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            assert!(reader.join().unwrap() > 0);
-        });
-        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
-        assert_eq!(left.len(), 1, "temporary files are renamed away: {left:?}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

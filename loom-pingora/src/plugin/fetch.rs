@@ -162,14 +162,12 @@ impl Fetcher {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&tmp, bytes)?;
-            std::fs::rename(&tmp, &path)?;
+            write_atomically(&path, bytes)?;
             let r = self.ref_path(url);
             if let Some(dir) = r.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            std::fs::write(r, &hex)
+            write_atomically(&r, hex.as_bytes())
         };
         if let Err(e) = write() {
             tracing::warn!("plugin cache {}: {e}", self.dir.display());
@@ -543,9 +541,66 @@ fn verify(source: &ModuleSource, bytes: Vec<u8>) -> Result<Vec<u8>, FetchError> 
     Ok(bytes)
 }
 
+/// Writes `file` whole or not at all (unless it already holds `contents`): other threads
+/// and processes sharing the plugin cache read its files meanwhile (wasmtime its cache
+/// configuration whenever an engine is built), and a plain write empties a file before
+/// filling it.
+pub(crate) fn write_atomically(file: &Path, contents: &[u8]) -> std::io::Result<()> {
+    if std::fs::read(file).is_ok_and(|old| old == contents) {
+        return Ok(());
+    }
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = file.as_os_str().to_owned();
+    name.push(format!(".{}.{n}.tmp", std::process::id()));
+    let tmp = PathBuf::from(name);
+    std::fs::write(&tmp, contents)
+        .and_then(|()| std::fs::rename(&tmp, file))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_rewritten_while_read_is_never_seen_partial() {
+        let dir = std::env::temp_dir().join(format!("loom-fetch-race-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("wasmtime-cache.toml");
+        let (a, b) = (
+            "[cache]\ndirectory = \"/a\"\n",
+            "[cache]\ndirectory = \"/bb\"\n",
+        );
+        write_atomically(&file, a.as_bytes()).unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let mut reads = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let seen = std::fs::read_to_string(&file).unwrap();
+                    assert!(seen == a || seen == b, "read {seen:?}");
+                    reads += 1;
+                }
+                reads
+            });
+            for contents in [a, b] {
+                s.spawn(|| {
+                    for _ in 0..300 {
+                        write_atomically(&file, contents.as_bytes()).unwrap();
+                    }
+                });
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            assert!(reader.join().unwrap() > 0);
+        });
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "temporary files are renamed away: {left:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn oci_references_parse_with_tag_digest_and_port() {
