@@ -295,17 +295,17 @@ impl<T> HttpTable<T> {
                         .all(|(i, id)| offers[i].1 == *id)
             };
             let mut build = || {
-                let ids = members(head).map(|i| offers[i].1).collect();
-                let entries = members(head)
-                    .map(|i| {
-                        let (precedence, value) = make(i);
-                        Entry {
-                            m: offers[i].0.clone(),
-                            precedence,
-                            value,
-                        }
-                    })
-                    .collect();
+                let ids: Box<[EntryId]> = members(head).map(|i| offers[i].1).collect();
+                // Sized up front: a list collected from the chain would have room for four.
+                let mut entries = Vec::with_capacity(ids.len());
+                entries.extend(members(head).map(|i| {
+                    let (precedence, value) = make(i);
+                    Entry {
+                        m: offers[i].0.clone(),
+                        precedence,
+                        value,
+                    }
+                }));
                 Group::new(entries, ids)
             };
             let (key, group) = match last.and_then(|l| l.slot(slot)) {

@@ -19,14 +19,14 @@ pub(crate) fn compile_http_matches(
             query: vec![],
         }]);
     }
-    matches
-        .iter()
-        .map(|m| {
+    exactly(
+        matches.len(),
+        matches.iter().map(|m| {
             let path = match &m.path {
                 Some(p) => PathMatch::parse(p.type_.as_deref(), p.value.as_deref())?,
                 None => PathMatch::Prefix("/".into()),
             };
-            let mut headers: Vec<HeaderMatch> = vec![];
+            let mut headers: Vec<HeaderMatch> = Vec::with_capacity(m.headers.len());
             for h in &m.headers {
                 let hm = HeaderMatch::parse(h.type_.as_deref(), &h.name, &h.value)?;
                 // Spec: "only the first entry with an equivalent name MUST be considered".
@@ -34,7 +34,7 @@ pub(crate) fn compile_http_matches(
                     headers.push(hm);
                 }
             }
-            let mut query: Vec<QueryMatch> = vec![];
+            let mut query: Vec<QueryMatch> = Vec::with_capacity(m.query_params.len());
             for q in &m.query_params {
                 if !query.iter().any(|x| x.name == q.name) {
                     query.push(QueryMatch {
@@ -50,8 +50,8 @@ pub(crate) fn compile_http_matches(
                 headers,
                 query,
             })
-        })
-        .collect()
+        }),
+    )
 }
 
 pub(crate) fn compile_grpc_matches(
@@ -64,9 +64,9 @@ pub(crate) fn compile_grpc_matches(
             headers: vec![],
         }]);
     }
-    matches
-        .iter()
-        .map(|m| {
+    exactly(
+        matches.len(),
+        matches.iter().map(|m| {
             let (service, method) = match &m.method {
                 None => (None, None),
                 Some(mm) => {
@@ -77,16 +77,27 @@ pub(crate) fn compile_grpc_matches(
                     (parse(&mm.service)?, parse(&mm.method)?)
                 }
             };
-            let headers = m
-                .headers
-                .iter()
-                .map(|h| HeaderMatch::parse(h.type_.as_deref(), &h.name, &h.value))
-                .collect::<Result<_, _>>()?;
+            let headers = exactly(
+                m.headers.len(),
+                (m.headers.iter())
+                    .map(|h| HeaderMatch::parse(h.type_.as_deref(), &h.name, &h.value)),
+            )?;
             Ok(GrpcMatch {
                 service,
                 method,
                 headers,
             })
-        })
-        .collect()
+        }),
+    )
+}
+
+/// The `n` items' values, or the first error, in a list of exactly their number: compiled
+/// matches are kept as long as their route, and a list collected from `Result`s has room for
+/// four.
+fn exactly<T, E>(n: usize, items: impl Iterator<Item = Result<T, E>>) -> Result<Vec<T>, E> {
+    let mut out = Vec::with_capacity(n);
+    for item in items {
+        out.push(item?);
+    }
+    Ok(out)
 }
