@@ -231,14 +231,14 @@ impl RouteCx<'_, '_> {
             };
             match f.type_.as_str() {
                 "RequestHeaderModifier" => {
-                    out.request_headers = Some(header_edits(
+                    out.request_headers = Some(Box::new(header_edits(
                         f.request_header_modifier.as_ref().ok_or_else(missing)?,
-                    )?);
+                    )?));
                 }
                 "ResponseHeaderModifier" => {
-                    out.response_headers = Some(header_edits(
+                    out.response_headers = Some(Box::new(header_edits(
                         f.response_header_modifier.as_ref().ok_or_else(missing)?,
-                    )?);
+                    )?));
                 }
                 "RequestRedirect" => {
                     let r = f.request_redirect.as_ref().ok_or_else(missing)?;
@@ -252,7 +252,7 @@ impl RouteCx<'_, '_> {
                             return Err(InvalidRule::RedirectScheme(other.into()));
                         }
                     };
-                    out.redirect = Some(Redirect {
+                    out.redirect = Some(Box::new(Redirect {
                         scheme,
                         hostname: r.hostname.clone(),
                         path: r.path.as_ref().map(path_modifier).transpose()?,
@@ -261,7 +261,7 @@ impl RouteCx<'_, '_> {
                             .map(|p| u16::try_from(p).map_err(|_| InvalidRule::RedirectPort(p)))
                             .transpose()?,
                         status,
-                    });
+                    }));
                 }
                 "URLRewrite" => {
                     let r = f.url_rewrite.as_ref().ok_or_else(missing)?;
@@ -273,10 +273,10 @@ impl RouteCx<'_, '_> {
                                 .map_err(|_| InvalidRule::RewriteHostname(h.into()))
                         })
                         .transpose()?;
-                    out.rewrite = Some(Rewrite {
+                    out.rewrite = Some(Box::new(Rewrite {
                         hostname,
                         path: r.path.as_ref().map(path_modifier).transpose()?,
-                    });
+                    }));
                 }
                 "RequestMirror" => {
                     let m = f.request_mirror.as_ref().ok_or_else(missing)?;
@@ -299,14 +299,14 @@ impl RouteCx<'_, '_> {
                 }
                 "CORS" => {
                     let c = f.cors.as_ref().ok_or_else(missing)?;
-                    out.cors = Some(Cors {
+                    out.cors = Some(Box::new(Cors {
                         allow_origins: c.allow_origins.clone(),
                         allow_credentials: c.allow_credentials.unwrap_or(false),
                         allow_methods: c.allow_methods.clone(),
                         allow_headers: c.allow_headers.clone(),
                         expose_headers: c.expose_headers.clone(),
                         max_age: c.max_age.unwrap_or(5),
-                    });
+                    }));
                 }
                 "ExtensionRef" => {
                     let e = f.extension_ref.as_ref();

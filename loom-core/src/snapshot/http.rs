@@ -122,21 +122,23 @@ pub struct HttpRule {
     pub plugins: Option<Arc<super::RulePlugins>>,
 }
 
-/// Compiled filters (rule- or backend-level).
+/// Compiled filters (rule- or backend-level). Each filter is boxed: most rules and backends
+/// have none, and a rule and its backend carry two of these (432 bytes each inline, 64 boxed;
+/// 3.7 MB at 5,000 one-backend routes).
 #[derive(Clone, Debug, Default)]
 pub struct Filters {
     /// RequestHeaderModifier.
-    pub request_headers: Option<HeaderEdits>,
+    pub request_headers: Option<Box<HeaderEdits>>,
     /// ResponseHeaderModifier.
-    pub response_headers: Option<HeaderEdits>,
+    pub response_headers: Option<Box<HeaderEdits>>,
     /// RequestRedirect.
-    pub redirect: Option<Redirect>,
+    pub redirect: Option<Box<Redirect>>,
     /// URLRewrite.
-    pub rewrite: Option<Rewrite>,
+    pub rewrite: Option<Box<Rewrite>>,
     /// RequestMirror filters.
     pub mirrors: Vec<Mirror>,
     /// CORS.
-    pub cors: Option<Cors>,
+    pub cors: Option<Box<Cors>>,
 }
 
 /// A mirror target and how often to mirror.
