@@ -32,14 +32,14 @@ fn meta(namespace: Option<&str>, name: &str) -> ObjectMeta {
 /// `default/echo` with one EndpointSlice.
 fn base() -> Input {
     let mut input = Input::default();
-    input.upsert(Object::GatewayClass(GatewayClass {
+    input.upsert(Object::from(GatewayClass {
         metadata: meta(None, "loom"),
         spec: GatewayClassSpec {
             controller_name: CONTROLLER_NAME.into(),
             ..Default::default()
         },
     }));
-    input.upsert(Object::Gateway(Gateway {
+    input.upsert(Object::from(Gateway {
         metadata: meta(Some("default"), "gw"),
         spec: GatewaySpec {
             gateway_class_name: "loom".into(),
@@ -52,7 +52,7 @@ fn base() -> Input {
             ..Default::default()
         },
     }));
-    input.upsert(Object::Service(Service {
+    input.upsert(Object::from(Service {
         metadata: meta(Some("default"), "echo"),
         spec: ServiceSpec {
             ports: vec![ServicePort {
@@ -81,7 +81,7 @@ fn base() -> Input {
         .metadata
         .labels
         .insert("kubernetes.io/service-name".into(), "echo".into());
-    input.upsert(Object::EndpointSlice(slice));
+    input.upsert(Object::from(slice));
     input
 }
 
@@ -221,7 +221,7 @@ fn recompile(
     let options = Options::default();
     let mut compiler = Compiler::new();
     let whole = compiler.compile(&input, &options);
-    let versions = [0, 1].map(|v| Object::HttpRoute(changed(v)));
+    let versions = [0, 1].map(|v| Object::from(changed(v)));
     let mut next = 0;
     let mut step = |input: &mut Input, compiler: &mut Compiler| {
         input.upsert(versions[next].clone());

@@ -31,14 +31,14 @@ fn meta(namespace: Option<&str>, name: &str) -> ObjectMeta {
 /// Backend `default/echo` for the routes to send to.
 fn base() -> Input {
     let mut input = Input::default();
-    input.upsert(Object::GatewayClass(GatewayClass {
+    input.upsert(Object::from(GatewayClass {
         metadata: meta(None, "loom"),
         spec: GatewayClassSpec {
             controller_name: CONTROLLER_NAME.into(),
             ..Default::default()
         },
     }));
-    input.upsert(Object::Gateway(Gateway {
+    input.upsert(Object::from(Gateway {
         metadata: meta(Some("default"), "gw"),
         spec: GatewaySpec {
             gateway_class_name: "loom".into(),
@@ -51,7 +51,7 @@ fn base() -> Input {
             ..Default::default()
         },
     }));
-    input.upsert(Object::Backend(Backend {
+    input.upsert(Object::from(Backend {
         metadata: meta(Some("default"), "echo"),
         spec: BackendSpec {
             endpoints: vec!["127.0.0.1:3000".into()],

@@ -161,52 +161,62 @@ impl fmt::Display for Kind {
     }
 }
 
-/// One object of any kind Loom reads.
+/// One object of any kind Loom reads, shared: an [`Input`] holds the same `Arc` (and so
+/// does whatever else keeps the object, such as a reloader's cache of parsed documents), so
+/// cloning an `Object` never copies the object.
 #[derive(Clone, Debug, PartialEq)]
 #[allow(missing_docs)]
-// Objects are built once per load and moved into `Input`; boxing every variant would only add
-// indirection.
-#[allow(clippy::large_enum_variant)]
 pub enum Object {
-    GatewayClass(GatewayClass),
-    Gateway(Gateway),
-    ListenerSet(ListenerSet),
-    HttpRoute(HttpRoute),
-    GrpcRoute(GrpcRoute),
-    TlsRoute(TlsRoute),
-    TcpRoute(TcpRoute),
-    UdpRoute(UdpRoute),
-    ReferenceGrant(ReferenceGrant),
-    BackendTlsPolicy(BackendTlsPolicy),
-    Namespace(Namespace),
-    Service(Service),
-    EndpointSlice(EndpointSlice),
-    Secret(Secret),
-    ConfigMap(ConfigMap),
-    GatewayClassConfig(GatewayClassConfig),
-    RateLimitPolicy(RateLimitPolicy),
-    CircuitBreakerPolicy(CircuitBreakerPolicy),
-    ClientTrafficPolicy(ClientTrafficPolicy),
-    WasmPlugin(WasmPlugin),
-    Backend(Backend),
+    GatewayClass(Arc<GatewayClass>),
+    Gateway(Arc<Gateway>),
+    ListenerSet(Arc<ListenerSet>),
+    HttpRoute(Arc<HttpRoute>),
+    GrpcRoute(Arc<GrpcRoute>),
+    TlsRoute(Arc<TlsRoute>),
+    TcpRoute(Arc<TcpRoute>),
+    UdpRoute(Arc<UdpRoute>),
+    ReferenceGrant(Arc<ReferenceGrant>),
+    BackendTlsPolicy(Arc<BackendTlsPolicy>),
+    Namespace(Arc<Namespace>),
+    Service(Arc<Service>),
+    EndpointSlice(Arc<EndpointSlice>),
+    Secret(Arc<Secret>),
+    ConfigMap(Arc<ConfigMap>),
+    GatewayClassConfig(Arc<GatewayClassConfig>),
+    RateLimitPolicy(Arc<RateLimitPolicy>),
+    CircuitBreakerPolicy(Arc<CircuitBreakerPolicy>),
+    ClientTrafficPolicy(Arc<ClientTrafficPolicy>),
+    WasmPlugin(Arc<WasmPlugin>),
+    Backend(Arc<Backend>),
 }
 
 /// Invokes `$m!` with every kind Loom reads as `Variant => input_list_field` pairs, so the code
 /// that must handle every kind (here and in `load`) cannot drift from the list.
 macro_rules! with_kinds {
     ($m:ident) => {
-        $m!(GatewayClass => gateway_classes, Gateway => gateways, ListenerSet => listener_sets,
-            HttpRoute => http_routes, GrpcRoute => grpc_routes, TlsRoute => tls_routes,
-            TcpRoute => tcp_routes, UdpRoute => udp_routes, ReferenceGrant => reference_grants,
-            BackendTlsPolicy => backend_tls_policies, Namespace => namespaces, Service => services,
-            EndpointSlice => endpoint_slices, Secret => secrets, ConfigMap => config_maps,
-            GatewayClassConfig => gateway_class_configs, RateLimitPolicy => rate_limit_policies,
-            CircuitBreakerPolicy => circuit_breaker_policies,
-            ClientTrafficPolicy => client_traffic_policies, WasmPlugin => wasm_plugins,
-            Backend => backends)
+        $m! {GatewayClass => gateway_classes, Gateway => gateways, ListenerSet => listener_sets,
+        HttpRoute => http_routes, GrpcRoute => grpc_routes, TlsRoute => tls_routes,
+        TcpRoute => tcp_routes, UdpRoute => udp_routes, ReferenceGrant => reference_grants,
+        BackendTlsPolicy => backend_tls_policies, Namespace => namespaces, Service => services,
+        EndpointSlice => endpoint_slices, Secret => secrets, ConfigMap => config_maps,
+        GatewayClassConfig => gateway_class_configs, RateLimitPolicy => rate_limit_policies,
+        CircuitBreakerPolicy => circuit_breaker_policies,
+        ClientTrafficPolicy => client_traffic_policies, WasmPlugin => wasm_plugins,
+        Backend => backends}
     };
 }
 pub(crate) use with_kinds;
+
+macro_rules! object_from {
+    ($($k:ident => $f:ident),*) => {$(
+        impl From<$k> for Object {
+            fn from(o: $k) -> Self {
+                Object::$k(Arc::new(o))
+            }
+        }
+    )*};
+}
+with_kinds!(object_from);
 
 impl Object {
     /// The object's metadata.
@@ -217,10 +227,11 @@ impl Object {
         with_kinds!(meta)
     }
 
-    /// The object's metadata, mutably (the conformance runner stamps generations and times).
+    /// The object's metadata, mutably (the conformance runner stamps generations and times);
+    /// an object shared with others is copied first.
     pub fn metadata_mut(&mut self) -> &mut ObjectMeta {
         macro_rules! meta {
-            ($($k:ident => $f:ident),*) => { match self { $(Object::$k(o) => &mut o.metadata,)* } };
+            ($($k:ident => $f:ident),*) => { match self { $(Object::$k(o) => &mut Arc::make_mut(o).metadata,)* } };
         }
         with_kinds!(meta)
     }
@@ -346,13 +357,13 @@ impl Input {
                 match object {
                     $(Object::$k(o) => {
                         match self.$field.iter().position(|x| key.names(&x.metadata)) {
-                            Some(i) if *self.$field[i] == o => Some(Object::$k(o)),
+                            Some(i) if self.$field[i] == o => Some(Object::$k(o)),
                             Some(i) => {
-                                let old = std::mem::replace(&mut self.$field[i], Arc::new(o));
-                                Some(Object::$k(Arc::unwrap_or_clone(old)))
+                                let old = std::mem::replace(&mut self.$field[i], o);
+                                Some(Object::$k(old))
                             }
                             None => {
-                                self.$field.push(Arc::new(o));
+                                self.$field.push(o);
                                 None
                             }
                         }
@@ -370,7 +381,7 @@ impl Input {
                 match key.kind {
                     $(Kind::$k => {
                         let pos = self.$field.iter().position(|o| key.names(&o.metadata))?;
-                        Some(Object::$k(Arc::unwrap_or_clone(self.$field.remove(pos))))
+                        Some(Object::$k(self.$field.remove(pos)))
                     })*
                 }
             };
@@ -378,12 +389,12 @@ impl Input {
         with_kinds!(take)
     }
 
-    /// Finds the object with this key (a clone of it).
+    /// Finds the object with this key (shared).
     pub fn get(&self, key: &ObjectKey) -> Option<Object> {
         macro_rules! find {
             ($($k:ident => $field:ident),*) => {
                 match key.kind {
-                    $(Kind::$k => self.$field.iter().find(|o| key.names(&o.metadata)).map(|o| Object::$k($k::clone(o))),)*
+                    $(Kind::$k => self.$field.iter().find(|o| key.names(&o.metadata)).map(|o| Object::$k(Arc::clone(o))),)*
                 }
             };
         }
@@ -450,7 +461,7 @@ impl Input {
 
     fn push(&mut self, object: Object) {
         macro_rules! push {
-            ($($k:ident => $field:ident),*) => { match object { $(Object::$k(o) => self.$field.push(Arc::new(o)),)* } };
+            ($($k:ident => $field:ident),*) => { match object { $(Object::$k(o) => self.$field.push(o),)* } };
         }
         with_kinds!(push)
     }
@@ -475,12 +486,12 @@ impl Input {
         out
     }
 
-    /// Every object, cloned, kind by kind.
+    /// Every object (shared), kind by kind.
     pub fn objects(&self) -> Vec<Object> {
         let mut out = Vec::new();
         macro_rules! all {
             ($($k:ident => $field:ident),*) => {
-                $(out.extend(self.$field.iter().map(|o| Object::$k($k::clone(o))));)*
+                $(out.extend(self.$field.iter().map(|o| Object::$k(Arc::clone(o))));)*
             };
         }
         with_kinds!(all);
@@ -520,7 +531,7 @@ mod tests {
         let mut n = Namespace::default();
         n.metadata.name = name.into();
         n.metadata.labels.insert("v".into(), v.into());
-        Object::Namespace(n)
+        Object::from(n)
     }
 
     #[test]
@@ -557,9 +568,9 @@ mod tests {
         let mut input = Input::default();
         let mut ns = Namespace::default();
         ns.metadata.name = "a".into();
-        assert!(input.upsert(Object::Namespace(ns.clone())).is_none());
+        assert!(input.upsert(Object::from(ns.clone())).is_none());
         ns.metadata.labels.insert("x".into(), "y".into());
-        assert!(input.upsert(Object::Namespace(ns)).is_some());
+        assert!(input.upsert(Object::from(ns)).is_some());
         assert_eq!(input.namespaces.len(), 1);
         assert_eq!(input.namespaces[0].metadata.labels["x"], "y");
     }

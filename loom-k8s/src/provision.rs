@@ -428,7 +428,7 @@ mod tests {
         let loaded = loom_core::load::load_str("gw.yaml", yaml);
         assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
         match loaded.objects.into_iter().next().map(|(_, o)| o) {
-            Some(Object::Gateway(g)) => g,
+            Some(Object::Gateway(g)) => std::sync::Arc::unwrap_or_clone(g),
             other => panic!("{other:?}"),
         }
     }

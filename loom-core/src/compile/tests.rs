@@ -1003,10 +1003,10 @@ fn world(listeners: Vec<Vec<Listener>>, routes: Vec<HttpRoute>) -> Input {
             ..Default::default()
         },
     };
-    input.upsert(Object::GatewayClass(class("loom", CONTROLLER_NAME)));
-    input.upsert(Object::GatewayClass(class("theirs", "example.com/other")));
+    input.upsert(Object::from(class("loom", CONTROLLER_NAME)));
+    input.upsert(Object::from(class("theirs", "example.com/other")));
     for (&ns, listeners) in NAMESPACES.iter().zip(listeners) {
-        input.upsert(Object::Gateway(Gateway {
+        input.upsert(Object::from(Gateway {
             metadata: meta(Some(ns), "gw"),
             spec: GatewaySpec {
                 gateway_class_name: "loom".into(),
@@ -1015,7 +1015,7 @@ fn world(listeners: Vec<Vec<Listener>>, routes: Vec<HttpRoute>) -> Input {
             },
         }));
     }
-    input.upsert(Object::Gateway(Gateway {
+    input.upsert(Object::from(Gateway {
         metadata: meta(Some("default"), "foreign"),
         spec: GatewaySpec {
             gateway_class_name: "theirs".into(),
@@ -1028,7 +1028,7 @@ fn world(listeners: Vec<Vec<Listener>>, routes: Vec<HttpRoute>) -> Input {
             ..Default::default()
         },
     }));
-    input.upsert(Object::Service(Service {
+    input.upsert(Object::from(Service {
         metadata: meta(Some("default"), "svc"),
         spec: ServiceSpec {
             ports: vec![ServicePort {
@@ -1039,7 +1039,7 @@ fn world(listeners: Vec<Vec<Listener>>, routes: Vec<HttpRoute>) -> Input {
         },
         ..Default::default()
     }));
-    input.upsert(Object::Backend(Backend {
+    input.upsert(Object::from(Backend {
         metadata: meta(Some("other"), "be"),
         spec: BackendSpec {
             endpoints: vec!["127.0.0.1:1".into()],
@@ -1047,7 +1047,7 @@ fn world(listeners: Vec<Vec<Listener>>, routes: Vec<HttpRoute>) -> Input {
         },
     }));
     for r in routes {
-        input.upsert(Object::HttpRoute(r));
+        input.upsert(Object::from(r));
     }
     input
 }

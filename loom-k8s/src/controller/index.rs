@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -449,7 +450,7 @@ impl Index {
             }
             if let Object::Gateway(gw) = &mut obj {
                 // The pod listens on its own addresses; the Service carries spec.addresses.
-                gw.spec.addresses.clear();
+                Arc::make_mut(gw).spec.addresses.clear();
             }
         }
         let mut observed_status = false;

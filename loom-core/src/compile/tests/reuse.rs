@@ -45,7 +45,7 @@ fn b_elsewhere() -> Object {
     let Some(Object::HttpRoute(mut b)) = changed.remove(&route_key("b")) else {
         panic!("no route b")
     };
-    b.spec.rules[0].matches[0].path = Some(HttpPathMatch {
+    Arc::make_mut(&mut b).spec.rules[0].matches[0].path = Some(HttpPathMatch {
         type_: Some("PathPrefix".into()),
         value: Some("/elsewhere".into()),
     });
@@ -139,7 +139,7 @@ fn a_virtual_host_whose_rules_are_unchanged_is_taken_from_the_last_compile() {
 fn an_equal_object_upserted_again_stays_the_same_object() {
     let mut input = input(TWO_ROUTES);
     let before = input.http_routes[0].clone();
-    let again = Object::HttpRoute(HttpRoute::clone(&before));
+    let again = Object::from(HttpRoute::clone(&before));
     assert_eq!(input.upsert(again.clone()), Some(again));
     assert!(Arc::ptr_eq(&before, &input.http_routes[0]));
     // So the compiler takes every route again.
@@ -164,7 +164,7 @@ fn a_change_to_an_object_that_is_not_a_route_compiles_every_route_again() {
     let mut local = Service::clone(&input.services[1]);
     assert_eq!(local.metadata.name, "local");
     local.spec.ports[0].port = 9090;
-    input.upsert(Object::Service(local));
+    input.upsert(Object::from(local));
     let second = compiler.compile(&input, &options);
     for name in ["a", "b"] {
         assert!(!Arc::ptr_eq(
@@ -224,15 +224,15 @@ fn arb_step() -> impl Strategy<Value = Step> {
 fn apply(input: &mut Input, options: &mut Options, step: Step) {
     match step {
         Step::Upsert(r) => {
-            input.upsert(Object::HttpRoute(*r));
+            input.upsert(Object::from(*r));
         }
         Step::Again(i) if !input.http_routes.is_empty() => {
             let r = &input.http_routes[i.index(input.http_routes.len())];
-            input.upsert(Object::HttpRoute(HttpRoute::clone(r)));
+            input.upsert(Object::from(HttpRoute::clone(r)));
         }
         Step::Remove(i) if !input.http_routes.is_empty() => {
             let r = &input.http_routes[i.index(input.http_routes.len())];
-            let key = Object::HttpRoute(HttpRoute::clone(r)).key();
+            let key = Object::from(HttpRoute::clone(r)).key();
             input.remove(&key);
         }
         Step::Again(_) | Step::Remove(_) => {}
@@ -245,12 +245,12 @@ fn apply(input: &mut Input, options: &mut Options, step: Step) {
                 .expect("a gateway per namespace");
             let mut g = Gateway::clone(g);
             g.spec.listeners = listeners;
-            input.upsert(Object::Gateway(g));
+            input.upsert(Object::from(g));
         }
         Step::ServicePort(port) => {
             let mut svc = Service::clone(&input.services[0]);
             svc.spec.ports[0].port = port;
-            input.upsert(Object::Service(svc));
+            input.upsert(Object::from(svc));
         }
         Step::Address(a) => {
             options.default_addresses = vec![crate::status::StatusAddress {
