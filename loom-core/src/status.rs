@@ -2,6 +2,7 @@
 //!
 //! No timestamps here: the caller stamps `lastTransitionTime` when it writes status.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -138,8 +139,9 @@ pub struct Condition {
     pub status: bool,
     /// `reason`.
     pub reason: Reason,
-    /// `message`: a sentence for humans.
-    pub message: String,
+    /// `message`: a sentence for humans (most are fixed ones, shared by every object that
+    /// has them).
+    pub message: Cow<'static, str>,
     /// `observedGeneration`.
     pub observed_generation: i64,
 }
@@ -150,14 +152,18 @@ impl Condition {
         type_: ConditionType,
         status: bool,
         reason: Reason,
-        message: impl Into<String>,
+        message: impl Into<Cow<'static, str>>,
         generation: i64,
     ) -> Self {
+        let message = match message.into() {
+            Cow::Owned(m) => Cow::Owned(bounded(m)),
+            fixed => fixed,
+        };
         Condition {
             type_,
             status,
             reason,
-            message: bounded(message.into()),
+            message,
             observed_generation: generation,
         }
     }

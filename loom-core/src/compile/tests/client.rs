@@ -66,7 +66,7 @@ fn accepted(c: &Compiled, name: &str) -> Vec<(bool, Reason, String)> {
         .iter()
         .map(|a| {
             let c = a.conditions.get(ConditionType::Accepted).unwrap();
-            (c.status, c.reason, c.message.clone())
+            (c.status, c.reason, c.message.to_string())
         })
         .collect()
 }

@@ -101,7 +101,7 @@ pub(super) fn accepted(c: &Compiled, kind: Kind, name: &str) -> Vec<(bool, Reaso
         .iter()
         .map(|a| {
             let c = a.conditions.get(ConditionType::Accepted).unwrap();
-            (c.status, c.reason, c.message.clone())
+            (c.status, c.reason, c.message.to_string())
         })
         .collect()
 }
