@@ -161,7 +161,7 @@ pub async fn run(client: kube::Client, opts: ControllerOptions, publish: Publish
             leader_tx,
         ));
     }
-    let (writes_tx, writes_rx) = watch::channel(Arc::new(Vec::<StatusWrite>::new()));
+    let (writes_tx, writes_rx) = watch::channel(Arc::new(Vec::<Arc<StatusWrite>>::new()));
     if writes {
         tokio::spawn(status_writer(
             client.clone(),
@@ -195,7 +195,7 @@ async fn watch_and_compile(
     publish: &Publish,
     found: resources::Discovered,
     mut leader: watch::Receiver<bool>,
-    writes_tx: &watch::Sender<Arc<Vec<StatusWrite>>>,
+    writes_tx: &watch::Sender<Arc<Vec<Arc<StatusWrite>>>>,
 ) {
     let served: BTreeSet<Kind> = found.watched.iter().map(|w| w.kind).collect();
     let by_ref = |k: Kind| matches!(k, Kind::Secret | Kind::ConfigMap);

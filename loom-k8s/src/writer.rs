@@ -2,6 +2,7 @@
 //! field manager), the GatewayClass finalizer and the objects Loom owns. Only the latest
 //! batch counts, and a write already applied to the same resourceVersion is not repeated.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -76,9 +77,12 @@ const CHUNK: usize = 64;
 /// Loom provisions and deletes, and their own status), written first and all together, and
 /// the status of everything else: routes and policies, which can number thousands, and whose
 /// writes must not keep a deleted Gateway's class waiting for its finalizer.
-fn urgent_first(writes: Vec<StatusWrite>) -> (Vec<StatusWrite>, Vec<StatusWrite>) {
-    writes.into_iter().partition(|w| match &w.what {
-        Write::Status(_) => matches!(w.resource.kind.as_str(), "GatewayClass" | "Gateway"),
+fn urgent_first<W: Borrow<StatusWrite>>(writes: Vec<W>) -> (Vec<W>, Vec<W>) {
+    writes.into_iter().partition(|w| match &w.borrow().what {
+        Write::Status(_) => matches!(
+            w.borrow().resource.kind.as_str(),
+            "GatewayClass" | "Gateway"
+        ),
         Write::Object(_) | Write::Finalizers(_) | Write::Delete => true,
     })
 }
@@ -90,7 +94,7 @@ fn urgent_first(writes: Vec<StatusWrite>) -> (Vec<StatusWrite>, Vec<StatusWrite>
 pub(crate) async fn status_writer(
     client: kube::Client,
     field_manager: String,
-    mut batches: watch::Receiver<Arc<Vec<StatusWrite>>>,
+    mut batches: watch::Receiver<Arc<Vec<Arc<StatusWrite>>>>,
     leader: watch::Receiver<bool>,
 ) {
     let mut applied = Applied::new();
@@ -100,14 +104,14 @@ pub(crate) async fn status_writer(
         if !*leader.borrow() {
             continue;
         }
-        let pending: HashSet<_> = batch.iter().map(StatusWrite::id).collect();
+        let pending: HashSet<_> = batch.iter().map(|w| w.id()).collect();
         applied.retain(|id, _| pending.contains(id));
-        let todo: Vec<StatusWrite> = batch
+        let todo: Vec<Arc<StatusWrite>> = batch
             .iter()
             .filter(|w| {
-                !applied
-                    .get(&w.id())
-                    .is_some_and(|(base, what)| *base == w.base && *what == w.what)
+                !applied.get(&w.id()).is_some_and(|done| {
+                    Arc::ptr_eq(done, w) || (done.base == w.base && done.what == w.what)
+                })
             })
             .cloned()
             .collect();
@@ -121,13 +125,13 @@ pub(crate) async fn status_writer(
     }
 }
 
-type Applied = HashMap<(String, String, String, u8), (String, Write)>;
+type Applied = HashMap<(String, String, String, u8), Arc<StatusWrite>>;
 
 /// Applies `writes`, eight at a time, and remembers those that succeeded.
 async fn apply(
     client: &kube::Client,
     params: &PatchParams,
-    writes: Vec<StatusWrite>,
+    writes: Vec<Arc<StatusWrite>>,
     applied: &mut Applied,
 ) {
     let results: Vec<_> = stream::iter(writes)
@@ -139,7 +143,7 @@ async fn apply(
         match r {
             Ok(_) => {
                 tracing::debug!("{w}: written");
-                applied.insert(w.id(), (w.base, w.what));
+                applied.insert(w.id(), w);
             }
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => tracing::warn!("writing {w}: {e}"),
@@ -150,8 +154,8 @@ async fn apply(
 async fn write_status(
     client: kube::Client,
     params: PatchParams,
-    w: StatusWrite,
-) -> (StatusWrite, kube::Result<()>) {
+    w: Arc<StatusWrite>,
+) -> (Arc<StatusWrite>, kube::Result<()>) {
     let api: Api<DynamicObject> = if w.namespace.is_empty() {
         Api::all_with(client, &w.resource)
     } else {

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -120,20 +121,20 @@ impl Planner {
         status: &Status,
         statuses: &mut StatusWrites,
         now: &str,
-    ) -> Vec<StatusWrite> {
+    ) -> Vec<Arc<StatusWrite>> {
         let controller = &self.opts.compile.controller_name;
         let plan = |key: &ObjectKey| {
             let observed = index.observed(key)?; // not (or no longer) in the cluster
             let resource = self.resources.get(&key.kind)?;
             let shown = observed.status();
             let status = next_status(status.get(key), shown.as_ref(), controller, now)?;
-            Some(StatusWrite {
+            Some(Arc::new(StatusWrite {
                 namespace: key.namespace.clone(),
                 name: key.name.clone(),
                 resource: resource.clone(),
                 base: observed.resource_version.clone(),
                 what: Write::Status(status),
-            })
+            }))
         };
         match std::mem::replace(&mut statuses.stale, Stale::Some(HashSet::new())) {
             Stale::All => {
@@ -151,9 +152,15 @@ impl Planner {
                 }
             }
         }
-        let mut out: Vec<StatusWrite> = statuses.planned.values().cloned().collect();
+        // Shared, not copied: during a flood thousands of writes are planned, and planned
+        // again after every compile.
+        let mut out: Vec<Arc<StatusWrite>> = statuses.planned.values().cloned().collect();
         if let Some(p) = &self.opts.provision {
-            out.extend(self.provision_writes(index, status, p));
+            out.extend(
+                self.provision_writes(index, status, p)
+                    .into_iter()
+                    .map(Arc::new),
+            );
         }
         // GatewayClasses of Loom's: the finalizer while Gateways use them.
         let input = index.input();
@@ -182,7 +189,7 @@ impl Planner {
                 .iter()
                 .any(|f| f == GATEWAY_EXISTS_FINALIZER);
             if used != has {
-                out.push(StatusWrite {
+                out.push(Arc::new(StatusWrite {
                     namespace: String::new(),
                     name: key.name,
                     resource: resource.clone(),
@@ -192,7 +199,7 @@ impl Planner {
                     } else {
                         vec![]
                     }),
-                });
+                }));
             }
         }
         out
@@ -295,7 +302,7 @@ impl Planner {
 /// the writer's own writes came back as events, that left no time to compile new routes.)
 #[derive(Debug)]
 pub(crate) struct StatusWrites {
-    planned: BTreeMap<ObjectKey, StatusWrite>,
+    planned: BTreeMap<ObjectKey, Arc<StatusWrite>>,
     stale: Stale,
 }
 

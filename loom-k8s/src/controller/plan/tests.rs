@@ -197,7 +197,15 @@ fn plan(planner: &Planner, index: &mut Index) -> (Compiled, Vec<StatusWrite>) {
 
 /// Every object's write planned afresh.
 fn full_plan(planner: &Planner, index: &Index, status: &Status, now: &str) -> Vec<StatusWrite> {
-    planner.writes(index, status, &mut StatusWrites::default(), now)
+    unshared(planner.writes(index, status, &mut StatusWrites::default(), now))
+}
+
+/// Planned writes, as values to compare.
+fn unshared(writes: Vec<std::sync::Arc<StatusWrite>>) -> Vec<StatusWrite> {
+    writes
+        .into_iter()
+        .map(std::sync::Arc::unwrap_or_clone)
+        .collect()
 }
 
 /// Each write as "Kind ns/name part".
@@ -480,8 +488,10 @@ impl Loop {
 
     fn plan(&mut self, index: &mut Index, now: &str) -> Vec<StatusWrite> {
         self.writes.stale(index.take_observed_changes());
-        self.planner
-            .writes(index, &self.status, &mut self.writes, now)
+        unshared(
+            self.planner
+                .writes(index, &self.status, &mut self.writes, now),
+        )
     }
 
     /// Plans, and checks that planning everything afresh gives the same writes.
