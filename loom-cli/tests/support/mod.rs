@@ -4,17 +4,21 @@
 #![allow(dead_code)] // each test binary uses its own part
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A loopback port nothing listens on (now).
+/// A loopback port nothing uses (now), over TCP and UDP alike: an HTTPS listener's port is
+/// also its HTTP/3 (UDP) port, and the ephemeral UDP port of a client elsewhere (a QUIC
+/// client in another test) can be a TCP port the system hands out as free.
 pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Polls `ok` every 20 ms until it holds; fails the test after 20 s.
