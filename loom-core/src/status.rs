@@ -304,10 +304,11 @@ pub struct RouteStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteParentStatus {
-    /// The parentRef, with group, kind and namespace written out.
-    pub parent_ref: ParentReference,
-    /// Loom's controller name.
-    pub controller_name: String,
+    /// The parentRef, with group, kind and namespace written out (shared: most routes name
+    /// the same parent).
+    pub parent_ref: Arc<ParentReference>,
+    /// Loom's controller name (shared).
+    pub controller_name: Arc<str>,
     /// Conditions.
     pub conditions: Conditions,
 }

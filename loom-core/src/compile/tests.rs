@@ -129,7 +129,7 @@ fn missing_backend_service_is_backend_not_found_but_accepted() {
     let parents = route_parents(&compiled.status, "app", "web");
     assert_eq!(parents.len(), 1);
     let p = &parents[0];
-    assert_eq!(p.controller_name, CONTROLLER_NAME);
+    assert_eq!(*p.controller_name, *CONTROLLER_NAME);
     assert_eq!(p.parent_ref.namespace.as_deref(), Some("infra"));
     assert_eq!(
         condition(p, ConditionType::Accepted),
@@ -1164,7 +1164,7 @@ proptest! {
             };
             let expected = expected_parents(&input, route);
             let got: Vec<ParentReference> = match compiled.status.get(&key) {
-                Some(ObjectStatus::Route(r)) => r.parents.iter().map(|p| p.parent_ref.clone()).collect(),
+                Some(ObjectStatus::Route(r)) => r.parents.iter().map(|p| (*p.parent_ref).clone()).collect(),
                 Some(other) => panic!("{key} has a non-route status {other:?}"),
                 None => vec![],
             };

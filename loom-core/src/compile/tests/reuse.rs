@@ -284,3 +284,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn routes_that_name_the_same_parent_share_its_parent_ref_and_controller_name_in_status() {
+    let input = input(TWO_ROUTES);
+    let mut compiler = Compiler::new();
+    let compiled = compiler.compile(&input, &Options::default());
+    let (a, b) = (route_status(&compiled, "a"), route_status(&compiled, "b"));
+    let (a, b) = (&a.parents[0], &b.parents[0]);
+    assert_eq!(a.parent_ref.namespace.as_deref(), Some("infra"));
+    assert!(Arc::ptr_eq(&a.parent_ref, &b.parent_ref));
+    assert!(Arc::ptr_eq(&a.controller_name, &b.controller_name));
+    // A route changed later gets the copy the memo keeps.
+    let mut input = input;
+    input.upsert(b_elsewhere());
+    let again = compiler.compile(&input, &Options::default());
+    let b = route_status(&again, "b");
+    assert!(Arc::ptr_eq(&a.parent_ref, &b.parents[0].parent_ref));
+}
