@@ -217,8 +217,8 @@ fn order(m: &Match<'_>) -> RouteOrder {
         .map(|s| format!("2026-01-01T00:00:{:02}Z", s % 60));
     RouteOrder {
         created: Timestamp::parse(created.as_deref()),
-        namespace: format!("ns{}", m.namespace % 3),
-        name: format!("r{}", m.name % 3),
+        namespace: format!("ns{}", m.namespace % 3).into(),
+        name: format!("r{}", m.name % 3).into(),
         rule: usize::from(m.rule % 4),
         match_index: usize::from(m.match_index % 3),
     }

@@ -251,7 +251,7 @@ fn bench_table(c: &mut Criterion) {
                         query: vec![],
                     };
                     let order = RouteOrder {
-                        name: format!("route-{i:05}"),
+                        name: format!("route-{i:05}").into(),
                         ..Default::default()
                     };
                     let p = HttpPrecedence::of(&m, order);

@@ -74,15 +74,15 @@ impl HttpMatch {
 }
 
 /// Where a route sits in the spec's tie-breaks: age, then `namespace/name`, then rule and
-/// match order.
+/// match order. The names are shared: each match of a route carries one of these.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct RouteOrder {
     /// Creation time.
     pub created: Timestamp,
     /// Namespace.
-    pub namespace: String,
+    pub namespace: Arc<str>,
     /// Name.
-    pub name: String,
+    pub name: Arc<str>,
     /// Rule index.
     pub rule: usize,
     /// Match index within the rule.

@@ -303,7 +303,7 @@ pub(crate) fn route_order(meta: &ObjectMeta) -> RouteOrder {
     RouteOrder {
         created: Timestamp::parse(meta.creation_timestamp.as_deref()),
         namespace: meta.namespace_or_default().into(),
-        name: meta.name.clone(),
+        name: meta.name.as_str().into(),
         rule: 0,
         match_index: 0,
     }
