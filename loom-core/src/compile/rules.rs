@@ -69,7 +69,7 @@ impl RouteCx<'_, '_> {
                     };
                 }
                 if let Some(retry) = &rule.retry {
-                    compiled.retry = Some(Retry {
+                    compiled.retry = Some(Box::new(Retry {
                         codes: retry
                             .codes
                             .iter()
@@ -77,7 +77,7 @@ impl RouteCx<'_, '_> {
                             .collect(),
                         attempts: u32::try_from(retry.attempts.unwrap_or(1)).unwrap_or(0),
                         backoff_ms: retry.backoff.as_deref().and_then(filter::parse_duration_ms),
-                    });
+                    }));
                 }
                 Ok(CompiledRule {
                     index,
@@ -153,7 +153,7 @@ impl RouteCx<'_, '_> {
             let (f, backend_invalid) = self.filters(&b.filters)?;
             let mut w = self.weighted(&b.backend_ref, protocol, f);
             if let Some(why) = backend_invalid {
-                w.target = Err(why.into());
+                w.target = Err(Box::new(why.into()));
             }
             backends.push(w);
         }
@@ -190,7 +190,7 @@ impl RouteCx<'_, '_> {
         &mut self,
         b: &BackendRef,
         forced: Option<AppProtocol>,
-    ) -> Result<Arc<BackendTarget>, UnresolvedRef> {
+    ) -> Result<Arc<BackendTarget>, Box<UnresolvedRef>> {
         match resolve_backend(
             self.lookup,
             self.policies,
@@ -210,7 +210,7 @@ impl RouteCx<'_, '_> {
             Err(e) => {
                 let e = UnresolvedRef::from(e);
                 self.found.refs.push(e.clone());
-                Err(e)
+                Err(Box::new(e))
             }
         }
     }

@@ -14,8 +14,9 @@ use crate::status::Reason;
 pub struct WeightedBackend {
     /// Relative weight.
     pub weight: u32,
-    /// The backend, or why it cannot be used (its share of traffic gets 500).
-    pub target: Result<Arc<BackendTarget>, UnresolvedRef>,
+    /// The backend, or why it cannot be used (its share of traffic gets 500; boxed, as
+    /// most backends resolve).
+    pub target: Result<Arc<BackendTarget>, Box<UnresolvedRef>>,
     /// Backend-level filters.
     pub filters: Filters,
 }

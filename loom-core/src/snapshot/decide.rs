@@ -456,7 +456,7 @@ impl PortSnapshot {
             host,
             mirrors,
             timeouts: rule.timeouts,
-            retry: rule.retry.as_ref(),
+            retry: rule.retry.as_deref(),
         }))
     }
 }

@@ -114,8 +114,8 @@ pub struct HttpRule {
     pub invalid: Option<UnsupportedExtensionRef>,
     /// The rule's request and backend request timeouts.
     pub timeouts: Timeouts,
-    /// Retry policy.
-    pub retry: Option<Retry>,
+    /// Retry policy (boxed: most rules have none, and every route has a rule).
+    pub retry: Option<Box<Retry>>,
     /// The RateLimitPolicy that counts this rule's requests on this listener.
     pub rate_limit: Option<Arc<super::RateLimit>>,
     /// The WASMPlugins this rule runs on this listener.

@@ -43,6 +43,6 @@ impl L4Rule {
         self.backends[i]
             .target
             .as_deref()
-            .map_err(|e| NoBackend::Unresolved(e.clone()))
+            .map_err(|e| NoBackend::Unresolved((**e).clone()))
     }
 }
