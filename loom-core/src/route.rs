@@ -178,7 +178,7 @@ type Paths<T> = HashMap<Arc<str>, Arc<Group<T>>, FixedState>;
 
 /// The hasher of a table's path values: foldhash (a lookup hashes a few short strings per
 /// request), seeded at random for each table, since a route's author picks the values.
-fn hasher() -> FixedState {
+pub(crate) fn hasher() -> FixedState {
     FixedState::with_seed(std::hash::RandomState::new().hash_one(0u8))
 }
 
