@@ -468,22 +468,29 @@ impl Input {
 
     /// The key of every object, kind by kind.
     pub fn keys(&self) -> Vec<ObjectKey> {
-        let mut out = Vec::new();
+        Kind::ALL
+            .into_iter()
+            .flat_map(|k| self.keys_of(k))
+            .collect()
+    }
+
+    /// The key of every object of one kind, in input order.
+    pub fn keys_of(&self, kind: Kind) -> Vec<ObjectKey> {
+        let key = |meta: &ObjectMeta| ObjectKey {
+            kind,
+            namespace: if kind.is_namespaced() {
+                meta.namespace_or_default().to_owned()
+            } else {
+                String::new()
+            },
+            name: meta.name.clone(),
+        };
         macro_rules! keys {
             ($($k:ident => $field:ident),*) => {
-                $(out.extend(self.$field.iter().map(|o| ObjectKey {
-                    kind: Kind::$k,
-                    namespace: if Kind::$k.is_namespaced() {
-                        o.metadata.namespace_or_default().to_owned()
-                    } else {
-                        String::new()
-                    },
-                    name: o.metadata.name.clone(),
-                }));)*
+                match kind { $(Kind::$k => self.$field.iter().map(|o| key(&o.metadata)).collect(),)* }
             };
         }
-        with_kinds!(keys);
-        out
+        with_kinds!(keys)
     }
 
     /// Every object (shared), kind by kind.

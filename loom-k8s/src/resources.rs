@@ -47,10 +47,14 @@ pub async fn discover(client: kube::Client) -> kube::Result<Discovered> {
 /// Converts an object from the API into Loom's input model, without its annotations: Loom
 /// reads none, and `kubectl apply` leaves a copy of the whole object in one of them
 /// (`kubectl.kubernetes.io/last-applied-configuration`), which every object kept would carry.
+/// Only a Gateway keeps its uid (what Loom creates for a Gateway is owned by it).
 pub fn to_object(kind: Kind, object: &DynamicObject) -> Result<Object, String> {
     let mut value = serde_json::to_value(object).map_err(|e| format!("{kind}: {e}"))?;
     if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
         meta.remove("annotations");
+        if kind != Kind::Gateway {
+            meta.remove("uid");
+        }
     }
     drop_nulls(&mut value);
     loom_core::load::from_value(kind, value)
@@ -97,6 +101,11 @@ mod tests {
             panic!("not a Gateway");
         };
         assert_eq!(g.metadata.generation, Some(3));
+        assert_eq!(
+            g.metadata.uid.as_deref(),
+            Some("u"),
+            "a Gateway keeps its uid"
+        );
         assert_eq!(g.spec.listeners[0].port, 80);
         assert!(status_of(&gw).is_some());
         let bad: DynamicObject = serde_json::from_value(json!({
@@ -118,7 +127,7 @@ mod tests {
     }
 
     #[test]
-    fn annotations_are_not_kept() {
+    fn annotations_and_uids_but_a_gateways_are_not_kept() {
         let applied = json!({
             "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
             "metadata": {"name": "r", "namespace": "web"},
@@ -126,7 +135,7 @@ mod tests {
         });
         let route: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-            "metadata": {"name": "r", "namespace": "web", "labels": {"app": "web"},
+            "metadata": {"name": "r", "namespace": "web", "labels": {"app": "web"}, "uid": "u",
                 "annotations": {
                     "kubectl.kubernetes.io/last-applied-configuration": applied.to_string(),
                 }},
@@ -137,6 +146,7 @@ mod tests {
             panic!("not an HTTPRoute");
         };
         assert!(r.metadata.annotations.is_empty());
+        assert_eq!(r.metadata.uid, None, "only a Gateway's uid is read");
         assert_eq!(r.metadata.labels["app"], "web", "labels are kept");
     }
 }

@@ -171,8 +171,6 @@ pub(crate) struct Index {
     input: Input,
     /// Compiles `input`, taking again what did not change since the last compile.
     compiler: Compiler,
-    /// The keys of each kind, to replace a kind's objects after a relist.
-    keys_by_kind: HashMap<Kind, HashSet<ObjectKey>>,
     relists: HashMap<Kind, Relist<DynamicObject>>,
     initial_list: InitialList,
     observed: HashMap<ObjectKey, ObservedStatus>,
@@ -205,7 +203,6 @@ impl Index {
             data_plane_of,
             input: Input::default(),
             compiler: Compiler::new(),
-            keys_by_kind: HashMap::new(),
             relists: HashMap::new(),
             initial_list: InitialList::new(listed),
             observed: HashMap::new(),
@@ -294,11 +291,10 @@ impl Index {
                     changed.observed_status |= c.observed_status;
                     seen.extend(key);
                 }
-                let gone: Vec<ObjectKey> = self
-                    .keys_by_kind
-                    .get(&kind)
-                    .map(|k| k.difference(&seen).cloned().collect())
-                    .unwrap_or_default();
+                // What the input keeps of the kind is what its watch showed before.
+                let gone: Vec<ObjectKey> = (self.input.keys_of(kind).into_iter())
+                    .filter(|k| !seen.contains(k))
+                    .collect();
                 let removed = gone.len();
                 for key in gone {
                     changed.compile |= self.remove(&key);
@@ -409,11 +405,7 @@ impl Index {
         let Some(pool) = &mut self.address_pool else {
             return vec![];
         };
-        let mut gateways: Vec<ObjectKey> = self
-            .keys_by_kind
-            .get(&Kind::Gateway)
-            .map(|k| k.iter().cloned().collect())
-            .unwrap_or_default();
+        let mut gateways = self.input.keys_of(Kind::Gateway);
         gateways.sort();
         gateways
             .into_iter()
@@ -469,10 +461,6 @@ impl Index {
                 self.observed.insert(key.clone(), seen);
             }
         }
-        self.keys_by_kind
-            .entry(kind)
-            .or_default()
-            .insert(key.clone());
         let compile = match self.input.upsert(obj.clone()) {
             // A slice that moves from one Service to another changes both.
             Some(old) => {
@@ -491,9 +479,6 @@ impl Index {
     fn remove(&mut self, key: &ObjectKey) -> bool {
         if self.observed.remove(key).is_some() {
             self.observed_changes.insert(key.clone());
-        }
-        if let Some(keys) = self.keys_by_kind.get_mut(&key.kind) {
-            keys.remove(key);
         }
         if key.kind == Kind::Gateway
             && let Some(pool) = &mut self.address_pool
