@@ -3,7 +3,6 @@
 //! values): see docs/metrics.md.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::Method;
@@ -228,7 +227,7 @@ impl Metrics {
         // Attached routes by kind and parent Gateway, counted here and set once each (a
         // gauge's label lookup per route was half of the work after a publish at 5,000
         // routes; the health sync the other half).
-        let mut attached: HashMap<(Kind, &str, &str), i64> = HashMap::new();
+        let mut attached: foldhash::HashMap<(Kind, &str, &str), i64> = Default::default();
         for (key, status) in &p.status.objects {
             match status {
                 ObjectStatus::Gateway(g) => {
