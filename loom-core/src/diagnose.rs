@@ -253,7 +253,7 @@ impl<'a> Diagnosis<'a> {
             None => format!("; the GatewayClasses in the input are {}", list(&names)),
         };
         out.push(Diagnostic {
-            object: key_of(Kind::Gateway, &g.metadata),
+            object: ObjectKey::of(Kind::Gateway, &g.metadata),
             field: Some("spec.gatewayClassName".into()),
             severity: Severity::Warning,
             message: format!("gatewayClassName {class} names no GatewayClass in the input{hint}"),
@@ -263,7 +263,7 @@ impl<'a> Diagnosis<'a> {
     fn listener_set_parent(&self, s: &ListenerSet, out: &mut Vec<Diagnostic>) {
         let ns = s.metadata.namespace_or_default();
         let p = &s.spec.parent_ref;
-        let object = key_of(Kind::ListenerSet, &s.metadata);
+        let object = ObjectKey::of(Kind::ListenerSet, &s.metadata);
         let mut diagnostic = |severity, message| {
             out.push(Diagnostic {
                 object: object.clone(),
@@ -610,7 +610,7 @@ impl<'a> Diagnosis<'a> {
         let mut add = |kind, meta: &'a ObjectMeta, parent_refs: &'a [ParentReference]| {
             if meta.deletion_timestamp.is_none() {
                 out.push(RouteRefs {
-                    key: key_of(kind, meta),
+                    key: ObjectKey::of(kind, meta),
                     parent_refs,
                 });
             }
@@ -675,13 +675,13 @@ impl<'a> Diagnosis<'a> {
             }
         };
         for r in &input.http_routes {
-            let key = key_of(Kind::HttpRoute, &r.metadata);
+            let key = ObjectKey::of(Kind::HttpRoute, &r.metadata);
             for rule in &r.spec.rules {
                 http_rule(&key, &rule.filters, &rule.backend_refs, &mut add);
             }
         }
         for r in &input.grpc_routes {
-            let key = key_of(Kind::GrpcRoute, &r.metadata);
+            let key = ObjectKey::of(Kind::GrpcRoute, &r.metadata);
             for rule in &r.spec.rules {
                 http_rule(&key, &rule.filters, &rule.backend_refs, &mut add);
             }
@@ -714,7 +714,7 @@ impl<'a> Diagnosis<'a> {
         ];
         for (kind, routes) in l4 {
             for (meta, spec) in routes {
-                let key = key_of(kind, meta);
+                let key = ObjectKey::of(kind, meta);
                 for b in spec.rules.iter().flat_map(|r| &r.backend_refs) {
                     add(&key, b);
                 }
@@ -737,7 +737,7 @@ impl<'a> Diagnosis<'a> {
                 self.parameters_of
                     .entry(target)
                     .or_default()
-                    .insert(key_of(Kind::GatewayClass, &c.metadata));
+                    .insert(ObjectKey::of(Kind::GatewayClass, &c.metadata));
             }
         }
         for g in &input.gateways {
@@ -757,7 +757,7 @@ impl<'a> Diagnosis<'a> {
                 self.parameters_of
                     .entry(target)
                     .or_default()
-                    .insert(key_of(Kind::Gateway, &g.metadata));
+                    .insert(ObjectKey::of(Kind::Gateway, &g.metadata));
             }
         }
     }
@@ -811,18 +811,6 @@ fn route_kinds(l: &Listener) -> Vec<Kind> {
                 })
             })
             .collect(),
-    }
-}
-
-fn key_of(kind: Kind, meta: &ObjectMeta) -> ObjectKey {
-    ObjectKey {
-        kind,
-        namespace: if kind.is_namespaced() {
-            meta.namespace_or_default().into()
-        } else {
-            String::new()
-        },
-        name: meta.name.clone(),
     }
 }
 

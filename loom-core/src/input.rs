@@ -258,16 +258,7 @@ impl Object {
 
     /// The object's identity: kind, namespace and name.
     pub fn key(&self) -> ObjectKey {
-        let m = self.metadata();
-        ObjectKey {
-            kind: self.kind(),
-            namespace: if self.kind().is_namespaced() {
-                m.namespace_or_default().to_owned()
-            } else {
-                String::new()
-            },
-            name: m.name.clone(),
-        }
+        ObjectKey::of(self.kind(), self.metadata())
     }
 
     /// Whether the parts of two versions of an object that bump `metadata.generation` differ
@@ -294,6 +285,19 @@ pub struct ObjectKey {
 }
 
 impl ObjectKey {
+    /// The key of an object of `kind` with this metadata.
+    pub fn of(kind: Kind, meta: &ObjectMeta) -> ObjectKey {
+        ObjectKey {
+            kind,
+            namespace: if kind.is_namespaced() {
+                meta.namespace_or_default().to_owned()
+            } else {
+                String::new()
+            },
+            name: meta.name.clone(),
+        }
+    }
+
     /// Whether `meta` is that of the object this key names (its kind aside).
     fn names(&self, meta: &ObjectMeta) -> bool {
         meta.name == self.name
@@ -476,18 +480,9 @@ impl Input {
 
     /// The key of every object of one kind, in input order.
     pub fn keys_of(&self, kind: Kind) -> Vec<ObjectKey> {
-        let key = |meta: &ObjectMeta| ObjectKey {
-            kind,
-            namespace: if kind.is_namespaced() {
-                meta.namespace_or_default().to_owned()
-            } else {
-                String::new()
-            },
-            name: meta.name.clone(),
-        };
         macro_rules! keys {
             ($($k:ident => $field:ident),*) => {
-                match kind { $(Kind::$k => self.$field.iter().map(|o| key(&o.metadata)).collect(),)* }
+                match kind { $(Kind::$k => self.$field.iter().map(|o| ObjectKey::of(kind, &o.metadata)).collect(),)* }
             };
         }
         with_kinds!(keys)
