@@ -117,13 +117,13 @@ pub(crate) fn attach_all<'m>(
             for (kind, meta, address) in keys {
                 // Each is there: remembered above.
                 if let Some(m) = routes.get(&address) {
-                    a.attach(route_key(kind, meta), &m.outcome);
+                    a.attach(ObjectKey::of(kind, meta), &m.outcome);
                 }
             }
         }
         Sink::Once(outcomes) => {
             for ((kind, meta, _), outcome) in keys.zip(&*outcomes) {
-                a.attach(route_key(kind, meta), outcome);
+                a.attach(ObjectKey::of(kind, meta), outcome);
             }
         }
     }

@@ -281,20 +281,11 @@ impl<'a> RouteView<'a> {
         hostnames: &'a [String],
     ) -> RouteView<'a> {
         RouteView {
-            key: route_key(kind, meta),
+            key: ObjectKey::of(kind, meta),
             meta,
             parent_refs,
             hostnames,
         }
-    }
-}
-
-/// The key of a route of this kind.
-pub(crate) fn route_key(kind: Kind, meta: &ObjectMeta) -> ObjectKey {
-    ObjectKey {
-        kind,
-        namespace: meta.namespace_or_default().into(),
-        name: meta.name.clone(),
     }
 }
 

@@ -98,7 +98,7 @@ impl TrafficPolicies {
     pub(crate) fn check(lookup: &InputLookup<'_>) -> Self {
         let mut out = TrafficPolicies::default();
         for p in by_age(&lookup.input.rate_limit_policies, |p| &p.metadata) {
-            let key = object_key(Kind::RateLimitPolicy, &p.metadata);
+            let key = ObjectKey::of(Kind::RateLimitPolicy, &p.metadata);
             let value = rate_limit_values(&p.spec, lookup.options.global_rate_limits);
             let index = out.rate_limits.len();
             let targets = p
@@ -126,7 +126,7 @@ impl TrafficPolicies {
             });
         }
         for p in by_age(&lookup.input.circuit_breaker_policies, |p| &p.metadata) {
-            let key = object_key(Kind::CircuitBreakerPolicy, &p.metadata);
+            let key = ObjectKey::of(Kind::CircuitBreakerPolicy, &p.metadata);
             let value = circuit_breaker_values(&p.spec).map(|mut b| {
                 b.policy = key.clone();
                 Arc::new(b)
@@ -157,7 +157,7 @@ impl TrafficPolicies {
             });
         }
         for p in by_age(&lookup.input.client_traffic_policies, |p| &p.metadata) {
-            let key = object_key(Kind::ClientTrafficPolicy, &p.metadata);
+            let key = ObjectKey::of(Kind::ClientTrafficPolicy, &p.metadata);
             let value = client_values(&p.spec).map(|mut c| {
                 c.policy = key.clone();
                 c
@@ -357,14 +357,6 @@ impl TrafficPolicies {
             .and_then(|p| self.breaker_at.get(&at(Some(p))))
             .or_else(|| self.breaker_at.get(&at(None)))?;
         self.breakers[*index].value.as_ref().ok().cloned()
-    }
-}
-
-fn object_key(kind: Kind, m: &ObjectMeta) -> ObjectKey {
-    ObjectKey {
-        kind,
-        namespace: m.namespace_or_default().into(),
-        name: m.name.clone(),
     }
 }
 
