@@ -138,6 +138,56 @@ pub struct Compiled {
     pub endpoint_sources: BTreeSet<(String, String)>,
 }
 
+/// A compile whose snapshot is ready and whose status is not put together yet
+/// ([`Compiler::compile_staged`]): a data plane serves the snapshot, then
+/// [`PendingStatus::finish`] builds the status. At 5,000 routes, building and sorting the
+/// routes' status keys is a third of a recompile that a change waits for before it is served.
+#[derive(Default)]
+pub struct Staged {
+    /// What the data plane serves.
+    pub snapshot: Snapshot,
+    /// What the spec says every object's status is, once finished.
+    pub status: PendingStatus,
+    /// As in [`Compiled::endpoint_sources`].
+    pub endpoint_sources: BTreeSet<(String, String)>,
+}
+
+impl Staged {
+    /// The compile with its status finished: what [`compile_with`] gives.
+    pub fn finish(self) -> Compiled {
+        Compiled {
+            snapshot: self.snapshot,
+            status: self.status.finish(),
+            endpoint_sources: self.endpoint_sources,
+        }
+    }
+}
+
+impl std::fmt::Debug for Staged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Staged")
+            .field("snapshot", &self.snapshot)
+            .field("endpoint_sources", &self.endpoint_sources)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The status of a [`Staged`] compile: everything but the routes' statuses is in place.
+#[derive(Default)]
+pub struct PendingStatus {
+    status: Status,
+    routes: attachment::RouteStatuses,
+}
+
+impl PendingStatus {
+    /// Every object's status.
+    pub fn finish(self) -> Status {
+        let mut status = self.status;
+        self.routes.write(&mut status);
+        status
+    }
+}
+
 /// Compiles with default [`Options`].
 pub fn compile(input: &Input) -> Compiled {
     compile_with(input, &Options::default())
@@ -145,6 +195,11 @@ pub fn compile(input: &Input) -> Compiled {
 
 /// Compiles the input.
 pub fn compile_with(input: &Input, options: &Options) -> Compiled {
+    compile_staged(input, options).finish()
+}
+
+/// [`compile_with`], returning the snapshot before its status is put together.
+pub fn compile_staged(input: &Input, options: &Options) -> Staged {
     compile_reusing(input, options, None)
 }
 
@@ -198,6 +253,12 @@ impl Compiler {
 
     /// Compiles the input, reusing what it can of the last compile.
     pub fn compile(&mut self, input: &Input, options: &Options) -> Compiled {
+        self.compile_staged(input, options).finish()
+    }
+
+    /// [`compile`](Self::compile), returning the snapshot before its status is put
+    /// together.
+    pub fn compile_staged(&mut self, input: &Input, options: &Options) -> Staged {
         let mut memo = match self.last.take() {
             Some(last) if last.options == *options && same_world(&last.world, input) => last.memo,
             _ => Memo::default(),
@@ -240,7 +301,7 @@ fn same_world(world: &Input, input: &Input) -> bool {
     with_kinds!(compare)
 }
 
-fn compile_reusing(input: &Input, options: &Options, memo: Option<&mut Memo>) -> Compiled {
+fn compile_reusing(input: &Input, options: &Options, memo: Option<&mut Memo>) -> Staged {
     let mut once = vec![];
     let (routes_into, vhosts) = match memo {
         Some(m) => (attachment::Store::Kept(&mut m.routes), Some(&mut m.vhosts)),
@@ -253,22 +314,19 @@ fn compile_reusing(input: &Input, options: &Options, memo: Option<&mut Memo>) ->
     let traffic = traffic::TrafficPolicies::check(&lookup);
     let plugins = plugins::Plugins::check(&lookup);
     let mut gateways = Gateways::build(&lookup, &classes);
-    let mut routes = attachment::attach_all(
-        &lookup,
-        &mut gateways,
-        &tls_policies,
-        &traffic,
-        &mut status,
-        routes_into,
-    );
+    let mut routes =
+        attachment::attach_all(&lookup, &mut gateways, &tls_policies, &traffic, routes_into);
     let snapshot = gateways.snapshot(&routes, &traffic, &plugins, vhosts);
     gateways.write_status(&mut status);
     status::write_backend_tls_status(&lookup, &tls_policies, &routes, &gateways, &mut status);
     status::write_traffic_policy_status(&lookup, &traffic, &mut status);
     plugins::write_status(&lookup, &plugins, &gateways.plugin_settings(), &mut status);
-    Compiled {
+    Staged {
         snapshot,
-        status,
+        status: PendingStatus {
+            status,
+            routes: std::mem::take(&mut routes.statuses),
+        },
         endpoint_sources: std::mem::take(&mut routes.endpoint_sources),
     }
 }

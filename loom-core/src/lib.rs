@@ -68,8 +68,8 @@ pub mod snapshot;
 pub mod status;
 
 pub use compile::{
-    CONTROLLER_NAME, Compiled, Compiler, NotServing, Options, PortsNotServing, compile,
-    compile_with,
+    CONTROLLER_NAME, Compiled, Compiler, NotServing, Options, PendingStatus, PortsNotServing,
+    Staged, compile, compile_staged, compile_with,
 };
 pub use diagnose::{Diagnostic, diagnose};
 pub use input::{Input, Object};

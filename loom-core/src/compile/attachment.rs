@@ -33,7 +33,6 @@ pub(crate) fn attach_all<'m>(
     gws: &mut Gateways<'_>,
     policies: &TlsPolicies,
     traffic: &TrafficPolicies,
-    status: &mut Status,
     store: Store<'m>,
 ) -> Attached<'m> {
     let input = lookup.input;
@@ -108,34 +107,66 @@ pub(crate) fn attach_all<'m>(
         added: foldhash::HashSet::default(),
         statuses: Vec::with_capacity(http.len() + grpc.len() + l4_outcomes.len()),
     };
-    let http_keys = (http.iter()).map(|r| (Kind::HttpRoute, &r.metadata, Arc::as_ptr(r).addr()));
-    let grpc_keys = (grpc.iter()).map(|r| (Kind::GrpcRoute, &r.metadata, Arc::as_ptr(r).addr()));
-    let keys = http_keys.chain(grpc_keys);
+    let http_names = (http.iter()).map(|r| (RouteName::Http(Arc::clone(r)), Arc::as_ptr(r).addr()));
+    let grpc_names = (grpc.iter()).map(|r| (RouteName::Grpc(Arc::clone(r)), Arc::as_ptr(r).addr()));
+    let names = http_names.chain(grpc_names);
     match sink {
         Sink::Kept(routes, _) => {
             let routes = &*routes;
-            for (kind, meta, address) in keys {
+            for (name, address) in names {
                 // Each is there: remembered above.
                 if let Some(m) = routes.get(&address) {
-                    a.attach(ObjectKey::of(kind, meta), &m.outcome);
+                    a.attach(name, &m.outcome);
                 }
             }
         }
         Sink::Once(outcomes) => {
-            for ((kind, meta, _), outcome) in keys.zip(&*outcomes) {
-                a.attach(ObjectKey::of(kind, meta), outcome);
+            for ((name, _), outcome) in names.zip(&*outcomes) {
+                a.attach(name, outcome);
             }
         }
     }
     for (key, outcome) in l4_outcomes {
-        a.attach_l4(key, &outcome);
+        a.attach_l4(RouteName::Key(key), &outcome);
     }
-    // The routes' statuses go in at once: sorted, the map takes them in one pass, where an
-    // insert each searched it (a tenth of a recompile at 10,000 routes).
-    let mut statuses = std::mem::take(&mut a.statuses);
-    statuses.sort_unstable_by(|x, y| x.0.cmp(&y.0)); // one status per key
-    status.objects.append(&mut statuses.into_iter().collect());
+    a.attached.statuses = RouteStatuses(a.statuses);
     a.attached
+}
+
+/// The routes' statuses, each with the object it belongs to: their keys (two strings each)
+/// are built and the statuses sorted into the status map by [`RouteStatuses::write`], which
+/// a data plane can leave until it serves the snapshot ([`Staged`](crate::Staged)).
+#[derive(Default)]
+pub(crate) struct RouteStatuses(Vec<(RouteName, Arc<RouteStatus>)>);
+
+/// The route a status belongs to.
+pub(crate) enum RouteName {
+    Http(Arc<HttpRoute>),
+    Grpc(Arc<GrpcRoute>),
+    Key(ObjectKey),
+}
+
+impl RouteName {
+    fn key(self) -> ObjectKey {
+        match self {
+            RouteName::Http(r) => ObjectKey::of(Kind::HttpRoute, &r.metadata),
+            RouteName::Grpc(r) => ObjectKey::of(Kind::GrpcRoute, &r.metadata),
+            RouteName::Key(key) => key,
+        }
+    }
+}
+
+impl RouteStatuses {
+    /// Puts the statuses in `status`.
+    pub(crate) fn write(self, status: &mut Status) {
+        let mut statuses: Vec<_> = (self.0.into_iter())
+            .map(|(name, s)| (name.key(), ObjectStatus::Route(s)))
+            .collect();
+        // At once: sorted, the map takes them in one pass, where an insert each searched it
+        // (a tenth of a recompile at 10,000 routes).
+        statuses.sort_unstable_by(|x, y| x.0.cmp(&y.0)); // one status per key
+        status.objects.append(&mut statuses.into_iter().collect());
+    }
 }
 
 /// The TLSRoutes, TCPRoutes and UDPRoutes, each kind by age, with the protocol their backends
@@ -321,14 +352,14 @@ struct Attacher<'a, 'g, 'm> {
     /// The lists of Services added to the endpoint sources (`None`) and to each Gateway's
     /// Services (`Some(gateway)`), by address: each list is added once.
     added: foldhash::HashSet<(Option<usize>, usize)>,
-    /// The routes' statuses, put in the status map after the last route.
-    statuses: Vec<(ObjectKey, ObjectStatus)>,
+    /// The routes' statuses.
+    statuses: Vec<(RouteName, Arc<RouteStatus>)>,
 }
 
 impl<'m> Attacher<'_, '_, 'm> {
     /// Adds an HTTPRoute's or GRPCRoute's outcome to the compile's.
-    fn attach(&mut self, key: ObjectKey, outcome: &'m Outcome) {
-        self.listeners_and_status(key, outcome);
+    fn attach(&mut self, name: RouteName, outcome: &'m Outcome) {
+        self.listeners_and_status(name, outcome);
         if let Target::Http(route) = &outcome.target {
             for (li, hosts) in &outcome.accepted {
                 self.attached.http.push(HttpAttachment {
@@ -341,8 +372,8 @@ impl<'m> Attacher<'_, '_, 'm> {
     }
 
     /// Adds a TLSRoute's, TCPRoute's or UDPRoute's outcome to the compile's.
-    fn attach_l4(&mut self, key: ObjectKey, outcome: &Outcome) {
-        self.listeners_and_status(key, outcome);
+    fn attach_l4(&mut self, name: RouteName, outcome: &Outcome) {
+        self.listeners_and_status(name, outcome);
         if let Target::L4(l4) = &outcome.target {
             let (rule, order) = &**l4;
             for (li, hosts) in &outcome.accepted {
@@ -357,7 +388,7 @@ impl<'m> Attacher<'_, '_, 'm> {
     }
 
     /// The listeners' attached routes, the Services each Gateway routes to, the status.
-    fn listeners_and_status(&mut self, key: ObjectKey, outcome: &Outcome) {
+    fn listeners_and_status(&mut self, name: RouteName, outcome: &Outcome) {
         let attached = &mut self.attached;
         let services = &outcome.services;
         let mut first_time = |to: Option<usize>| {
@@ -381,7 +412,7 @@ impl<'m> Attacher<'_, '_, 'm> {
             }
         }
         if let Some(s) = &outcome.status {
-            self.statuses.push((key, ObjectStatus::Route(s.clone())));
+            self.statuses.push((name, s.clone()));
         }
     }
 }

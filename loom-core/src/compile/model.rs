@@ -263,6 +263,8 @@ pub(crate) struct Attached<'m> {
     pub(crate) services_by_gateway: BTreeMap<usize, BTreeSet<(String, String)>>,
     /// Every Service whose EndpointSlices some route's backends were resolved from.
     pub(crate) endpoint_sources: BTreeSet<(String, String)>,
+    /// The routes' statuses.
+    pub(crate) statuses: super::attachment::RouteStatuses,
 }
 
 /// The parts of a route attachment reads.

@@ -99,6 +99,29 @@ fn a_route_whose_object_and_world_are_unchanged_is_taken_from_the_last_compile()
     );
 }
 
+#[test]
+fn a_staged_compile_gives_the_snapshot_first_and_then_the_status_a_whole_compile_gives() {
+    let mut input = input(TWO_ROUTES);
+    let mut compiler = Compiler::new();
+    let options = Options::default();
+    let _ = compiler.compile(&input, &options);
+    input.upsert(b_elsewhere());
+    let whole = compile_with(&input, &options);
+    let crate::Staged {
+        snapshot,
+        status,
+        endpoint_sources,
+    } = compiler.compile_staged(&input, &options);
+    assert_eq!(snapshot_text(&snapshot), snapshot_text(&whole.snapshot));
+    assert_eq!(endpoint_sources, whole.endpoint_sources);
+    let status = status.finish();
+    assert!(matches!(
+        status.get(&route_key("b")),
+        Some(ObjectStatus::Route(_))
+    ));
+    assert_eq!(status, whole.status);
+}
+
 /// The virtual hosts of the Gateway's one listener, by hostname.
 fn vhosts(compiled: &Compiled) -> Vec<(String, Arc<crate::snapshot::VirtualHost>)> {
     let gw = crate::snapshot::GatewayName::new("infra", "gw");
