@@ -275,26 +275,28 @@ fn serve_from_kubernetes(
     let mut listening = handle.listening();
     let publisher = handle.clone();
     let latest = Arc::new(AtomicU64::new(0));
-    let publish: loom_k8s::Publish =
-        Arc::new(move |mut snapshot: loom_core::Snapshot, status, took| {
-            if !serve_gateways {
-                snapshot.gateways.clear();
-            }
-            let g = publisher.publish_shared(snapshot, status, took);
+    let publish: loom_k8s::Publish = Arc::new(move |mut snapshot: loom_core::Snapshot, took| {
+        if !serve_gateways {
+            snapshot.gateways.clear();
+        }
+        let served = publisher.publish_first(snapshot, took);
+        let latest = latest.clone();
+        Box::new(move |status| {
+            let g = served.status(status);
             tracing::info!("configuration {g} compiled in {took:?}");
-            // Freed memory goes back to the system once compiles pause, not after each one:
-            // in a burst the next compile would fault the pages in again (at 5,000 routes a
-            // collect took ~9% of the controller's time). The controller's runtime has one
-            // thread, the one whose memory is collected.
+            // Freed memory goes back to the system once compiles pause, not after each
+            // one: in a burst the next compile would fault the pages in again (at 5,000
+            // routes a collect took ~9% of the controller's time). The controller's
+            // runtime has one thread, the one whose memory is collected.
             latest.store(g, Ordering::Relaxed);
-            let latest = latest.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(RELEASE_AFTER).await;
                 if latest.load(Ordering::Relaxed) == g {
                     crate::release_freed_memory();
                 }
             });
-        });
+        })
+    });
     std::thread::Builder::new()
         .name("loom-controller".into())
         .spawn(move || {

@@ -132,8 +132,7 @@ impl ServeHttp for Admin {
             "/readyz" => self.readyz(),
             "/config" => {
                 let p = self.handle.load();
-                let status: serde_json::Map<String, serde_json::Value> = p
-                    .status
+                let status: serde_json::Map<String, serde_json::Value> = (p.status.load())
                     .objects
                     .iter()
                     .map(|(k, s)| (k.to_string(), serde_json::to_value(s).unwrap_or_default()))

@@ -18,10 +18,33 @@ pub struct Published {
     /// The routing snapshot.
     pub snapshot: Snapshot,
     /// The status computed with it (shared with the controller, which plans its writes
-    /// from it).
-    pub status: Arc<Status>,
+    /// from it). A snapshot served before its status is put together
+    /// ([`SnapshotHandle::publish_first`]) has the last one's until then.
+    pub status: ArcSwap<Status>,
     /// How long the compile that produced it took (reported in metrics).
     pub compile_time: Duration,
+}
+
+/// A snapshot served before its status ([`SnapshotHandle::publish_first`]).
+#[must_use = "the listener manager is woken when the status is given"]
+pub struct StatusToCome {
+    changes: Arc<watch::Sender<u64>>,
+    published: Arc<Published>,
+}
+
+impl StatusToCome {
+    /// The snapshot's status: published with it, and the listener manager woken. Returns the
+    /// generation.
+    pub fn status(self, status: Arc<Status>) -> u64 {
+        self.published.status.store(status);
+        self.published.generation
+    }
+}
+
+impl Drop for StatusToCome {
+    fn drop(&mut self) {
+        self.changes.send_replace(self.published.generation);
+    }
 }
 
 /// What the data plane's listeners are doing with a published configuration.
@@ -133,17 +156,29 @@ impl SnapshotHandle {
         status: Arc<Status>,
         compile_time: Duration,
     ) -> u64 {
+        self.publish_first(snapshot, compile_time).status(status)
+    }
+
+    /// Serves `snapshot` at once, before its status is put together (at thousands of routes
+    /// that is a third of a compile, which a change need not wait for): requests use it from
+    /// here on, with the last publish's status until [`StatusToCome::status`] gives its own.
+    /// The listener manager (listeners, health checks, metrics) is woken then, or when the
+    /// `StatusToCome` is dropped.
+    pub fn publish_first(&self, snapshot: Snapshot, compile_time: Duration) -> StatusToCome {
         // Plugins are made ready before the snapshot that runs them is served.
         self.plugins.prepare(&snapshot);
-        let generation = self.current.load().generation + 1;
-        self.current.store(Arc::new(Published {
-            generation,
+        let last = self.current.load();
+        let published = Arc::new(Published {
+            generation: last.generation + 1,
             snapshot,
-            status,
+            status: ArcSwap::new(last.status.load_full()),
             compile_time,
-        }));
-        self.changes.send_replace(generation);
-        generation
+        });
+        self.current.store(published.clone());
+        StatusToCome {
+            changes: self.changes.clone(),
+            published,
+        }
     }
 
     /// A receiver that changes on every publish.
@@ -169,5 +204,64 @@ impl SnapshotHandle {
             *current = listening;
             changed
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use loom_core::input::{Kind, ObjectKey};
+    use loom_core::status::ObjectStatus;
+
+    use super::*;
+
+    /// A status with one object in it, told apart by name.
+    fn status(name: &str) -> Arc<Status> {
+        let mut s = Status::default();
+        let key = ObjectKey {
+            kind: Kind::HttpRoute,
+            namespace: "app".into(),
+            name: name.into(),
+        };
+        s.objects
+            .insert(key, ObjectStatus::Route(Arc::new(Default::default())));
+        Arc::new(s)
+    }
+
+    fn names(p: &Published) -> Vec<String> {
+        let status = p.status.load();
+        status.objects.keys().map(|k| k.name.clone()).collect()
+    }
+
+    #[test]
+    fn a_snapshot_published_first_is_served_at_once_with_the_last_status_until_its_own() {
+        let handle = SnapshotHandle::new();
+        let mut changes = handle.subscribe();
+        handle.publish_shared(Snapshot::default(), status("first"), Duration::ZERO);
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+
+        let to_come = handle.publish_first(Snapshot::default(), Duration::from_millis(3));
+        let served = handle.load();
+        assert_eq!(served.generation, 2);
+        assert_eq!(served.compile_time, Duration::from_millis(3));
+        assert_eq!(names(&served), ["first"]);
+        // The listener manager waits for the status (its metrics are the status's).
+        assert!(!changes.has_changed().unwrap());
+
+        assert_eq!(to_come.status(status("second")), 2);
+        assert_eq!(names(&served), ["second"]);
+        assert!(Arc::ptr_eq(&handle.load(), &served));
+        assert!(changes.has_changed().unwrap());
+        assert_eq!(*changes.borrow_and_update(), 2);
+    }
+
+    #[test]
+    fn a_snapshot_whose_status_never_comes_still_wakes_the_listener_manager() {
+        let handle = SnapshotHandle::new();
+        let mut changes = handle.subscribe();
+        drop(handle.publish_first(Snapshot::default(), Duration::ZERO));
+        assert!(changes.has_changed().unwrap());
+        assert_eq!(*changes.borrow_and_update(), 1);
+        assert!(names(&handle.load()).is_empty());
     }
 }

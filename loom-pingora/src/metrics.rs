@@ -228,7 +228,8 @@ impl Metrics {
         // gauge's label lookup per route was half of the work after a publish at 5,000
         // routes; the health sync the other half).
         let mut attached: foldhash::HashMap<(Kind, &str, &str), i64> = Default::default();
-        for (key, status) in &p.status.objects {
+        let status = p.status.load_full();
+        for (key, status) in &status.objects {
             match status {
                 ObjectStatus::Gateway(g) => {
                     for c in &g.conditions.0 {
@@ -481,7 +482,7 @@ spec:
         Published {
             generation: 1,
             snapshot: compiled.snapshot,
-            status: compiled.status.into(),
+            status: arc_swap::ArcSwap::from_pointee(compiled.status),
             compile_time: std::time::Duration::from_millis(1),
         }
     }

@@ -22,7 +22,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::DynamicObject;
 use kube::runtime::watcher::Event;
 use loom_core::input::{Input, Kind, Object, ObjectKey};
-use loom_core::{Compiled, Compiler, Options};
+use loom_core::{Compiler, Options, Staged};
 use serde_json::Value;
 
 use super::readiness::{InitialList, ReferenceFetch};
@@ -221,9 +221,9 @@ impl Index {
     }
 
     /// Compiles the input, reusing what the last compile did for the routes that did not
-    /// change (while nothing else did).
-    pub(crate) fn compile(&mut self, options: &Options) -> Compiled {
-        self.compiler.compile(&self.input, options)
+    /// change (while nothing else did); the snapshot before its status is finished.
+    pub(crate) fn compile_staged(&mut self, options: &Options) -> Staged {
+        self.compiler.compile_staged(&self.input, options)
     }
 
     pub(crate) fn observed(&self, key: &ObjectKey) -> Option<&ObservedStatus> {

@@ -11,9 +11,11 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::ApiResource;
+#[cfg(test)]
+use loom_core::Compiled;
 use loom_core::input::{Gateway, Input, Kind, ObjectKey, Service};
 use loom_core::status::{ConditionType, ObjectStatus, Status, StatusAddress};
-use loom_core::{Compiled, NotServing, Options};
+use loom_core::{NotServing, Options, Staged};
 use serde_json::Value;
 
 use super::index::{Index, Rollouts};
@@ -36,9 +38,16 @@ impl Planner {
         Planner { opts, resources }
     }
 
-    /// Compiles what the index holds, with the addresses each Gateway reports: from the pool
-    /// (assigned here), or its Service's.
+    /// [`compile_staged`](Self::compile_staged), its status finished.
+    #[cfg(test)]
     pub(crate) fn compile(&self, index: &mut Index) -> Compiled {
+        self.compile_staged(index).finish()
+    }
+
+    /// Compiles what the index holds, with the addresses each Gateway reports: from the pool
+    /// (assigned here), or its Service's. The snapshot comes before its status is finished
+    /// (served first).
+    pub(crate) fn compile_staged(&self, index: &mut Index) -> Staged {
         let mut opts = self.opts.compile.clone();
         if let Some(ports) = &self.opts.ports_not_serving {
             opts.ports_not_serving = ports.borrow().clone();
@@ -90,9 +99,9 @@ impl Planner {
             }
         }
         let mut compiled = if self.opts.reuse_compiles {
-            index.compile(&opts)
+            index.compile_staged(&opts)
         } else {
-            loom_core::compile_with(index.input(), &opts)
+            loom_core::compile_staged(index.input(), &opts)
         };
         if let Some((ns, name)) = self
             .opts

@@ -114,7 +114,7 @@ fn publish_all(configs: &BTreeMap<String, String>) -> std::sync::Arc<Published> 
 /// Asserts that every object of `published` that `mine` picks is healthy (Accepted,
 /// ResolvedRefs, Programmed), printing the status of one that is not.
 pub(crate) fn assert_healthy(published: &Published, mine: impl Fn(&ObjectKey) -> bool) {
-    for (k, st) in &published.status.objects {
+    for (k, st) in &published.status.load().objects {
         if mine(k) {
             assert!(
                 st.is_healthy(),
