@@ -207,7 +207,7 @@ mod tests {
     #[test]
     fn listener_conditions_keep_their_times_by_listener_name() {
         let gw = |status| {
-            ObjectStatus::Gateway(GatewayStatus {
+            ObjectStatus::Gateway(Box::new(GatewayStatus {
                 listeners: vec![
                     ListenerStatus {
                         name: "a".into(),
@@ -221,7 +221,7 @@ mod tests {
                     },
                 ],
                 ..Default::default()
-            })
+            }))
         };
         let first = next_status(Some(&gw(true)), None, ME, "T1").unwrap();
         let second = next_status(Some(&gw(false)), Some(&first), ME, "T2").unwrap();

@@ -61,10 +61,10 @@ pub(crate) fn gateway_classes(lookup: &InputLookup<'_>, status: &mut Status) -> 
                 namespace: String::new(),
                 name: class.metadata.name.clone(),
             },
-            ObjectStatus::GatewayClass(GatewayClassStatus {
+            ObjectStatus::GatewayClass(Box::new(GatewayClassStatus {
                 conditions,
                 supported_features,
-            }),
+            })),
         );
         classes.insert(class.metadata.name.clone(), invalid.is_none());
     }

@@ -490,7 +490,7 @@ pub(crate) fn write_status(
         }
         status.objects.insert(
             c.key.clone(),
-            crate::status::ObjectStatus::Policy(PolicyStatus { ancestors }),
+            crate::status::ObjectStatus::Policy(Box::new(PolicyStatus { ancestors })),
         );
     }
 }

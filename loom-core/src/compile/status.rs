@@ -229,7 +229,7 @@ impl Gateways<'_> {
                     namespace: gw.name.namespace.clone(),
                     name: gw.name.name.clone(),
                 },
-                ObjectStatus::Gateway(GatewayStatus {
+                ObjectStatus::Gateway(Box::new(GatewayStatus {
                     addresses: gw.addresses.clone(),
                     conditions: c,
                     listeners: own
@@ -237,7 +237,7 @@ impl Gateways<'_> {
                         .map(|l| l.status(self.not_serving(&gw.name, l.port)))
                         .collect(),
                     attached_listener_sets,
-                }),
+                })),
             );
         }
         for set in &self.listener_sets {
@@ -300,7 +300,7 @@ impl Gateways<'_> {
             }
             status.objects.insert(
                 set.key.clone(),
-                ObjectStatus::ListenerSet(ListenerSetStatus {
+                ObjectStatus::ListenerSet(Box::new(ListenerSetStatus {
                     conditions: c,
                     listeners: set
                         .listeners
@@ -310,7 +310,7 @@ impl Gateways<'_> {
                             l.status(self.not_serving(&self.gateways[l.gateway].name, l.port))
                         })
                         .collect(),
-                }),
+                })),
             );
         }
     }
@@ -401,7 +401,7 @@ pub(crate) fn write_backend_tls_status(
         }
         status.objects.insert(
             p.key.clone(),
-            ObjectStatus::Policy(PolicyStatus { ancestors }),
+            ObjectStatus::Policy(Box::new(PolicyStatus { ancestors })),
         );
     }
 }
@@ -479,7 +479,7 @@ pub(crate) fn write_traffic_policy_status(
             .collect();
         status.objects.insert(
             key.clone(),
-            ObjectStatus::Policy(PolicyStatus { ancestors }),
+            ObjectStatus::Policy(Box::new(PolicyStatus { ancestors })),
         );
     }
 }
