@@ -251,7 +251,11 @@ async fn watch_and_compile(
     loop {
         let deadline = debounce.deadline();
         let ready = index.initial_list_complete();
+        // A plan left objects for the next: planned again after what else is ready.
+        let more_writes =
+            status_writes.more_to_plan() && !debounce.is_pending() && *leader.borrow();
         tokio::select! {
+            () = std::future::ready(()), if more_writes => replan_writes = true,
             ev = events.next() => {
                 // With the events already waiting: a burst (the writer's own status writes
                 // coming back) is planned for once.

@@ -145,22 +145,32 @@ impl Planner {
                 what: Write::Status(status),
             }))
         };
-        match std::mem::replace(&mut statuses.stale, Stale::Some(HashSet::new())) {
-            Stale::All => {
+        let stale = match std::mem::replace(&mut statuses.stale, Stale::Some(HashSet::new())) {
+            Stale::All if statuses.planned.is_empty() => {
                 statuses.planned = index
                     .observed_keys()
                     .filter_map(|key| Some((key.clone(), plan(key)?)))
                     .collect();
+                HashSet::new()
             }
-            Stale::Some(keys) => {
-                for key in keys {
-                    match plan(&key) {
-                        Some(write) => statuses.planned.insert(key, write),
-                        None => statuses.planned.remove(&key),
-                    };
-                }
-            }
+            // A resync: what was planned, and what is observed now.
+            Stale::All => (index.observed_keys())
+                .chain(statuses.planned.keys())
+                .cloned()
+                .collect(),
+            Stale::Some(keys) => keys,
+        };
+        // At most PLAN_AT_ONCE now; the rest stay stale for the next plan.
+        let mut stale = stale.into_iter();
+        for key in stale.by_ref().take(PLAN_AT_ONCE) {
+            match plan(&key) {
+                Some(write) => statuses.planned.insert(key, write),
+                None => statuses.planned.remove(&key),
+            };
         }
+        let rest: HashSet<ObjectKey> = stale.collect();
+        statuses.more = !rest.is_empty();
+        statuses.stale = Stale::Some(rest);
         // Shared, not copied: during a flood thousands of writes are planned, and planned
         // again after every compile.
         let mut out: Vec<Arc<StatusWrite>> = statuses.planned.values().cloned().collect();
@@ -313,7 +323,15 @@ impl Planner {
 pub(crate) struct StatusWrites {
     planned: BTreeMap<ObjectKey, Arc<StatusWrite>>,
     stale: Stale,
+    /// The last plan left stale objects for the next ([`PLAN_AT_ONCE`]).
+    more: bool,
 }
+
+/// The most objects whose writes one plan computes when some were planned before (a resync,
+/// every 30 s, plans every object again: ~35 ms at 5,000 HTTPRoutes, which a change that
+/// came in meanwhile waited for). The rest stay stale, and the loop plans again at once,
+/// after what else is ready.
+pub(crate) const PLAN_AT_ONCE: usize = 256;
 
 /// Which objects' status writes have to be planned again.
 #[derive(Debug)]
@@ -328,6 +346,7 @@ impl Default for StatusWrites {
         StatusWrites {
             planned: BTreeMap::new(),
             stale: Stale::All,
+            more: false,
         }
     }
 }
@@ -336,6 +355,11 @@ impl StatusWrites {
     /// Every object's write is planned again (a resync, a new leader).
     pub(crate) fn all_stale(&mut self) {
         self.stale = Stale::All;
+    }
+
+    /// Whether the last plan left objects to plan again ([`PLAN_AT_ONCE`]).
+    pub(crate) fn more_to_plan(&self) -> bool {
+        self.more
     }
 
     /// These objects' writes are planned again (their observed state changed).

@@ -619,6 +619,29 @@ fn a_resync_plans_every_object_afresh() {
     assert_eq!(resynced, full_plan(&run.planner, &index, &run.status, NOW));
 }
 
+#[test]
+fn a_resync_plans_so_many_objects_at_a_time_and_ends_with_every_write() {
+    let mut run = Loop::new();
+    let mut objects = loom_gateway();
+    for i in 0..PLAN_AT_ONCE + 10 {
+        objects.push((Kind::HttpRoute, route(&format!("r{i:03}"), "edge")));
+    }
+    let mut index = index_of(&objects);
+    run.compile(&mut index);
+    // Nothing planned before: all at once.
+    let first = run.plan(&mut index, EARLIER);
+    assert!(!run.writes.more_to_plan());
+    assert_eq!(first, full_plan(&run.planner, &index, &run.status, EARLIER));
+    run.writes.all_stale();
+    let partly = run.plan(&mut index, NOW);
+    assert!(run.writes.more_to_plan());
+    let full = full_plan(&run.planner, &index, &run.status, NOW);
+    assert_ne!(partly, full);
+    let resynced = run.plan(&mut index, NOW);
+    assert!(!run.writes.more_to_plan());
+    assert_eq!(resynced, full);
+}
+
 // === Compile: addresses ===
 
 #[test]
