@@ -7,6 +7,9 @@
 //!   (its path, back and forth), the compile before having seen the others;
 //!   `recompile/hosts/N`: the same with a hostname of its own for each route (one virtual
 //!   host each).
+//! * `recompile_staged/routes/N`: the same as `recompile/routes/N` up to the snapshot
+//!   (`Compiler::compile_staged`): what a change waits for before a data plane serves it; the
+//!   routes' statuses are put together after.
 //! * `http_table/new/N`: building one virtual host's table of N `PathPrefix` matches.
 //!
 //! Run with `cargo bench -p loom-core --bench compile`.
@@ -205,6 +208,31 @@ fn bench_recompile(c: &mut Criterion) {
             vec![host],
             std::iter::once(format!("/changed-{v}")),
         )
+    });
+    group.finish();
+    let mut group = c.benchmark_group("recompile_staged");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
+    let n = 10_000;
+    let mut input = routes(n);
+    let options = Options::default();
+    let mut compiler = Compiler::new();
+    let _ = compiler.compile(&input, &options);
+    let versions = [0, 1].map(|v| {
+        Object::from(route(
+            n / 2,
+            vec![],
+            std::iter::once(format!("/changed-{v}")),
+        ))
+    });
+    let mut next = 0;
+    group.bench_function(BenchmarkId::new("routes", n), |b| {
+        b.iter(|| {
+            input.upsert(versions[next].clone());
+            next = 1 - next;
+            compiler.compile_staged(&input, &options).snapshot
+        })
     });
     group.finish();
 }
