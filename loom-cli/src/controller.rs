@@ -119,7 +119,7 @@ async fn client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client> {
         }
         None => kube::Config::infer().await?,
     };
-    Ok(loom_k8s::client(config)?)
+    Ok(kube::Client::try_from(config)?)
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {

@@ -17,13 +17,11 @@
 //!   controllers' entries).
 //! - [`addresses`]: the address pool. [`provision`]: the per-Gateway objects.
 //! - `writer`: applies the planned writes on the Lease holder. [`crds`]: Loom's CRDs.
-//! - [`client()`]: kube's client over HTTP/2 (every watch on one connection).
 //!
 //! The pure parts are tested without an API server; the loop is tested against a real
 //! one (`ci/k8s`).
 
 pub mod addresses;
-mod client;
 pub mod controller;
 pub mod crds;
 pub mod provision;
@@ -31,7 +29,6 @@ pub mod resources;
 pub mod status;
 mod writer;
 
-pub use client::client;
 pub use controller::{ControllerOptions, LeaseOptions, PluginModules, Publish, StatusToCome, run};
 
 /// Test helper: the objects of a YAML string as an `Input` (no load errors allowed).
