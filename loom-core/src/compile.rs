@@ -142,7 +142,7 @@ pub struct Compiled {
 /// ([`Compiler::compile_staged`]): a data plane serves the snapshot, then
 /// [`PendingStatus::finish`] builds the status. At 5,000 routes, building and sorting the
 /// routes' status keys is a third of a recompile that a change waits for before it is served.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Staged {
     /// What the data plane serves.
     pub snapshot: Snapshot,
@@ -163,17 +163,8 @@ impl Staged {
     }
 }
 
-impl std::fmt::Debug for Staged {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Staged")
-            .field("snapshot", &self.snapshot)
-            .field("endpoint_sources", &self.endpoint_sources)
-            .finish_non_exhaustive()
-    }
-}
-
 /// The status of a [`Staged`] compile: everything but the routes' statuses is in place.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct PendingStatus {
     status: Status,
     routes: attachment::RouteStatuses,

@@ -48,10 +48,10 @@ const MAX_EVENTS_AT_ONCE: usize = 1024;
 /// Where compiled snapshots go (the data plane's handle), with how long the compile took,
 /// before their status is put together: the function returned takes the status (which the
 /// controller keeps too, to plan status writes from) once it is.
-pub type Publish = Arc<dyn Fn(Snapshot, Duration) -> StatusToCome + Send + Sync>;
+pub type Publish = Arc<dyn Fn(Snapshot, Duration) -> TakeStatus + Send + Sync>;
 
 /// Takes the status of the snapshot just published ([`Publish`]).
-pub type StatusToCome = Box<dyn FnOnce(Arc<Status>) + Send>;
+pub type TakeStatus = Box<dyn FnOnce(Arc<Status>) + Send>;
 
 /// How the controller runs.
 #[derive(Clone, Debug)]
@@ -318,9 +318,9 @@ async fn watch_and_compile(
                     // Served first, before the statuses are put together (at thousands of
                     // routes, a third of the compile); then which objects' writes to plan
                     // again.
-                    let status_to_come = publish(snapshot, took);
+                    let take_status = publish(snapshot, took);
                     let status = Arc::new(status.finish());
-                    status_to_come(status.clone());
+                    take_status(status.clone());
                     let whole = now.elapsed();
                     tracing::debug!("compiled in {took:?} ({whole:?} with status)");
                     status_writes.compiled(last_status.as_deref(), &status);

@@ -29,7 +29,7 @@ pub mod resources;
 pub mod status;
 mod writer;
 
-pub use controller::{ControllerOptions, LeaseOptions, PluginModules, Publish, StatusToCome, run};
+pub use controller::{ControllerOptions, LeaseOptions, PluginModules, Publish, TakeStatus, run};
 
 /// Test helper: the objects of a YAML string as an `Input` (no load errors allowed).
 #[cfg(test)]

@@ -136,10 +136,11 @@ pub(crate) fn attach_all<'m>(
 /// The routes' statuses, each with the object it belongs to: their keys (two strings each)
 /// are built and the statuses sorted into the status map by [`RouteStatuses::write`], which
 /// a data plane can leave until it serves the snapshot ([`Staged`](crate::Staged)).
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct RouteStatuses(Vec<(RouteName, Arc<RouteStatus>)>);
 
 /// The route a status belongs to.
+#[derive(Debug)]
 pub(crate) enum RouteName {
     Http(Arc<HttpRoute>),
     Grpc(Arc<GrpcRoute>),

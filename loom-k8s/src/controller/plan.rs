@@ -169,7 +169,6 @@ impl Planner {
             };
         }
         let rest: HashSet<ObjectKey> = stale.collect();
-        statuses.more = !rest.is_empty();
         statuses.stale = Stale::Some(rest);
         // Shared, not copied: during a flood thousands of writes are planned, and planned
         // again after every compile.
@@ -323,8 +322,6 @@ impl Planner {
 pub(crate) struct StatusWrites {
     planned: BTreeMap<ObjectKey, Arc<StatusWrite>>,
     stale: Stale,
-    /// The last plan left stale objects for the next ([`PLAN_AT_ONCE`]).
-    more: bool,
 }
 
 /// The most objects whose writes one plan computes when some were planned before (a resync,
@@ -346,7 +343,6 @@ impl Default for StatusWrites {
         StatusWrites {
             planned: BTreeMap::new(),
             stale: Stale::All,
-            more: false,
         }
     }
 }
@@ -357,9 +353,9 @@ impl StatusWrites {
         self.stale = Stale::All;
     }
 
-    /// Whether the last plan left objects to plan again ([`PLAN_AT_ONCE`]).
+    /// Whether objects are left to plan again (a plan does [`PLAN_AT_ONCE`] at most).
     pub(crate) fn more_to_plan(&self) -> bool {
-        self.more
+        matches!(&self.stale, Stale::Some(keys) if !keys.is_empty())
     }
 
     /// These objects' writes are planned again (their observed state changed).
