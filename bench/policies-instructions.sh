@@ -15,7 +15,9 @@
 #
 # usage: bench/policies-instructions.sh
 #   env: REQUESTS (5000), VARIANTS ("none ratelimit ratelimit-always breaker"; a variant named
-#   twice runs twice), LOOM_BIN (a binary instead of this checkout's release build)
+#   twice runs twice; "pingora" is the shared harness's minimal Pingora proxy instead of Loom),
+#   LOOM_BIN (a binary instead of this checkout's release build), PINGORA_BIN (default: where
+#   ../shared/bench/setup.sh builds it)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${REQUESTS:-5000}
@@ -29,6 +31,7 @@ else
   TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.toml" | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
   LOOM=$TARGET_DIR/release/loom
 fi
+PINGORA_BIN=${PINGORA_BIN:-/tmp/perf/pingora-min/target/release/pingora-min}
 OUT=$(mktemp -d /tmp/loom-bench-instructions.XXXXXX)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UPSTREAM=$(free_port)
@@ -46,15 +49,23 @@ BACKEND=$!
 PID=
 trap 'kill $BACKEND ${PID:-} 2>/dev/null || true' EXIT
 for variant in ${VARIANTS:-none ratelimit ratelimit-always breaker}; do
-  case $variant in
-    none) tpl=$ROOT/bench/loom.yaml.tpl ;;
-    *) tpl=$ROOT/bench/loom-$variant.yaml.tpl ;;
-  esac
   PORT=$(free_port) ADMIN=$(free_port)
-  sed -e "s/@PORT@/$PORT/g" -e "s/@UPSTREAM_PORT@/$UPSTREAM/g" "$tpl" >"$OUT/$variant.yaml"
-  RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$OUT/$variant.%p" \
-    "$LOOM" serve -f "$OUT/$variant.yaml" --threads 1 --admin "127.0.0.1:$ADMIN" \
-    >"$OUT/$variant.log" 2>&1 &
+  if [[ $variant == pingora ]]; then
+    # The shared harness's minimal Pingora proxy (one thread, the same backend): what Loom's
+    # routing, filters, policies and metrics add to Pingora's own request path (#16 target 1).
+    [[ -x $PINGORA_BIN ]] || { echo "no minimal Pingora at $PINGORA_BIN (run ../shared/bench/setup.sh)" >&2; exit 2; }
+    cmd=(env LISTEN="127.0.0.1:$PORT" UPSTREAM="127.0.0.1:$UPSTREAM" THREADS=1
+      valgrind --tool=callgrind --callgrind-out-file="$OUT/$variant.%p" "$PINGORA_BIN")
+  else
+    case $variant in
+      none) tpl=$ROOT/bench/loom.yaml.tpl ;;
+      *) tpl=$ROOT/bench/loom-$variant.yaml.tpl ;;
+    esac
+    sed -e "s/@PORT@/$PORT/g" -e "s/@UPSTREAM_PORT@/$UPSTREAM/g" "$tpl" >"$OUT/$variant.yaml"
+    cmd=(valgrind --tool=callgrind --callgrind-out-file="$OUT/$variant.%p"
+      "$LOOM" serve -f "$OUT/$variant.yaml" --threads 1 --admin "127.0.0.1:$ADMIN")
+  fi
+  RUST_LOG=warn "${cmd[@]}" >"$OUT/$variant.log" 2>&1 &
   PID=$!
   for _ in $(seq 1 600); do
     curl -sf -o /dev/null "http://127.0.0.1:$PORT/" && break
