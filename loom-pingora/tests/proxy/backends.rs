@@ -5,6 +5,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// An HTTP/1.1 echo backend: answers every request with `name path host x-test-header`.
@@ -17,6 +18,21 @@ pub(crate) fn echo_backend(name: &'static str) -> u16 {
         }
     });
     port
+}
+
+/// [`echo_backend`], and how many connections it has accepted.
+pub(crate) fn counting_echo_backend(name: &'static str) -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            counter.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || serve_echo(stream, name));
+        }
+    });
+    (port, accepted)
 }
 
 fn serve_echo(mut stream: TcpStream, name: &str) {
@@ -46,8 +62,10 @@ fn serve_echo(mut stream: TcpStream, name: &str) {
         let mut content_length = None;
         let mut chunked = false;
         let mut forwarded = [String::new(), String::new(), String::new()];
+        let mut names = Vec::new();
         for l in lines {
             if let Some((n, v)) = l.split_once(':') {
+                names.push(n.to_ascii_lowercase());
                 match n.to_ascii_lowercase().as_str() {
                     "host" => host = v.trim().to_owned(),
                     "x-test" => test = v.trim().to_owned(),
@@ -102,9 +120,10 @@ fn serve_echo(mut stream: TcpStream, name: &str) {
         let seen_length = content_length.map_or_else(|| "-".to_owned(), |n| n.to_string());
         let body = format!("{name} {path} {host} {test}");
         let resp = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nx-backend: {name}\r\nx-seen-content-length: {seen_length}\r\nx-seen-forwarded: {}\r\n\r\n{body}",
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nx-backend: {name}\r\nx-seen-content-length: {seen_length}\r\nx-seen-forwarded: {}\r\nx-seen-headers: {}\r\n\r\n{body}",
             body.len(),
-            forwarded.join("|")
+            forwarded.join("|"),
+            names.join(",")
         );
         if stream.write_all(resp.as_bytes()).is_err() {
             return;

@@ -2,6 +2,7 @@
 
 use crate::clients::get;
 use crate::harness::start_web;
+use std::time::Duration;
 
 #[test]
 fn routes_by_host_to_the_catch_all_rule_with_path_and_query_intact() {
@@ -45,6 +46,37 @@ fn the_backend_learns_the_client_address_scheme_and_host_and_not_what_the_client
         r.header("x-seen-forwarded"),
         Some("127.0.0.1|http|web.example.com")
     );
+}
+
+#[test]
+fn hop_by_hop_headers_stay_on_the_client_connection() {
+    let web = start_web("routing-hop-by-hop");
+    let hop_by_hop = "Connection: close, X-Private\r\nKeep-Alive: timeout=5\r\n\
+        Proxy-Connection: keep-alive\r\nTE: trailers\r\nTrailer: X-Checksum\r\n\
+        Proxy-Authorization: Basic dXNlcjpwdw==\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n";
+    for extra in ["", hop_by_hop] {
+        let r = get(
+            web.port,
+            "web.example.com",
+            "/",
+            &format!("X-Kept: yes\r\n{extra}"),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{extra}");
+        let seen: Vec<&str> = r.header("x-seen-headers").unwrap().split(',').collect();
+        assert!(seen.contains(&"x-kept"), "{seen:?}");
+        for name in [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "trailer",
+            "proxy-authorization",
+            "http2-settings",
+        ] {
+            assert!(!seen.contains(&name), "{name} was forwarded: {seen:?}");
+        }
+    }
 }
 
 /// Gateway `{name}` routing `/` to a Loom Backend with these endpoints.
@@ -91,6 +123,24 @@ fn an_endpoint_named_by_dns_is_resolved_and_served() {
         (r.status, r.body.as_str()),
         (200, "dns /by-name web.example.com ")
     );
+}
+
+#[test]
+fn a_backend_connection_is_kept_alive_and_reused_by_the_next_requests() {
+    let (echo, accepted) = crate::backends::counting_echo_backend("reuse");
+    let (port, _owned) =
+        backend_endpoints("routing-backend-reuse", &format!("\"127.0.0.1:{echo}\""));
+    for i in 0..5 {
+        // Each client connection closes after its response; the backend's stays pooled (its
+        // release may trail the response by a moment, hence the pause).
+        std::thread::sleep(Duration::from_millis(20));
+        let r = get(port, "web.example.com", &format!("/{i}"), "").unwrap();
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (200, format!("reuse /{i} web.example.com ").as_str())
+        );
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
 #[test]

@@ -29,6 +29,7 @@ use super::*;
 use once_cell::sync::Lazy;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 static TIMER_MANAGER: Lazy<Arc<TimerManager>> = Lazy::new(|| {
     let tm = Arc::new(TimerManager::new());
@@ -46,7 +47,11 @@ static FAST_TIMEOUT_TO_TOKIO_THRESHOLD_SECS: AtomicU64 =
     AtomicU64::new(DEFAULT_FAST_TIMEOUT_TO_TOKIO_THRESHOLD_SECS);
 
 fn check_clock_thread(tm: &Arc<TimerManager>) {
-    if tm.should_i_start_clock() {
+    check_clock_thread_at(tm, Instant::now())
+}
+
+fn check_clock_thread_at(tm: &Arc<TimerManager>, now: Instant) {
+    if tm.should_i_start_clock_at(now) {
         std::thread::Builder::new()
             .name("Timer thread".into())
             .spawn(|| TIMER_MANAGER.clock_thread())
@@ -90,7 +95,11 @@ pub struct FastTimeout(Duration);
 
 impl ToTimeout for FastTimeout {
     fn timeout(&self) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
-        Box::pin(TIMER_MANAGER.register_timer(self.0).poll())
+        // loom patch: the clock thread is checked when a timer is registered (not when a
+        // timeout is created, which may never wait), with the registration's reading of the clock.
+        let now = Instant::now();
+        check_clock_thread_at(&TIMER_MANAGER, now);
+        Box::pin(TIMER_MANAGER.register_timer_at(now, self.0).poll())
     }
 
     fn create(d: Duration) -> Self {
@@ -112,6 +121,7 @@ pub struct FastOrTokioTimeout {
 }
 
 impl FastOrTokioTimeout {
+    #[cfg(test)]
     fn use_tokio(&self) -> bool {
         matches!(self.kind, TimeoutKind::Tokio)
     }
@@ -142,18 +152,15 @@ pub fn fast_timeout<T>(duration: Duration, future: T) -> Timeout<T, FastOrTokioT
 where
     T: Future,
 {
-    let callback = FastOrTokioTimeout::create(duration);
-    if !callback.use_tokio() {
-        check_clock_thread(&TIMER_MANAGER);
-    }
-
-    Timeout::new_with_callback(future, callback)
+    // loom patch: the clock thread is checked when the timer is registered (`FastTimeout`).
+    Timeout::new_with_callback(future, FastOrTokioTimeout::create(duration))
 }
 
 /// Similar to [tokio::time::sleep] but more efficient.
 pub async fn fast_sleep(duration: Duration) {
-    check_clock_thread(&TIMER_MANAGER);
-    TIMER_MANAGER.register_timer(duration).poll().await
+    let now = Instant::now();
+    check_clock_thread_at(&TIMER_MANAGER, now);
+    TIMER_MANAGER.register_timer_at(now, duration).poll().await
 }
 
 /// Pause the timer for fork()

@@ -181,11 +181,18 @@ impl TimerManager {
 
     // False if the clock is already started
     // If true, the caller must start the clock thread next
+    #[cfg(test)] // loom patch: callers read the clock themselves (`should_i_start_clock_at`)
     pub(crate) fn should_i_start_clock(&self) -> bool {
-        let Err(prev) = self.is_clock_running() else {
+        self.should_i_start_clock_at(Instant::now())
+    }
+
+    // loom patch: `should_i_start_clock` with the caller's reading of the clock (see
+    // `register_timer_at`).
+    pub(crate) fn should_i_start_clock_at(&self, now: Instant) -> bool {
+        let Err(prev) = self.is_clock_running_at(now) else {
             return false;
         };
-        let now = Instant::now().duration_since(self.zero).as_secs() as i64;
+        let now = now.duration_since(self.zero).as_secs() as i64;
         let res =
             self.clock_watchdog
                 .compare_exchange(prev, now, Ordering::SeqCst, Ordering::SeqCst);
@@ -194,8 +201,13 @@ impl TimerManager {
 
     // Ok(()) if clock is running (watch dog is within DELAYS_SEC of now)
     // Err(time) if watch do stopped at `time`
+    #[cfg(test)] // loom patch: as above
     pub(crate) fn is_clock_running(&self) -> Result<(), i64> {
-        let now = Instant::now().duration_since(self.zero).as_secs() as i64;
+        self.is_clock_running_at(Instant::now())
+    }
+
+    fn is_clock_running_at(&self, now: Instant) -> Result<(), i64> {
+        let now = now.duration_since(self.zero).as_secs() as i64;
         let prev = self.clock_watchdog.load(Ordering::SeqCst);
         if now < prev + DELAYS_SEC {
             Ok(())
@@ -208,6 +220,15 @@ impl TimerManager {
     ///
     /// When the timer expires, the [TimerStub] will be notified.
     pub fn register_timer(&self, duration: Duration) -> TimerStub {
+        self.register_timer_at(Instant::now(), duration)
+    }
+
+    /// Register a timer that expires `duration` after `now`.
+    ///
+    /// loom patch: the caller's reading of the clock, so that a fast timeout reads it once to
+    /// check the clock thread and to place its deadline (it read it three times: when the
+    /// timeout was created, and twice when its timer was registered).
+    pub fn register_timer_at(&self, now: Instant, duration: Duration) -> TimerStub {
         if self.is_paused_for_fork() {
             // Return a dummy TimerStub that will trigger right away.
             // This is fine assuming pause_for_fork() is called right before fork().
@@ -220,7 +241,7 @@ impl TimerManager {
         }
         // loom patch: the deadline's resolution grows with the duration (see `resolution_ms`).
         let now = Time(round_to(
-            (Instant::now() + duration - self.zero).as_millis(),
+            (now + duration - self.zero).as_millis(),
             resolution_ms(duration),
         ));
         {
