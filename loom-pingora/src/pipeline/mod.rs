@@ -184,6 +184,11 @@ impl ProxyHttp for LoomProxy {
         RequestCtx::new(Instant::now())
     }
 
+    /// None. Pingora's default is its response compression module, disabled (level 0): Loom
+    /// compresses nothing, and the module cost every request three allocations and two boxed
+    /// filter calls that did nothing (bench/RESULTS.md, #16).
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     fn on_connection_reuse(
         &self,
         _session: &mut Session,
@@ -440,16 +445,14 @@ impl ProxyHttp for LoomProxy {
         ctx.tries += 1;
         ctx.retrying = false;
         let backoff_ms = routed.rule.retry.as_ref().and_then(|r| r.backoff_ms);
-        if let Some(backoff) = timeouts::backoff(
-            backoff_ms,
-            &routed.timeouts,
-            ctx.started,
-            Instant::now(),
-            ctx.tries,
-        ) {
+        let mut now = Instant::now();
+        if let Some(backoff) =
+            timeouts::backoff(backoff_ms, &routed.timeouts, ctx.started, now, ctx.tries)
+        {
             tokio::time::sleep(backoff).await;
+            now = Instant::now();
         }
-        match timeouts::attempt_timeout(&routed.timeouts, ctx.started, Instant::now()) {
+        match timeouts::attempt_timeout(&routed.timeouts, ctx.started, now) {
             Err(timeouts::RequestTimedOut) => {
                 return Error::e_explain(HTTPStatus(504), "request timeout");
             }
