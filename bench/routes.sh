@@ -2,13 +2,18 @@
 # Loom with 10 and with 10,000 HTTPRoutes in one interleaved run (the request hits the last
 # route: every other route has its own hostname and path, the last one is the catch-all).
 # Uses ../shared/bench/lib.sh (pinned CPUs, bounded wrk runs). usage: bench/routes.sh
+# env: LOOM_BIN (a binary instead of this checkout's release build)
 if [ -z "${_PERF_TIMED:-}" ]; then export _PERF_TIMED=1; exec timeout -k 15 1200 "$0" "$@"; fi
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HERE=${SHARED:-$ROOT/../shared}/bench; export HERE
 source "$HERE/lib.sh"
-cargo build --release -q -p loom-cli --manifest-path "$ROOT/Cargo.toml" || exit 1
-LOOM=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.toml" | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/loom
+if [ -n "${LOOM_BIN:-}" ]; then
+  LOOM=$LOOM_BIN
+else
+  cargo build --release -q -p loom-cli --manifest-path "$ROOT/Cargo.toml" || exit 1
+  LOOM=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.toml" | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/loom
+fi
 mkdir -p "$RUN"; OUT=${OUT:-$PERF/results/routes-$(date +%Y%m%d-%H%M%S)}; mkdir -p "$OUT"; RES="$OUT/results.jsonl"
 trap 'stop_all' EXIT
 gen() {  # gen N PORT FILE
