@@ -438,8 +438,9 @@ where
                     // end of its statement, so in `Box::pin(f).await` the unboxed `f` would
                     // still take its room in this future.
                     ClientSession::H2(mut h2) => {
-                        let path =
-                            Box::pin(self.proxy_to_h2_upstream(session, &mut h2, client_reused, &peer, ctx));
+                        let path = Box::pin(
+                            self.proxy_to_h2_upstream(session, &mut h2, client_reused, &peer, ctx),
+                        );
                         let (server_reused, mut error) = path.await;
                         let session = ClientSession::H2(h2);
                         self.client_upstream
