@@ -196,70 +196,76 @@ fn bench_recompile(c: &mut Criterion) {
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(5));
+    let whole = |compiler: &mut Compiler, input: &Input, options: &Options| {
+        compiler.compile(input, options)
+    };
     for n in [1_000usize, 10_000] {
-        recompile(&mut group, "routes", n, routes(n), |v| {
-            route(n / 2, vec![], std::iter::once(format!("/changed-{v}")))
-        });
+        recompile(&mut group, "routes", n, routes(n), changed_route(n), whole);
     }
-    recompile(&mut group, "hosts", 5_000, hosts(5_000, 1), |v| {
-        let host = format!("host-{:04}.example.com", 5_000 / 2);
-        route(
-            5_000 / 2,
-            vec![host],
-            std::iter::once(format!("/changed-{v}")),
-        )
-    });
+    recompile(
+        &mut group,
+        "hosts",
+        5_000,
+        hosts(5_000, 1),
+        |v| {
+            let host = format!("host-{:04}.example.com", 5_000 / 2);
+            route(
+                5_000 / 2,
+                vec![host],
+                std::iter::once(format!("/changed-{v}")),
+            )
+        },
+        whole,
+    );
     group.finish();
     let mut group = c.benchmark_group("recompile_staged");
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(5));
     let n = 10_000;
-    let mut input = routes(n);
-    let options = Options::default();
-    let mut compiler = Compiler::new();
-    let _ = compiler.compile(&input, &options);
-    let versions = [0, 1].map(|v| {
-        Object::from(route(
-            n / 2,
-            vec![],
-            std::iter::once(format!("/changed-{v}")),
-        ))
-    });
-    let mut next = 0;
-    group.bench_function(BenchmarkId::new("routes", n), |b| {
-        b.iter(|| {
-            input.upsert(versions[next].clone());
-            next = 1 - next;
-            compiler.compile_staged(&input, &options).snapshot
-        })
-    });
+    recompile(
+        &mut group,
+        "routes",
+        n,
+        routes(n),
+        changed_route(n),
+        |compiler, input, options| compiler.compile_staged(input, options).snapshot,
+    );
     group.finish();
 }
 
-/// Compiles `input`, then benches compiling again after each change of one route between two
+/// Route `n / 2` of [`routes`] with a path of version `v`.
+fn changed_route(n: usize) -> impl Fn(usize) -> HttpRoute {
+    move |v| route(n / 2, vec![], std::iter::once(format!("/changed-{v}")))
+}
+
+/// Compiles `input`, then benches `compile` again after each change of one route between two
 /// versions (`changed(0)`, `changed(1)`).
-fn recompile(
+fn recompile<T>(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
     n: usize,
     mut input: Input,
     changed: impl Fn(usize) -> HttpRoute,
+    compile: impl Fn(&mut Compiler, &Input, &Options) -> T,
 ) {
     let options = Options::default();
     let mut compiler = Compiler::new();
     let whole = compiler.compile(&input, &options);
     let versions = [0, 1].map(|v| Object::from(changed(v)));
     let mut next = 0;
-    let mut step = |input: &mut Input, compiler: &mut Compiler| {
+    let mut change = |input: &mut Input| {
         input.upsert(versions[next].clone());
         next = 1 - next;
-        compiler.compile(input, &options)
     };
-    let again = step(&mut input, &mut compiler);
+    change(&mut input);
+    let again = compiler.compile(&input, &options);
     assert_eq!(again.status.objects.len(), whole.status.objects.len());
     group.bench_function(BenchmarkId::new(name, n), |b| {
-        b.iter(|| step(&mut input, &mut compiler))
+        b.iter(|| {
+            change(&mut input);
+            compile(&mut compiler, &input, &options)
+        })
     });
 }
 
