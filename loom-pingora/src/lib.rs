@@ -93,23 +93,8 @@ pub fn server(handle: SnapshotHandle, options: &ServeOptions) -> std::io::Result
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let conf = server.configuration.clone();
-    let metrics = metrics::Metrics::new();
-    let shared = Arc::new(pipeline::Shared {
-        handle: handle.clone(),
-        metrics: metrics.clone(),
-        mirrors: Arc::default(),
-        health: Arc::new(upstream::health::Health::new(metrics.clone())),
-        rate_limits: policy::local::RateLimiters::default(),
-        global: options
-            .redis
-            .clone()
-            .map(policy::global::GlobalLimiter::new)
-            .transpose()
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?,
-        backend: options.backend,
-        trusted_hops: options.trusted_hops,
-        dns: upstream::dns::Resolver::default(),
-    });
+    let shared = Arc::new(pipeline::Shared::new(handle.clone(), options)?);
+    let metrics = shared.metrics.clone();
     let health = shared.health.clone();
     let manager = frontend::listeners::ListenerManager::new(
         shared,

@@ -296,18 +296,8 @@ mod tests {
     /// (14.3 KB before the patches in vendor/README.md, 2.3 % of the CPU under load).
     #[tokio::test]
     async fn a_requests_future_is_at_most_9_kib() {
-        let metrics = crate::metrics::Metrics::new();
-        let shared = Arc::new(Shared {
-            handle: crate::SnapshotHandle::new(),
-            metrics: metrics.clone(),
-            mirrors: Arc::default(),
-            health: Arc::new(crate::upstream::health::Health::new(metrics)),
-            rate_limits: crate::policy::local::RateLimiters::default(),
-            global: None,
-            backend: Default::default(),
-            trusted_hops: 0,
-            dns: crate::upstream::dns::Resolver::default(),
-        });
+        let shared = Shared::new(crate::SnapshotHandle::new(), &Default::default()).unwrap();
+        let shared = Arc::new(shared);
         let proxy = LoomProxy::new(shared, GatewayName::new("default", "gateway"), 80, false);
         let app = Arc::new(HttpProxy::new(proxy, Arc::new(ServerConf::default())));
         let (_client, server) = tokio::io::duplex(64);

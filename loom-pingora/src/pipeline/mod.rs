@@ -69,6 +69,32 @@ pub struct Shared {
     pub dns: Resolver,
 }
 
+impl Shared {
+    /// What serving `handle` with `options` shares, with fresh metrics, health and limits.
+    /// Fails when `options.redis` is not a usable Redis address.
+    pub fn new(handle: SnapshotHandle, options: &crate::ServeOptions) -> std::io::Result<Self> {
+        let metrics = Metrics::new();
+        Ok(Shared {
+            handle,
+            metrics: metrics.clone(),
+            mirrors: Arc::default(),
+            health: Arc::new(Health::new(metrics)),
+            rate_limits: RateLimiters::default(),
+            global: options
+                .redis
+                .clone()
+                .map(GlobalLimiter::new)
+                .transpose()
+                .map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+                })?,
+            backend: options.backend,
+            trusted_hops: options.trusted_hops,
+            dns: Resolver::default(),
+        })
+    }
+}
+
 /// Serves one port of one Gateway.
 pub struct LoomProxy {
     shared: Arc<Shared>,
