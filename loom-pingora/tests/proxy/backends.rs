@@ -10,14 +10,7 @@ use std::time::Duration;
 
 /// An HTTP/1.1 echo backend: answers every request with `name path host x-test-header`.
 pub(crate) fn echo_backend(name: &'static str) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || serve_echo(stream, name));
-        }
-    });
-    port
+    counting_echo_backend(name).0
 }
 
 /// [`echo_backend`], and how many connections it has accepted.
@@ -65,8 +58,8 @@ fn serve_echo(mut stream: TcpStream, name: &str) {
         let mut names = Vec::new();
         for l in lines {
             if let Some((n, v)) = l.split_once(':') {
-                names.push(n.to_ascii_lowercase());
-                match n.to_ascii_lowercase().as_str() {
+                let name = n.to_ascii_lowercase();
+                match name.as_str() {
                     "host" => host = v.trim().to_owned(),
                     "x-test" => test = v.trim().to_owned(),
                     "content-length" => content_length = v.trim().parse::<usize>().ok(),
@@ -76,6 +69,7 @@ fn serve_echo(mut stream: TcpStream, name: &str) {
                     "x-forwarded-host" => forwarded[2] = v.trim().to_owned(),
                     _ => {}
                 }
+                names.push(name);
             }
         }
         // Drain the body so the next request on this connection starts where it should.
