@@ -95,11 +95,7 @@ pub struct FastTimeout(Duration);
 
 impl ToTimeout for FastTimeout {
     fn timeout(&self) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
-        // loom patch: the clock thread is checked when a timer is registered (not when a
-        // timeout is created, which may never wait), with the registration's reading of the clock.
-        let now = Instant::now();
-        check_clock_thread_at(&TIMER_MANAGER, now);
-        Box::pin(TIMER_MANAGER.register_timer_at(now, self.0).poll())
+        Box::pin(register_fast_timer(self.0).poll())
     }
 
     fn create(d: Duration) -> Self {
@@ -152,15 +148,23 @@ pub fn fast_timeout<T>(duration: Duration, future: T) -> Timeout<T, FastOrTokioT
 where
     T: Future,
 {
-    // loom patch: the clock thread is checked when the timer is registered (`FastTimeout`).
+    // loom patch: the clock thread is checked when the timer is registered
+    // (`register_fast_timer`).
     Timeout::new_with_callback(future, FastOrTokioTimeout::create(duration))
 }
 
 /// Similar to [tokio::time::sleep] but more efficient.
 pub async fn fast_sleep(duration: Duration) {
+    register_fast_timer(duration).poll().await
+}
+
+/// loom patch: a timer of the global manager, with one reading of the clock to check the clock
+/// thread (started if it is not running) and to place the deadline. The clock thread is checked
+/// here, when a timer is registered, not when a timeout is created (which may never wait).
+fn register_fast_timer(duration: Duration) -> TimerStub {
     let now = Instant::now();
     check_clock_thread_at(&TIMER_MANAGER, now);
-    TIMER_MANAGER.register_timer_at(now, duration).poll().await
+    TIMER_MANAGER.register_timer_at(now, duration)
 }
 
 /// Pause the timer for fork()
