@@ -125,6 +125,45 @@ fn serve_echo(mut stream: TcpStream, name: &str) {
     }
 }
 
+/// A backend that answers one request per connection with a keep-alive `200 closing`, closes
+/// its side `close_after` later (as a server does at its idle timeout), and waits up to 10 s
+/// for the proxy to close the connection too. Sends how long that took for each connection,
+/// in order: `None` when the proxy did not close it within 10 s or sent another request on it.
+pub(crate) fn closing_backend(
+    close_after: Duration,
+) -> (u16, std::sync::mpsc::Receiver<Option<Duration>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\nclosing");
+                std::thread::sleep(close_after);
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                let closed = std::time::Instant::now();
+                // Anything but the end of the stream (a new request, a timeout) is a failure.
+                let answer = match stream.read(&mut chunk) {
+                    Ok(0) => Some(closed.elapsed()),
+                    _ => None,
+                };
+                let _ = tx.send(answer);
+            });
+        }
+    });
+    (port, rx)
+}
+
 /// A TCP line echo backend: replies `name: <line>` to every line.
 pub(crate) fn tcp_echo(name: &'static str) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

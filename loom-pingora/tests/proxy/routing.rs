@@ -144,6 +144,57 @@ fn a_backend_connection_is_kept_alive_and_reused_by_the_next_requests() {
 }
 
 #[test]
+fn a_backend_connection_its_server_closed_while_idle_is_closed_and_not_reused() {
+    // Closed once the connection is in the proxy's pool (a FIN that comes with the response
+    // makes the proxy drop the connection instead of pooling it).
+    let (backend, closed) = crate::backends::closing_backend(Duration::from_millis(300));
+    let (port, _owned) = backend_endpoints(
+        "routing-backend-closed",
+        &format!("\"127.0.0.1:{backend}\""),
+    );
+    let r = get(port, "web.example.com", "/first", "").unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "closing"));
+    // The pooled connection's server closed it: the proxy closes its side within a sweep of
+    // its idle connections (one a second), not when the next request happens to come.
+    let after = closed
+        .recv_timeout(Duration::from_secs(15))
+        .expect("the backend reports on its first connection");
+    let after = after.expect("the proxy did not close the connection its backend closed");
+    assert!(after < Duration::from_secs(3), "closed after {after:?}");
+    // The next request goes over a new connection, not the closed one (a 502).
+    let r = get(port, "web.example.com", "/second", "").unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "closing"));
+}
+
+#[test]
+fn a_backend_connection_closed_while_idle_is_not_reused_by_the_next_request() {
+    let (backend, closed) = crate::backends::closing_backend(Duration::from_millis(50));
+    let (port, _owned) = backend_endpoints(
+        "routing-backend-closed-reuse",
+        &format!("\"127.0.0.1:{backend}\""),
+    );
+    // Requests 150 ms apart, all before the first sweep of the idle connections (a second
+    // after the first one was pooled): each takes its predecessor's connection from the pool,
+    // finds it closed by the backend, and connects again.
+    for i in 0..5 {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        let r = get(port, "web.example.com", &format!("/{i}"), "").unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, "closing"), "request {i}");
+    }
+    for i in 0..5 {
+        let after = closed
+            .recv_timeout(Duration::from_secs(15))
+            .expect("a report");
+        assert!(
+            after.is_some(),
+            "connection {i} was not closed by the proxy"
+        );
+    }
+}
+
+#[test]
 fn unusable_endpoints_answer_500_and_never_panic() {
     for (i, endpoint) in ["127.0.0.1:99999", "not-an-address", "bad host:80"]
         .iter()

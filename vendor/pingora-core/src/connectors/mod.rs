@@ -15,6 +15,7 @@
 //! Connecting to servers
 
 pub mod http;
+mod idle;
 pub mod l4;
 #[cfg(feature = "any_tls")]
 mod tls;
@@ -28,19 +29,19 @@ use crate::server::configuration::ServerConf;
 use crate::upstreams::peer::{Peer, ALPN};
 
 use crate::offload::OffloadRuntime;
+use idle::{Dropped, IdlePool, SWEEP_INTERVAL};
 pub use l4::Connect as L4Connect;
 use l4::{connect as l4_connect, BindTo};
 use log::{debug, error, warn};
 use parking_lot::RwLock;
 use pingora_error::{Error, ErrorType::*, OrErr, Result};
-use pingora_pool::{ConnectionMeta, ConnectionPool};
+use pingora_pool::ConnectionMeta;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tls::TlsConnector;
-use tokio::sync::Mutex;
 
 #[derive(Clone, Debug)]
 pub(crate) struct IdleConnection {
@@ -170,7 +171,9 @@ impl ConnectorOptions {
 /// [TransportConnector] provides APIs to connect to servers via TCP or TLS with connection reuse
 pub struct TransportConnector {
     tls_ctx: tls::Connector,
-    connection_pool: Arc<ConnectionPool<Arc<Mutex<Stream>>>>,
+    // loom patch: idle connections without a task each (`idle.rs`), where this was a
+    // `pingora_pool::ConnectionPool<Arc<tokio::sync::Mutex<Stream>>>`.
+    connection_pool: Arc<IdlePool<Stream>>,
     offload: Option<OffloadRuntime>,
     bind_to_v4: Vec<SocketAddr>,
     bind_to_v6: Vec<SocketAddr>,
@@ -203,7 +206,7 @@ impl TransportConnector {
             .and_then(|o| o.keepalive_pool_callback.clone());
         TransportConnector {
             tls_ctx: tls::Connector::new(options),
-            connection_pool: Arc::new(ConnectionPool::new(pool_size)),
+            connection_pool: Arc::new(IdlePool::new(pool_size)),
             offload: offload.map(|v| OffloadRuntime::new("upstream connect offload", v.0, v.1)),
             bind_to_v4,
             bind_to_v6,
@@ -264,57 +267,23 @@ impl TransportConnector {
 
     /// Try to find a reusable connection to the given server [Peer]
     pub async fn reused_stream<P: Peer + Send + Sync>(&self, peer: &P) -> Option<Stream> {
-        match self.connection_pool.get(&peer.reuse_hash()) {
-            Some(s) => {
-                debug!("find reusable stream, trying to acquire it");
-                {
-                    let _ = s.lock().await;
-                } // wait for the idle poll to release it
-                match Arc::try_unwrap(s) {
-                    Ok(l) => {
-                        let mut stream = l.into_inner();
-                        // test_reusable_stream: we assume server would never actively send data
-                        // first on an idle stream.
-                        #[cfg(unix)]
-                        if stream_goes_to(peer, &stream)
-                            && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
-                        {
-                            Some(stream)
-                        } else {
-                            None
-                        }
-                        #[cfg(windows)]
-                        {
-                            use std::os::windows::io::{AsRawSocket, RawSocket};
-                            struct WrappedRawSocket(RawSocket);
-                            impl AsRawSocket for WrappedRawSocket {
-                                fn as_raw_socket(&self) -> RawSocket {
-                                    self.0
-                                }
-                            }
-                            if peer.matches_sock(WrappedRawSocket(stream.id() as RawSocket))
-                                && test_reusable_stream(
-                                    &mut stream,
-                                    &self.unexpected_data_conn_count,
-                                )
-                            {
-                                Some(stream)
-                            } else {
-                                None
-                            }
-                        }
-                    }
-                    Err(_) => {
-                        error!("failed to acquire reusable stream");
-                        None
-                    }
-                }
+        // loom patch: the pool hands over its most recent connection for the peer at once (no
+        // idle task to wake and wait for); one that fails the checks is dropped and the next
+        // one tried.
+        loop {
+            let (stream, expired) = self.connection_pool.take(peer.reuse_hash());
+            for dropped in expired {
+                let_go(dropped, &self.keepalive_pool_callback);
             }
-            None => {
-                debug!("No reusable connection found for {peer}");
-                None
+            let Some(mut stream) = stream else { break };
+            // test_reusable_stream: we assume server would never actively send data
+            // first on an idle stream.
+            if reusable_for(peer, &mut stream, &self.unexpected_data_conn_count) {
+                return Some(stream);
             }
         }
+        debug!("No reusable connection found for {peer}");
+        None
     }
 
     /// Return the [Stream] to the [TransportConnector] for connection reuse.
@@ -333,29 +302,42 @@ impl TransportConnector {
         if !test_reusable_stream(&mut stream, &self.unexpected_data_conn_count) {
             return;
         }
-        let id = stream.id();
-        let meta = ConnectionMeta::new(key, id);
         debug!("Try to keepalive client session");
-        let stream = Arc::new(Mutex::new(stream));
-        let locked_stream = stream.clone().try_lock_owned().unwrap(); // safe as we just created it
-        let (notify_close, watch_use) = self.connection_pool.put(&meta, stream);
-        let idle_meta = IdleConnection::new(meta);
-        let pool = self.connection_pool.clone(); //clone the arc
-        let keepalive_pool_callback = self.keepalive_pool_callback.clone();
-        let rt = pingora_runtime::current_handle();
-        rt.spawn(async move {
-            if pool
-                .idle_poll(
-                    locked_stream,
-                    &idle_meta.connection,
-                    idle_timeout,
-                    notify_close,
-                    watch_use,
-                )
-                .await
-            {
-                if let Some(callback) = keepalive_pool_callback {
-                    callback(idle_meta.elapsed());
+        // loom patch: kept in the pool as it is, no task watches it (`idle.rs`); the clock is
+        // read only when the time is needed.
+        let since =
+            (idle_timeout.is_some() || self.keepalive_pool_callback.is_some()).then(Instant::now);
+        let put = self.connection_pool.put(key, stream, since, idle_timeout);
+        if let Some(evicted) = put.evicted {
+            let_go(evicted, &self.keepalive_pool_callback);
+        }
+        if put.start_sweep {
+            self.schedule_sweeps();
+        }
+    }
+
+    /// loom patch: one task checks the idle connections nobody takes every [SWEEP_INTERVAL],
+    /// while there are any: those their server closed (or sent data on) and those past their
+    /// idle timeout are closed.
+    fn schedule_sweeps(&self) {
+        let pool: Weak<IdlePool<Stream>> = Arc::downgrade(&self.connection_pool);
+        let unexpected = self.unexpected_data_conn_count.clone();
+        let callback = self.keepalive_pool_callback.clone();
+        pingora_runtime::current_handle().spawn(async move {
+            loop {
+                pingora_timeout::sleep(SWEEP_INTERVAL).await;
+                let Some(pool) = pool.upgrade() else {
+                    return;
+                };
+                let (dropped, again) = pool.sweep(Instant::now(), |stream| {
+                    test_reusable_stream(stream, &unexpected)
+                });
+                drop(pool);
+                for dropped in dropped {
+                    let_go(dropped, &callback);
+                }
+                if !again {
+                    return;
                 }
             }
         });
@@ -485,6 +467,38 @@ impl PreferredHttpVersion {
 
 use futures::future::FutureExt;
 use tokio::io::AsyncReadExt;
+
+/// loom patch: a connection left the pool without being reused: it is closed, and the
+/// pool's callback told how long it was idle.
+fn let_go(dropped: Dropped<Stream>, callback: &Option<PoolCallback>) {
+    drop(dropped.stream);
+    if let (Some(callback), Some(idle)) = (callback, dropped.idle) {
+        callback(idle);
+    }
+}
+
+/// Whether a pooled `stream` may carry a new request to `peer`: it goes to the peer's address,
+/// and the server neither closed it nor sent data on it while it was idle.
+fn reusable_for<P: Peer>(
+    peer: &P,
+    stream: &mut Stream,
+    unexpected_data_conn_count: &AtomicU64,
+) -> bool {
+    #[cfg(unix)]
+    let goes_to_peer = stream_goes_to(peer, stream);
+    #[cfg(windows)]
+    let goes_to_peer = {
+        use std::os::windows::io::{AsRawSocket, RawSocket};
+        struct WrappedRawSocket(RawSocket);
+        impl AsRawSocket for WrappedRawSocket {
+            fn as_raw_socket(&self) -> RawSocket {
+                self.0
+            }
+        }
+        peer.matches_sock(WrappedRawSocket(stream.id() as RawSocket))
+    };
+    goes_to_peer && test_reusable_stream(stream, unexpected_data_conn_count)
+}
 
 /// Whether a pooled `stream` is connected to `peer`'s address.
 ///
