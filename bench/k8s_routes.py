@@ -3,7 +3,7 @@
 and the controller's memory with many HTTPRoutes.
 
 Usage: bench/k8s_routes.py LOOM_BINARY [--latency N] [--memory 1000,5000] [--provisioned]
-                           [--latency-after] [--spacing MS] [--last-applied]
+                           [--latency-after] [--latency-at 100] [--spacing MS] [--last-applied]
                            [--foreign-slices N] [--quiet]
 
 Starts its own controller (own GatewayClass, controller name and address pool, so it can share
@@ -11,11 +11,12 @@ the cluster), one Gateway and one echo backend in namespace loom-bench; creates 
 the API (the admin client certificate of ci/k8s); every step is bounded in time and count.
 Prints p50/p99 of create-to-200 over N routes created one at a time, then RSS after the
 controller has compiled each total number of routes; with --latency-after, create-to-200 over N
-more routes created one at a time among all those. Each route is created as soon as the one
+more routes created one at a time among all those; with --latency-at TOTALS (some of --memory's),
+the same once each of those totals is live. Each route is created as soon as the one
 before answers, or with --spacing, MS milliseconds after that (a change that comes alone, not
 right after a compile: how long one `kubectl apply` takes to go live). With --last-applied the
 routes carry the annotation `kubectl apply` adds (a copy of the object), as applied ones do.
-With --quiet, the routes created after those are created once the controller is quiet (it
+With --quiet, the routes of --latency-after and --latency-at are created once the controller is quiet (it
 has written the status of every route: under 2 % of a core for 2 s; the time that took is
 printed), so that --latency-after measures changes into a settled cluster. With
 --foreign-slices N, an EndpointSlice of a Service no route names is changed N times at the
@@ -150,6 +151,8 @@ def main():
                    help="milliseconds between one route answering and the next create")
     p.add_argument("--quiet", action="store_true",
                    help="before --latency-after, wait for the controller to be quiet")
+    p.add_argument("--latency-at", default="",
+                   help="also measure create-to-200 once each of these totals of --memory is live")
     p.add_argument("--latency-after", action="store_true",
                    help="measure create-to-200 again once the --memory routes exist")
     a = p.parse_args()
@@ -233,26 +236,34 @@ def main():
                   "max {:.1f} ms".format(*p50_p99(after_post)))
         latency("lat", 1)
 
-        made = a.latency + 1
-        for total in [int(x) for x in a.memory.split(",") if x]:
-            t0 = time.monotonic()
-            for i in range(made, total):
-                api("POST", f"{GW}/namespaces/{NS}/httproutes", route(f"mem-{i}", f"/mem-{i}", a.last_applied))
-            made = max(made, total)
-            last = f"/mem-{total - 1}"
-            wait(f"route {last}", lambda: get(ip, last) == 200, limit=600, step=0.05)
-            wait("compiles to settle", settled, limit=60, step=0)
-            if data_plane:
-                wait("the pod's compiles to settle", lambda: settled(data_plane[0], 9901),
-                     limit=60, step=0)
-            print(f"{total} HTTPRoutes: live {time.monotonic() - t0:.1f} s after the first create, "
-                  f"{rss()}, {generation()} compiles so far")
-        if a.latency_after and made > a.latency + 1:
+        def settle_then_latency(prefix, existing):
             if a.quiet:
                 t0 = time.monotonic()
                 wait("the controller to be quiet", lambda: quiet(ctl.pid), limit=600, step=0)
                 print(f"controller quiet (status written) {time.monotonic() - t0:.1f} s later")
-            latency("late", made)
+            latency(prefix, existing)
+
+        latency_at = {int(x) for x in a.latency_at.split(",") if x}
+        made = a.latency + 1
+        for total in [int(x) for x in a.memory.split(",") if x]:
+            t0 = time.monotonic()
+            if total > made:
+                for i in range(made, total):
+                    api("POST", f"{GW}/namespaces/{NS}/httproutes", route(f"mem-{i}", f"/mem-{i}", a.last_applied))
+                made = total
+                last = f"/mem-{total - 1}"
+                wait(f"route {last}", lambda: get(ip, last) == 200, limit=600, step=0.05)
+            wait("compiles to settle", settled, limit=60, step=0)
+            if data_plane:
+                wait("the pod's compiles to settle", lambda: settled(data_plane[0], 9901),
+                     limit=60, step=0)
+            print(f"{made} HTTPRoutes: live {time.monotonic() - t0:.1f} s after the first create, "
+                  f"{rss()}, {generation()} compiles so far")
+            if total in latency_at:
+                settle_then_latency(f"at{total}", made)
+                made += a.latency
+        if a.latency_after and made > a.latency + 1:
+            settle_then_latency("late", made)
         if a.foreign_slices:
             # Pods coming and going behind a Service no route names: its EndpointSlice changes.
             path = f"/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices"

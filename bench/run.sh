@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # Loom against its peers on loopback, in one run: direct, nginx, a minimal Pingora proxy and Loom
 # (and HAProxy/Envoy when asked), with the shared harness in ../shared/bench (pinned CPUs,
-# 50 keep-alive connections, bounded wrk runs). Builds Loom in release first.
+# 50 keep-alive connections, bounded wrk runs). Builds Loom in release first
+# unless given a binary.
 #
 # usage: bench/run.sh [target ...]   (default: direct nginx pingora loom)
-# env:   WORKERS_LIST (default 1), REPS (3), WRK_DURATION (10), SHARED (../shared)
+# env:   WORKERS_LIST (default 1), REPS (3), WRK_DURATION (10), SHARED (../shared),
+#        LOOM_BIN (a binary instead of this checkout's release build)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARED=${SHARED:-$ROOT/../shared}
 HARNESS=$SHARED/bench
 [ -x "$HARNESS/bench.sh" ] || { echo "no harness at $HARNESS" >&2; exit 2; }
 "$HARNESS/setup.sh"
-cargo build --release -q -p loom-cli --manifest-path "$ROOT/Cargo.toml"
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.toml" | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-export LOOM_BIN=$TARGET_DIR/release/loom
+if [[ -z ${LOOM_BIN:-} ]]; then
+  cargo build --release -q -p loom-cli --manifest-path "$ROOT/Cargo.toml"
+  TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.toml" | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+  export LOOM_BIN=$TARGET_DIR/release/loom
+fi
 export LOOM_CONF_TEMPLATE=$ROOT/bench/loom.yaml.tpl
 export LOOM_ARGS='serve -f @CONF@ --threads @WORKERS@ --admin 127.0.0.1:0'
 export WORKERS_LIST=${WORKERS_LIST:-1}
