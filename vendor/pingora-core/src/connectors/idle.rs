@@ -55,17 +55,17 @@ struct Inner<S> {
 /// A connection that left the pool without being reused, to be dropped by the caller (outside
 /// the pool's lock), with how long it was idle when that was recorded.
 pub(crate) struct Dropped<S> {
-    pub stream: S,
-    pub idle: Option<Duration>,
+    pub(crate) stream: S,
+    pub(crate) idle: Option<Duration>,
 }
 
 /// What [`IdlePool::put`] did.
 pub(crate) struct Put<S> {
     /// The oldest connection, let go because the pool was full.
-    pub evicted: Option<Dropped<S>>,
+    pub(crate) evicted: Option<Dropped<S>>,
     /// No sweep was scheduled: the caller schedules one ([`IdlePool::sweep`] after
     /// [`SWEEP_INTERVAL`], again while it returns `true`).
-    pub start_sweep: bool,
+    pub(crate) start_sweep: bool,
 }
 
 /// Idle connections by group key, at most `size` in all.
@@ -75,7 +75,7 @@ pub(crate) struct IdlePool<S> {
 }
 
 impl<S> IdlePool<S> {
-    pub fn new(size: usize) -> Self {
+    pub(crate) fn new(size: usize) -> Self {
         IdlePool {
             inner: Mutex::new(Inner {
                 by_key: HashMap::new(),
@@ -89,7 +89,7 @@ impl<S> IdlePool<S> {
 
     /// Keeps `stream` for reuse under `key`; `since` is when it was released, given when it
     /// has an `idle_timeout` or someone wants to know how long it stayed idle.
-    pub fn put(
+    pub(crate) fn put(
         &self,
         key: u64,
         stream: S,
@@ -127,7 +127,7 @@ impl<S> IdlePool<S> {
 
     /// The most recently released connection under `key` that is not past its idle timeout,
     /// and those past it, let go on the way (to be dropped outside the lock).
-    pub fn take(&self, key: u64) -> (Option<S>, Vec<Dropped<S>>) {
+    pub(crate) fn take(&self, key: u64) -> (Option<S>, Vec<Dropped<S>>) {
         let mut expired = Vec::new();
         let mut inner = self.inner.lock();
         let mut now = None;
@@ -155,7 +155,7 @@ impl<S> IdlePool<S> {
     /// not (closed, or with data nobody asked for). Returns them, to be dropped outside the
     /// lock, and whether another sweep is due: `false` once the pool is empty, until the next
     /// [`put`](Self::put) asks for one.
-    pub fn sweep(
+    pub(crate) fn sweep(
         &self,
         now: Instant,
         mut alive: impl FnMut(&mut S) -> bool,
@@ -191,7 +191,7 @@ impl<S> IdlePool<S> {
 
     /// How many connections are kept.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.inner.lock().len
     }
 }
