@@ -33,15 +33,9 @@ fn serve_echo(mut stream: TcpStream, name: &str) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-        buf.drain(..end);
+        let Some(head) = read_head(&mut stream, &mut buf) else {
+            return;
+        };
         let mut lines = head.lines();
         let path = lines
             .next()
@@ -140,20 +134,15 @@ pub(crate) fn closing_backend(
             let tx = tx.clone();
             std::thread::spawn(move || {
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
+                if read_head(&mut stream, &mut Vec::new()).is_none() {
+                    return;
                 }
                 let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\nclosing");
                 std::thread::sleep(close_after);
                 let _ = stream.shutdown(std::net::Shutdown::Write);
                 let closed = std::time::Instant::now();
                 // Anything but the end of the stream (a new request, a timeout) is a failure.
-                let answer = match stream.read(&mut chunk) {
+                let answer = match stream.read(&mut [0u8; 4096]) {
                     Ok(0) => Some(closed.elapsed()),
                     _ => None,
                 };
@@ -162,6 +151,23 @@ pub(crate) fn closing_backend(
         }
     });
     (port, rx)
+}
+
+/// Reads from `stream` into `buf` until it holds a request head, and takes the head out of
+/// it (what follows stays in `buf`). `None` when the stream ends or fails first.
+fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..at + 4]).into_owned();
+            buf.drain(..at + 4);
+            return Some(head);
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
 }
 
 /// A TCP line echo backend: replies `name: <line>` to every line.
