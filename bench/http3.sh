@@ -23,9 +23,8 @@ ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-10} CONNS=${CONNS:-10} STREAMS=${STREAM
 HOST=bench.loom.test
 
 "$HARNESS/setup.sh" >/dev/null          # nginx (the backend) and h2load (nghttp2-client)
-cargo build --release -q -p loom-cli --manifest-path "$ROOT/Cargo.toml"
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.toml" | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-LOOM_BIN=$TARGET_DIR/release/loom
+source "$ROOT/bench/release-loom.sh"
+LOOM_BIN=$(release_loom)
 H3LOAD_TARGET_DIR=${H3LOAD_TARGET_DIR:-/var/cache/loom/h3load}
 CARGO_TARGET_DIR=$H3LOAD_TARGET_DIR cargo build --release -q --locked --manifest-path "$ROOT/bench/h3load/Cargo.toml"
 H3LOAD=$H3LOAD_TARGET_DIR/release/h3load

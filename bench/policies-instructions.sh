@@ -24,13 +24,9 @@ N=${REQUESTS:-5000}
 for tool in valgrind callgrind_control curl python3; do
   command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install valgrind curl)" >&2; exit 2; }
 done
-if [[ -n ${LOOM_BIN:-} ]]; then
-  LOOM=$LOOM_BIN # another build, to compare
-else
-  cargo build --release -q -p loom-cli --manifest-path "$ROOT/Cargo.toml"
-  TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.toml" | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-  LOOM=$TARGET_DIR/release/loom
-fi
+source "$ROOT/bench/release-loom.sh"
+LOOM=${LOOM_BIN:-} # another build, to compare
+[[ -n $LOOM ]] || LOOM=$(release_loom)
 PINGORA_BIN=${PINGORA_BIN:-/tmp/perf/pingora-min/target/release/pingora-min}
 OUT=$(mktemp -d /tmp/loom-bench-instructions.XXXXXX)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

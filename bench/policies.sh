@@ -17,9 +17,9 @@ SHARED=${SHARED:-$ROOT/../shared}
 HARNESS=$SHARED/bench
 [ -x "$HARNESS/bench.sh" ] || { echo "no harness at $HARNESS" >&2; exit 2; }
 "$HARNESS/setup.sh"
-cargo build --release -q -p loom-cli --manifest-path "$ROOT/Cargo.toml"
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.toml" | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-export LOOM_BIN=$TARGET_DIR/release/loom
+source "$ROOT/bench/release-loom.sh"
+LOOM_BIN=$(release_loom)
+export LOOM_BIN
 export LOOM_ARGS='serve -f @CONF@ --threads @WORKERS@ --admin 127.0.0.1:0'
 export WORKERS_LIST=1 REPS=1 RUST_LOG=${RUST_LOG:-warn}
 OUT=$(mktemp -d /tmp/loom-bench-policies.XXXXXX)

@@ -20,11 +20,9 @@ SAMPLE_HZ=${PROFILE_HZ:-499}
 OUT=${OUT:-$(mktemp -d /tmp/loom-profile.XXXXXX)}
 mkdir -p "$OUT"
 "$HERE/setup.sh" >/dev/null
-if [[ -z ${LOOM_BIN:-} ]]; then
-  cargo build --release -q -p loom-cli --manifest-path "$ROOT/Cargo.toml"
-  TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.toml" | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-  export LOOM_BIN=$TARGET_DIR/release/loom
-fi
+source "$ROOT/bench/release-loom.sh"
+[[ -n ${LOOM_BIN:-} ]] || LOOM_BIN=$(release_loom)
+export LOOM_BIN
 export LOOM_CONF_TEMPLATE=$ROOT/bench/loom.yaml.tpl
 export LOOM_ARGS='serve -f @CONF@ --threads @WORKERS@ --admin 127.0.0.1:0'
 export RUST_LOG=${RUST_LOG:-warn}

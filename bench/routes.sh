@@ -8,12 +8,9 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HERE=${SHARED:-$ROOT/../shared}/bench; export HERE
 source "$HERE/lib.sh"
-if [ -n "${LOOM_BIN:-}" ]; then
-  LOOM=$LOOM_BIN
-else
-  cargo build --release -q -p loom-cli --manifest-path "$ROOT/Cargo.toml" || exit 1
-  LOOM=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.toml" | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/loom
-fi
+source "$ROOT/bench/release-loom.sh"
+LOOM=${LOOM_BIN:-}
+[ -n "$LOOM" ] || LOOM=$(release_loom) || exit 1
 mkdir -p "$RUN"; OUT=${OUT:-$PERF/results/routes-$(date +%Y%m%d-%H%M%S)}; mkdir -p "$OUT"; RES="$OUT/results.jsonl"
 trap 'stop_all' EXIT
 gen() {  # gen N PORT FILE
