@@ -270,8 +270,9 @@ impl TransportConnector {
         // loom patch: the pool hands over its most recent connection for the peer at once (no
         // idle task to wake and wait for); one that fails the checks is dropped and the next
         // one tried.
+        let key = peer.reuse_hash();
         loop {
-            let (stream, expired) = self.connection_pool.take(peer.reuse_hash());
+            let (stream, expired) = self.connection_pool.take(key);
             for dropped in expired {
                 let_go(dropped, &self.keepalive_pool_callback);
             }
